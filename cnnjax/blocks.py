@@ -1,0 +1,205 @@
+"""Convolution blocks as Flax Linen modules: ``variables = blk.init(rng, x)``, ``blk.apply(variables, x)``.
+
+Every block is a leaf (it owns its parameters, no sub-modules), takes NHWC input and
+knows its own arithmetic for :mod:`cnnjax.summary`:
+
+  * ``geometry()`` -> (effective kernel (h, w), stride (h, w), upsampling factor (h, w));
+  * ``flops(in_shape, out_shape)`` -> FLOPs for ONE example, multiply-add = 2 FLOPs
+    (bias and activation not counted; pooling counts one FLOP per window element).
+
+Parameter counts (k x k kernel, C_in -> C_out, bias included):
+  Conv            k*k*(C_in/groups)*C_out + C_out
+  SeparableConv   k*k*C_in*m + C_in*m*C_out + C_out   (depthwise has no bias)
+  ConvTranspose   k*k*C_in*C_out + C_out
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import flax.linen as nn
+import jax.numpy as jnp
+import numpy as np
+
+from cnnjax import ops
+
+ACTIVATIONS: dict[str, Callable] = {
+    "relu": nn.relu, "sigmoid": nn.sigmoid, "tanh": jnp.tanh, "gelu": nn.gelu, "silu": nn.silu,
+}
+
+
+def activation_fn(name: Optional[str]) -> Callable:
+    """'relu' | 'sigmoid' | 'tanh' | 'gelu' | 'silu' | None (identity) -> function."""
+    if name is None or name == "none":
+        return lambda x: x
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}; choose from {sorted(ACTIVATIONS)}") from None
+
+
+def _hw(shape) -> tuple[int, int]:
+    return int(shape[-3]), int(shape[-2])
+
+
+class _ConvBase(nn.Module):
+    """Shared fields of the conv blocks."""
+    features: int
+    kernel_size: ops.IntOr2 = 3
+    stride: ops.IntOr2 = 1
+    padding: ops.Pad2D = 0
+    dilation: ops.IntOr2 = 1
+    use_bias: bool = True
+    activation: Optional[str] = None
+    kernel_init: Callable = nn.initializers.lecun_normal()
+    bias_init: Callable = nn.initializers.zeros_init()
+
+    def _kernel(self, name, shape):
+        return self.param(name, self.kernel_init, shape)
+
+    def _finish(self, y):
+        if self.use_bias:
+            y = y + self.param("bias", self.bias_init, (self.features,))
+        return activation_fn(self.activation)(y)
+
+    def geometry(self):
+        k, d = ops._pair(self.kernel_size, "kernel_size"), ops._pair(self.dilation, "dilation")
+        return tuple(di * (ki - 1) + 1 for ki, di in zip(k, d)), ops._pair(self.stride, "stride"), (1, 1)
+
+
+class Conv(_ConvBase):
+    """Conv (+bias, activation): (N, H, W, C_in) -> (N, H', W', features), kernel HWIO.
+
+    ``groups`` > 1 makes a grouped conv: it must divide C_in and ``features``.
+    """
+    groups: int = 1
+
+    @nn.compact
+    def __call__(self, x):
+        kh, kw = ops._pair(self.kernel_size, "kernel_size")
+        c_in = x.shape[-1]
+        if self.groups < 1 or c_in % self.groups or self.features % self.groups:
+            raise ValueError(f"{type(self).__name__} {self.name}: groups={self.groups} must divide the input "
+                             f"channels ({c_in}) and features ({self.features})")
+        w = self._kernel("kernel", (kh, kw, c_in // self.groups, self.features))
+        y = ops.conv2d(x, w, stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups)
+        return self._finish(y)
+
+    def flops(self, in_shape, out_shape):
+        kh, kw = ops._pair(self.kernel_size, "kernel_size")
+        return 2 * int(np.prod(out_shape[-3:])) * kh * kw * (in_shape[-1] // self.groups)
+
+
+class DilatedConv(Conv):
+    """Atrous conv: taps ``dilation`` apart, 'same' padding by default (k=3, d=2 covers 5x5)."""
+    dilation: ops.IntOr2 = 2
+    padding: ops.Pad2D = "same"
+
+
+class GroupedConv(Conv):
+    """Grouped conv: ``groups`` independent convs over channel slices (params / groups)."""
+    groups: int = 2
+
+
+class SeparableConv(_ConvBase):
+    """Depthwise k x k conv (``depth_multiplier`` filters per channel, no bias) then a
+    pointwise 1x1 conv to ``features`` (+bias, activation)."""
+    depth_multiplier: int = 1
+
+    @nn.compact
+    def __call__(self, x):
+        kh, kw = ops._pair(self.kernel_size, "kernel_size")
+        c_mid = x.shape[-1] * self.depth_multiplier
+        w_dw = self._kernel("depthwise", (kh, kw, 1, c_mid))
+        w_pw = self._kernel("pointwise", (1, 1, c_mid, self.features))
+        y = ops.separable_conv2d(x, w_dw, w_pw, stride=self.stride, padding=self.padding, dilation=self.dilation)
+        return self._finish(y)
+
+    def flops(self, in_shape, out_shape):
+        kh, kw = ops._pair(self.kernel_size, "kernel_size")
+        positions = int(np.prod(out_shape[-3:-1]))
+        c_mid = in_shape[-1] * self.depth_multiplier
+        return 2 * positions * c_mid * (kh * kw + self.features)
+
+
+class ConvTranspose(_ConvBase):
+    """Transposed conv (PyTorch semantics, see :func:`cnnjax.ops.conv_transpose2d`):
+    (N, H, W, C_in) -> (N, (H-1)*s - 2p + d(k-1) + op + 1, ..., features)."""
+    stride: ops.IntOr2 = 2
+    output_padding: ops.IntOr2 = 0
+
+    @nn.compact
+    def __call__(self, x):
+        kh, kw = ops._pair(self.kernel_size, "kernel_size")
+        w = self._kernel("kernel", (kh, kw, x.shape[-1], self.features))
+        y = ops.conv_transpose2d(x, w, stride=self.stride, padding=self.padding,
+                                 output_padding=self.output_padding, dilation=self.dilation)
+        return self._finish(y)
+
+    def geometry(self):
+        k_eff, s, _ = super().geometry()
+        return k_eff, (1, 1), s  # upsamples by the stride
+
+    def flops(self, in_shape, out_shape):
+        kh, kw = ops._pair(self.kernel_size, "kernel_size")
+        return 2 * int(np.prod(in_shape[-3:])) * kh * kw * self.features
+
+
+class UpsampleConv(_ConvBase):
+    """Nearest-neighbour upsampling by ``factor`` (pixel repeat) then a conv ('same' by default)."""
+    factor: ops.IntOr2 = 2
+    padding: ops.Pad2D = "same"
+
+    @nn.compact
+    def __call__(self, x):
+        kh, kw = ops._pair(self.kernel_size, "kernel_size")
+        w = self._kernel("kernel", (kh, kw, x.shape[-1], self.features))
+        y = ops.conv2d(ops.upsample_nearest(x, self.factor), w, stride=self.stride, padding=self.padding,
+                       dilation=self.dilation)
+        return self._finish(y)
+
+    def geometry(self):
+        k_eff, s, _ = super().geometry()
+        return k_eff, s, ops._pair(self.factor, "factor")
+
+    def flops(self, in_shape, out_shape):
+        kh, kw = ops._pair(self.kernel_size, "kernel_size")
+        return 2 * int(np.prod(out_shape[-3:])) * kh * kw * in_shape[-1]
+
+
+class _Pool(nn.Module):
+    window: ops.IntOr2 = 2
+    stride: Optional[ops.IntOr2] = None
+    padding: ops.Pad2D = 0
+
+    def geometry(self):
+        w = ops._pair(self.window, "window")
+        return w, (w if self.stride is None else ops._pair(self.stride, "stride")), (1, 1)
+
+    def flops(self, in_shape, out_shape):
+        wh, ww = ops._pair(self.window, "window")
+        return int(np.prod(out_shape[-3:])) * wh * ww
+
+
+class MaxPool(_Pool):
+    """Max pooling, (N, H, W, C) -> (N, H', W', C); stride defaults to the window."""
+
+    def __call__(self, x):
+        return ops.max_pool2d(x, self.window, self.stride, self.padding)
+
+
+class AvgPool(_Pool):
+    """Average pooling (padded zeros counted), (N, H, W, C) -> (N, H', W', C)."""
+
+    def __call__(self, x):
+        return ops.avg_pool2d(x, self.window, self.stride, self.padding)
+
+
+POOLS = {"max": MaxPool, "avg": AvgPool}
+
+
+def pool_block(kind: str, **kw) -> _Pool:
+    """'max' | 'avg' -> a pooling module."""
+    try:
+        return POOLS[kind](**kw)
+    except KeyError:
+        raise ValueError(f"unknown pooling {kind!r}; choose from {sorted(POOLS)}") from None

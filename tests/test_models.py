@@ -1,0 +1,170 @@
+"""Blocks and models: parameter counts by formula, shapes, equivalences, registry, summary."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cnnjax import blocks, models, ops, summary
+
+
+def n_params(variables):
+    return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(variables["params"]))
+
+
+def init(module, shape, seed=0):
+    x = jax.random.normal(jax.random.key(seed + 1), shape)
+    return module.init(jax.random.key(seed), x), x
+
+
+@pytest.mark.parametrize("k,c_in,c_out,groups", [(3, 4, 8, 1), (5, 16, 32, 4), (3, 6, 6, 6), (1, 8, 4, 2)])
+def test_conv_and_grouped_param_formula(k, c_in, c_out, groups):
+    v, _ = init(blocks.Conv(c_out, k, groups=groups), (1, 9, 9, c_in))
+    assert n_params(v) == k * k * (c_in // groups) * c_out + c_out
+    v, _ = init(blocks.Conv(c_out, k, groups=groups, use_bias=False), (1, 9, 9, c_in))
+    assert n_params(v) == k * k * (c_in // groups) * c_out
+
+
+@pytest.mark.parametrize("k,c_in,c_out,bias", [(3, 4, 8, True), (5, 16, 32, True), (3, 3, 5, False)])
+def test_separable_param_formula(k, c_in, c_out, bias):
+    v, _ = init(blocks.SeparableConv(c_out, k, use_bias=bias), (1, 9, 9, c_in))
+    assert n_params(v) == k * k * c_in + c_in * c_out + (c_out if bias else 0)
+
+
+def test_grouped_block_rejects_groups_not_dividing_channels():
+    with pytest.raises(ValueError, match=r"groups=3 must divide the input channels \(4\)"):
+        init(blocks.GroupedConv(6, 3, groups=3), (1, 8, 8, 4))
+    with pytest.raises(ValueError, match=r"features \(5\)"):
+        init(blocks.GroupedConv(5, 3, groups=2), (1, 8, 8, 4))
+
+
+def test_conv_block_equals_op_plus_bias_and_activation():
+    v, x = init(blocks.Conv(5, 3, padding="same", activation="relu"), (2, 7, 7, 3))
+    v = jax.tree.map(lambda a: a + 0.1, v)  # non-zero bias
+    p = v["params"]
+    expected = jnp.maximum(ops.conv2d(x, p["kernel"], padding="same") + p["bias"], 0)
+    np.testing.assert_allclose(blocks.Conv(5, 3, padding="same", activation="relu").apply(v, x), expected, rtol=1e-6)
+
+
+def test_dilated_block_defaults_keep_size_and_spread_taps():
+    blk = blocks.DilatedConv(2, 3)
+    v, x = init(blk, (1, 10, 10, 1))
+    assert blk.apply(v, x).shape == (1, 10, 10, 2)
+    assert blk.geometry()[0] == (5, 5)
+
+
+def test_transposed_and_upsample_blocks_double_size():
+    v, x = init(blocks.ConvTranspose(3, 3, stride=2, padding=1, output_padding=1), (2, 7, 7, 4))
+    assert blocks.ConvTranspose(3, 3, stride=2, padding=1, output_padding=1).apply(v, x).shape == (2, 14, 14, 3)
+    assert n_params(v) == 3 * 3 * 4 * 3 + 3
+    blk = blocks.UpsampleConv(3, 3, factor=2)
+    v, x = init(blk, (2, 7, 7, 4))
+    y = blk.apply(v, x)
+    assert y.shape == (2, 14, 14, 3)
+    ref = ops.conv2d(ops.upsample_nearest(x, 2), v["params"]["kernel"], padding="same") + v["params"]["bias"]
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_activation_and_pool_names_are_validated():
+    with pytest.raises(ValueError, match="unknown activation 'swishy'"):
+        blocks.activation_fn("swishy")
+    with pytest.raises(ValueError, match="unknown pooling 'median'"):
+        blocks.pool_block("median")
+
+
+# --- models -------------------------------------------------------------------------
+
+PINNED_PARAMS = {
+    "padded_cnn": 28_938,      # 416 + 12,832 + 15,690
+    "seed_net": 8_490,         # 260 + 5,020 + 3,210
+    "lenet5": 61_706,          # 156 + 2,416 + 48,120 + 10,164 + 850
+    "separable_cnn": 17_050,   # 416 + (25*16 + 16*32 + 32) + 15,690
+    "dilated_cnn": 20_746,     # 416 + (9*16*32 + 32) + 15,690
+    "grouped_cnn": 19_338,     # 416 + (25*4*32 + 32) + 15,690
+    "conv_autoencoder": 9_569,  # 160 + 4,640 + 4,624 + 145
+}
+
+
+def test_every_model_has_a_pinned_param_count():
+    assert set(PINNED_PARAMS) <= set(models.available())
+
+
+@pytest.mark.parametrize("name", sorted(PINNED_PARAMS))
+def test_model_param_counts_and_output_shapes(name):
+    model = models.create(name)
+    v, x = init(model, (3, 28, 28, 1))
+    assert n_params(v) == PINNED_PARAMS[name]
+    out = model.apply(v, x)
+    assert out.shape == ((3, 28, 28, 1) if name == "conv_autoencoder" else (3, 10))
+    assert bool(jnp.all(jnp.isfinite(out)))
+
+
+def test_models_are_pure_functions_of_variables():
+    model = models.create("padded_cnn")
+    v, x = init(model, (2, 28, 28, 1))
+    np.testing.assert_array_equal(model.apply(v, x), model.apply(v, x))
+    v2, _ = init(model, (2, 28, 28, 1), seed=5)
+    assert not np.allclose(model.apply(v, x), model.apply(v2, x))
+
+
+def test_padded_cnn_applies_the_documented_layers():
+    model = models.create("padded_cnn")
+    v, x = init(model, (2, 28, 28, 1))
+    p = v["params"]
+    h = ops.max_pool2d(jax.nn.relu(ops.conv2d(x, p["conv1"]["kernel"], padding=2) + p["conv1"]["bias"]), 2)
+    h = ops.max_pool2d(jax.nn.relu(ops.conv2d(h, p["conv2"]["kernel"], padding=2) + p["conv2"]["bias"]), 2)
+    logits = h.reshape(2, -1) @ p["fc"]["kernel"] + p["fc"]["bias"]
+    np.testing.assert_allclose(model.apply(v, x), logits, rtol=1e-4, atol=1e-5)
+
+
+def test_num_classes_options_and_autoencoder_odd_sizes():
+    v, x = init(models.create("padded_cnn", num_classes=3), (1, 28, 28, 1))
+    assert v["params"]["fc"]["kernel"].shape == (1568, 3)
+    for decoder in ("transpose", "upsample"):
+        ae = models.create("conv_autoencoder", decoder=decoder)
+        v, x = init(ae, (2, 30, 26, 3))
+        assert ae.apply(v, x).shape == (2, 30, 26, 3)
+
+
+def test_registry_errors_list_what_exists():
+    with pytest.raises(ValueError, match="available: .*padded_cnn"):
+        models.create("resnet9000")
+    with pytest.raises(ValueError, match="no option"):
+        models.create("padded_cnn", colour="blue")
+
+
+# --- summary --------------------------------------------------------------------------
+
+def test_padded_cnn_summary_by_hand():
+    s = summary.summarize(models.create("padded_cnn"), (28, 28, 1))
+    rows = {r.name: r for r in s.rows}
+    assert [r.name for r in s.rows] == ["conv1", "pool1", "conv2", "pool2", "fc"]
+    assert rows["conv1"].output_shape == (28, 28, 16) and rows["pool2"].output_shape == (7, 7, 32)
+    # receptive field: conv5 -> 5 (jump 1); pool2 -> 5+1*1 = 6 (jump 2); conv5 -> 6+4*2 = 14; pool2 -> 14+1*2 = 16 (jump 4)
+    assert [rows[n].receptive_field for n in ("conv1", "pool1", "conv2", "pool2")] == [(5, 5), (6, 6), (14, 14), (16, 16)]
+    assert [rows[n].jump for n in ("conv1", "pool1", "conv2", "pool2")] == [(1, 1), (2, 2), (2, 2), (4, 4)]
+    assert rows["fc"].receptive_field is None
+    # FLOPs: 2 * out positions * out channels * k*k*C_in
+    assert rows["conv1"].flops == 2 * 28 * 28 * 16 * 25 * 1
+    assert rows["conv2"].flops == 2 * 14 * 14 * 32 * 25 * 16
+    assert rows["fc"].flops == 2 * 1568 * 10
+    assert rows["pool1"].flops == 14 * 14 * 16 * 4
+    assert s.total_params == 28_938
+    assert [r.params for r in s.rows] == [416, 0, 12_832, 0, 15_690]
+    table = s.table()
+    assert "28,938" in table and "conv2" in table
+
+
+def test_summary_of_dilated_and_upsampling_layers():
+    rows = {r.name: r for r in summary.summarize(models.create("dilated_cnn"), (28, 28, 1)).rows}
+    assert rows["conv2"].receptive_field == (14, 14)  # 3x3 dilation 2 spans 5 like the 5x5 it replaces
+    assert rows["conv2"].flops == 2 * 14 * 14 * 32 * 9 * 16
+    rows = summary.summarize(models.create("conv_autoencoder"), (28, 28, 1)).rows
+    # enc: 3 (j2), 3+2*2=7 (j4); dec transposed k3 s2: jump 4/2=2, rf 7+2*2 = 11; again: jump 1, rf 11+2*1 = 13
+    assert [r.receptive_field[0] for r in rows] == [3, 7, 11, 13]
+    assert [r.jump[0] for r in rows] == [2, 4, 2, 1]
+
+
+def test_summary_of_huge_input_allocates_nothing():
+    # A dense layer on a 1000x1000x3 image: seed_net's fc alone has 20 * 247 * 247 * 10 + 10 weights.
+    s = summary.summarize(models.create("seed_net"), (1000, 1000, 3))
+    assert s.rows[-1].params == 20 * 247 * 247 * 10 + 10
