@@ -4,7 +4,9 @@ r"""Print a per-layer summary of a registered model.
 
 Nothing is allocated (jax.eval_shape), so huge inputs such as --input_shape=1000,1000,3 work.
 """
-from absl import app, flags
+from absl import flags
+
+from experiments import common
 
 from cnnjax import models, summary
 
@@ -15,8 +17,6 @@ _LIST = flags.DEFINE_bool("list", False, "List the registered models and exit.")
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if _LIST.value:
         print("\n".join(models.available()))
         return
@@ -25,13 +25,10 @@ def main(argv):
         if len(shape) != 3 or min(shape) < 1:
             raise ValueError
     except ValueError:
-        raise app.UsageError(f"--input_shape must be three positive integers H,W,C, got {','.join(_INPUT_SHAPE.value)}")
-    try:
-        model = models.create(_MODEL.value, num_classes=_NUM_CLASSES.value)
-        print(summary.summarize(model, shape, _MODEL.value).table())
-    except ValueError as e:
-        raise app.UsageError(str(e))
+        common.fail(f"--input_shape must be three positive integers H,W,C, got {','.join(_INPUT_SHAPE.value)}")
+    model = models.create(_MODEL.value, num_classes=_NUM_CLASSES.value)
+    print(summary.summarize(model, shape, _MODEL.value).table())
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.run(main)
