@@ -236,14 +236,16 @@ def max_pool2d(x, window: IntOr2 = 2, stride: IntOr2 | None = None, padding: Pad
     """Max over each ``window`` (stride defaults to the window). Padding counts as -inf.
     (N, H, W, C) -> (N, H', W', C)."""
     x = jnp.asarray(x)
-    return _pool(x, jnp.array(-jnp.inf, x.dtype), lax.max, window, stride, padding)
+    # numpy (concrete) init value: under jit a jnp scalar is a tracer and lax would fall back to
+    # the generic, non-differentiable reduce_window.
+    return _pool(x, np.array(-np.inf, x.dtype), lax.max, window, stride, padding)
 
 
 def avg_pool2d(x, window: IntOr2 = 2, stride: IntOr2 | None = None, padding: Pad2D = 0):
     """Mean over each ``window`` (stride defaults to the window).  Padded zeros are counted
     in the mean (PyTorch's ``count_include_pad=True``).  (N, H, W, C) -> (N, H', W', C)."""
     x = jnp.asarray(x)
-    total = _pool(x, jnp.array(0, x.dtype), lax.add, window, stride, padding)
+    total = _pool(x, np.array(0, x.dtype), lax.add, window, stride, padding)
     wh, ww = _pair(window, "window")
     return total / (wh * ww)
 
