@@ -1,0 +1,246 @@
+"""Training as pure functions: state in, state out.
+
+  cfg   = TrainConfig(model="padded_cnn", epochs=10)
+  model = models.create(cfg.model, ds.num_classes, **cfg.model_options)
+  tx    = make_optimizer(cfg, steps_per_epoch)
+  state = init_state(model, tx, cfg.seed, ds.image_shape)
+  state, metrics = train_epoch(step_fn, state, device_data, epoch, cfg.batch_size)
+
+The whole dataset lives on the device as uint8 NHWC; each step gathers its batch by index
+from a per-epoch permutation (a pure function of the run's key and the epoch), normalises
+on the device and updates inside one ``jax.jit`` that donates the old state.  Given the
+seed, everything is deterministic, so an epoch re-run after a restore is bit-identical.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from cnnjax import data as data_lib
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "cosine", "onecycle")
+AUGMENTATIONS = ("none", "flip", "crop", "flip_crop")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a run's numbers (config.json holds these plus I/O flags)."""
+    model: str = "padded_cnn"
+    model_options: dict = dataclasses.field(default_factory=dict)
+    dataset: str = "fashion_mnist"
+    num_train: int = 0            # 0 = all
+    num_test: int = 0             # 0 = all
+    epochs: int = 15
+    batch_size: int = 128
+    learning_rate: float = 1e-3   # peak learning rate
+    optimizer: str = "adam"
+    momentum: float = 0.9         # sgd only
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.0    # linear warm-up (constant/cosine); onecycle warms up for 30% of training
+    weight_decay: float = 0.0     # decoupled for adamw, L2-in-gradient for adam/sgd
+    label_smoothing: float = 0.0
+    augment: str = "none"         # random horizontal flip and/or 2-pixel-shift crop, on the device
+    seed: int = 0
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad value."""
+        checks = [
+            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            (self.learning_rate > 0 and np.isfinite(self.learning_rate),
+             f"learning_rate must be a positive number, got {self.learning_rate}"),
+            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}"),
+            (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {self.schedule!r}"),
+            (self.augment in AUGMENTATIONS, f"augment must be one of {AUGMENTATIONS}, got {self.augment!r}"),
+            (0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing}"),
+            (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
+            (0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}"),
+            (0 <= self.warmup_epochs < self.epochs, f"warmup_epochs must be in [0, epochs), got {self.warmup_epochs}"),
+            (self.num_train >= 0 and self.num_test >= 0, "num_train and num_test must be >= 0 (0 = all)"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+
+class TrainState(NamedTuple):
+    """The whole training state, a pytree (what a checkpoint holds)."""
+    step: jax.Array         # int32 scalar, optimizer steps taken
+    params: Any
+    batch_stats: Any        # {} for models without batch norm
+    opt_state: Any
+    rng: jax.Array          # the run's raw PRNG key (uint32[2]); per-step/epoch keys are folded in
+
+    def variables(self) -> dict:
+        return {"params": self.params, **({"batch_stats": self.batch_stats} if self.batch_stats else {})}
+
+
+def make_schedule(cfg: TrainConfig, steps_per_epoch: int) -> optax.Schedule:
+    total = cfg.epochs * steps_per_epoch
+    warmup = int(cfg.warmup_epochs * steps_per_epoch)
+    if cfg.schedule == "onecycle":
+        return optax.cosine_onecycle_schedule(total, cfg.learning_rate)
+    if cfg.schedule == "cosine":
+        return optax.warmup_cosine_decay_schedule(0.0, cfg.learning_rate, warmup, max(total, warmup + 1))
+    if warmup:
+        return optax.join_schedules([optax.linear_schedule(0.0, cfg.learning_rate, warmup),
+                                     optax.constant_schedule(cfg.learning_rate)], [warmup])
+    return optax.constant_schedule(cfg.learning_rate)
+
+
+def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
+    lr = make_schedule(cfg, steps_per_epoch)
+    if cfg.optimizer == "adamw":
+        return optax.adamw(lr, weight_decay=cfg.weight_decay)
+    base = optax.adam(lr) if cfg.optimizer == "adam" else optax.sgd(lr, momentum=cfg.momentum or None)
+    if cfg.weight_decay:
+        return optax.chain(optax.add_decayed_weights(cfg.weight_decay), base)
+    return base
+
+
+def init_state(model: nn.Module, tx: optax.GradientTransformation, seed: int, image_shape) -> TrainState:
+    """Fresh state.  Parameters are drawn from ``fold_in(key(seed), 0)``."""
+    rng = jax.random.PRNGKey(seed)
+    variables = model.init(jax.random.fold_in(rng, 0), jnp.zeros((1, *image_shape), jnp.float32), train=False)
+    params = variables["params"]
+    return TrainState(jnp.zeros((), jnp.int32), params, variables.get("batch_stats", {}), tx.init(params), rng)
+
+
+def abstract_state(model, tx, seed, image_shape) -> TrainState:
+    """Shapes and dtypes of ``init_state`` without allocating (for checkpoint restore)."""
+    return jax.eval_shape(lambda: init_state(model, tx, seed, image_shape))
+
+
+def epoch_permutation(rng, epoch: int, n: int):
+    """The data order of ``epoch``: a permutation of range(n), a pure function of (rng, epoch)."""
+    return jax.random.permutation(jax.random.fold_in(jax.random.fold_in(rng, 1), epoch), n)
+
+
+def augment_batch(rng, images, kind: str):
+    """Random flips / crops of a uint8 (B, H, W, C) batch, on the device."""
+    if kind in ("flip", "flip_crop"):
+        rng, sub = jax.random.split(rng)
+        flip = jax.random.bernoulli(sub, 0.5, (images.shape[0], 1, 1, 1))
+        images = jnp.where(flip, images[:, :, ::-1, :], images)
+    if kind in ("crop", "flip_crop"):
+        pad = 2
+        b, h, w, _ = images.shape
+        padded = jnp.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+        offsets = jax.random.randint(rng, (b, 2), 0, 2 * pad + 1)
+        crop = lambda img, o: jax.lax.dynamic_slice(img, (o[0], o[1], 0), (h, w, img.shape[-1]))
+        images = jax.vmap(crop)(padded, offsets)
+    return images
+
+
+def cross_entropy(logits, labels, num_classes: int, smoothing: float = 0.0):
+    targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), smoothing) if smoothing else \
+        jax.nn.one_hot(labels, num_classes)
+    return optax.softmax_cross_entropy(logits, targets)
+
+
+def make_train_step(model: nn.Module, tx: optax.GradientTransformation, cfg: TrainConfig,
+                    mean: float, std: float, num_classes: int) -> Callable:
+    """``step(state, images_u8, labels, order, index) -> (state, {"loss", "correct"})``.
+
+    images_u8 (N, H, W, C) uint8 and labels (N,) stay on the device; the batch is
+    ``order[index*B:(index+1)*B]``.  Jitted, the old state is donated.
+    """
+    batch = cfg.batch_size
+
+    def loss_fn(params, state, x, y, key):
+        variables = {"params": params, **({"batch_stats": state.batch_stats} if state.batch_stats else {})}
+        mutable = ["batch_stats"] if state.batch_stats else False
+        out = model.apply(variables, x, train=True, rngs={"dropout": key}, mutable=mutable)
+        logits, updates = out if mutable else (out, {})
+        loss = cross_entropy(logits, y, num_classes, cfg.label_smoothing).mean()
+        return loss, (logits, updates.get("batch_stats", state.batch_stats))
+
+    @functools.partial(jax.jit, donate_argnums=(0,))
+    def step(state: TrainState, images, labels, order, index):
+        idx = jax.lax.dynamic_slice_in_dim(order, index * batch, batch)
+        key = jax.random.fold_in(jax.random.fold_in(state.rng, 2), state.step)
+        raw = images[idx]
+        if cfg.augment != "none":
+            raw = augment_batch(jax.random.fold_in(key, 1), raw, cfg.augment)
+        x, y = data_lib.normalize(raw, mean, std), labels[idx]
+        (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state.params, state, x, y, key)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {"loss": loss, "correct": jnp.sum(jnp.argmax(logits, -1) == y)}
+        return TrainState(state.step + 1, params, batch_stats, opt_state, state.rng), metrics
+
+    return step
+
+
+def make_eval_step(model: nn.Module, mean: float, std: float, num_classes: int) -> Callable:
+    """``eval_step(variables, images_u8, labels, mask) -> (loss_sum, correct_sum, predictions)``."""
+
+    @jax.jit
+    def eval_step(variables, images, labels, mask):
+        logits = model.apply(variables, data_lib.normalize(images, mean, std), train=False)
+        loss = cross_entropy(logits, labels, num_classes)
+        pred = jnp.argmax(logits, -1)
+        return jnp.sum(loss * mask), jnp.sum((pred == labels) * mask), pred
+
+    return eval_step
+
+
+def evaluate(model: nn.Module, variables, dataset: data_lib.Dataset, batch_size: int = 1000,
+             split: str = "test", eval_step: Callable | None = None) -> dict:
+    """Loss, accuracy, per-class accuracy and confusion matrix (rows = true class) on a split."""
+    images = getattr(dataset, f"{split}_images")
+    labels = getattr(dataset, f"{split}_labels")
+    n = len(labels)
+    eval_step = eval_step or make_eval_step(model, dataset.mean, dataset.std, dataset.num_classes)
+    loss = correct = 0.0
+    preds = []
+    for start in range(0, n, batch_size):
+        xb, yb = images[start:start + batch_size], labels[start:start + batch_size]
+        pad = batch_size - len(yb)  # pad the last batch so one compiled shape serves all
+        mask = np.ones(batch_size, np.float32)
+        if pad:
+            xb = np.concatenate([xb, np.zeros((pad, *xb.shape[1:]), xb.dtype)])
+            yb = np.concatenate([yb, np.zeros(pad, yb.dtype)])
+            mask[batch_size - pad:] = 0
+        l, c, p = eval_step(variables, xb, yb, mask)
+        loss, correct = loss + float(l), correct + float(c)
+        preds.append(np.asarray(p)[:batch_size - pad])
+    preds = np.concatenate(preds) if preds else np.zeros(0, np.int64)
+    k = dataset.num_classes
+    confusion = np.zeros((k, k), np.int64)
+    np.add.at(confusion, (labels, preds), 1)
+    per_class = confusion.diagonal() / np.maximum(confusion.sum(1), 1)
+    return {"loss": loss / max(n, 1), "accuracy": correct / max(n, 1), "per_class_accuracy": per_class,
+            "confusion": confusion}
+
+
+def train_epoch(step_fn: Callable, state: TrainState, images, labels, epoch: int, batch_size: int,
+                on_step: Callable[[int, int, Any], None] | None = None):
+    """One pass over the training set in the order ``epoch_permutation(state.rng, epoch)``.
+
+    The last incomplete batch is dropped.  ``on_step(i, steps, metrics)`` is called after
+    each step (metrics are device arrays: reading them waits for the step).  Returns
+    (state, {"train_loss", "train_accuracy"}).
+    """
+    n = labels.shape[0]
+    steps = n // batch_size
+    if steps == 0:
+        raise ValueError(f"batch_size {batch_size} is larger than the training set ({n} images)")
+    order = epoch_permutation(state.rng, epoch, n)
+    loss_sum = jnp.zeros(())
+    correct = jnp.zeros((), jnp.int32)
+    for i in range(steps):
+        state, m = step_fn(state, images, labels, order, i)
+        loss_sum, correct = loss_sum + m["loss"], correct + m["correct"]
+        if on_step is not None:
+            on_step(i, steps, m)
+    return state, {"train_loss": float(loss_sum) / steps, "train_accuracy": int(correct) / (steps * batch_size)}

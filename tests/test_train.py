@@ -1,0 +1,197 @@
+"""Training: learns, is deterministic, resumes bit-identically after SIGKILL, survives corrupt
+checkpoints, refuses bad input without touching existing files."""
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+from cnnjax import checkpoint, data, experiment, models, train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL = dict(dataset="synthetic", num_train=640, num_test=200, batch_size=64, epochs=3, seed=0)
+NUMBERS = ("epoch", "step", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "learning_rate")
+
+
+def numbers(workdir):
+    return [{k: r[k] for k in NUMBERS} for r in experiment.read_metrics(workdir)]
+
+
+def params_of(workdir, which="latest"):
+    _, variables, _ = checkpoint.load_trained(str(workdir), which)
+    return jax.tree.leaves(variables)
+
+
+def assert_same_params(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def run_cli(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "experiments.train", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def cli_flags(workdir, **over):
+    cfg = {**SMALL, **over}
+    return [f"--{k}={v}" for k, v in cfg.items()] + [f"--workdir={workdir}", "--progress=plain"]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted CLI run, the yardstick for every resume test."""
+    workdir = tmp_path_factory.mktemp("reference")
+    proc = run_cli(*cli_flags(workdir))
+    assert proc.returncode == 0, proc.stderr
+    return workdir
+
+
+def test_training_on_synthetic_learns_and_writes_the_workdir(reference):
+    rows = experiment.read_metrics(reference)
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert rows[-1]["test_accuracy"] > 0.9 and rows[-1]["train_loss"] < rows[0]["train_loss"]
+    for name in ("config.json", "metrics.jsonl", "summary.json", "curves.png"):
+        assert os.path.getsize(reference / name) > 0, name
+    assert any(n.startswith("events.out.tfevents") for n in os.listdir(reference))
+    result = json.loads((reference / "summary.json").read_text())
+    assert result["status"] == "finished" and result["params"] == 28_938 and result["steps"] == 3 * (640 // 64)
+    assert result["best_test_accuracy"] == max(r["test_accuracy"] for r in rows)
+    config = json.loads((reference / "config.json").read_text())
+    assert config["model"] == "padded_cnn" and config["data"]["num_train"] == 640
+
+
+def test_same_seed_same_numbers_in_process(tmp_path, reference):
+    experiment.train_and_evaluate(dict(SMALL), str(tmp_path / "a"), progress="none", log=lambda s: None)
+    assert numbers(tmp_path / "a") == numbers(reference)
+    assert_same_params(params_of(tmp_path / "a"), params_of(reference))
+
+
+def test_sigkill_and_rerun_equals_uninterrupted(tmp_path, reference):
+    workdir = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "experiments.train", *cli_flags(workdir)], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (workdir / "checkpoints" / "1").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (workdir / "summary.json").exists(), "killed too late: the run had already finished"
+    rerun = run_cli(*cli_flags(workdir))
+    assert rerun.returncode == 0, rerun.stderr
+    assert numbers(workdir) == numbers(reference)
+    assert_same_params(params_of(workdir), params_of(reference))
+
+
+def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path, reference):
+    workdir = tmp_path / "corrupt"
+    experiment.train_and_evaluate(dict(SMALL), str(workdir), progress="none", log=lambda s: None)
+    os.remove(workdir / "summary.json")  # pretend the run stopped right after saving epoch 3
+    for root, _, files in os.walk(workdir / "checkpoints" / "3"):
+        for name in files:
+            with open(os.path.join(root, name), "wb") as f:
+                f.write(b"\x00garbage")
+    said = []
+    experiment.train_and_evaluate(dict(SMALL), str(workdir), progress="none", log=said.append)
+    assert any("epoch 3 is unreadable" in s and "falling back" in s for s in said), said
+    assert any("resuming" in s and "epoch 2" in s for s in said), said
+    assert (workdir / "corrupt_checkpoints" / "3").is_dir()  # set aside, not deleted
+    assert numbers(workdir) == numbers(reference)
+    assert_same_params(params_of(workdir), params_of(reference))
+
+
+def digest(workdir):
+    h = hashlib.sha256()
+    for root, _, files in sorted(os.walk(workdir)):
+        for name in sorted(files):
+            h.update(name.encode())
+            with open(os.path.join(root, name), "rb") as f:
+                h.update(f.read())
+    return h.hexdigest()
+
+
+@pytest.mark.parametrize("flag,message", [
+    ("--model=lenet5", "holds a different run: model='padded_cnn' (now 'lenet5')"),
+    ("--dataset=fashion_mnist", "holds a different run"),
+    ("--learning_rate=0.1", "holds a different run"),
+])
+def test_different_run_in_existing_workdir_is_refused_and_nothing_changes(reference, flag, message):
+    before = digest(reference)
+    proc = run_cli(*cli_flags(reference), flag)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: ") and message in proc.stderr
+    assert digest(reference) == before
+
+
+@pytest.mark.parametrize("flag,message", [
+    ("--epochs=0", "epochs must be >= 1"), ("--model=resnet", "unknown model 'resnet'"),
+    ("--dataset=no_such_set", "cannot load 'no_such_set'"), ("--batch_size=100000", "larger than the training set"),
+    ("--learning_rate=-1", "learning_rate must be a positive"), ("--model_options=activation", "key=value"),
+    ("--model_options=activation=swish9", "unknown activation"), ("--label_smoothing=1.5", "label_smoothing"),
+])
+def test_bad_flags_give_one_line_error_and_exit_2(tmp_path, flag, message):
+    workdir = tmp_path / "bad"
+    proc = run_cli(*cli_flags(workdir), flag)
+    assert proc.returncode == 2, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and message in last, proc.stderr
+    assert not (workdir / "checkpoints").exists() or not os.listdir(workdir / "checkpoints")
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    workdir = str(tmp_path / "nan")
+    cfg = dict(SMALL, epochs=1)
+    experiment.train_and_evaluate(cfg, workdir, progress="none", log=lambda s: None)
+    good = params_of(workdir)
+    # Continue the same run to more epochs is a different run; so blow up a fresh one instead.
+    with pytest.raises(experiment.NonFiniteLoss, match="train loss is nan"):
+        experiment.train_and_evaluate(dict(SMALL, learning_rate=1e30, optimizer="sgd"), str(tmp_path / "nan2"),
+                                      progress="none", log=lambda s: None)
+    assert checkpoint.Checkpoints(str(tmp_path / "nan2")).epochs() == []
+    assert not (tmp_path / "nan2" / "summary.json").exists()
+    assert_same_params(params_of(workdir), good)
+
+
+def test_evaluate_counts_by_hand():
+    ds = data.synthetic(64, 37, seed=3)
+    model = models.create("seed_net")
+    state = train.init_state(model, optax.adam(1e-3), 0, ds.image_shape)
+    ev = train.evaluate(model, state.variables(), ds, batch_size=16)  # 37 = 16 + 16 + 5: padding is masked
+    logits = model.apply(state.variables(), data.normalize(ds.test_images, ds.mean, ds.std))
+    pred = np.argmax(np.asarray(logits), -1)
+    assert ev["accuracy"] == pytest.approx(np.mean(pred == ds.test_labels))
+    assert ev["confusion"].sum() == 37 and ev["confusion"][ds.test_labels[0], pred[0]] >= 1
+    np.testing.assert_allclose(ev["per_class_accuracy"],
+                               [np.mean(pred[ds.test_labels == k] == k) if np.any(ds.test_labels == k) else 0
+                                for k in range(10)])
+
+
+def test_schedules_and_optimizers():
+    cfg = train.TrainConfig(epochs=10, learning_rate=0.1, schedule="cosine", warmup_epochs=1)
+    lr = train.make_schedule(cfg, steps_per_epoch=10)
+    assert float(lr(0)) == 0 and float(lr(10)) == pytest.approx(0.1) and float(lr(100)) == pytest.approx(0, abs=1e-6)
+    one = train.make_schedule(train.TrainConfig(epochs=10, learning_rate=0.1, schedule="onecycle"), 10)
+    assert float(one(30)) == pytest.approx(0.1, rel=1e-3) and float(one(0)) < 0.01
+    const = train.make_schedule(train.TrainConfig(learning_rate=0.1), 10)
+    assert float(const(0)) == float(const(999)) == pytest.approx(0.1)
+    for opt in train.OPTIMIZERS:
+        tx = train.make_optimizer(train.TrainConfig(optimizer=opt, weight_decay=1e-4), 10)
+        params = {"w": jax.numpy.ones(3)}
+        updates, _ = tx.update({"w": jax.numpy.ones(3)}, tx.init(params), params)
+        assert float(updates["w"][0]) < 0  # every optimizer steps against the gradient
+
+
+def test_augmentation_keeps_shapes_and_pixels():
+    imgs = np.arange(2 * 6 * 6, dtype=np.uint8).reshape(2, 6, 6, 1)
+    flipped = np.asarray(train.augment_batch(jax.random.PRNGKey(0), imgs, "flip"))
+    for a, b in zip(flipped, imgs):
+        assert np.array_equal(a, b) or np.array_equal(a, b[:, ::-1])
+    cropped = np.asarray(train.augment_batch(jax.random.PRNGKey(1), imgs, "crop"))
+    assert cropped.shape == imgs.shape
