@@ -1,0 +1,330 @@
+"""Every matplotlib figure of cnnjax.  Each function writes one PNG, closes its figure and
+returns the path (parent directories are created).
+
+Uses the non-interactive Agg backend, so it works without a display.  Imports only numpy
+and matplotlib (arrays may be numpy or jax; they are converted with ``np.asarray``).
+Figures are small by default (``dpi=90``) so they can be committed next to docs.
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Mapping, Optional, Sequence, Union
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+import numpy as np  # noqa: E402
+
+DPI = 90
+DIVERGING = "RdBu_r"  # signed values: blue negative, white zero, red positive
+
+
+def _save(fig, path: str, dpi: int) -> str:
+    path = os.fspath(path)
+    parent = os.path.dirname(path)
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _per_item(value, n: int, name: str) -> list:
+    """A scalar option or one value per item -> a list of n values."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != n:
+            raise ValueError(f"{name} has {len(value)} entries for {n} images")
+        return list(value)
+    return [value] * n
+
+
+def _symmetric_limits(a: np.ndarray) -> tuple[float, float]:
+    m = float(np.max(np.abs(a))) if a.size else 0.0
+    m = m if m > 0 else 1.0
+    return -m, m
+
+
+def image_grid(images: Sequence[Any], titles: Optional[Sequence[str]], path: str, cmap: Union[str, Sequence[str]] = "gray",
+               ncols: Optional[int] = None, suptitle: Optional[str] = None, *,
+               centered: Union[bool, Sequence[bool]] = False, limits=None, colorbar: bool = False,
+               panel_size: float = 2.4, dpi: int = DPI) -> str:
+    """Images side by side in a grid, one title each.
+
+    images: 2-D ``(H, W)`` arrays (any units; each panel has its own colour scale) or
+    ``(H, W, 3)`` RGB in [0, 1].  titles: one string per image (or None).  ``cmap`` and
+    ``centered`` (colour scale symmetric about 0, for signed filter responses) may be one
+    value or one per image; so may ``limits``, a ``(vmin, vmax)`` pair fixing the colour
+    scale (values outside are clipped; None = the image's own range).  ``ncols`` defaults
+    to at most 4 columns, balanced over the rows.  Pixels are drawn as
+    squares (no interpolation).  ``colorbar`` adds a small value scale to each panel.
+    """
+    images = [np.asarray(im) for im in images]
+    n = len(images)
+    if n == 0:
+        raise ValueError("image_grid needs at least one image")
+    titles = list(titles) if titles is not None else [""] * n
+    if len(titles) != n:
+        raise ValueError(f"{len(titles)} titles for {n} images")
+    cmaps, centers = _per_item(cmap, n, "cmap"), _per_item(centered, n, "centered")
+    if limits is None or (len(limits) == 2 and not isinstance(limits[0], (tuple, list, type(None)))):
+        limits = [limits] * n  # one (vmin, vmax) pair, or None, for every image
+    elif len(limits) != n:
+        raise ValueError(f"limits has {len(limits)} entries for {n} images")
+    ncols = math.ceil(n / math.ceil(n / 4)) if ncols is None else max(1, min(int(ncols), n))
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size * ncols * (1.2 if colorbar else 1.0),
+                                                    panel_size * nrows + (0.4 if suptitle else 0)),
+                             squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    for ax, im, title, cm, centre, lim in zip(axes.flat, images, titles, cmaps, centers, limits):
+        kw = {}
+        if im.ndim == 2 and lim is not None:
+            kw["vmin"], kw["vmax"] = lim
+        elif im.ndim == 2 and centre:
+            kw["vmin"], kw["vmax"] = _symmetric_limits(im)
+        shown = ax.imshow(im, cmap=cm if im.ndim == 2 else None, interpolation="nearest", **kw)
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if colorbar and im.ndim == 2:
+            cb = fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.03)
+            cb.ax.tick_params(labelsize=7)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=11)
+    fig.tight_layout()
+    return _save(fig, path, dpi)
+
+
+def _annotate_cells(ax, a: np.ndarray, fmt: str = "{:.2g}", fontsize: float = 7.0) -> None:
+    lo, hi = float(a.min()), float(a.max())
+    mid = max(abs(lo), abs(hi))
+    for (i, j), v in np.ndenumerate(a):
+        strong = mid > 0 and abs(v) > 0.6 * mid
+        ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=fontsize,
+                color="white" if strong else "black")
+
+
+def plot_kernels(kernels_hwio, path: str, title: str = "first-layer kernels", *, reduce: str = "first",
+                 annotate: Optional[bool] = None, ncols: Optional[int] = None, dpi: int = DPI) -> str:
+    """One small image per output channel of a conv kernel.
+
+    kernels_hwio: ``(kh, kw, C_in, C_out)`` (a 2-D ``(kh, kw)`` kernel is one channel).
+    ``reduce='first'`` shows input channel 0, ``'mean'`` the mean over input channels.
+    Colours are symmetric about 0 per kernel (blue < 0 < red).  ``annotate`` writes each
+    weight in its cell; by default when kernels are at most 5x5 and there are at most 16.
+    """
+    k = np.asarray(kernels_hwio, np.float64)
+    if k.ndim == 2:
+        k = k[:, :, None, None]
+    if k.ndim != 4:
+        raise ValueError(f"plot_kernels wants (kh, kw, C_in, C_out), got shape {k.shape}")
+    if reduce == "first":
+        k2 = k[:, :, 0, :]
+    elif reduce == "mean":
+        k2 = k.mean(axis=2)
+    else:
+        raise ValueError(f"reduce must be 'first' or 'mean', got {reduce!r}")
+    kh, kw, c_out = k2.shape
+    if annotate is None:
+        annotate = kh * kw <= 25 and c_out <= 16
+    ncols = min(c_out, 8) if ncols is None else max(1, int(ncols))
+    nrows = math.ceil(c_out / ncols)
+    cell = 1.3 if annotate else 0.9
+    fig, axes = plt.subplots(nrows, ncols, figsize=(cell * ncols + 0.3, cell * nrows + 0.5), squeeze=False)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in axes.flat[c_out:]:
+        ax.axis("off")
+    for c in range(c_out):
+        ax = axes.flat[c]
+        vmin, vmax = _symmetric_limits(k2[:, :, c])
+        ax.imshow(k2[:, :, c], cmap=DIVERGING, vmin=vmin, vmax=vmax, interpolation="nearest")
+        ax.set_title(f"#{c}", fontsize=8)
+        if annotate:
+            _annotate_cells(ax, k2[:, :, c], fontsize=6 if kh * kw > 9 else 7)
+    where = "input channel 0" if reduce == "first" or k.shape[2] == 1 else f"mean of {k.shape[2]} input channels"
+    fig.suptitle(f"{title}\n{kh}x{kw}, {where}; blue < 0 < red", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path, dpi)
+
+
+def plot_feature_maps(maps_nhwc_single, path: str, title: str, max_channels: int = 16, *,
+                      inputs=None, row_labels: Optional[Sequence[str]] = None, dpi: int = DPI) -> str:
+    """Feature maps of a layer: one row per image, one column per channel (first ``max_channels``).
+
+    maps_nhwc_single: ``(H, W, C)`` for one image or ``(N, H, W, C)`` for N images (one row
+    each).  ``inputs``: optional ``(N, H0, W0)`` or ``(N, H0, W0, 1|3)`` input images shown
+    in a first column.  Each map has its own grey scale (dark = low, light = high).
+    """
+    m = np.asarray(maps_nhwc_single, np.float64)
+    if m.ndim == 3:
+        m = m[None]
+    if m.ndim != 4:
+        raise ValueError(f"plot_feature_maps wants (H, W, C) or (N, H, W, C), got shape {m.shape}")
+    n, h, w, c = m.shape
+    shown_c = min(c, int(max_channels))
+    extra = 0 if inputs is None else 1
+    ncols = shown_c + extra
+    cell = 1.05
+    fig, axes = plt.subplots(n, ncols, figsize=(cell * ncols + 0.4, cell * n + 0.7), squeeze=False)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for i in range(n):
+        if inputs is not None:
+            im = np.asarray(inputs[i], np.float64)
+            if im.ndim == 3 and im.shape[-1] == 1:
+                im = im[..., 0]
+            if im.ndim == 3:  # RGB: rescale to [0, 1] for display
+                im = (im - im.min()) / max(im.max() - im.min(), 1e-12)
+            axes[i, 0].imshow(im, cmap="gray", interpolation="nearest")
+            if i == 0:
+                axes[i, 0].set_title("input", fontsize=8)
+        if row_labels is not None:
+            axes[i, 0].set_ylabel(row_labels[i], fontsize=7)
+        for j in range(shown_c):
+            ax = axes[i, extra + j]
+            ax.imshow(m[i, :, :, j], cmap="gray", interpolation="nearest")
+            if i == 0:
+                ax.set_title(f"ch {j}", fontsize=8)
+    more = f" (first {shown_c} of {c} channels)" if shown_c < c else f" ({c} channels)"
+    fig.suptitle(f"{title}{more}, {h}x{w} each", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path, dpi)
+
+
+def plot_loss_curve(steps, losses, path: str, log_y: bool = True, title: str = "training loss", *,
+                    hline: Optional[float] = None, hline_label: str = "tolerance", ylabel: str = "loss",
+                    dpi: int = DPI) -> str:
+    """Loss against step (both 1-D, same length); log y-axis by default (non-positive
+    losses are dropped from a log plot).  ``hline`` draws a dashed horizontal reference line."""
+    steps, losses = np.asarray(steps, np.float64), np.asarray(losses, np.float64)
+    if steps.shape != losses.shape or steps.ndim != 1:
+        raise ValueError(f"steps and losses must be 1-D of the same length, got {steps.shape} and {losses.shape}")
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    keep = losses > 0 if log_y else np.isfinite(losses)
+    ax.plot(steps[keep], losses[keep], lw=1.5, label=ylabel)
+    if hline is not None:
+        ax.axhline(hline, ls="--", color="gray", lw=1, label=f"{hline_label} = {hline:g}")
+        ax.legend(fontsize=8)
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel + (" (log scale)" if log_y else ""))
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path, dpi)
+
+
+def _column(rows: Sequence[Mapping[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray]:
+    pts = [(r["epoch"], r[key]) for r in rows if r.get(key) is not None and r.get("epoch") is not None]
+    if not pts:
+        return np.zeros(0), np.zeros(0)
+    x, y = zip(*pts)
+    return np.asarray(x, np.float64), np.asarray(y, np.float64)
+
+
+def plot_curves(rows: Sequence[Mapping[str, Any]], path: str, title: Optional[str] = None, *, dpi: int = DPI) -> str:
+    """Training curves: loss (left) and accuracy (right) against epoch, train and test.
+
+    rows: dicts with keys ``epoch``, ``train_loss``, ``test_loss``, ``train_accuracy``,
+    ``test_accuracy`` (accuracy as a fraction in [0, 1] or a percentage: plotted as given);
+    a missing or None value just leaves that point out.
+    """
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.6))
+    for ax, metric in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+        for split, style in (("train", "-o"), ("test", "--s")):
+            x, y = _column(rows, f"{split}_{metric}")
+            if x.size:
+                ax.plot(x, y, style, ms=3, lw=1.5, label=split)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.grid(True, alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    ax_loss.set_title("loss", fontsize=10)
+    ax_acc.set_title("accuracy", fontsize=10)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return _save(fig, path, dpi)
+
+
+def plot_confusion(matrix, class_names: Sequence[str], path: str, title: str = "confusion matrix", *,
+                   dpi: int = DPI) -> str:
+    """Confusion matrix: rows = true class, columns = predicted class.
+
+    matrix: ``(K, K)`` integer counts.  Each cell shows its count; the colour is the
+    row-normalised fraction (recall for the diagonal), so classes of different sizes
+    compare.  Rows with no examples stay white.
+    """
+    m = np.asarray(matrix)
+    k = len(class_names)
+    if m.shape != (k, k):
+        raise ValueError(f"confusion matrix shape {m.shape} does not match {k} class names")
+    totals = m.sum(axis=1, keepdims=True).astype(np.float64)
+    frac = np.divide(m, totals, out=np.zeros(m.shape, np.float64), where=totals > 0)
+    size = max(4.0, 0.5 * k + 2.0)
+    fig, ax = plt.subplots(figsize=(size + 1.0, size))
+    shown = ax.imshow(frac, cmap="Blues", vmin=0.0, vmax=1.0)
+    cb = fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.03)
+    cb.set_label("fraction of the true class", fontsize=8)
+    fontsize = 8 if k <= 12 else 6
+    for (i, j), v in np.ndenumerate(m):
+        ax.text(j, i, f"{int(v)}", ha="center", va="center", fontsize=fontsize,
+                color="white" if frac[i, j] > 0.5 else "black")
+    ax.set_xticks(range(k))
+    ax.set_yticks(range(k))
+    ax.set_xticklabels(class_names, rotation=45, ha="right", fontsize=fontsize)
+    ax.set_yticklabels(class_names, fontsize=fontsize)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    total = int(m.sum())
+    acc = float(np.trace(m)) / total if total else float("nan")
+    ax.set_title(f"{title}\naccuracy {acc:.2%} of {total:,}", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path, dpi)
+
+
+def plot_scatter(points: Sequence[Mapping[str, Any]], x_key: str, y_key: str, label_key: Optional[str], path: str,
+                 title: Optional[str] = None, *, log_x: bool = False, log_y: bool = False,
+                 group_key: Optional[str] = None, xlabel: Optional[str] = None, ylabel: Optional[str] = None,
+                 dpi: int = DPI) -> str:
+    """Scatter of dict records, e.g. sweep results: test accuracy against parameter count.
+
+    points: dicts holding at least ``x_key`` and ``y_key`` (records missing either are
+    skipped).  Each point is labelled with ``str(point[label_key])`` (None: no labels).
+    ``group_key`` colours points by that field, with a legend.  ``log_x`` / ``log_y`` use
+    log axes (e.g. ``log_x=True`` for parameter counts).
+    """
+    pts = [p for p in points if p.get(x_key) is not None and p.get(y_key) is not None]
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    groups: dict[Any, list] = {}
+    for p in pts:
+        groups.setdefault(p.get(group_key) if group_key else None, []).append(p)
+    for g, members in groups.items():
+        xs = [float(p[x_key]) for p in members]
+        ys = [float(p[y_key]) for p in members]
+        ax.scatter(xs, ys, s=28, label=None if g is None else str(g), zorder=3)
+        if label_key:
+            for p, x, y in zip(members, xs, ys):
+                ax.annotate(str(p.get(label_key, "")), (x, y), xytext=(4, 4), textcoords="offset points",
+                            fontsize=7)
+    if log_x:
+        ax.set_xscale("log")
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel or x_key)
+    ax.set_ylabel(ylabel or y_key)
+    ax.grid(True, which="both", alpha=0.3)
+    if group_key and pts:
+        ax.legend(fontsize=8, title=group_key, title_fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path, dpi)
