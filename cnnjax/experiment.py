@@ -128,6 +128,7 @@ def train_and_evaluate(config: dict, workdir: str, *, data_dir: Optional[str] = 
     """
     cfg = ckpt_lib.config_from_dict(config)
     cfg.validate()
+    config = {**dataclasses.asdict(cfg), **config}  # config.json records every value, defaults included
     for name, value in (("eval_every", eval_every), ("checkpoint_every", checkpoint_every),
                         ("keep_checkpoints", keep_checkpoints)):
         if value < 1:

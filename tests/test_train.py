@@ -195,3 +195,15 @@ def test_augmentation_keeps_shapes_and_pixels():
         assert np.array_equal(a, b) or np.array_equal(a, b[:, ::-1])
     cropped = np.asarray(train.augment_batch(jax.random.PRNGKey(1), imgs, "crop"))
     assert cropped.shape == imgs.shape
+
+
+def test_evaluate_cli_restores_best_and_writes_confusion(reference):
+    proc = subprocess.run([sys.executable, "-m", "experiments.evaluate", f"--workdir={reference}"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((reference / "summary.json").read_text())
+    assert f"test accuracy {result['best_test_accuracy']:.4f}" in proc.stdout
+    assert f"epoch {result['best_epoch']}" in proc.stdout and "bar_0deg" in proc.stdout
+    assert os.path.getsize(reference / "confusion.png") > 0
+    evaluation = json.loads((reference / "evaluation.json").read_text())
+    assert sum(map(sum, evaluation["confusion"])) == 200

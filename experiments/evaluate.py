@@ -1,0 +1,52 @@
+r"""Evaluate a training workdir's best (or latest) checkpoint on its test set.
+
+  python -m experiments.evaluate --workdir=workdirs/padded_cnn [--which=best]
+
+Prints test loss/accuracy and a per-class accuracy table; writes confusion.png (and
+evaluation.json) into the workdir.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+from absl import flags
+
+from experiments import common
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir to evaluate.")
+_WHICH = flags.DEFINE_enum("which", "best", ["best", "latest"], "Checkpoint to restore.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Directory with the dataset (as for training).")
+
+
+def per_class_table(class_names, per_class, confusion) -> str:
+    width = max(len(n) for n in class_names)
+    lines = [f"{'class'.ljust(width)}  accuracy  correct/total"]
+    for name, acc, row, k in zip(class_names, per_class, confusion, range(len(class_names))):
+        lines.append(f"{name.ljust(width)}  {acc:8.4f}  {row[k]:>7}/{row.sum()}")
+    return "\n".join(lines)
+
+
+def main(argv):
+    from cnnjax import checkpoint, data, plots, train
+    if not _WORKDIR.value:
+        raise common.UsageError("--workdir is required")
+    model, variables, config = checkpoint.load_trained(_WORKDIR.value, _WHICH.value)
+    ds = data.load(config["dataset"], _DATA_DIR.value or config.get("data_dir")).subset(
+        config.get("num_train") or None, config.get("num_test") or None)
+    ev = train.evaluate(model, variables, ds)
+    names = list(ds.class_names)
+    print(f"{config['model']} on {config['dataset']} ({_WHICH.value} checkpoint, epoch {config['restored_epoch']}): "
+          f"test loss {ev['loss']:.4f}, test accuracy {ev['accuracy']:.4f} ({len(ds.test_labels)} images)")
+    print(per_class_table(names, ev["per_class_accuracy"], ev["confusion"]))
+    path = plots.plot_confusion(ev["confusion"], names, os.path.join(_WORKDIR.value, "confusion.png"),
+                                title=f"{config['model']} on {config['dataset']}: accuracy {ev['accuracy']:.4f}")
+    with open(os.path.join(_WORKDIR.value, "evaluation.json"), "w") as f:
+        json.dump({"which": _WHICH.value, "epoch": config["restored_epoch"], "loss": ev["loss"],
+                   "accuracy": ev["accuracy"], "per_class_accuracy": dict(zip(names, map(float, ev["per_class_accuracy"]))),
+                   "confusion": ev["confusion"].tolist()}, f, indent=2)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    common.run(main)
