@@ -328,3 +328,89 @@ def plot_scatter(points: Sequence[Mapping[str, Any]], x_key: str, y_key: str, la
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return _save(fig, path, dpi)
+
+
+def plot_cell_grids(panels: Sequence[Mapping[str, Any]], path: str, suptitle: Optional[str] = None, *,
+                    legend: Optional[Sequence[tuple[str, str]]] = None, max_cell: float = 0.32,
+                    overlay_alpha: float = 0.55,
+                    dpi: int = DPI) -> str:
+    """Diagrams of small integer grids side by side (e.g. convolution arithmetic).
+
+    Each panel is a dict with
+      ``cells``    (H, W) int array of categories;
+      ``colors``   {category: matplotlib colour};
+      ``title``    str (optional);
+      ``labels``   optional (H, W) array of strings written in the cells ("" = none);
+      ``overlays`` optional list of (cells, colour): a list of (row, col) shaded with a
+                   semi-transparent colour over the category colour (overlaps mix);
+      ``marks``    optional list of (row, col) cells that get a small black dot, in the
+                   cell's top-left corner (``marks_at='corner'``, default) or centre;
+      ``outlines`` optional list of (row0, col0, height, width, colour) rectangles (dashed);
+      ``origin``   optional (row, col) of the panel's index 0 (tick labels count from it).
+    ``legend``: (colour, text) pairs shown under the panels (colour ``"dot"``: the mark).
+    Cells are squares of at most ``max_cell`` inches, shrunk so that wide panels fit
+    (gridlines are dropped past 60 cells, labels past 40).
+    """
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch, Rectangle
+
+    grids = [np.asarray(p["cells"]) for p in panels]
+    if not grids or any(g.ndim != 2 or g.size == 0 for g in grids):
+        raise ValueError("plot_cell_grids needs non-empty 2-D cell arrays")
+    total_w = sum(g.shape[1] for g in grids) + 2 * (len(grids) - 1)
+    tallest = max(g.shape[0] for g in grids)
+    cell = min(max_cell, 11.0 / total_w, 7.0 / tallest)
+    fig_w = max(4.5, cell * total_w + 1.2 * len(grids))
+    fig_h = cell * tallest + 1.4 + (0.5 if legend else 0)
+    fig, axes = plt.subplots(1, len(grids), figsize=(fig_w, fig_h), squeeze=False,
+                             gridspec_kw={"width_ratios": [g.shape[1] for g in grids]})
+    fontsize = max(5.0, min(9.0, cell * 26))
+    for ax, panel, g in zip(axes[0], panels, grids):
+        h, w = g.shape
+        colors = dict(panel["colors"])
+        rgb = np.ones((h, w, 3))
+        for cat, col in colors.items():
+            rgb[g == cat] = matplotlib.colors.to_rgb(col)
+        for cells, col in panel.get("overlays") or []:
+            tint = np.asarray(matplotlib.colors.to_rgb(col))
+            for r, c in cells:
+                rgb[r, c] = (1 - overlay_alpha) * rgb[r, c] + overlay_alpha * tint
+        ax.imshow(rgb, interpolation="nearest", extent=(-0.5, w - 0.5, h - 0.5, -0.5))
+        if max(h, w) <= 60:
+            ax.set_xticks(np.arange(-0.5, w, 1), minor=True)
+            ax.set_yticks(np.arange(-0.5, h, 1), minor=True)
+            ax.grid(which="minor", color="#555555", lw=0.6)
+            ax.tick_params(which="minor", length=0)
+        labels = panel.get("labels")
+        if labels is not None and max(h, w) <= 40:
+            for (i, j), text in np.ndenumerate(np.asarray(labels, dtype=object)):
+                if text:
+                    ax.text(j, i, str(text), ha="center", va="center", fontsize=fontsize * 0.8)
+        marks = panel.get("marks") or []
+        if marks:
+            rows, cols = (np.asarray(v, np.float64) for v in zip(*marks))
+            if panel.get("marks_at", "corner") == "corner":
+                rows, cols = rows - 0.27, cols - 0.27
+            ax.scatter(cols, rows, s=max(3.0, (cell * 72 * 0.16) ** 2), c="black", zorder=4)
+        for r0, c0, rh, cw, col in panel.get("outlines") or []:
+            ax.add_patch(Rectangle((c0 - 0.5, r0 - 0.5), cw, rh, fill=False, ec=col, lw=2.2, ls="--", zorder=5))
+        o_r, o_c = panel.get("origin", (0, 0))
+        step = max(1, int(np.ceil(max(h, w) / 16)))
+        ax.set_xticks(np.arange(0, w, step))
+        ax.set_yticks(np.arange(0, h, step))
+        ax.set_xticklabels([str(c - o_c) for c in range(0, w, step)], fontsize=7)
+        ax.set_yticklabels([str(r - o_r) for r in range(0, h, step)], fontsize=7)
+        ax.set_xlim(-0.5, w - 0.5)
+        ax.set_ylim(h - 0.5, -0.5)
+        ax.set_title(panel.get("title", ""), fontsize=9)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    if legend:
+        handles = [Line2D([], [], ls="", marker="o", ms=5, color="black", label=t) if c == "dot"
+                   else Patch(fc=c, ec="#555555", label=t) for c, t in legend]
+        fig.legend(handles=handles, loc="lower center",
+                   ncol=min(len(legend), 4), fontsize=8, frameon=False)
+    bottom = min(0.3, 0.55 / fig_h) if legend else 0.0
+    top = 1.0 - (min(0.2, 0.35 / fig_h) if suptitle else 0.0)
+    fig.tight_layout(rect=(0, bottom, 1, top))
+    return _save(fig, path, dpi)
