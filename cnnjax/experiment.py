@@ -148,6 +148,9 @@ def train_and_evaluate(config: dict, workdir: str, *, data_dir: Optional[str] = 
     ds = data_lib.load(cfg.dataset, data_dir).subset(cfg.num_train or None, cfg.num_test or None)
     model = models.create(cfg.model, ds.num_classes, **cfg.model_options)
     arch = summary.summarize(model, ds.image_shape, cfg.model)
+    mesh = train.data_parallel_mesh()  # data-parallel over every device there is
+    if mesh is not None and cfg.batch_size % mesh.size:
+        raise ValueError(f"batch_size {cfg.batch_size} must be a multiple of the number of devices ({mesh.size})")
     os.makedirs(workdir, exist_ok=True)
     data_info = {"source": ds.source, "num_classes": ds.num_classes, "image_shape": list(ds.image_shape),
                  "mean": ds.mean, "std": ds.std, "num_train": len(ds.train_labels), "num_test": len(ds.test_labels),
@@ -172,8 +175,11 @@ def train_and_evaluate(config: dict, workdir: str, *, data_dir: Optional[str] = 
         f.writelines(json.dumps(r) + "\n" for r in rows)
     os.replace(os.path.join(workdir, "metrics.jsonl.tmp"), os.path.join(workdir, "metrics.jsonl"))
 
-    images, labels = jax.device_put(ds.train_images), jax.device_put(ds.train_labels)
-    step_fn = train.make_train_step(model, tx, cfg, ds.mean, ds.std, ds.num_classes)
+    if mesh is not None:
+        log(f"data-parallel over {mesh.size} devices ({jax.process_count()} processes)")
+    state = train.replicate(state, mesh)
+    images, labels = train.replicate((ds.train_images, ds.train_labels), mesh)
+    step_fn = train.make_train_step(model, tx, cfg, ds.mean, ds.std, ds.num_classes, mesh)
     eval_fn = train.make_eval_step(model, ds.mean, ds.std, ds.num_classes)
     bar = _Progress(progress, log)
     writer = _tensorboard(workdir)

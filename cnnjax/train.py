@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from cnnjax import data as data_lib
 
@@ -146,14 +147,38 @@ def cross_entropy(logits, labels, num_classes: int, smoothing: float = 0.0):
     return optax.softmax_cross_entropy(logits, targets)
 
 
+def data_parallel_mesh(devices=None) -> Mesh | None:
+    """A 1-D ``Mesh`` named 'data' over ``devices`` (default: all devices of all processes);
+    None when there is only one device (plain single-device jit)."""
+    devices = jax.devices() if devices is None else list(devices)
+    return Mesh(np.asarray(devices), ("data",)) if len(devices) > 1 else None
+
+
+def replicate(tree, mesh: Mesh | None):
+    """Place arrays on every device of ``mesh`` (whole copies); identity without a mesh.
+    Works across processes: each process supplies the same host data."""
+    if mesh is None:
+        return jax.device_put(tree)
+    sharding = NamedSharding(mesh, P())
+    return jax.tree.map(lambda a: jax.make_array_from_callback(np.shape(a), sharding, lambda idx: np.asarray(a)[idx]),
+                        tree)
+
+
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation, cfg: TrainConfig,
-                    mean: float, std: float, num_classes: int) -> Callable:
+                    mean: float, std: float, num_classes: int, mesh: Mesh | None = None) -> Callable:
     """``step(state, images_u8, labels, order, index) -> (state, {"loss", "correct"})``.
 
     images_u8 (N, H, W, C) uint8 and labels (N,) stay on the device; the batch is
-    ``order[index*B:(index+1)*B]``.  Jitted, the old state is donated.
+    ``order[index*B:(index+1)*B]``.  Jitted, the old state is donated.  With a ``mesh``
+    (see :func:`data_parallel_mesh`) the batch is split along its 'data' axis while params,
+    optimizer state and dataset are replicated; XLA inserts the gradient all-reduce, so the
+    result equals single-device training with the same global batch (to float rounding).
     """
     batch = cfg.batch_size
+    if mesh is not None and batch % mesh.size:
+        raise ValueError(f"batch_size {batch} must be a multiple of the number of devices ({mesh.size})")
+    shard = (lambda a: a) if mesh is None else \
+        (lambda a: jax.lax.with_sharding_constraint(a, NamedSharding(mesh, P("data", *(None,) * (a.ndim - 1)))))
 
     def loss_fn(params, state, x, y, key):
         variables = {"params": params, **({"batch_stats": state.batch_stats} if state.batch_stats else {})}
@@ -167,10 +192,11 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, cfg: Tra
     def step(state: TrainState, images, labels, order, index):
         idx = jax.lax.dynamic_slice_in_dim(order, index * batch, batch)
         key = jax.random.fold_in(jax.random.fold_in(state.rng, 2), state.step)
+        idx = shard(idx)
         raw = images[idx]
         if cfg.augment != "none":
             raw = augment_batch(jax.random.fold_in(key, 1), raw, cfg.augment)
-        x, y = data_lib.normalize(raw, mean, std), labels[idx]
+        x, y = shard(data_lib.normalize(raw, mean, std)), shard(labels[idx])
         (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params, state, x, y, key)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)

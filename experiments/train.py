@@ -37,6 +37,10 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Output/resume directory.")
 _EVAL_EVERY = flags.DEFINE_integer("eval_every", 1, "Evaluate every N epochs (and after the last).")
 _CKPT_EVERY = flags.DEFINE_integer("checkpoint_every", 1, "Checkpoint every N epochs (and after the last).")
 _KEEP = flags.DEFINE_integer("keep_checkpoints", 3, "Keep the latest N checkpoints (plus the best).")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
+                                   "Multi-host: host:port of process 0 (jax.distributed.initialize).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-host: this process's index.")
 _PROGRESS = flags.DEFINE_enum("progress", "auto", ["auto", "bar", "plain", "none"], "Progress display.")
 
 
@@ -62,9 +66,12 @@ def parse_options(items: list[str]) -> dict:
 
 
 def main(argv):
-    from cnnjax import experiment  # after flag parsing: JAX starts only for real runs
     if not _WORKDIR.value:
         raise common.UsageError("--workdir is required")
+    if _COORDINATOR.value:
+        import jax
+        jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    from cnnjax import experiment  # after flag parsing: JAX starts only for real runs
     config = {name: flags.FLAGS[name].value for name in experiment.config_fields()}
     config["model_options"] = parse_options(_MODEL_OPTIONS.value)
     config.update({name: flags.FLAGS[name].value for name in (
