@@ -155,7 +155,8 @@ def train_and_evaluate(config: dict, workdir: str, *, data_dir: Optional[str] = 
     data_info = {"source": ds.source, "num_classes": ds.num_classes, "image_shape": list(ds.image_shape),
                  "mean": ds.mean, "std": ds.std, "num_train": len(ds.train_labels), "num_test": len(ds.test_labels),
                  "class_names": list(ds.class_names)}
-    if not os.path.exists(os.path.join(workdir, "config.json")):
+    primary = jax.process_index() == 0  # with several hosts only process 0 writes files (Orbax coordinates itself)
+    if primary and not os.path.exists(os.path.join(workdir, "config.json")):
         _write_json(os.path.join(workdir, "config.json"), {**config, "data": data_info})
 
     steps_per_epoch = len(ds.train_labels) // cfg.batch_size
@@ -171,9 +172,10 @@ def train_and_evaluate(config: dict, workdir: str, *, data_dir: Optional[str] = 
     else:
         start, state = 0, train.init_state(model, tx, cfg.seed, ds.image_shape)
     rows = [r for r in read_metrics(workdir) if r["epoch"] <= start]
-    with open(os.path.join(workdir, "metrics.jsonl.tmp"), "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in rows)
-    os.replace(os.path.join(workdir, "metrics.jsonl.tmp"), os.path.join(workdir, "metrics.jsonl"))
+    if primary:
+        with open(os.path.join(workdir, "metrics.jsonl.tmp"), "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+        os.replace(os.path.join(workdir, "metrics.jsonl.tmp"), os.path.join(workdir, "metrics.jsonl"))
 
     if mesh is not None:
         log(f"data-parallel over {mesh.size} devices ({jax.process_count()} processes)")
@@ -182,7 +184,7 @@ def train_and_evaluate(config: dict, workdir: str, *, data_dir: Optional[str] = 
     step_fn = train.make_train_step(model, tx, cfg, ds.mean, ds.std, ds.num_classes, mesh)
     eval_fn = train.make_eval_step(model, ds.mean, ds.std, ds.num_classes)
     bar = _Progress(progress, log)
-    writer = _tensorboard(workdir)
+    writer = _tensorboard(workdir) if primary else None
     from cnnjax import plots  # matplotlib only when a run actually trains
     wall0 = time.perf_counter()
     try:
@@ -203,8 +205,9 @@ def train_and_evaluate(config: dict, workdir: str, *, data_dir: Optional[str] = 
                 row.update(test_loss=ev["loss"], test_accuracy=ev["accuracy"])
             row["seconds"] = time.perf_counter() - t0
             rows.append(row)
-            with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
-                f.write(json.dumps(row) + "\n")
+            if primary:
+                with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
+                    f.write(json.dumps(row) + "\n")
             if writer is not None:
                 for k, v in row.items():
                     if k not in ("epoch", "step") and v is not None:
@@ -213,7 +216,8 @@ def train_and_evaluate(config: dict, workdir: str, *, data_dir: Optional[str] = 
             if epoch % checkpoint_every == 0 or epoch == cfg.epochs:
                 metrics = {"test_accuracy": row["test_accuracy"]} if row["test_accuracy"] is not None else None
                 checkpoints.save(epoch, state, {"epoch": epoch, "step": row["step"]}, metrics)
-            plots.plot_curves(rows, os.path.join(workdir, "curves.png"))
+            if primary:
+                plots.plot_curves(rows, os.path.join(workdir, "curves.png"))
             bar.end_epoch(row)
         checkpoints.wait()
     finally:
@@ -233,7 +237,8 @@ def train_and_evaluate(config: dict, workdir: str, *, data_dir: Optional[str] = 
         "train_images_per_sec": statistics.median(r["images_per_sec"] for r in rows),
         "wall_seconds": sum(r["seconds"] for r in rows), "this_session_seconds": time.perf_counter() - wall0,
     }
-    _write_json(done, result)
+    if primary:
+        _write_json(done, result)
     return result
 
 
