@@ -15,6 +15,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 DPI = 90
@@ -114,7 +115,7 @@ def plot_kernels(kernels_hwio, path: str, title: str = "first-layer kernels", *,
     kernels_hwio: ``(kh, kw, C_in, C_out)`` (a 2-D ``(kh, kw)`` kernel is one channel).
     ``reduce='first'`` shows input channel 0, ``'mean'`` the mean over input channels.
     Colours are symmetric about 0 per kernel (blue < 0 < red).  ``annotate`` writes each
-    weight in its cell; by default when kernels are at most 5x5 and there are at most 16.
+    weight in its cell; by default when kernels are at most 3x3 and there are at most 16.
     """
     k = np.asarray(kernels_hwio, np.float64)
     if k.ndim == 2:
@@ -129,7 +130,7 @@ def plot_kernels(kernels_hwio, path: str, title: str = "first-layer kernels", *,
         raise ValueError(f"reduce must be 'first' or 'mean', got {reduce!r}")
     kh, kw, c_out = k2.shape
     if annotate is None:
-        annotate = kh * kw <= 25 and c_out <= 16
+        annotate = kh * kw <= 9 and c_out <= 16
     ncols = min(c_out, 8) if ncols is None else max(1, int(ncols))
     nrows = math.ceil(c_out / ncols)
     cell = 1.3 if annotate else 0.9
@@ -145,20 +146,35 @@ def plot_kernels(kernels_hwio, path: str, title: str = "first-layer kernels", *,
         ax.imshow(k2[:, :, c], cmap=DIVERGING, vmin=vmin, vmax=vmax, interpolation="nearest")
         ax.set_title(f"#{c}", fontsize=8)
         if annotate:
-            _annotate_cells(ax, k2[:, :, c], fontsize=6 if kh * kw > 9 else 7)
+            _annotate_cells(ax, k2[:, :, c], fontsize=7)
     where = "input channel 0" if reduce == "first" or k.shape[2] == 1 else f"mean of {k.shape[2]} input channels"
     fig.suptitle(f"{title}\n{kh}x{kw}, {where}; blue < 0 < red", fontsize=10)
     fig.tight_layout()
     return _save(fig, path, dpi)
 
 
+def _mosaic(maps: np.ndarray, gap: int = 1) -> np.ndarray:
+    """(H, W, C) maps -> (H, C*(W+gap)-gap) tiles side by side, each scaled to [0, 1] on its
+    own (a constant map is 0); NaN gaps between tiles."""
+    h, w, c = maps.shape
+    lo = maps.min(axis=(0, 1), keepdims=True)
+    span = maps.max(axis=(0, 1), keepdims=True) - lo
+    scaled = np.where(span > 0, (maps - lo) / np.where(span > 0, span, 1.0), 0.0)
+    out = np.full((h, c * (w + gap) - gap), np.nan)
+    for j in range(c):
+        out[:, j * (w + gap):j * (w + gap) + w] = scaled[:, :, j]
+    return out
+
+
 def plot_feature_maps(maps_nhwc_single, path: str, title: str, max_channels: int = 16, *,
                       inputs=None, row_labels: Optional[Sequence[str]] = None, dpi: int = DPI) -> str:
-    """Feature maps of a layer: one row per image, one column per channel (first ``max_channels``).
+    """Feature maps of a layer: one row per image, one tile per channel (first ``max_channels``).
 
     maps_nhwc_single: ``(H, W, C)`` for one image or ``(N, H, W, C)`` for N images (one row
     each).  ``inputs``: optional ``(N, H0, W0)`` or ``(N, H0, W0, 1|3)`` input images shown
-    in a first column.  Each map has its own grey scale (dark = low, light = high).
+    in a first column; ``row_labels`` one string per row.  Each map is scaled to its own
+    range (dark = its lowest, light = its highest value), so compare patterns, not
+    brightness, across maps.
     """
     m = np.asarray(maps_nhwc_single, np.float64)
     if m.ndim == 3:
@@ -167,32 +183,41 @@ def plot_feature_maps(maps_nhwc_single, path: str, title: str, max_channels: int
         raise ValueError(f"plot_feature_maps wants (H, W, C) or (N, H, W, C), got shape {m.shape}")
     n, h, w, c = m.shape
     shown_c = min(c, int(max_channels))
-    extra = 0 if inputs is None else 1
-    ncols = shown_c + extra
-    cell = 1.05
-    fig, axes = plt.subplots(n, ncols, figsize=(cell * ncols + 0.4, cell * n + 0.7), squeeze=False)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
+    tile = 0.75  # inches per map
+    has_in = inputs is not None
+    fig, axes = plt.subplots(n, 2 if has_in else 1, squeeze=False,
+                             figsize=((shown_c + (1.3 if has_in else 0)) * tile + 0.6, n * tile * h / w * 1.05 + 0.9),
+                             gridspec_kw={"width_ratios": [1, shown_c]} if has_in else None)
+    cmap = matplotlib.colormaps["gray"].copy()
+    cmap.set_bad("white")
     for i in range(n):
-        if inputs is not None:
+        ax = axes[i, -1]
+        ax.imshow(_mosaic(m[i, :, :, :shown_c]), cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+        ax.set_yticks([])
+        if i == 0:
+            ax.xaxis.tick_top()
+            ax.set_xticks([j * (w + 1) + (w - 1) / 2 for j in range(shown_c)])
+            ax.set_xticklabels([f"ch {j}" for j in range(shown_c)], fontsize=7)
+            ax.tick_params(length=0)
+        else:
+            ax.set_xticks([])
+        for side in ax.spines.values():
+            side.set_visible(False)
+        if has_in:
             im = np.asarray(inputs[i], np.float64)
             if im.ndim == 3 and im.shape[-1] == 1:
                 im = im[..., 0]
             if im.ndim == 3:  # RGB: rescale to [0, 1] for display
                 im = (im - im.min()) / max(im.max() - im.min(), 1e-12)
             axes[i, 0].imshow(im, cmap="gray", interpolation="nearest")
+            axes[i, 0].set_xticks([])
+            axes[i, 0].set_yticks([])
             if i == 0:
                 axes[i, 0].set_title("input", fontsize=8)
         if row_labels is not None:
             axes[i, 0].set_ylabel(row_labels[i], fontsize=7)
-        for j in range(shown_c):
-            ax = axes[i, extra + j]
-            ax.imshow(m[i, :, :, j], cmap="gray", interpolation="nearest")
-            if i == 0:
-                ax.set_title(f"ch {j}", fontsize=8)
-    more = f" (first {shown_c} of {c} channels)" if shown_c < c else f" ({c} channels)"
-    fig.suptitle(f"{title}{more}, {h}x{w} each", fontsize=10)
+    more = f"first {shown_c} of {c} channels" if shown_c < c else f"{c} channels"
+    fig.suptitle(f"{title}\n{more}, {h}x{w} each, each map scaled to its own range (dark = low)", fontsize=9)
     fig.tight_layout()
     return _save(fig, path, dpi)
 
@@ -243,6 +268,7 @@ def plot_curves(rows: Sequence[Mapping[str, Any]], path: str, title: Optional[st
             if x.size:
                 ax.plot(x, y, style, ms=3, lw=1.5, label=split)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_ylabel(metric)
         ax.grid(True, alpha=0.3)
         if ax.lines:
