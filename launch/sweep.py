@@ -1,0 +1,792 @@
+r"""Sweep runner: train every point of a grid x seeds, each in its own resumable workdir.
+
+  python -m launch.sweep --out=sweeps/blocks \
+      --grid='model=padded_cnn,separable_cnn;learning_rate=1e-3,3e-3' --seeds=0,1,2 \
+      --base='epochs=3,batch_size=128,dataset=fashion_mnist'
+
+Syntax
+  --grid   ';' separates axes, ',' separates an axis' values: ``name=v1,v2;name2=v3``.  An axis
+           name is a flag of ``experiments.train`` (model, learning_rate, optimizer, epochs, ...)
+           or, if it is not, an OPTION OF THE MODEL: ``activation=relu,sigmoid`` becomes
+           ``--model_options=activation=relu`` / ``activation=sigmoid`` for the runs.  Option
+           names are checked against every model of the sweep (``cnnjax.models``), so a typo is
+           still an error.  Several option axes combine into one --model_options, keys sorted.
+           ``seed`` (use --seeds), ``workdir`` (set per run) and ``model_options`` (write the
+           options as their own axes) are not axes.  Numbers are normalised (``3e-3`` ->
+           ``0.003``), so the same value always names the same run.
+  --base   flags for every run, ``name=value`` items separated by ',' (model options allowed,
+           as in --grid).  A grid axis overrides a --base key of the same name.
+  --seeds  ``0,1,2``: every grid point runs once per seed (seed-major order: seed 0 of every
+           point first, so an interrupted sweep already has one seed of everything).
+
+Errors in any of these (empty axis, axis without values, duplicate axis or value, unknown flag
+or option name, value of the wrong type) print one line ``error: ...`` and exit with status 2.
+
+Runs and resuming
+  Each run trains in ``OUT/runs/<name>``, where <name> is the run's grid values then its seed,
+  e.g. ``model=separable_cnn,learning_rate=0.003,seed=1`` (characters other than letters,
+  digits and ``._+-`` are %-escaped, so names are filesystem-safe and decode back).  The
+  command is ``python -m experiments.train <base and grid flags> --seed=S --workdir=DIR
+  --progress=plain``, stdout+stderr appended to ``OUT/runs/<name>/log.txt``.
+  Rerunning the sweep skips runs whose summary.json says ``finished`` and relaunches the
+  others with the same command: the trainer resumes from its latest checkpoint.  A run that
+  exits non-zero (or exits 0 without a finished summary.json) is recorded in
+  ``OUT/failures.jsonl`` and ``OUT/runs/<name>/status.json`` (exit code + the last lines of its
+  log) and the sweep goes on; the sweep exits with status 1 if any run failed, 2 on bad usage,
+  130 when interrupted (Ctrl-C stops the running trainers; their checkpoints remain).  If the
+  sweep process itself is killed, its trainers are killed with it (Linux PR_SET_PDEATHSIG), and
+  a per-run lock file stops two sweep processes from training the same run at once.
+
+  ``OUT/sweep.json`` records the grid, base and seeds.  Running a different grid, base or seed
+  list into an existing OUT is refused (nothing is written) unless ``--extend``, which adds the
+  new runs to the sweep (a changed --base value then appears in the new runs' names, e.g.
+  ``model=lenet5,epochs=10,seed=0``; runs identical to existing ones are not duplicated).
+  After the runs, ``launch.report`` writes ``OUT/results.{md,csv,png}`` (``--curves`` adds
+  ``OUT/curves.png``; ``--noreport`` skips it).
+
+Parallelism
+  ``--parallel=N`` runs N trainers at once; the default fills the machine: usable cores //
+  ``--threads_per_run`` (at least 1).  With ``--limit_threads=auto`` (default) and N > 1, each
+  trainer is pinned to its own ``--threads_per_run`` cores (sched_setaffinity, which XLA's
+  thread pools respect) and gets ``OMP_NUM_THREADS`` etc. = threads_per_run; with one thread
+  per run it also gets ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false
+  intra_op_parallelism_threads=1`` (appended to any XLA_FLAGS already set).  ``on`` applies
+  this even for N = 1, ``off`` never.
+
+Several hosts
+  ``--shard=i/n`` (1-based, 1 <= i <= n) runs only the i-th of n disjoint slices of the
+  expanded run list (run k goes to slice k mod n); the n slices partition the list exactly.
+  Run the same command with ``--shard=1/3``, ``2/3``, ``3/3`` on three hosts, either with a
+  shared OUT (runs never collide: each lives in its own directory) or with a copy each; then
+  copy every host's ``OUT/runs/*`` into one OUT (``rsync -a hostB:OUT/runs/ OUT/runs/``;
+  sweep.json is identical on every host) and run ``python -m launch.report OUT``.
+
+  ``--dry_run`` lists the runs (with their state: finished / partial / failed / new) and the
+  first run's command, and writes nothing.
+
+Named studies (``python -m launch.ablation_blocks`` etc.) call :func:`study`, which fixes the
+grid, seeds and base; every flag above still works there and --base keys are merged into the
+study's base (so ``--base=epochs=1`` shortens a study).
+"""
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import fcntl
+import itertools
+import json
+import math
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Callable, Optional, Sequence
+
+from absl import flags
+
+from experiments import common
+
+UsageError = common.UsageError
+
+# --------------------------------------------------------------------------- train contract
+
+_INT, _FLOAT, _STR = "int", "float", "str"
+TRAIN_FLAGS: dict[str, object] = {
+    "model": _STR,
+    "model_options": _STR,
+    "dataset": _STR,
+    "data_dir": _STR,
+    "num_train": _INT,
+    "num_test": _INT,
+    "epochs": _INT,
+    "batch_size": _INT,
+    "learning_rate": _FLOAT,
+    "optimizer": ("adam", "adamw", "sgd"),
+    "schedule": ("constant", "cosine", "onecycle"),
+    "weight_decay": _FLOAT,
+    "label_smoothing": _FLOAT,
+    "seed": _INT,
+    "workdir": _STR,
+    "eval_every": _INT,
+    "checkpoint_every": _INT,
+    "keep_checkpoints": _INT,
+    "progress": ("auto", "bar", "plain", "none"),
+    # Beyond the written contract, present in experiments/train.py:
+    "momentum": _FLOAT,
+    "warmup_epochs": _FLOAT,
+    "augment": ("none", "flip", "crop", "flip_crop"),
+}
+# Set by the sweep itself, never by --grid / --base.
+_RESERVED = {
+    "seed": "give seeds with --seeds",
+    "workdir": "each run's workdir is OUT/runs/<name>",
+    "model_options": "write model options as their own keys, e.g. activation=relu,sigmoid",
+}
+# Flags that manage a run but do not define it (ignored when grouping runs in reports).
+MANAGEMENT_FLAGS = ("seed", "workdir", "data_dir", "progress", "eval_every", "checkpoint_every",
+                    "keep_checkpoints")
+DEFAULT_PROGRESS = "plain"
+DEFAULT_TRAIN_MODULE = "experiments.train"
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FINISHED = "finished"
+
+# --------------------------------------------------------------------------- parsing
+
+
+def canonical_value(key: str, value: str) -> str:
+    """The normalised text of ``value`` for flag/option ``key`` (raises UsageError if malformed)."""
+    value = value.strip()
+    if not value:
+        raise UsageError(f"{key} has an empty value")
+    kind = TRAIN_FLAGS.get(key, _STR)
+    if kind == _INT:
+        try:
+            return str(int(value))
+        except ValueError:
+            raise UsageError(f"{key} must be an integer, got {value!r}") from None
+    if kind == _FLOAT:
+        try:
+            number = float(value)
+        except ValueError:
+            raise UsageError(f"{key} must be a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise UsageError(f"{key} must be finite, got {value!r}")
+        return repr(number)
+    if isinstance(kind, tuple) and value not in kind:
+        raise UsageError(f"{key} must be one of {', '.join(kind)}, got {value!r}")
+    return value
+
+
+def _check_key(key: str, where: str) -> str:
+    key = key.strip()
+    if not key:
+        raise UsageError(f"{where}: empty flag name")
+    if key in _RESERVED:
+        raise UsageError(f"{where}: {key!r} cannot be set here ({_RESERVED[key]})")
+    if key not in TRAIN_FLAGS and not key.isidentifier():
+        raise UsageError(f"{where}: {key!r} is not a flag or option name")
+    return key
+
+
+def parse_grid(text: str) -> list[tuple[str, list[str]]]:
+    """``'model=a,b;learning_rate=1e-3'`` -> ``[('model', ['a', 'b']), ('learning_rate', ['0.001'])]``.
+
+    Checks syntax and value types; names that are not train flags are kept (as model options)
+    and checked by :func:`check_model_options`."""
+    text = text.strip()
+    if not text:
+        return []
+    axes: list[tuple[str, list[str]]] = []
+    for i, part in enumerate(text.split(";"), 1):
+        part = part.strip()
+        if not part:
+            raise UsageError(f"--grid: axis {i} is empty (stray ';' in {text!r})")
+        if "=" not in part:
+            raise UsageError(f"--grid: axis {part!r} has no '=' (write name=value1,value2)")
+        key, raw = part.split("=", 1)
+        key = _check_key(key, "--grid")
+        if any(key == k for k, _ in axes):
+            raise UsageError(f"--grid: duplicate axis {key!r}")
+        if not raw.strip():
+            raise UsageError(f"--grid: axis {key!r} has no values")
+        values = []
+        for v in raw.split(","):
+            if not v.strip():
+                raise UsageError(f"--grid: axis {key!r} has an empty value in {raw!r}")
+            v = canonical_value(key, v)
+            if v in values:
+                raise UsageError(f"--grid: axis {key!r} lists {v!r} twice")
+            values.append(v)
+        axes.append((key, values))
+    return axes
+
+
+def parse_base(text: str) -> dict[str, str]:
+    """``'epochs=3,batch_size=128'`` -> ``{'epochs': '3', 'batch_size': '128'}`` (normalised)."""
+    out: dict[str, str] = {}
+    text = text.strip()
+    if not text:
+        return out
+    for item in text.split(","):
+        if not item.strip():
+            raise UsageError(f"--base: empty item in {text!r}")
+        if "=" not in item:
+            raise UsageError(f"--base: {item.strip()!r} has no '=' (write name=value,name2=value2)")
+        key, value = item.split("=", 1)
+        key = _check_key(key, "--base")
+        if key in out:
+            raise UsageError(f"--base: {key!r} given twice")
+        out[key] = canonical_value(key, value)
+    return out
+
+
+def parse_seeds(text: str) -> list[int]:
+    seeds = []
+    for s in text.split(","):
+        try:
+            seed = int(s.strip())
+        except ValueError:
+            raise UsageError(f"--seeds must be a comma list of integers, got {text!r}") from None
+        if seed < 0 or seed in seeds:
+            raise UsageError(f"--seeds: {seed} is negative or repeated in {text!r}")
+        seeds.append(seed)
+    return seeds
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(p) for p in text.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard must be i/n (e.g. 2/4), got {text!r}") from None
+    if not 1 <= i <= n:
+        raise UsageError(f"--shard={text}: need 1 <= i <= n (i is 1-based)")
+    return i, n
+
+
+def check_model_options(grid, base) -> None:
+    """Every non-flag key must be an option of every model the sweep uses; model names must exist."""
+    models_used = dict(grid).get("model") or ([base["model"]] if "model" in base else None)
+    option_keys = [k for k, _ in grid if k not in TRAIN_FLAGS] + [k for k in base if k not in TRAIN_FLAGS]
+    if not option_keys and not models_used:
+        return
+    from cnnjax import models  # jax import: only when needed
+
+    available = models.available()
+    for m in models_used or ():
+        if m not in available:
+            raise UsageError(f"unknown model {m!r}; available: {', '.join(available)}")
+    if not option_keys:
+        return
+    candidates = models_used or available  # model not set: the trainer's default, one of these
+    for key in option_keys:
+        ok = []
+        for m in candidates:
+            try:
+                models.create(m, **{key: None})
+                ok.append(m)
+            except ValueError:
+                pass
+            except Exception:  # noqa: BLE001 - constructing with a placeholder may fail: option exists
+                ok.append(m)
+        if models_used and len(ok) < len(candidates):
+            missing = [m for m in candidates if m not in ok]
+            raise UsageError(f"unknown flag name {key!r}: not a train flag, nor an option of model "
+                             f"{', '.join(missing)}")
+        if not ok:
+            raise UsageError(f"unknown flag name {key!r}: not a train flag, nor an option of any model")
+
+
+# --------------------------------------------------------------------------- runs and names
+
+_SAFE = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-")
+_MAX_NAME = 200
+
+
+def escape(text: str) -> str:
+    return "".join(c if c in _SAFE else "".join(f"%{b:02X}" for b in c.encode()) for c in text)
+
+
+def unescape(text: str) -> str:
+    from urllib.parse import unquote
+    return unquote(text)
+
+
+def run_name(items: Sequence[tuple[str, str]]) -> str:
+    """``[('model', 'a'), ('seed', '1')]`` -> ``'model=a,seed=1'`` (filesystem-safe, decodable)."""
+    name = ",".join(f"{escape(k)}={escape(str(v))}" for k, v in items)
+    if len(name) > _MAX_NAME:
+        import hashlib
+        name = name[:_MAX_NAME - 12] + "~" + hashlib.sha1(name.encode()).hexdigest()[:11]
+    return name
+
+
+def parse_name(name: str) -> Optional[list[tuple[str, str]]]:
+    """Inverse of :func:`run_name`; None if ``name`` is not of that form."""
+    items = []
+    for part in name.split(","):
+        if part.count("=") != 1:
+            return None
+        k, v = part.split("=")
+        items.append((unescape(k), unescape(v)))
+    return items
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    name: str
+    settings: tuple[tuple[str, str], ...]   # flag/option -> value (no seed/workdir), base then grid
+    seed: int
+
+    def argv(self, workdir: str) -> list[str]:
+        """The trainer's flags for this run, in a fixed order (so a rerun is the same command)."""
+        s = dict(self.settings)
+        options = sorted((k, v) for k, v in s.items() if k not in TRAIN_FLAGS)
+        s.setdefault("progress", DEFAULT_PROGRESS)
+        args = [f"--{k}={v}" for k, v in sorted(s.items()) if k in TRAIN_FLAGS]
+        if options:
+            args.append("--model_options=" + ",".join(f"{k}={v}" for k, v in options))
+        return args + [f"--seed={self.seed}", f"--workdir={workdir}"]
+
+
+@dataclasses.dataclass
+class Stage:
+    grid: list[tuple[str, list[str]]]
+    base: dict[str, str]
+    seeds: list[int]
+
+    def to_json(self) -> dict:
+        return {"grid": [[k, list(v)] for k, v in self.grid], "base": dict(self.base), "seeds": list(self.seeds)}
+
+    @classmethod
+    def from_json(cls, d) -> "Stage":
+        return cls([(k, list(v)) for k, v in d["grid"]], dict(d["base"]), [int(s) for s in d["seeds"]])
+
+    def same_as(self, other: "Stage") -> bool:
+        """Equal up to the order of values and seeds (axis order matters: it orders run names)."""
+        return ([k for k, _ in self.grid] == [k for k, _ in other.grid]
+                and all(sorted(a) == sorted(b) for (_, a), (_, b) in zip(self.grid, other.grid))
+                and self.base == other.base and sorted(self.seeds) == sorted(other.seeds))
+
+    def describe(self) -> str:
+        grid = ";".join(f"{k}={','.join(v)}" for k, v in self.grid) or "(none)"
+        base = ",".join(f"{k}={v}" for k, v in self.base.items()) or "(none)"
+        return f"grid {grid} base {base} seeds {','.join(map(str, self.seeds))}"
+
+
+def make_stage(grid: str, base: str, seeds: str, study_base: str = "") -> Stage:
+    g = parse_grid(grid)
+    b = {**parse_base(study_base), **parse_base(base)}
+    b = {k: v for k, v in b.items() if k not in dict(g)}  # grid axes override base keys
+    check_model_options(g, b)
+    return Stage(g, b, parse_seeds(seeds))
+
+
+def expand(stages: Sequence[Stage]) -> list[Run]:
+    """All runs of a sweep, in a stable order: stage by stage, seed-major, then the grid's product.
+
+    Names use the stage's grid values, plus (for later stages) base keys that differ from the
+    first stage's base, plus the seed.  Runs with identical settings appear once."""
+    runs, seen, names = [], set(), {}
+    ref = stages[0].base if stages else {}
+    for stage in stages:
+        keys = [k for k, _ in stage.grid]
+        dropped = [k for k in ref if k not in stage.base and k not in keys]
+        if dropped:
+            raise UsageError(f"--extend cannot drop --base key(s) {', '.join(dropped)} of the first "
+                             f"stage (run names would become ambiguous); set them explicitly")
+        extra = [k for k, v in stage.base.items() if k not in keys and ref.get(k) != v]
+        for seed in stage.seeds:
+            for values in itertools.product(*(v for _, v in stage.grid)):
+                point = list(zip(keys, values))
+                settings = tuple({**stage.base, **dict(point)}.items())
+                identity = (tuple(sorted(settings)), seed)
+                if identity in seen:
+                    continue
+                seen.add(identity)
+                name = run_name(point + [(k, stage.base[k]) for k in extra] + [("seed", str(seed))])
+                if name in names:
+                    raise UsageError(f"two different runs would be named {name!r}; use a new --out")
+                names[name] = identity
+                runs.append(Run(name, settings, seed))
+    return runs
+
+
+def shard(runs: Sequence, i: int, n: int) -> list:
+    """The i-th (1-based) of n disjoint slices: elements k with k % n == i - 1."""
+    return [r for k, r in enumerate(runs) if k % n == i - 1]
+
+
+# --------------------------------------------------------------------------- run state
+
+
+def read_json(path: str):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def write_json(path: str, obj) -> None:
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def finished_summary(workdir: str) -> Optional[dict]:
+    s = read_json(os.path.join(workdir, "summary.json"))
+    return s if isinstance(s, dict) and s.get("status") == FINISHED else None
+
+
+def epochs_done(workdir: str) -> int:
+    """Number of epochs logged in metrics.jsonl (0 if none)."""
+    n = 0
+    try:
+        with open(os.path.join(workdir, "metrics.jsonl")) as f:
+            for line in f:
+                try:
+                    json.loads(line)
+                    n += 1
+                except ValueError:
+                    pass
+    except OSError:
+        pass
+    return n
+
+
+def state(workdir: str) -> str:
+    if finished_summary(workdir):
+        return "finished"
+    if not os.path.isdir(workdir):
+        return "new"
+    st = read_json(os.path.join(workdir, "status.json")) or {}
+    if st.get("status") == "failed":
+        return f"failed (exit {st.get('exit_code')})"
+    return f"partial ({epochs_done(workdir)} epochs logged)"
+
+
+def load_stages(out: str, stage: Stage, extend: bool) -> tuple[list[Stage], bool]:
+    """(stages of the sweep in OUT including ``stage``, whether sweep.json must be (re)written)."""
+    path = os.path.join(out, "sweep.json")
+    if not os.path.exists(path):
+        return [stage], True
+    recorded = read_json(path)
+    try:
+        stages = [Stage.from_json(s) for s in recorded["stages"]]
+    except (TypeError, KeyError, ValueError):
+        raise UsageError(f"{path} is not a sweep record; use another --out") from None
+    if any(stage.same_as(s) for s in stages):
+        return stages, False
+    if not extend:
+        raise UsageError(f"{out} holds a different sweep ({stages[-1].describe()}; this command: "
+                         f"{stage.describe()}); use another --out, or --extend to add these runs")
+    return stages + [stage], True
+
+
+# --------------------------------------------------------------------------- launching
+
+
+def _child_env(limit: bool, threads: int) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO_ROOT, env.get("PYTHONPATH")) if p)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    if limit:
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                    "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+            env[var] = str(threads)
+        if threads == 1:
+            extra = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+            env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {extra}".strip()
+    return env
+
+
+def _preexec(cpus: Optional[list[int]]):
+    def fn():
+        try:  # die with the sweep: no orphan trainers writing into a workdir a rerun resumes
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+        if cpus:
+            try:
+                os.sched_setaffinity(0, cpus)
+            except (OSError, AttributeError):
+                pass
+    return fn
+
+
+def _log_tail(path: str, offset: int, lines: int = 20) -> list[str]:
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    # progress bars redraw with '\r': keep the last state of each line
+    return [l.rsplit("\r", 1)[-1].rstrip() for l in text.splitlines() if l.strip()][-lines:]
+
+
+@dataclasses.dataclass
+class _Job:
+    run: Run
+    workdir: str
+    proc: subprocess.Popen
+    log: object
+    lock: object
+    offset: int
+    start: float
+    slot: int
+
+
+def _try_lock(workdir: str):
+    f = open(os.path.join(workdir, ".lock"), "a")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        return None
+    return f
+
+
+def _fmt_secs(s: float) -> str:
+    return f"{s:.0f}s" if s < 600 else f"{s / 60:.0f}min"
+
+
+def default_parallel(threads_per_run: int) -> int:
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, threads_per_run))
+
+
+def run_sweep(out: str, stage: Stage, *, extend: bool = False, shard_spec: tuple[int, int] = (1, 1),
+              parallel: int = 1, threads_per_run: int = 1, limit_threads: str = "auto",
+              dry_run: bool = False, train_cmd: Optional[Sequence[str]] = None,
+              make_report: bool = True, curves: bool = False, poll: float = 0.2,
+              echo: Callable[[str], None] = print) -> int:
+    """Run (or resume) the sweep in ``out``; returns the exit status (0 ok, 1 a run failed, 130 interrupted).
+
+    ``train_cmd`` is the trainer command prefix (default ``python -m experiments.train``); the
+    run's flags are appended to it."""
+    out = os.path.abspath(out)
+    stages, write = load_stages(out, stage, extend)
+    runs_all = expand(stages)
+    i, n = shard_spec
+    runs = shard(runs_all, i, n)
+    train_cmd = list(train_cmd or [sys.executable, "-m", DEFAULT_TRAIN_MODULE])
+    where = f" (shard {i}/{n} of {len(runs_all)})" if n > 1 else ""
+    wd = lambda r: os.path.join(out, "runs", r.name)
+
+    if dry_run:
+        new = "" if not write else " [sweep.json would be " + ("extended]" if len(stages) > 1 else "created]")
+        echo(f"{len(runs)} runs{where} in {out}{new}")
+        for r in runs:
+            echo(f"  {state(wd(r)):<28} {r.name}")
+        if runs:
+            echo("first command: " + shlex.join(train_cmd + runs[0].argv(wd(runs[0]))))
+        return 0
+
+    os.makedirs(os.path.join(out, "runs"), exist_ok=True)
+    if write:
+        write_json(os.path.join(out, "sweep.json"),
+                   {"version": 1, "stages": [s.to_json() for s in stages], "runs": [r.name for r in runs_all]})
+    parallel = max(1, parallel)
+    limit = limit_threads == "on" or (limit_threads == "auto" and parallel > 1)
+    env = _child_env(limit, threads_per_run)
+    try:
+        cpus_all = sorted(os.sched_getaffinity(0))
+    except AttributeError:
+        cpus_all = []
+    echo(f"sweep: {len(runs)} runs{where} in {out}, {parallel} at a time"
+         + (f", {threads_per_run} thread(s) each" if limit else ""))
+
+    total, k = len(runs), 0
+    counts = {"done": 0, "skipped": 0, "failed": 0, "busy": 0}
+    pending = list(runs)
+    jobs: dict[int, _Job] = {}
+
+    def line(msg):
+        nonlocal k
+        k += 1
+        echo(f"[{k}/{total}] {msg}")
+
+    def record_failure(job: _Job, code, reason: str):
+        tail = _log_tail(os.path.join(job.workdir, "log.txt"), job.offset)
+        rec = {"name": job.run.name, "exit_code": code, "reason": reason,
+               "seconds": round(time.time() - job.start, 1), "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+               "host": socket.gethostname(), "log": os.path.join(job.workdir, "log.txt"), "log_tail": tail}
+        write_json(os.path.join(job.workdir, "status.json"), {"status": "failed", **rec})
+        with open(os.path.join(out, "failures.jsonl"), "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        last = tail[-1] if tail else "(empty log)"
+        line(f"FAILED {job.run.name} {reason} ({_fmt_secs(time.time() - job.start)}): {last[:160]}"
+             f"  [log: {os.path.join(job.workdir, 'log.txt')}]")
+
+    def launch(run: Run, slot: int) -> bool:
+        workdir = wd(run)
+        s = finished_summary(workdir)
+        if s:
+            counts["skipped"] += 1
+            line(f"skip {run.name} (finished) acc={_acc(s)}")
+            return False
+        os.makedirs(workdir, exist_ok=True)
+        lock = _try_lock(workdir)
+        if lock is None:
+            counts["busy"] += 1
+            line(f"busy {run.name} (another sweep process is training it)")
+            return False
+        if finished_summary(workdir):  # finished by another process while we waited for the lock
+            lock.close()
+            counts["skipped"] += 1
+            line(f"skip {run.name} (finished)")
+            return False
+        cmd = train_cmd + run.argv(workdir)
+        log_path = os.path.join(workdir, "log.txt")
+        log = open(log_path, "ab")
+        done = epochs_done(workdir)
+        log.write(f"==== {time.strftime('%Y-%m-%d %H:%M:%S')} {socket.gethostname()}: "
+                  f"{shlex.join(cmd)}\n".encode())
+        log.flush()
+        offset = log.tell()
+        cpus = None
+        if limit and cpus_all:
+            first = slot * threads_per_run
+            cpus = [cpus_all[(first + j) % len(cpus_all)] for j in range(threads_per_run)]
+        try:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env=env, preexec_fn=_preexec(cpus))
+        except OSError as e:
+            log.close()
+            lock.close()
+            raise UsageError(f"cannot start the trainer {shlex.join(train_cmd)}: {e}") from None
+        write_json(os.path.join(workdir, "status.json"),
+                   {"status": "running", "pid": proc.pid, "host": socket.gethostname(),
+                    "command": cmd, "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        jobs[slot] = _Job(run, workdir, proc, log, lock, offset, time.time(), slot)
+        echo(f"  start {run.name}" + (f" (resuming after {done} logged epochs)" if done else ""))
+        return True
+
+    def finish(job: _Job, code: int):
+        job.log.close()
+        secs = time.time() - job.start
+        s = finished_summary(job.workdir)
+        if code == 0 and s:
+            counts["done"] += 1
+            write_json(os.path.join(job.workdir, "status.json"),
+                       {"status": FINISHED, "exit_code": 0, "seconds": round(secs, 1)})
+            line(f"done {job.run.name} acc={_acc(s)} ({_fmt_secs(secs)})")
+        else:
+            counts["failed"] += 1
+            if code == 0:
+                reason = "exited 0 without a finished summary.json"
+            elif code < 0:
+                reason = f"killed by signal {-code}"
+            elif code == 2:
+                reason = "exit 2 (flags refused)"
+            else:
+                reason = f"exit {code}"
+            record_failure(job, code, reason)
+        job.lock.close()
+
+    try:
+        while pending or jobs:
+            for slot in range(parallel):
+                while slot not in jobs and pending:
+                    launch(pending.pop(0), slot)
+            for slot, job in list(jobs.items()):
+                code = job.proc.poll()
+                if code is not None:
+                    del jobs[slot]
+                    finish(job, code)
+            if jobs:
+                time.sleep(poll)
+    except KeyboardInterrupt:
+        for job in jobs.values():
+            job.proc.send_signal(signal.SIGTERM)
+        deadline = time.time() + 20
+        for job in jobs.values():
+            try:
+                job.proc.wait(max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                job.proc.kill()
+                job.proc.wait()
+            job.log.close()
+            write_json(os.path.join(job.workdir, "status.json"), {"status": "interrupted"})
+            job.lock.close()
+        echo(f"sweep interrupted: {len(jobs)} running run(s) stopped; rerun the same command to resume")
+        return 130
+
+    summary = ", ".join(f"{v} {k}" for k, v in counts.items() if v or k == "failed")
+    echo(f"sweep: {total} runs{where}: {summary}")
+    if make_report:
+        from launch import report as report_mod
+        try:
+            rows = report_mod.report(out, curves=curves)
+            echo(f"report: {len(rows)} configurations -> {os.path.join(out, 'results.md')}")
+        except Exception as e:  # noqa: BLE001 - a report problem must not hide the sweep's status
+            echo(f"report failed: {type(e).__name__}: {e}")
+    if counts["failed"]:
+        echo(f"{counts['failed']} run(s) failed: see {os.path.join(out, 'failures.jsonl')}")
+        return 1
+    return 0
+
+
+def _acc(summary: dict) -> str:
+    a = summary.get("final_test_accuracy")
+    return f"{a:.4f}" if isinstance(a, (int, float)) else "?"
+
+
+# --------------------------------------------------------------------------- CLI
+
+_F: dict = {}  # the CLI's flags, defined only by define_flags() so that importing is side-effect free
+
+
+def define_flags() -> None:
+    """Define the sweep's absl flags (once); called by the CLI and by :func:`study`."""
+    if _F:
+        return
+    d = flags
+    _F.update(
+        out=d.DEFINE_string("out", None, "Sweep directory (runs in OUT/runs/<name>)."),
+        grid=d.DEFINE_string("grid", "", "Axes 'name=v1,v2;name2=v3' (train flags, or model options)."),
+        seeds=d.DEFINE_string("seeds", "0", "Comma list of seeds; every grid point runs once per seed."),
+        base=d.DEFINE_string("base", "", "Flags for every run: 'epochs=3,batch_size=128,dataset=fashion_mnist'."),
+        parallel=d.DEFINE_integer("parallel", 0, "Runs at once; 0 = usable cores // --threads_per_run."),
+        threads_per_run=d.DEFINE_integer("threads_per_run", 1, "CPU cores per run when threads are limited."),
+        limit_threads=d.DEFINE_enum("limit_threads", "auto", ["auto", "on", "off"],
+                                    "Pin each run to --threads_per_run cores (+ single-thread XLA_FLAGS when 1); "
+                                    "auto = when --parallel > 1."),
+        shard=d.DEFINE_string("shard", "1/1", "Run only slice i of n (1-based) of the run list, e.g. 2/4."),
+        extend=d.DEFINE_bool("extend", False, "Add this grid/base/seeds to the existing sweep in --out."),
+        dry_run=d.DEFINE_bool("dry_run", False, "List the runs and their state; write nothing."),
+        report=d.DEFINE_bool("report", True, "Write OUT/results.{md,csv,png} at the end (launch.report)."),
+        curves=d.DEFINE_bool("curves", False, "Also plot test accuracy vs epoch into OUT/curves.png."),
+        train_module=d.DEFINE_string("train_module", DEFAULT_TRAIN_MODULE,
+                                     "Trainer, run as 'python -m MODULE' (tests substitute a fake)."),
+    )
+
+
+_STUDY_BASE = {"base": ""}
+
+
+def main(argv):
+    v = {k: f.value for k, f in _F.items()}
+    if not v["out"]:
+        raise UsageError("--out is required (the sweep directory)")
+    if v["threads_per_run"] < 1:
+        raise UsageError("--threads_per_run must be >= 1")
+    if v["parallel"] < 0:
+        raise UsageError("--parallel must be >= 0 (0 = fill the cores)")
+    stage = make_stage(v["grid"], v["base"], v["seeds"], _STUDY_BASE["base"])
+    parallel = v["parallel"] or default_parallel(v["threads_per_run"])
+    return run_sweep(v["out"], stage, extend=v["extend"], shard_spec=parse_shard(v["shard"]),
+                     parallel=parallel, threads_per_run=v["threads_per_run"], limit_threads=v["limit_threads"],
+                     dry_run=v["dry_run"], train_cmd=[sys.executable, "-m", v["train_module"]],
+                     make_report=v["report"], curves=v["curves"])
+
+
+def study(name: str, grid: str, seeds: str, base: str, curves: bool = False) -> None:
+    """Entry point of a named study script: fixed grid/seeds/base, default --out=sweeps/<name>.
+
+    Command-line flags still apply; --base keys are merged over ``base``."""
+    define_flags()
+    flags.FLAGS.set_default("grid", grid)
+    flags.FLAGS.set_default("seeds", seeds)
+    flags.FLAGS.set_default("out", os.path.join("sweeps", name))
+    flags.FLAGS.set_default("curves", curves)
+    _STUDY_BASE["base"] = base
+    common.run(main)
+
+
+if __name__ == "__main__":
+    # `python -m launch.sweep` runs this file as __main__; make `import launch.sweep` (done by
+    # launch.report) find this module instead of executing it again (its flags would clash).
+    import launch
+    sys.modules["launch.sweep"] = launch.sweep = sys.modules[__name__]
+    define_flags()
+    common.run(main)
