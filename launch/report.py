@@ -1,0 +1,361 @@
+r"""Aggregate a sweep directory into tables and plots.
+
+  python -m launch.report DIR [--curves]
+
+Reads every ``DIR/runs/*/`` (summary.json, config.json, metrics.jsonl, and the sweep's
+status.json) and groups the runs by configuration: every grid value except the seed, taken
+from the run's directory name (``model=a,learning_rate=0.003,seed=1`` -> configuration
+``model=a,learning_rate=0.003``; a directory not named that way is grouped by its config.json
+without the run-management flags).  Writes
+
+* ``DIR/results.csv`` and ``DIR/results.md``: one row per configuration with the number of
+  seeds, params, FLOPs per example, receptive field, final and best test accuracy as mean ±
+  sample std (ddof=1; "(n=1)" for a single seed), mean training images/s and mean wall time;
+  runs that did not finish (failed, interrupted, running, never started) are listed under
+  the table and not averaged in;
+* ``DIR/results.png``: final test accuracy vs params and vs FLOPs (log x), one labelled marker
+  per configuration, error bars = std over seeds;
+* with ``--curves`` (or ``report(dir, curves=True)``): ``DIR/curves.png``, test accuracy vs
+  epoch per configuration (mean over seeds, shaded ± std), from metrics.jsonl.
+
+``report(dir)`` returns the rows (dicts) without needing the command line.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import statistics
+import sys
+from typing import Optional
+
+from launch import sweep as sweep_lib
+
+COLUMNS = ("config", "n_seeds", "seeds", "params", "flops", "receptive_field", "final_acc_mean", "final_acc_std",
+           "best_acc_mean", "best_acc_std", "train_images_per_sec", "wall_seconds")
+
+
+def _mean_std(values):
+    values = [float(v) for v in values if isinstance(v, (int, float))]
+    if not values:
+        return None, None
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def _metrics(path: str) -> list[dict]:
+    rows = []
+    try:
+        with open(path) as f:
+            for line in f:
+                try:
+                    row = json.loads(line)
+                except ValueError:  # a line cut short by a kill
+                    continue
+                if isinstance(row, dict):
+                    rows.append(row)
+    except OSError:
+        pass
+    return rows
+
+
+def _options(value) -> dict:
+    if isinstance(value, dict):
+        return {str(k): str(v) for k, v in value.items()}
+    if isinstance(value, str) and value.strip():
+        return dict(item.split("=", 1) for item in value.split(",") if "=" in item)
+    return {}
+
+
+def _config_items(name: str, config: Optional[dict]) -> tuple[list[tuple[str, str]], Optional[int]]:
+    """(configuration items without the seed, seed) of one run."""
+    items = sweep_lib.parse_name(name)
+    if items is not None:
+        seed = next((v for k, v in items if k == "seed"), None)
+        return [(k, v) for k, v in items if k != "seed"], (int(seed) if seed and seed.isdigit() else None)
+    config = config or {}
+    settings = {k: str(v) for k, v in config.items()
+                if k in sweep_lib.TRAIN_FLAGS and k not in sweep_lib.MANAGEMENT_FLAGS and k != "model_options"}
+    settings.update(_options(config.get("model_options")))
+    seed = config.get("seed")
+    return sorted(settings.items()), (int(seed) if isinstance(seed, int) else None)
+
+
+def _label(items) -> str:
+    return ",".join(f"{k}={v}" for k, v in items) or "(base)"
+
+
+def _status(workdir: str, config: Optional[dict], metrics: list[dict]) -> str:
+    st = sweep_lib.read_json(os.path.join(workdir, "status.json")) or {}
+    total = (config or {}).get("epochs")
+    progress = f"{len(metrics)}/{total} epochs" if total else f"{len(metrics)} epochs"
+    if st.get("status") == "failed":
+        tail = st.get("log_tail") or []
+        last = f": {tail[-1][:120]}" if tail else ""
+        return f"failed ({st.get('reason') or 'exit ' + str(st.get('exit_code'))}) after {progress}{last}"
+    if st.get("status") == "running":
+        return f"running or killed ({progress} logged)"
+    return f"unfinished ({progress} logged)"
+
+
+def collect(directory: str) -> tuple[list[dict], list[tuple[str, str]]]:
+    """(rows, unfinished) where unfinished is [(run name, why)]."""
+    runs_dir = os.path.join(directory, "runs")
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"no sweep directory {directory}")
+    names = sorted(n for n in os.listdir(runs_dir) if os.path.isdir(os.path.join(runs_dir, n))) \
+        if os.path.isdir(runs_dir) else []
+    record = sweep_lib.read_json(os.path.join(directory, "sweep.json")) or {}
+    expected = [n for n in record.get("runs", []) if isinstance(n, str)]
+    order = {n: i for i, n in enumerate(expected)}
+    names.sort(key=lambda n: (order.get(n, len(order)), n))
+
+    groups: dict[tuple, dict] = {}
+    unfinished: list[tuple[str, str]] = []
+    for name in names:
+        workdir = os.path.join(runs_dir, name)
+        config = sweep_lib.read_json(os.path.join(workdir, "config.json"))
+        config = config if isinstance(config, dict) else None
+        metrics = _metrics(os.path.join(workdir, "metrics.jsonl"))
+        summary = sweep_lib.finished_summary(workdir)
+        if summary is None:
+            unfinished.append((name, _status(workdir, config, metrics)))
+            continue
+        items, seed = _config_items(name, config)
+        g = groups.setdefault(tuple(items), {"items": items, "runs": []})
+        g["runs"].append({"name": name, "seed": seed, "summary": summary, "metrics": metrics})
+    for name in expected:
+        if name not in names:
+            unfinished.append((name, "not started"))
+
+    rows = []
+    for key, g in groups.items():
+        sums = [r["summary"] for r in g["runs"]]
+        first = sums[0]
+        final_m, final_s = _mean_std([s.get("final_test_accuracy") for s in sums])
+        best_m, best_s = _mean_std([s.get("best_test_accuracy") for s in sums])
+        ips, _ = _mean_std([s.get("train_images_per_sec") for s in sums])
+        wall, _ = _mean_std([s.get("wall_seconds") for s in sums])
+        rows.append({
+            "config": _label(g["items"]),
+            "settings": dict(g["items"]),
+            "n_seeds": len(sums),
+            "seeds": [r["seed"] for r in g["runs"]],
+            "runs": [r["name"] for r in g["runs"]],
+            "model": first.get("model"),
+            "params": first.get("params"),
+            "flops": first.get("flops"),
+            "receptive_field": first.get("receptive_field"),
+            "final_acc_mean": final_m, "final_acc_std": final_s,
+            "best_acc_mean": best_m, "best_acc_std": best_s,
+            "train_images_per_sec": ips, "wall_seconds": wall,
+            "curves": [r["metrics"] for r in g["runs"]],
+        })
+    return rows, unfinished
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def human(n) -> str:
+    if not isinstance(n, (int, float)):
+        return "-"
+    for unit, div in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= div:
+            return f"{n / div:.2f}{unit}"
+    return f"{n:g}"
+
+
+def pm(mean, std, n) -> str:
+    if mean is None:
+        return "-"
+    return f"{mean:.4f} (n=1)" if n == 1 or std is None else f"{mean:.4f} ± {std:.4f}"
+
+
+def _num(v, fmt="{:.1f}") -> str:
+    return fmt.format(v) if isinstance(v, (int, float)) else "-"
+
+
+def markdown(directory: str, rows, unfinished) -> str:
+    record = sweep_lib.read_json(os.path.join(directory, "sweep.json")) or {}
+    out = [f"# Sweep results: {os.path.basename(os.path.abspath(directory))}", ""]
+    for st in record.get("stages", []):
+        try:
+            out.append(f"- {sweep_lib.Stage.from_json(st).describe()}")
+        except (KeyError, TypeError, ValueError):
+            pass
+    out += ["", "| config | seeds | params | FLOPs/example | RF | final test acc | best test acc | train img/s | wall s |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        rf = r["receptive_field"]
+        params = f"{r['params']:,}" if isinstance(r["params"], int) else "-"
+        out.append(f"| {r['config']} | {r['n_seeds']} | {params} | {human(r['flops'])} | "
+                   f"{rf if rf is not None else '-'} | "
+                   f"{pm(r['final_acc_mean'], r['final_acc_std'], r['n_seeds'])} | "
+                   f"{pm(r['best_acc_mean'], r['best_acc_std'], r['n_seeds'])} | "
+                   f"{_num(r['train_images_per_sec'], '{:.0f}')} | {_num(r['wall_seconds'])} |")
+    out += ["", "Accuracy: mean ± sample std (ddof=1) over seeds; FLOPs per example, forward pass "
+                "(multiply-add = 2)."]
+    if unfinished:
+        out += ["", f"## Not included ({len(unfinished)} unfinished or failed runs)", ""]
+        out += [f"- `{name}`: {why}" for name, why in unfinished]
+    return "\n".join(out) + "\n"
+
+
+def write_csv(path: str, rows) -> None:
+    keys = []
+    for r in rows:
+        keys += [k for k in r["settings"] if k not in keys]
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(list(COLUMNS[:1]) + keys + list(COLUMNS[1:]))
+        for r in rows:
+            cells = [r["config"]] + [r["settings"].get(k, "") for k in keys]
+            for c in COLUMNS[1:]:
+                v = r[c]
+                cells.append(" ".join(map(str, v)) if isinstance(v, list) else ("" if v is None else v))
+            w.writerow(cells)
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _readable_log_ticks(ax) -> None:
+    """1K/2K/5K-style labels on a log x axis (also on minor ticks, for narrow ranges)."""
+    from matplotlib.ticker import FuncFormatter
+
+    def fmt(x, _pos, minor=False):
+        if x <= 0:
+            return ""
+        lead = int(x / 10 ** math.floor(math.log10(x)) + 1e-6)
+        if minor and lead not in (2, 5):
+            return ""
+        for unit, div in (("G", 1e9), ("M", 1e6), ("K", 1e3), ("", 1)):
+            if x >= div:
+                return f"{x / div:g}{unit}"
+        return f"{x:g}"
+    ax.xaxis.set_major_formatter(FuncFormatter(fmt))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda x, p: fmt(x, p, minor=True)))
+    ax.tick_params(axis="x", which="minor", labelsize=7)
+
+
+def plot_results(path: str, rows) -> bool:
+    pts = [r for r in rows if r["final_acc_mean"] is not None]
+    if not pts:
+        return False
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    for ax, key, xlabel in ((axes[0], "params", "parameters"), (axes[1], "flops", "FLOPs per example (forward)")):
+        for r in pts:
+            x = r[key]
+            if not isinstance(x, (int, float)) or x <= 0:
+                continue
+            ax.errorbar([x], [r["final_acc_mean"]], yerr=[[r["final_acc_std"] or 0.0]] * 2,
+                        fmt="o", capsize=4, label=r["config"])
+            ax.annotate(r["config"], (x, r["final_acc_mean"]), textcoords="offset points", xytext=(5, 5),
+                        fontsize=7)
+        ax.set_xscale("log")
+        _readable_log_ticks(ax)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("final test accuracy")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_title("accuracy vs parameters")
+    axes[1].set_title("accuracy vs FLOPs")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def curve_stats(metrics_runs: list[list[dict]], key: str = "test_accuracy"):
+    """(epochs, mean, std) over runs, per epoch; std is 0 where one run has that epoch."""
+    by_epoch: dict[int, list[float]] = {}
+    for rows in metrics_runs:
+        for i, row in enumerate(rows, 1):
+            v = row.get(key)
+            if isinstance(v, (int, float)) and math.isfinite(v):
+                by_epoch.setdefault(int(row.get("epoch", i)), []).append(float(v))
+    epochs = sorted(by_epoch)
+    means = [statistics.fmean(by_epoch[e]) for e in epochs]
+    stds = [statistics.stdev(by_epoch[e]) if len(by_epoch[e]) > 1 else 0.0 for e in epochs]
+    return epochs, means, stds
+
+
+def plot_curves(path: str, rows) -> bool:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 5))
+    drawn = False
+    for r in rows:
+        epochs, mean, std = curve_stats(r["curves"])
+        if not epochs:
+            continue
+        drawn = True
+        line, = ax.plot(epochs, mean, marker="o", markersize=3, label=f"{r['config']} (n={r['n_seeds']})")
+        ax.fill_between(epochs, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
+                        color=line.get_color(), alpha=0.2)
+    if drawn:
+        from matplotlib.ticker import MaxNLocator
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("test accuracy")
+        ax.set_title("test accuracy vs epoch (mean ± std over seeds)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return drawn
+
+
+def report(directory: str, curves: bool = False, write: bool = True) -> list[dict]:
+    """Aggregate ``directory``; write results.{csv,md,png} (and curves.png) unless ``write=False``.
+
+    Returns one dict per configuration (keys: config, settings, n_seeds, seeds, runs, params,
+    flops, receptive_field, final_acc_mean/std, best_acc_mean/std, train_images_per_sec,
+    wall_seconds, curves)."""
+    rows, unfinished = collect(directory)
+    if write:
+        write_csv(os.path.join(directory, "results.csv"), rows)
+        with open(os.path.join(directory, "results.md"), "w") as f:
+            f.write(markdown(directory, rows, unfinished))
+        plot_results(os.path.join(directory, "results.png"), rows)
+        if curves:
+            plot_curves(os.path.join(directory, "curves.png"), rows)
+    return rows
+
+
+def main(argv):
+    from absl import flags
+
+    from experiments import common
+    if len(argv) != 2:
+        common.fail("usage: python -m launch.report DIR [--curves]")
+    directory = argv[1]
+    if not os.path.isdir(os.path.join(directory, "runs")):
+        common.fail(f"{directory} is not a sweep directory (no runs/ in it)")
+    rows = report(directory, curves=flags.FLAGS.curves)
+    _, unfinished = collect(directory)
+    print(markdown(directory, rows, unfinished), end="")
+    made = ["results.csv", "results.md"] + (["results.png"] if any(r["final_acc_mean"] is not None for r in rows)
+                                            else []) + (["curves.png"] if flags.FLAGS.curves else [])
+    print(f"wrote {', '.join(os.path.join(directory, m) for m in made)}")
+
+
+if __name__ == "__main__":
+    from absl import app, flags
+
+    from experiments import common
+    flags.DEFINE_bool("curves", False, "Also plot test accuracy vs epoch per configuration into DIR/curves.png.")
+
+    def _main(argv):
+        common.quiet()
+        return main(argv)
+
+    app.run(_main)
