@@ -56,6 +56,22 @@ class SeedNet(nn.Module):
         return nn.Dense(self.num_classes, name="fc")(_flatten(x))
 
 
+class MLP(nn.Module):
+    """Fully connected baseline: flatten -> dense ``hidden`` sizes with ``activation`` -> classes.
+    (256, 128) on 28x28x1: 784*256+256 + 256*128+128 + 128*10+10 = 235,146 params."""
+    num_classes: int = 10
+    hidden: Sequence[int] = (256, 128)
+    activation: str = "relu"
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        act = blocks.activation_fn(self.activation)
+        x = _flatten(x)
+        for i, width in enumerate(self.hidden):
+            x = act(nn.Dense(int(width), name=f"fc{i + 1}")(x))
+        return nn.Dense(self.num_classes, name="out")(x)
+
+
 CONV2_BLOCKS = ("conv", "separable", "dilated", "grouped")
 
 
@@ -133,6 +149,7 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "dilated_cnn": functools.partial(PaddedCNN, conv2="dilated"),
     "grouped_cnn": functools.partial(PaddedCNN, conv2="grouped"),
     "conv_autoencoder": ConvAutoencoder,
+    "mlp": MLP,
 }
 
 

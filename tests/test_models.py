@@ -81,6 +81,7 @@ PINNED_PARAMS = {
     "dilated_cnn": 20_746,     # 416 + (9*16*32 + 32) + 15,690
     "grouped_cnn": 19_338,     # 416 + (25*4*32 + 32) + 15,690
     "conv_autoencoder": 9_569,  # 160 + 4,640 + 4,624 + 145
+    "mlp": 235_146,            # 784*256+256 + 256*128+128 + 128*10+10
 }
 
 
@@ -168,3 +169,41 @@ def test_summary_of_huge_input_allocates_nothing():
     # A dense layer on a 1000x1000x3 image: seed_net's fc alone has 20 * 247 * 247 * 10 + 10 weights.
     s = summary.summarize(models.create("seed_net"), (1000, 1000, 3))
     assert s.rows[-1].params == 20 * 247 * 247 * 10 + 10
+
+
+# --- one option changes one thing -------------------------------------------------------
+
+def test_mlp_hidden_sizes_and_activation_options():
+    v, _ = init(models.create("mlp", hidden=(100,)), (1, 28, 28, 1))
+    assert n_params(v) == 784 * 100 + 100 + 100 * 10 + 10
+    v, _ = init(models.create("mlp", hidden=()), (1, 28, 28, 1))
+    assert n_params(v) == 7850  # logistic regression
+
+
+@pytest.mark.parametrize("name", ["padded_cnn", "lenet5", "seed_net", "mlp"])
+def test_activation_option_changes_outputs_not_params(name):
+    relu, sig = models.create(name, activation="relu"), models.create(name, activation="sigmoid")
+    v, x = init(relu, (2, 28, 28, 1))
+    assert n_params(v) == n_params(init(sig, (2, 28, 28, 1))[0])
+    assert not np.allclose(relu.apply(v, x), sig.apply(v, x))
+
+
+def test_pool_option_swaps_max_for_average_on_a_hand_made_input():
+    mx, avg = models.create("padded_cnn", pool="max"), models.create("padded_cnn", pool="avg")
+    kinds = [r.kind for r in summary.summarize(avg, (28, 28, 1)).rows]
+    assert kinds == ["Conv", "AvgPool", "Conv", "AvgPool", "Dense"]
+    assert n_params(init(mx, (1, 28, 28, 1))[0]) == n_params(init(avg, (1, 28, 28, 1))[0]) == 28_938
+    # The pool blocks themselves on a 4x4 input: max [[4, 8], [9, 8]], mean [[3.25, 6.25], [5.75, 6.25]].
+    x = jnp.array([3, 4, 6, 5, 2, 4, 6, 8, 1, 6, 7, 8, 9, 7, 4, 6], jnp.float32).reshape(1, 4, 4, 1)
+    np.testing.assert_array_equal(blocks.pool_block("max").apply({}, x)[0, :, :, 0], [[4, 8], [9, 8]])
+    np.testing.assert_allclose(blocks.pool_block("avg").apply({}, x)[0, :, :, 0], [[3.25, 6.25], [5.75, 6.25]])
+
+
+def test_huge_input_summary_allocates_nothing():
+    """The course's point: a 1000-unit dense layer on a 1000x1000x3 image needs 3*10^9 weights (12 GB)."""
+    import resource
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    s = summary.summarize(models.create("mlp", hidden=(1000,)), (1000, 1000, 3))
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert s.rows[0].params == 3 * 10**9 + 1000
+    assert grown_mb < 200, f"summary allocated {grown_mb:.0f} MB"
