@@ -485,12 +485,16 @@ def _child_env(limit: bool, threads: int) -> dict:
     return env
 
 
+try:  # loaded in the parent: the forked child only calls into it
+    _PRCTL = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):  # not Linux
+    _PRCTL = None
+
+
 def _preexec(cpus: Optional[list[int]]):
     def fn():
-        try:  # die with the sweep: no orphan trainers writing into a workdir a rerun resumes
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
+        if _PRCTL is not None:  # die with the sweep: no orphan trainer keeps writing its workdir
+            _PRCTL(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
         if cpus:
             try:
                 os.sched_setaffinity(0, cpus)
@@ -673,6 +677,12 @@ def run_sweep(out: str, stage: Stage, *, extend: bool = False, shard_spec: tuple
             record_failure(job, code, reason)
         job.lock.close()
 
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+    try:  # `kill SWEEP` stops the trainers like Ctrl-C does
+        previous = signal.signal(signal.SIGTERM, on_term)
+    except ValueError:  # not the main thread
+        previous = None
     try:
         while pending or jobs:
             for slot in range(parallel):
@@ -700,6 +710,9 @@ def run_sweep(out: str, stage: Stage, *, extend: bool = False, shard_spec: tuple
             job.lock.close()
         echo(f"sweep interrupted: {len(jobs)} running run(s) stopped; rerun the same command to resume")
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
     summary = ", ".join(f"{v} {k}" for k, v in counts.items() if v or k == "failed")
     echo(f"sweep: {total} runs{where}: {summary}")
