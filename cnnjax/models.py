@@ -114,6 +114,28 @@ class PaddedCNN(nn.Module):
         raise ValueError(f"unknown conv2 block {self.conv2!r}; choose from {CONV2_BLOCKS}")
 
 
+class VGGBN(nn.Module):
+    """Small VGG-style net for the accuracy target under 100K params: two stages of
+    [3x3 conv, batch norm, act] x 2 + max pool 2 (widths 24, 48), dropout, dense.
+    60,322 params on 28x28x1 (batch-norm scale/bias included; running stats are not params)."""
+    num_classes: int = 10
+    widths: Sequence[int] = (24, 48)
+    activation: str = "relu"
+    pool: str = "max"
+    dropout: float = 0.3
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        act = blocks.activation_fn(self.activation)
+        for stage, width in enumerate(self.widths, start=1):
+            for j in (1, 2):
+                x = blocks.Conv(width, 3, padding="same", use_bias=False, name=f"conv{stage}_{j}")(x)
+                x = act(nn.BatchNorm(use_running_average=not train, momentum=0.9, name=f"bn{stage}_{j}")(x))
+            x = blocks.pool_block(self.pool, window=2, name=f"pool{stage}")(x)
+        x = nn.Dropout(self.dropout, deterministic=not train)(_flatten(x))
+        return nn.Dense(self.num_classes, name="fc")(x)
+
+
 class ConvAutoencoder(nn.Module):
     """Encoder: two stride-2 3x3 convs (H -> H/2 -> H/4).  Decoder: ``decoder='transpose'``
     (3x3 stride-2 transposed convs) or ``'upsample'`` (nearest x2 then 3x3 conv).  The
@@ -150,6 +172,7 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "grouped_cnn": functools.partial(PaddedCNN, conv2="grouped"),
     "conv_autoencoder": ConvAutoencoder,
     "mlp": MLP,
+    "vgg_bn": VGGBN,
 }
 
 

@@ -207,3 +207,11 @@ def test_evaluate_cli_restores_best_and_writes_confusion(reference):
     assert os.path.getsize(reference / "confusion.png") > 0
     evaluation = json.loads((reference / "evaluation.json").read_text())
     assert sum(map(sum, evaluation["confusion"])) == 200
+
+
+def test_batch_norm_statistics_are_trained_and_checkpointed(tmp_path):
+    cfg = dict(SMALL, model="vgg_bn", epochs=1, num_train=256, augment="flip_crop")
+    experiment.train_and_evaluate(cfg, str(tmp_path / "bn"), progress="none", log=lambda s: None)
+    _, variables, _ = checkpoint.load_trained(str(tmp_path / "bn"))
+    means = variables["batch_stats"]["bn1_1"]["mean"]
+    assert means.shape == (24,) and float(np.abs(np.asarray(means)).max()) > 0  # moved away from the init zeros
