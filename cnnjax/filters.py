@@ -6,7 +6,8 @@ array used as a *cross-correlation* (no flip), like every conv in cnnjax:
 ``out[i, j] = sum(image[i:i+3, j:j+3] * kernel)``.  So ``sobel_x`` is positive where the
 intensity increases to the right and ``sobel_y`` where it increases downward.
 
-Layer: uses :mod:`cnnjax.ops`, and :mod:`cnnjax.data` lazily (for dataset images).
+Layer: uses :mod:`cnnjax.ops` and :mod:`cnnjax.data`, both imported lazily, so that importing
+this module (e.g. to check a filter name or read an image file) does not start JAX.
 """
 from __future__ import annotations
 
@@ -14,8 +15,6 @@ import os
 from typing import Union
 
 import numpy as np
-
-from cnnjax import ops
 
 KERNELS: dict[str, np.ndarray] = {
     "laplacian": np.array([[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]], np.float32),
@@ -71,13 +70,15 @@ def to_gray(rgb) -> np.ndarray:
     raise ValueError(f"to_gray wants (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got shape {a.shape}")
 
 
-def apply_filter(image2d, name_or_kernel: Union[str, np.ndarray], padding: ops.Pad2D = "valid") -> np.ndarray:
+def apply_filter(image2d, name_or_kernel: Union[str, np.ndarray], padding="valid") -> np.ndarray:
     """Cross-correlate a (H, W) image with a named or given (kh, kw) kernel via :func:`ops.conv2d`.
 
     ``padding`` is any cnnjax padding spec ('valid', 'same', int, ...); zeros are padded.
     Returns float32 (H', W'), H' = ops.conv_output_size(H, kh, padding=...).  A kernel
     larger than the padded image raises ValueError (from :func:`ops.conv_output_size`).
     """
+    from cnnjax import ops  # lazy: JAX starts only when a filter is applied
+
     x = np.asarray(image2d, np.float32)
     if x.ndim != 2:
         raise ValueError(f"apply_filter wants a 2-D (H, W) image, got shape {x.shape}")

@@ -188,8 +188,7 @@ def plot_feature_maps(maps_nhwc_single, path: str, title: str, max_channels: int
     fig, axes = plt.subplots(n, 2 if has_in else 1, squeeze=False,
                              figsize=((shown_c + (1.3 if has_in else 0)) * tile + 0.6, n * tile * h / w * 1.05 + 0.9),
                              gridspec_kw={"width_ratios": [1, shown_c]} if has_in else None)
-    cmap = matplotlib.colormaps["gray"].copy()
-    cmap.set_bad("white")
+    cmap = matplotlib.colormaps["gray"].with_extremes(bad="white")  # white gaps between tiles
     for i in range(n):
         ax = axes[i, -1]
         ax.imshow(_mosaic(m[i, :, :, :shown_c]), cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
