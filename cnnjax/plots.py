@@ -134,7 +134,7 @@ def plot_kernels(kernels_hwio, path: str, title: str = "first-layer kernels", *,
     ncols = min(c_out, 8) if ncols is None else max(1, int(ncols))
     nrows = math.ceil(c_out / ncols)
     cell = 1.3 if annotate else 0.9
-    fig, axes = plt.subplots(nrows, ncols, figsize=(cell * ncols + 0.3, cell * nrows + 0.5), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(cell * ncols + 0.3, (cell + 0.2) * nrows + 0.5), squeeze=False)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -149,7 +149,7 @@ def plot_kernels(kernels_hwio, path: str, title: str = "first-layer kernels", *,
             _annotate_cells(ax, k2[:, :, c], fontsize=7)
     where = "input channel 0" if reduce == "first" or k.shape[2] == 1 else f"mean of {k.shape[2]} input channels"
     fig.suptitle(f"{title}\n{kh}x{kw}, {where}; blue < 0 < red", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(h_pad=1.2)
     return _save(fig, path, dpi)
 
 
