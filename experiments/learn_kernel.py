@@ -74,7 +74,7 @@ def learn_kernel(x, y, kernel_size: int = 3, steps: int = 5000, learning_rate: O
     N(0, 0.1^2) weights (``seed``); runs at most ``steps`` updates and stops as soon as the
     loss is below ``loss_tolerance``.  ``optimizer``: 'adam' (default learning rate 0.1) or
     'sgd' (default :func:`sgd_learning_rate`).  The update is jitted and run in chunks of
-    ``print_every`` (or 100) steps with ``lax.scan``; ``print_every`` > 0 prints the loss.
+    ``print_every`` (or 100; at most ``steps + 1``) steps with ``lax.scan``; ``print_every`` > 0 prints the loss.
 
     Returns (kernel (k, k) float32 numpy, losses): ``losses[i]`` is the loss before update
     i, so ``len(losses) - 1`` updates were made; when the tolerance was reached the last
@@ -115,7 +115,7 @@ def learn_kernel(x, y, kernel_size: int = 3, steps: int = 5000, learning_rate: O
         keep = lambda old, new: jnp.where(done, old, new)
         return (keep(kernel, new_kernel), jax.tree.map(keep, state, new_state), i + 1 - done), loss
 
-    chunk = int(print_every) if print_every and print_every > 0 else 100
+    chunk = min(int(print_every) if print_every and print_every > 0 else 100, steps + 1)
 
     @jax.jit
     def run_chunk(kernel, state, i):
