@@ -536,6 +536,17 @@ def _try_lock(workdir: str):
     return f
 
 
+def _print(line: str) -> None:
+    """print() that survives a closed stdout (``| head``, a dead ``tee``): the runs go on."""
+    try:
+        print(line, flush=True)
+    except (BrokenPipeError, OSError):
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+
+
 def _fmt_secs(s: float) -> str:
     return f"{s:.0f}s" if s < 600 else f"{s / 60:.0f}min"
 
@@ -552,7 +563,7 @@ def run_sweep(out: str, stage: Stage, *, extend: bool = False, shard_spec: tuple
               parallel: int = 1, threads_per_run: int = 1, limit_threads: str = "auto",
               dry_run: bool = False, train_cmd: Optional[Sequence[str]] = None,
               make_report: bool = True, curves: bool = False, poll: float = 0.2,
-              echo: Callable[[str], None] = print) -> int:
+              echo: Callable[[str], None] = _print) -> int:
     """Run (or resume) the sweep in ``out``; returns the exit status (0 ok, 1 a run failed, 130 interrupted).
 
     ``train_cmd`` is the trainer command prefix (default ``python -m experiments.train``); the
