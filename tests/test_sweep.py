@@ -292,7 +292,7 @@ def test_cli_with_train_module_and_kill(tmp_path):
 def test_study_script_merges_base_and_shards(tmp_path):
     r = cli("launch.optimizers", f"--out={tmp_path / 'o'}", "--base=epochs=1", "--shard=2/3", "--dry_run")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("8 runs (shard 2/3 of 24)")
+    assert r.stdout.startswith("6 runs (shard 2/3 of 18)")
     cmd = r.stdout.splitlines()[-1]
     assert "--epochs=1" in cmd and "--model=padded_cnn" in cmd and "--optimizer=sgd" in cmd
     assert not (tmp_path / "o").exists()
