@@ -124,6 +124,10 @@ _RESERVED = {
     "seed": "give seeds with --seeds",
     "workdir": "each run's workdir is OUT/runs/<name>",
     "model_options": "write model options as their own keys, e.g. activation=relu,sigmoid",
+    # experiments.train's multi-host flags: one run spanning hosts is launched per host, not swept
+    "coordinator_address": "multi-host runs are launched on each host, not by the sweep",
+    "num_processes": "multi-host runs are launched on each host, not by the sweep",
+    "process_id": "multi-host runs are launched on each host, not by the sweep",
 }
 # Flags that manage a run but do not define it (ignored when grouping runs in reports).
 MANAGEMENT_FLAGS = ("seed", "workdir", "data_dir", "progress", "eval_every", "checkpoint_every",
