@@ -15,7 +15,7 @@ from typing import Callable, Optional, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from cnnjax import blocks
+from cnnjax import blocks, ops
 
 
 def _flatten(x):
@@ -83,6 +83,12 @@ class PaddedCNN(nn.Module):
       'separable' depthwise 5x5 + pointwise 1x1  (17,050)
       'dilated'   3x3 dilation 2 ('same'): the same 5x5 extent with 9/25 of the weights (20,746)
       'grouped'   5x5, ``groups`` groups          (19,338 with groups=4)
+
+    ``padding`` (default 2, any cnnjax padding spec) pads conv1 and a 5x5 conv2 ('conv',
+    'separable', 'grouped'; the 'dilated' block keeps its 'same' padding, which depends on
+    ``dilation``): 2 keeps HxW, 0 shrinks each by 4.  ``stride`` (default 1) is conv1's stride:
+    2 halves HxW.  The dense layer follows: padding=0 -> 28-24-12-8-4, dense 512->10 (18,378
+    params); stride=2 -> 28-14-7-7-3, dense 288->10 (16,138).
     """
     num_classes: int = 10
     conv2: str = "conv"
@@ -91,11 +97,14 @@ class PaddedCNN(nn.Module):
     widths: Sequence[int] = (16, 32)
     groups: int = 4
     dilation: int = 2
+    padding: ops.Pad2D = 2
+    stride: int = 1
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         c1, c2 = self.widths
-        x = blocks.Conv(c1, 5, padding=2, activation=self.activation, name="conv1")(x)
+        x = blocks.Conv(c1, 5, stride=self.stride, padding=self.padding, activation=self.activation,
+                        name="conv1")(x)
         x = blocks.pool_block(self.pool, window=2, name="pool1")(x)
         x = self._conv2(c2)(x)
         x = blocks.pool_block(self.pool, window=2, name="pool2")(x)
@@ -104,13 +113,13 @@ class PaddedCNN(nn.Module):
     def _conv2(self, features):
         kw = dict(features=features, activation=self.activation, name="conv2")
         if self.conv2 == "conv":
-            return blocks.Conv(kernel_size=5, padding=2, **kw)
+            return blocks.Conv(kernel_size=5, padding=self.padding, **kw)
         if self.conv2 == "separable":
-            return blocks.SeparableConv(kernel_size=5, padding=2, **kw)
+            return blocks.SeparableConv(kernel_size=5, padding=self.padding, **kw)
         if self.conv2 == "dilated":
             return blocks.DilatedConv(kernel_size=3, dilation=self.dilation, padding="same", **kw)
         if self.conv2 == "grouped":
-            return blocks.GroupedConv(kernel_size=5, padding=2, groups=self.groups, **kw)
+            return blocks.GroupedConv(kernel_size=5, padding=self.padding, groups=self.groups, **kw)
         raise ValueError(f"unknown conv2 block {self.conv2!r}; choose from {CONV2_BLOCKS}")
 
 
