@@ -32,6 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from cnnjax import fastconv
+
 Pad1D = Union[int, str, tuple]
 Pad2D = Union[int, str, tuple]
 IntOr2 = Union[int, Sequence[int]]
@@ -148,13 +150,17 @@ def corr2d(x, k):
 _DN = ("NHWC", "HWIO", "NHWC")
 
 
-def conv2d(x, w, *, stride: IntOr2 = 1, padding: Pad2D = 0, dilation: IntOr2 = 1, groups: int = 1):
+def conv2d(x, w, *, stride: IntOr2 = 1, padding: Pad2D = 0, dilation: IntOr2 = 1, groups: int = 1,
+           impl: str = "auto"):
     """Multi-channel 2-D cross-correlation over ``lax.conv_general_dilated``.
 
     x: (N, H, W, C_in); w: (kh, kw, C_in // groups, C_out) -> (N, H', W', C_out) with
     H' = conv_output_size(H, kh, stride, pad_h, dilation).  ``groups`` splits the input and
     output channels into that many independent convolutions (groups == C_in with C_out a
     multiple of C_in is a depthwise conv).
+
+    ``impl``: 'auto' (``CNNJAX_CONV_IMPL`` if set, else 'fast' on the CPU backend, 'lax'
+    elsewhere), 'lax', 'fast' or 'gemm'; see :mod:`cnnjax.fastconv`.  Same values and gradients.
     """
     x, w = jnp.asarray(x), jnp.asarray(w)
     if x.ndim != 4 or w.ndim != 4:
@@ -167,6 +173,10 @@ def conv2d(x, w, *, stride: IntOr2 = 1, padding: Pad2D = 0, dilation: IntOr2 = 1
     pads = resolve_padding_2d(padding, w.shape[:2], dilation)
     for n, k, s, p, d in zip(x.shape[1:3], w.shape[:2], _pair(stride, "stride"), pads, _pair(dilation, "dilation")):
         conv_output_size(n, k, s, p, d)  # validates: clear error instead of an empty array
+    impl = fastconv.resolve_impl(impl)
+    if impl != "lax":
+        return fastconv.conv2d(x, w, stride=_pair(stride, "stride"), padding=pads,
+                               dilation=_pair(dilation, "dilation"), groups=groups, impl=impl)
     return lax.conv_general_dilated(
         x, w.astype(x.dtype), window_strides=_pair(stride, "stride"), padding=pads,
         rhs_dilation=_pair(dilation, "dilation"), dimension_numbers=_DN, feature_group_count=groups)
@@ -222,30 +232,35 @@ def upsample_nearest(x, factor: IntOr2 = 2):
     return jnp.repeat(jnp.repeat(x, fh, axis=1), fw, axis=2)
 
 
-def _pool(x, init, op, window, stride, padding):
+def _pool(x, init, op, window, stride, padding, impl="lax"):
     x = jnp.asarray(x)
     window = _pair(window, "window")
     stride = window if stride is None else _pair(stride, "stride")
     pads = resolve_padding_2d(padding, window)
     for n, k, s, pd in zip(x.shape[1:3], window, stride, pads):
         conv_output_size(n, k, s, pd)
+    if fastconv.resolve_impl(impl) != "lax":
+        fast = fastconv.max_pool2d if op is lax.max else fastconv.sum_pool2d
+        return fast(x, window, stride, pads)
     return lax.reduce_window(x, init, op, (1, *window, 1), (1, *stride, 1), ((0, 0), *pads, (0, 0)))
 
 
-def max_pool2d(x, window: IntOr2 = 2, stride: IntOr2 | None = None, padding: Pad2D = 0):
+def max_pool2d(x, window: IntOr2 = 2, stride: IntOr2 | None = None, padding: Pad2D = 0, impl: str = "auto"):
     """Max over each ``window`` (stride defaults to the window). Padding counts as -inf.
-    (N, H, W, C) -> (N, H', W', C)."""
+    (N, H, W, C) -> (N, H', W', C).  ``impl`` as in :func:`conv2d` (the fast path reshapes
+    when stride == window; ties send the gradient to the first maximum, like lax)."""
     x = jnp.asarray(x)
     # numpy (concrete) init value: under jit a jnp scalar is a tracer and lax would fall back to
     # the generic, non-differentiable reduce_window.
-    return _pool(x, np.array(-np.inf, x.dtype), lax.max, window, stride, padding)
+    return _pool(x, np.array(-np.inf, x.dtype), lax.max, window, stride, padding, impl)
 
 
-def avg_pool2d(x, window: IntOr2 = 2, stride: IntOr2 | None = None, padding: Pad2D = 0):
+def avg_pool2d(x, window: IntOr2 = 2, stride: IntOr2 | None = None, padding: Pad2D = 0, impl: str = "auto"):
     """Mean over each ``window`` (stride defaults to the window).  Padded zeros are counted
-    in the mean (PyTorch's ``count_include_pad=True``).  (N, H, W, C) -> (N, H', W', C)."""
+    in the mean (PyTorch's ``count_include_pad=True``).  (N, H, W, C) -> (N, H', W', C).
+    ``impl`` as in :func:`conv2d`."""
     x = jnp.asarray(x)
-    total = _pool(x, np.array(0, x.dtype), lax.add, window, stride, padding)
+    total = _pool(x, np.array(0, x.dtype), lax.add, window, stride, padding, impl)
     wh, ww = _pair(window, "window")
     return total / (wh * ww)
 
