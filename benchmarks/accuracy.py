@@ -18,7 +18,7 @@ from absl import flags
 from experiments import common
 
 RECIPES = {
-    # The README's main job: defaults of experiments.train (Adam 1e-3, cosine, 15 epochs, batch 128).
+    # The README's main job: defaults of experiments.train (Adam 1e-3, cosine, 15 epochs, batch 50).
     "padded_cnn": {"model": "padded_cnn"},
     # Best under 100K params: VGG-style with batch norm, dropout, flips and 2-pixel shifts.
     "vgg_bn": {"model": "vgg_bn", "epochs": 20, "optimizer": "adamw", "learning_rate": 3e-3,

@@ -40,7 +40,7 @@ class TrainConfig:
     num_train: int = 0            # 0 = all
     num_test: int = 0             # 0 = all
     epochs: int = 15
-    batch_size: int = 128
+    batch_size: int = 50          # the tutorial's batch; padded_cnn: 91.9% vs 91.35% at 128 (15 epochs)
     learning_rate: float = 1e-3   # peak learning rate
     optimizer: str = "adam"
     momentum: float = 0.9         # sgd only
