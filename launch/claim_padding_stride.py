@@ -1,0 +1,41 @@
+r"""Course claim (4): padding keeps the spatial size, stride shrinks it.
+
+  python -m launch.claim_padding_stride --out=results/claims/padding_stride --parallel=1
+                                        [--base=num_train=0,epochs=15] [--dry_run]
+
+padded_cnn with padding 2 / 0 (both 5x5 convs) x stride 1 / 2 (conv1), x seeds 0,1,2: 12 runs.
+The sizes (``python -m experiments.summary --model_options=padding=0,stride=2``):
+
+  padding  stride  conv1    pool1  conv2  pool2  dense     params
+  2        1       28x28    14     14     7      1568->10  28,938   (the default padded_cnn)
+  0        1       24x24    12     8      4      512->10   18,378
+  2        2       14x14    7      7      3      288->10   16,138
+  0        2       12x12    6      2      1      32->10    13,578
+
+The conv weights are the same in all four; only the dense layer follows the spatial size.
+results.md lists each configuration's params, FLOPs and receptive field next to its accuracy.
+
+SMALL BY DEFAULT, to fit a shared 2-core CPU: the first 10,000 Fashion-MNIST training images
+(num_train=10000; the full 10,000-image test set), 3 epochs.  ``--base=num_train=0,epochs=15``
+gives the full-size study (~30x longer).
+
+Runtime: MEASURED 4.6 min (276 s wall, 12 runs) with --parallel=1 on the shared 2-core dev VM
+(load average 5-7 from other jobs, CPU conv fast path of cnnjax.fastconv), 2026-11-23.
+
+(launch.padding_stride is an older study of dilation x pooling under that name.)
+"""
+from launch import sweep
+
+GRID = "padding=2,0;stride=1,2"
+SEEDS = "0,1,2"
+BASE = ("model=padded_cnn,dataset=fashion_mnist,num_train=10000,epochs=3,batch_size=128,"
+        "learning_rate=1e-3,optimizer=adam")
+
+
+def stages(base: str = "") -> list[sweep.Stage]:
+    """The study's sweep stages (``base`` merged over BASE, as --base does)."""
+    return [sweep.make_stage(GRID, base, SEEDS, BASE)]
+
+
+if __name__ == "__main__":
+    sweep.study("claim_padding_stride", GRID, SEEDS, BASE, curves=True)
