@@ -11,6 +11,10 @@ Runtime on a 2-core CPU: ESTIMATE ~25 min, not measured at full size. Measured t
 2-core dev VM, load average 4-6): lenet5 3,349 img/s, seed_net 1,814, padded_cnn 503 -> ~19 /
 35 / 126 s per 60k epoch; 3 seeds x 5 epochs x 180 s / 2 in parallel ~ 23 min plus start-up.
 
+Small version (course claim (5), docs/experiments.md): ``--base=num_train=10000,epochs=3
+--parallel=1`` (first 10,000 training images, 3 epochs): MEASURED 6.8 min (409 s wall) on the
+shared 2-core dev VM, load average 5-7, 2026-11-23.
+
 Every flag of launch.sweep works here (--out, --parallel, --shard, --dry_run, ...); --base
 keys are merged over the study's base.
 """
