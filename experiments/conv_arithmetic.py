@@ -19,21 +19,20 @@ import os
 import numpy as np
 from absl import flags
 
-from experiments import common
+from experiments import common, demo_flags
 
 NAME = "conv_arithmetic"
 
 _INPUT_SIZE = flags.DEFINE_string("input_size", "5", "Input size: H (square) or H,W.")
 _KERNEL_SIZE = flags.DEFINE_string("kernel_size", "3", "Kernel size: k or kh,kw.")
-_PADDING = flags.DEFINE_string("padding", "valid", "Padding: valid | same (edge_detection); for "
-                               "conv_arithmetic also an int or lo:hi.", allow_override=True)
+_PADDING = demo_flags.PADDING
 _STRIDE = flags.DEFINE_string("stride", "1", "Stride: s or sh,sw.")
 _DILATION = flags.DEFINE_string("dilation", "1", "Dilation: d or dh,dw (taps d apart).")
 _MODE = flags.DEFINE_enum("mode", "conv", ["conv", "transposed", "upsample"], "Which op's arithmetic to show.")
 _OUTPUT_PADDING = flags.DEFINE_string("output_padding", "0", "Transposed only: extra rows/cols at the "
                                       "bottom/right, op or oph,opw (must be < stride or dilation).")
 _FACTOR = flags.DEFINE_string("factor", "2", "Upsample only: repeat factor f or fh,fw.")
-_OUT_DIR = flags.DEFINE_string("out_dir", None, "Output directory (default out/<demo name>).", allow_override=True)
+_OUT_DIR = demo_flags.OUT_DIR
 
 # Colours of the diagram: cell categories, and the shading of the first and second window.
 INPUT, PAD, PIXEL, ZERO, OUTPAD, CROP, OUT = range(7)

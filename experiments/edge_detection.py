@@ -14,24 +14,17 @@ import os
 
 from absl import flags
 
-from experiments import common
+from experiments import common, demo_flags
 
 NAME = "edge_detection"
 
-# Flags shared with the other "seeing convolution" demos are defined with allow_override so
-# that several demos can be imported into one process (e.g. by tests); they keep the same
-# meaning and default everywhere.
 _FILTERS = flags.DEFINE_list("filters", None, "Filters to apply (default: all), from cnnjax.filters.KERNELS.")
-_IMAGE = flags.DEFINE_string("image", None, "Image file (PNG/JPEG/...) to use instead of the test scene.",
-                             allow_override=True)
-_DATASET = flags.DEFINE_string("dataset", None, "Take the image from this dataset's test split "
-                               "(e.g. fashion_mnist; works offline from IDX files).", allow_override=True)
-_INDEX = flags.DEFINE_integer("index", 0, "Test-image index for --dataset.", allow_override=True)
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "Directory with dataset files (see cnnjax.data.load).",
-                                allow_override=True)
-_PADDING = flags.DEFINE_string("padding", "valid", "Padding: valid | same (edge_detection); for "
-                               "conv_arithmetic also an int or lo:hi.", allow_override=True)
-_OUT_DIR = flags.DEFINE_string("out_dir", None, "Output directory (default out/<demo name>).", allow_override=True)
+_IMAGE = demo_flags.IMAGE
+_DATASET = demo_flags.DATASET
+_INDEX = demo_flags.INDEX
+_DATA_DIR = demo_flags.DATA_DIR
+_PADDING = demo_flags.PADDING
+_OUT_DIR = demo_flags.OUT_DIR
 
 # Responses that are signed (derivatives) get a blue-white-red colour scale centred on 0.
 SIGNED = {"laplacian", "sobel_x", "sobel_y"}

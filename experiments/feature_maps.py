@@ -17,7 +17,7 @@ import os
 import numpy as np
 from absl import flags
 
-from experiments import common
+from experiments import common, demo_flags
 
 NAME = "feature_maps"
 
@@ -25,14 +25,12 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir to load the mo
                                allow_override=True)
 _MODEL = flags.DEFINE_string("model", "padded_cnn", "Registered model for a fresh init (no --workdir).",
                              allow_override=True)
-_DATASET = flags.DEFINE_string("dataset", None, "Dataset of the test images (default: the workdir's, "
-                               "else fashion_mnist; 'synthetic' needs no files).", allow_override=True)
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "Directory with dataset files (see cnnjax.data.load).",
-                                allow_override=True)
+_DATASET = demo_flags.DATASET
+_DATA_DIR = demo_flags.DATA_DIR
 _NUM_IMAGES = flags.DEFINE_integer("num_images", 4, "Number of test images (rows of each figure).")
 _MAX_CHANNELS = flags.DEFINE_integer("max_channels", 16, "Channels shown per layer.")
-_SEED = flags.DEFINE_integer("seed", 0, "Random seed (initial weights).", allow_override=True)
-_OUT_DIR = flags.DEFINE_string("out_dir", None, "Output directory (default out/<demo name>).", allow_override=True)
+_SEED = demo_flags.SEED
+_OUT_DIR = demo_flags.OUT_DIR
 
 DEFAULT_DATASET = "fashion_mnist"
 

@@ -18,19 +18,16 @@ from typing import Optional
 import numpy as np
 from absl import flags
 
-from experiments import common
+from experiments import common, demo_flags
 
 NAME = "learn_kernel"
 
-_IMAGE = flags.DEFINE_string("image", None, "Image file (PNG/JPEG/...) to use instead of the test scene.",
-                             allow_override=True)
-_DATASET = flags.DEFINE_string("dataset", None, "Take the image from this dataset's test split "
-                               "(e.g. fashion_mnist; works offline from IDX files).", allow_override=True)
-_INDEX = flags.DEFINE_integer("index", 0, "Test-image index for --dataset.", allow_override=True)
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "Directory with dataset files (see cnnjax.data.load).",
-                                allow_override=True)
-_OUT_DIR = flags.DEFINE_string("out_dir", None, "Output directory (default out/<demo name>).", allow_override=True)
-_SEED = flags.DEFINE_integer("seed", 0, "Random seed (initial weights).", allow_override=True)
+_IMAGE = demo_flags.IMAGE
+_DATASET = demo_flags.DATASET
+_INDEX = demo_flags.INDEX
+_DATA_DIR = demo_flags.DATA_DIR
+_OUT_DIR = demo_flags.OUT_DIR
+_SEED = demo_flags.SEED
 _KERNEL = flags.DEFINE_string("kernel", "laplacian", "True kernel that makes Y: a name in cnnjax.filters.KERNELS.")
 _OPTIMIZER = flags.DEFINE_enum("optimizer", "adam", ["adam", "sgd"], "Optax optimizer.")
 _LEARNING_RATE = flags.DEFINE_float(
