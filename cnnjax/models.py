@@ -67,7 +67,8 @@ class MLP(nn.Module):
     def __call__(self, x, train: bool = False):
         act = blocks.activation_fn(self.activation)
         x = _flatten(x)
-        for i, width in enumerate(self.hidden):
+        hidden = (self.hidden,) if isinstance(self.hidden, int) else self.hidden  # hidden=1000: one layer
+        for i, width in enumerate(hidden):
             x = act(nn.Dense(int(width), name=f"fc{i + 1}")(x))
         return nn.Dense(self.num_classes, name="out")(x)
 

@@ -40,7 +40,7 @@ def main(argv):
     model = models.create(name, num_classes=_NUM_CLASSES.value, **options)
     try:
         table = summary.summarize(model, shape, name).table()
-    except TypeError as e:  # an option of the right name but the wrong kind, e.g. hidden=1000 (not a list)
+    except TypeError as e:  # an option of the right name but the wrong kind, e.g. widths=7 (not a pair)
         common.fail(f"model {name!r} cannot be built with options {options}: {e}")
     print(table)
 

@@ -170,6 +170,8 @@ def test_summary_cli_model_options_and_bad_option():
     r = run_module("-m", "experiments.summary", "--model_options=padding=0,stride=2")
     assert r.returncode == 0, r.stderr
     assert "12x12x16" in r.stdout and "total params: 13,578" in r.stdout
-    r = run_module("-m", "experiments.summary", "--model=mlp", "--model_options=hidden=1000")
+    r = run_module("-m", "experiments.summary", "--model=padded_cnn", "--model_options=widths=7")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
-    assert r.stderr.startswith("error: model 'mlp' cannot be built")
+    assert r.stderr.startswith("error: model 'padded_cnn' cannot be built")
+    r = run_module("-m", "experiments.summary", "--model=mlp", "--model_options=hidden=1000")
+    assert r.returncode == 0 and "784,784" not in r.stdout and "785,000" in r.stdout  # one 1000-unit layer

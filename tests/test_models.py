@@ -177,6 +177,8 @@ def test_summary_of_huge_input_allocates_nothing():
 def test_mlp_hidden_sizes_and_activation_options():
     v, _ = init(models.create("mlp", hidden=(100,)), (1, 28, 28, 1))
     assert n_params(v) == 784 * 100 + 100 + 100 * 10 + 10
+    v, _ = init(models.create("mlp", hidden=100), (1, 28, 28, 1))  # an int is one hidden layer
+    assert n_params(v) == 784 * 100 + 100 + 100 * 10 + 10
     v, _ = init(models.create("mlp", hidden=()), (1, 28, 28, 1))
     assert n_params(v) == 7850  # logistic regression
 
