@@ -20,9 +20,10 @@ from experiments import common
 RECIPES = {
     # The README's main job: defaults of experiments.train (Adam 1e-3, cosine, 15 epochs, batch 50).
     "padded_cnn": {"model": "padded_cnn"},
-    # Best under 100K params: VGG-style with batch norm, dropout, flips and 2-pixel shifts.
-    "vgg_bn": {"model": "vgg_bn", "epochs": 20, "optimizer": "adamw", "learning_rate": 3e-3,
-               "schedule": "onecycle", "weight_decay": 0.05, "augment": "flip_crop", "label_smoothing": 0.1},
+    # Best under 100K params: VGG-style with batch norm and dropout (60,322 params), horizontal
+    # flips, label smoothing.  (Flips + 2-pixel shifts with AdamW/one-cycle learned more slowly.)
+    "vgg_bn": {"model": "vgg_bn", "epochs": 20, "batch_size": 64, "optimizer": "adam", "learning_rate": 2e-3,
+               "schedule": "cosine", "augment": "flip", "label_smoothing": 0.1},
 }
 TARGETS = {"padded_cnn": 0.915, "vgg_bn": 0.935}
 
