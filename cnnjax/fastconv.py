@@ -8,29 +8,27 @@ small CNN's *training* step are lowered badly (measured on 2 cores, see
 ``benchmarks/RESULTS.md``):
 
   * the gradient of ``lax.reduce_window`` max pooling is ``select_and_scatter``, a scalar
-    loop that costs more than all the convolutions together (6 ms for one 2x2 pool at batch
-    50, 60-100 ms at batch 256: it grows faster than the batch);
+    loop that costs more than all the convolutions together (6 ms for relu + one 2x2 pool at
+    batch 50, 90 ms at batch 256: it grows faster than the batch);
   * grouped convs (1 < groups < C_in) and depthwise convs take a generic path that is
     20-70x slower than a dense conv of the same shape;
-  * a conv with one input channel (the first layer) gets a poor kernel and its weight
-    gradient needs two transposes.
 
 What the fast path does instead (all differentiable, ``jax.custom_vjp`` where the
 autodiff of the formulation would be slow):
 
-  * max / avg pooling with stride == window: reshape to (N, H/k, k, W/k, k, C) and reduce;
-    the max-pool gradient goes to the first maximum of each window (exactly lax's
-    ``select_and_scatter`` rule), computed elementwise;
+  * max / avg pooling with stride == window: the elementwise max / sum of the k*k strided
+    views (one fused loop); the max-pool gradient goes to the first maximum of each window
+    (exactly lax's ``select_and_scatter`` rule), computed elementwise;
   * depthwise conv: sum of k*k shifted, per-channel-scaled views (one fused loop); its
     gradients are the same kind of loop (input) and k*k reductions (weights);
   * grouped conv: the dense conv with a block-diagonal kernel (``groups`` times the FLOPs,
     but dense convs run 50x faster than grouped ones here);
   * a 1x1 conv: one matmul;
-  * a conv whose im2col rows are short (``kh*kw*C_in <= GEMM_MAX_K``, e.g. the first layer):
-    im2col (k*k strided slices stacked) + one matmul; the backward pass is two matmuls plus
-    the col2im sum (:func:`conv2d_gemm`);
-  * every other conv stays on ``lax.conv_general_dilated`` (im2col + GEMM is *slower* than
-    XLA's own conv there: the patch matrix is 25x the input and does not fit the cache).
+  * every other dense conv stays on ``lax.conv_general_dilated``: XLA's library conv beat
+    im2col + GEMM (:func:`conv2d_gemm`, also with a GEMM backward pass) in every whole
+    training step measured -- the patch matrix is k*k times the input, and writing and
+    re-reading it costs more than the GEMM saves (``GEMM_MAX_K`` switches it on for short
+    rows).
 
 Choosing the implementation
 ---------------------------
@@ -63,8 +61,11 @@ from jax import lax
 ENV_VAR = "CNNJAX_CONV_IMPL"
 IMPLS = ("auto", "lax", "fast", "gemm")
 
-#: im2col + GEMM is used by the "fast" path when kh*kw*C_in is at most this.
-GEMM_MAX_K = 32
+#: The "fast" path uses im2col + GEMM for a dense conv when kh*kw*C_in is at most this.
+#: 0 (off): in whole training steps it never won on the 2-core CPU -- even the first layer
+#: (K = 25) was 0-2% faster at batch 50 and 10-30% slower at batch 256, where the patch
+#: matrix (25x the input) falls out of the cache.  Kept as a knob for other machines.
+GEMM_MAX_K = 0
 #: grouped convs with at most this many groups run as a dense block-diagonal conv.
 BLOCKDIAG_MAX_GROUPS = 8
 
@@ -89,29 +90,67 @@ def resolve_impl(impl: str = "auto") -> str:
 # ----------------------------------------------------------------------------------------
 # process-level settings
 
-#: XLA flags :func:`configure_cpu` adds (each measured, see benchmarks/RESULTS.md).
-CPU_XLA_FLAGS: tuple[str, ...] = ()
+#: XLA flags :func:`configure_cpu` adds (each measured in interleaved rounds, see
+#: benchmarks/RESULTS.md):
+#:
+#: ``--xla_cpu_scheduler_type=CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED``: order the step's ops to
+#:   keep few buffers alive instead of XLA's default concurrency-optimised order (which runs
+#:   independent ops -- e.g. a conv's input and weight gradients, or several layers' pieces --
+#:   side by side, so their working sets share the caches).  Training at batch 256: 1.3-2.4x
+#:   faster on the 2-core machine for the relu/max-pool models; batch 50: within +-5%.
+CPU_XLA_FLAGS: tuple[str, ...] = (
+    "--xla_cpu_scheduler_type=CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED",
+)
+
+
+def _xla_knows(flag: str) -> bool:
+    """Whether the installed jaxlib knows an XLA flag (and its enum value, if any): an unknown
+    flag in XLA_FLAGS aborts the process when JAX starts, so only known ones are added.
+    Looks the strings up in jaxlib's shared libraries (~0.1 s, once per flag)."""
+    import glob
+    import mmap
+
+    name, _, value = flag.lstrip("-").partition("=")
+    needles = [name.encode()] + ([value.encode()] if value and value.isupper() else [])
+    try:
+        import jaxlib
+        libs = glob.glob(os.path.join(os.path.dirname(jaxlib.__file__), "*.so"))
+    except Exception:  # pragma: no cover
+        return False
+    found = set()
+    for path in libs:
+        try:
+            with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+                found.update(n for n in needles if n not in found and m.find(n) >= 0)
+        except (OSError, ValueError):
+            continue
+        if len(found) == len(needles):
+            return True
+    return False
 
 
 def configure_cpu(extra_flags: Optional[str] = None) -> str:
-    """Apply the process-level CPU settings that pay; call before JAX initialises its backend.
+    """Apply the process-level CPU settings that pay; call before JAX initialises its backend
+    (before the first computation or ``jax.devices()``; importing jax is fine).
 
     Appends :data:`CPU_XLA_FLAGS` (and ``extra_flags``) to ``XLA_FLAGS``, keeping flags the
-    user already set (a flag named there is not overridden).  Returns the resulting
-    ``XLA_FLAGS``.  Harmless on GPU/TPU (the flags are CPU-only).  After the backend is up
-    the call cannot change anything and returns the current value with a warning.
+    user already set (a flag named there is not overridden) and skipping flags the installed
+    jaxlib does not know.  Returns the resulting ``XLA_FLAGS``.  The flags only affect XLA's
+    CPU backend.  After the backend is up nothing can change any more: the call warns and
+    returns the current value.  Thread counts are left alone: XLA already uses every core.
     """
     import warnings
 
     flags = os.environ.get("XLA_FLAGS", "")
     have = {f.split("=", 1)[0] for f in flags.split()}
-    add = [f for f in (*CPU_XLA_FLAGS, *(extra_flags.split() if extra_flags else ()))
-           if f.split("=", 1)[0] not in have]
+    wanted = [f for f in (*CPU_XLA_FLAGS, *(extra_flags.split() if extra_flags else ()))
+              if f.split("=", 1)[0] not in have]
     if _backend_initialised():
-        if add:
+        if wanted:
             warnings.warn("cnnjax.fastconv.configure_cpu() called after JAX initialised its backend; "
-                          f"XLA_FLAGS {' '.join(add)} not applied", stacklevel=2)
+                          f"XLA_FLAGS {' '.join(wanted)} not applied", stacklevel=2)
         return flags
+    add = [f for f in wanted if _xla_knows(f)]
     new = " ".join([flags, *add]).strip()
     if new:
         os.environ["XLA_FLAGS"] = new
@@ -359,18 +398,28 @@ def conv2d(x, w, *, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1), gr
 # ----------------------------------------------------------------------------------------
 # pooling over non-overlapping windows (stride == window): reshape + reduce
 
-def _window_view(x, window, pads, pad_value):
-    """Pad, crop to whole windows, reshape to (N, oh, wh, ow, ww, C)."""
+def _window_slices(x, window, pads, pad_value):
+    """Pad, then the wh*ww strided views (N, oh, ow, C) of a non-overlapping pool, row-major:
+    view (a, b) holds element (a, b) of every window.  Reducing these elementwise is one
+    fused loop (3-4x faster than reshape + reduce, which XLA hands to a slow library reduce)."""
     wh, ww = window
     x = _pad_hw(x, pads, pad_value)
     n, h, w, c = x.shape
     oh, ow = h // wh, w // ww
-    return x[:, :oh * wh, :ow * ww, :].reshape(n, oh, wh, ow, ww, c)
+    return [lax.slice(x, (0, a, b, 0), (n, a + (oh - 1) * wh + 1, b + (ow - 1) * ww + 1, c), (1, wh, ww, 1))
+            for a in range(wh) for b in range(ww)]
+
+
+def _reduce(op, views):
+    acc = views[0]
+    for v in views[1:]:
+        acc = op(acc, v)
+    return acc
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
 def _max_pool(x, window, pads):
-    return jnp.max(_window_view(x, window, pads, -np.inf), axis=(2, 4))
+    return _reduce(jnp.maximum, _window_slices(x, window, pads, -np.inf))
 
 
 def _max_pool_fwd(x, window, pads):
@@ -381,24 +430,20 @@ def _max_pool_fwd(x, window, pads):
 def _max_pool_bwd(window, pads, res, g):
     x, y = res
     wh, ww = window
-    v = _window_view(x, window, pads, -np.inf)
-    yb, gb = y[:, :, None, :, None, :], g[:, :, None, :, None, :]
     zero = np.array(0, g.dtype)
     # The gradient goes to the FIRST maximum of each window in row-major order, as lax's
     # select_and_scatter does (ties are common after a relu: a window of zeros).
     taken = None
-    rows = []
-    for a in range(wh):
-        row = []
-        for b in range(ww):
-            hit = v[:, :, a:a + 1, :, b:b + 1, :] == yb
-            sel = hit if taken is None else hit & ~taken
-            taken = hit if taken is None else taken | hit
-            row.append(jnp.where(sel, gb, zero))
-        rows.append(jnp.concatenate(row, axis=4))
-    dv = jnp.concatenate(rows, axis=2)
-    n, oh, _, ow, _, c = dv.shape
-    dx = dv.reshape(n, oh * wh, ow * ww, c)
+    parts = []
+    for v in _window_slices(x, window, pads, -np.inf):
+        hit = v == y
+        sel = hit if taken is None else hit & ~taken
+        taken = hit if taken is None else taken | hit
+        parts.append(jnp.where(sel, g, zero))
+    n, oh, ow, c = g.shape
+    # interleave: dx[n, i*wh + a, j*ww + b] = parts[a*ww + b][n, i, j]
+    dx = jnp.stack(parts, axis=3).reshape(n, oh, ow, wh, ww, c).transpose(0, 1, 3, 2, 4, 5)
+    dx = dx.reshape(n, oh * wh, ow * ww, c)
     # undo the crop (zeros) and the padding (a negative pad crops)
     (pt, pb), (pl, pr) = pads
     hp, wp = x.shape[1] + pt + pb, x.shape[2] + pl + pr
@@ -425,6 +470,6 @@ def sum_pool2d(x, window, stride, padding):
     window, stride = tuple(window), tuple(stride)
     padding = tuple(tuple(p) for p in padding)
     if window == stride:
-        return jnp.sum(_window_view(x, window, padding, 0), axis=(2, 4))
+        return _reduce(jnp.add, _window_slices(x, window, padding, 0))
     return lax.reduce_window(x, np.array(0, x.dtype), lax.add, (1, *window, 1), (1, *stride, 1),
                              ((0, 0), *padding, (0, 0)))

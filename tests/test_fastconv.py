@@ -34,11 +34,11 @@ def rnd(*shape, seed=0):
 
 # (x shape, w shape, stride, padding, dilation, groups): every branch of fastconv.conv2d
 CONV_CASES = [
-    ((2, 9, 9, 1), (5, 5, 1, 4), 1, 2, 1, 1),                    # small K -> im2col GEMM
-    ((2, 10, 9, 1), (3, 3, 1, 3), 2, "same", 1, 1),              # GEMM, stride 2, even/odd sizes
-    ((2, 11, 10, 3), (3, 2, 3, 4), (2, 1), ((0, 1), 2), (1, 2), 1),  # GEMM, asymmetric everything
-    ((2, 12, 12, 2), (4, 4, 2, 3), 3, ((2, 0), (1, 3)), 1, 1),   # GEMM, stride 3, odd pads
-    ((2, 9, 9, 6), (3, 3, 6, 5), 1, 1, 1, 1),                    # K = 54 > GEMM_MAX_K -> lax
+    ((2, 9, 9, 1), (5, 5, 1, 4), 1, 2, 1, 1),                    # one input channel
+    ((2, 10, 9, 1), (3, 3, 1, 3), 2, "same", 1, 1),              # stride 2, even/odd sizes
+    ((2, 11, 10, 3), (3, 2, 3, 4), (2, 1), ((0, 1), 2), (1, 2), 1),  # asymmetric everything
+    ((2, 12, 12, 2), (4, 4, 2, 3), 3, ((2, 0), (1, 3)), 1, 1),   # stride 3, odd pads
+    ((2, 9, 9, 6), (3, 3, 6, 5), 1, 1, 1, 1),                    # dense -> lax in "fast"
     ((2, 9, 9, 6), (3, 3, 6, 5), 2, "same", 2, 1),               # lax, strided + dilated
     ((2, 8, 7, 6), (1, 1, 6, 4), 1, 0, 1, 1),                    # 1x1 -> matmul
     ((2, 8, 7, 6), (1, 1, 6, 4), 2, 1, 1, 1),                    # 1x1 strided + padded -> lax
@@ -70,6 +70,19 @@ def test_conv2d_fast_and_gemm_match_lax_in_value_and_gradient(impl, xs, ws, stri
     close(y, y_ref, "value")
     close(g[0], g_ref[0], "d/dx")
     close(g[1], g_ref[1], "d/dw")
+
+
+def test_fast_path_gemm_branch_for_short_rows(monkeypatch):
+    # GEMM_MAX_K routes dense convs with kh*kw*C_in <= it through im2col + GEMM
+    monkeypatch.setattr(fastconv, "GEMM_MAX_K", 32)
+    x, w = rnd(2, 9, 9, 1, seed=5), rnd(5, 5, 1, 4, seed=6)
+    f = lambda which: (lambda a, k: ops.conv2d(a, k, stride=2, padding="same", impl=which))
+    assert _primitives(f("fast"), x, w) == {"custom_vjp_call"}  # conv2d_gemm, not lax's conv
+    y_ref, g_ref = value_and_grads(f("lax"), x, w)
+    y, g = value_and_grads(f("fast"), x, w)
+    close(y, y_ref)
+    for a, b in zip(g, g_ref):
+        close(a, b)
 
 
 def test_separable_and_depthwise_helpers_use_the_fast_path_and_match():
@@ -142,8 +155,8 @@ def _primitives(f, *args):
 
 
 def test_env_var_forces_the_plain_path_and_auto_is_fast_on_cpu(monkeypatch):
-    x, w = rnd(2, 8, 8, 1), rnd(3, 3, 1, 4)
-    conv = lambda a, k: ops.conv2d(a, k, padding=1)
+    x, w = rnd(2, 8, 8, 4), rnd(3, 3, 1, 4)
+    conv = lambda a, k: ops.conv2d(a, k, padding=1, groups=4)  # depthwise: differs between the paths
     pool = lambda a: ops.max_pool2d(a, 2)
     monkeypatch.delenv(fastconv.ENV_VAR, raising=False)
     assert fastconv.resolve_impl("auto") == ("fast" if jax.default_backend() == "cpu" else "lax")
@@ -155,14 +168,15 @@ def test_env_var_forces_the_plain_path_and_auto_is_fast_on_cpu(monkeypatch):
     assert "conv_general_dilated" in _primitives(conv, x, w)
     assert "reduce_window_max" in _primitives(pool, x)
     # an explicit impl beats the variable
-    assert "conv_general_dilated" not in _primitives(lambda a, k: ops.conv2d(a, k, padding=1, impl="gemm"), x, w)
+    assert "conv_general_dilated" not in _primitives(lambda a, k: ops.conv2d(a, k, padding=1, groups=4, impl="gemm"),
+                                                     x, w)
     monkeypatch.setenv(fastconv.ENV_VAR, "GEMM ")
     assert fastconv.resolve_impl("auto") == "gemm"
     monkeypatch.setenv(fastconv.ENV_VAR, "cudnn")
     with pytest.raises(ValueError, match="CNNJAX_CONV_IMPL"):
-        ops.conv2d(x, w)
+        ops.conv2d(x, w, groups=4)
     with pytest.raises(ValueError, match="impl must be one of"):
-        ops.conv2d(x, w, impl="im2col!")
+        ops.conv2d(x, w, groups=4, impl="im2col!")
 
 
 def test_configure_cpu_sets_xla_flags_before_jax_starts_and_keeps_user_flags():
@@ -178,8 +192,15 @@ def test_configure_cpu_sets_xla_flags_before_jax_starts_and_keeps_user_flags():
     assert "--xla_cpu_enable_fast_math=true" not in flags
     assert "--xla_cpu_use_thunk_runtime=true" in flags
     for f in fastconv.CPU_XLA_FLAGS:
-        assert f.split("=")[0] in flags
+        assert f in flags
     assert total == "3.0"
+
+
+def test_configure_cpu_skips_flags_this_jaxlib_does_not_know():
+    # an unknown XLA flag would abort the process at start-up
+    assert fastconv._xla_knows("--xla_cpu_scheduler_type=CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED")
+    assert not fastconv._xla_knows("--xla_cpu_no_such_flag_for_cnnjax=true")
+    assert not fastconv._xla_knows("--xla_cpu_scheduler_type=CPU_SCHEDULER_TYPE_NO_SUCH_VALUE")
 
 
 def test_configure_cpu_after_start_warns_and_changes_nothing():
