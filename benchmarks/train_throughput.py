@@ -1,0 +1,455 @@
+"""Training / eval throughput of cnnjax (fast and plain-lax paths) against PyTorch CPU eager.
+
+    python -m benchmarks.train_throughput                      # all five models, batch 50 and 256
+    python -m benchmarks.train_throughput --models=padded_cnn --batch_sizes=50 --rounds=5
+
+Every implementation runs in its own worker process (its own XLA flags / OpenMP pool, so
+they never compete for the cores at the same time); the coordinator interleaves them in
+rounds -- for each round, for each (model, batch): cnnjax fast, cnnjax lax, torch -- and
+reports medians over rounds, so machine-wide slowdowns hit all columns alike.
+
+* cnnjax step = the library's own: :func:`cnnjax.train.make_train_step` (uint8 images on
+  the device, gather by index, normalise, Adam, old state donated), model from
+  :func:`cnnjax.models.create`.  Eval = :func:`cnnjax.train.make_eval_step`.
+* "fast": ``cnnjax.fastconv.configure_cpu()`` before JAX starts, ``impl='auto'`` (the CPU
+  fast path); "lax": ``CNNJAX_CONV_IMPL=lax`` and no extra XLA flags (the plain path).
+* torch: the same architectures in ``torch.nn`` (NCHW), ``torch.optim.Adam``, same batch
+  gather + normalisation from a uint8 tensor; default threads.  Skipped with a note when
+  torch is not importable (it is an optional dependency of this benchmark only).
+
+``--epoch`` also times one real epoch (60k train + 10k eval images, synthetic uint8 data of
+Fashion-MNIST's shape) with :func:`cnnjax.train.train_epoch` and :func:`cnnjax.train.evaluate`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+MODELS = ("padded_cnn", "separable_cnn", "dilated_cnn", "grouped_cnn", "lenet5")
+IMAGE_SHAPE = (28, 28, 1)
+POOL_IMAGES = 4096  # distinct images each worker gathers its batches from
+MEAN, STD = 0.2860, 0.3530  # Fashion-MNIST
+
+
+# ----------------------------------------------------------------------------------------
+# workers: one process per implementation; commands on stdin, JSON replies on stdout
+
+def _reply(obj):
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+class _JaxBench:
+    def __init__(self):
+        import jax
+        import numpy as np
+        from cnnjax import models, train
+        self.jax, self.np, self.models, self.train = jax, np, models, train
+        rng = np.random.default_rng(0)
+        self.images = jax.device_put(rng.integers(0, 256, (POOL_IMAGES, *IMAGE_SHAPE), dtype=np.uint8))
+        self.labels = jax.device_put(rng.integers(0, 10, POOL_IMAGES).astype(np.int32))
+        self.order = jax.device_put(rng.permutation(POOL_IMAGES).astype(np.int32))
+        self.cells = {}
+
+    def setup(self, name, batch):
+        jax, train = self.jax, self.train
+        cfg = train.TrainConfig(model=name, batch_size=batch, dataset="synthetic", epochs=1)
+        model = self.models.create(name)
+        tx = train.make_optimizer(cfg, POOL_IMAGES // batch)
+        state = train.init_state(model, tx, 0, IMAGE_SHAPE)
+        step = train.make_train_step(model, tx, cfg, MEAN, STD, 10)
+        ev = train.make_eval_step(model, MEAN, STD, 10)
+        xb, yb = self.images[:batch], self.labels[:batch]
+        mask = jax.numpy.ones(batch, jax.numpy.float32)
+        t0 = time.perf_counter()
+        state, m = step(state, self.images, self.labels, self.order, 0)
+        jax.block_until_ready(m)
+        t1 = time.perf_counter()
+        jax.block_until_ready(ev(state.variables(), xb, yb, mask))
+        t2 = time.perf_counter()
+        self.cells[(name, batch)] = dict(step=step, ev=ev, state=state, xb=xb, yb=yb, mask=mask, i=1)
+        return {"compile_train_s": t1 - t0, "compile_eval_s": t2 - t1}
+
+    def train_steps(self, name, batch, steps):
+        c = self.cells[(name, batch)]
+        nb = POOL_IMAGES // batch
+        state, m = c["state"], None
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            state, m = c["step"](state, self.images, self.labels, self.order, c["i"] % nb)
+            c["i"] += 1
+        self.jax.block_until_ready((state, m))
+        dt = time.perf_counter() - t0
+        c["state"] = state
+        return dt, float(m["loss"])
+
+    def eval_steps(self, name, batch, steps):
+        c = self.cells[(name, batch)]
+        variables = c["state"].variables()
+        out = None
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            out = c["ev"](variables, c["xb"], c["yb"], c["mask"])
+        self.jax.block_until_ready(out)
+        return time.perf_counter() - t0
+
+    def epoch(self, name, batch, eval_batch=1000, num_train=60000, num_test=10000):
+        jax, np, train = self.jax, self.np, self.train
+        from cnnjax import data as data_lib
+        rng = np.random.default_rng(1)
+        ds = data_lib.Dataset("bench", rng.integers(0, 256, (num_train, *IMAGE_SHAPE), dtype=np.uint8),
+                              rng.integers(0, 10, num_train).astype(np.int32),
+                              rng.integers(0, 256, (num_test, *IMAGE_SHAPE), dtype=np.uint8),
+                              rng.integers(0, 10, num_test).astype(np.int32), [str(i) for i in range(10)], "bench")
+        cfg = train.TrainConfig(model=name, batch_size=batch, dataset="synthetic", epochs=1)
+        model = self.models.create(name)
+        tx = train.make_optimizer(cfg, num_train // batch)
+        state = train.init_state(model, tx, 0, IMAGE_SHAPE)
+        step = train.make_train_step(model, tx, cfg, MEAN, STD, 10)
+        ev = train.make_eval_step(model, MEAN, STD, 10)
+        images, labels = jax.device_put(ds.train_images), jax.device_put(ds.train_labels)
+        # compile both (excluded from the epoch time, reported separately)
+        t0 = time.perf_counter()
+        warm, _ = step(state, images, labels, jax.numpy.arange(num_train, dtype=jax.numpy.int32), 0)
+        jax.block_until_ready(warm)
+        mask = np.ones(eval_batch, np.float32)
+        jax.block_until_ready(ev(state.variables(), ds.test_images[:eval_batch], ds.test_labels[:eval_batch], mask))
+        compile_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        state, _ = train.train_epoch(step, state, images, labels, 0, batch)
+        t1 = time.perf_counter()
+        train.evaluate(model, state.variables(), ds, batch_size=eval_batch, eval_step=ev)
+        t2 = time.perf_counter()
+        return {"train_s": t1 - t0, "eval_s": t2 - t1, "epoch_s": t2 - t0, "compile_s": compile_s}
+
+
+class _TorchBench:
+    def __init__(self):
+        import torch
+        self.torch = torch
+        g = torch.Generator().manual_seed(0)
+        self.images = torch.randint(0, 256, (POOL_IMAGES, IMAGE_SHAPE[2], *IMAGE_SHAPE[:2]), dtype=torch.uint8,
+                                    generator=g)
+        self.labels = torch.randint(0, 10, (POOL_IMAGES,), generator=g)
+        self.order = torch.randperm(POOL_IMAGES, generator=g)
+        self.cells = {}
+
+    def setup(self, name, batch):
+        torch = self.torch
+        torch.manual_seed(0)
+        model = torch_model(name)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        self.cells[(name, batch)] = dict(model=model, opt=opt, i=0)
+        t0 = time.perf_counter()
+        self.train_steps(name, batch, 1)
+        t1 = time.perf_counter()
+        self.eval_steps(name, batch, 1)
+        return {"compile_train_s": t1 - t0, "compile_eval_s": time.perf_counter() - t1}
+
+    def _batch(self, batch, i):
+        nb = POOL_IMAGES // batch
+        idx = self.order[(i % nb) * batch:(i % nb + 1) * batch]
+        x = (self.images[idx].float() / 255.0 - MEAN) / STD
+        return x, self.labels[idx]
+
+    def train_steps(self, name, batch, steps):
+        F = self.torch.nn.functional
+        c = self.cells[(name, batch)]
+        model, opt = c["model"], c["opt"]
+        model.train()
+        loss = None
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            x, y = self._batch(batch, c["i"])
+            c["i"] += 1
+            opt.zero_grad(set_to_none=True)
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            loss.backward()
+            opt.step()
+            _ = (logits.argmax(-1) == y).sum()
+        return time.perf_counter() - t0, float(loss)
+
+    def eval_steps(self, name, batch, steps):
+        torch, F = self.torch, self.torch.nn.functional
+        model = self.cells[(name, batch)]["model"]
+        model.eval()
+        x, y = self._batch(batch, 0)
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            for _ in range(steps):
+                logits = model(x)
+                _ = F.cross_entropy(logits, y, reduction="sum"), (logits.argmax(-1) == y).sum()
+        return time.perf_counter() - t0
+
+
+def torch_model(name):
+    """The cnnjax registry's architectures in torch.nn (NCHW); same layers and parameter counts."""
+    import torch.nn as tnn
+    if name == "lenet5":
+        return tnn.Sequential(tnn.Conv2d(1, 6, 5, padding=2), tnn.Sigmoid(), tnn.AvgPool2d(2),
+                              tnn.Conv2d(6, 16, 5), tnn.Sigmoid(), tnn.AvgPool2d(2), tnn.Flatten(),
+                              tnn.Linear(400, 120), tnn.Sigmoid(), tnn.Linear(120, 84), tnn.Sigmoid(),
+                              tnn.Linear(84, 10))
+    conv2 = {
+        "padded_cnn": lambda: tnn.Conv2d(16, 32, 5, padding=2),
+        "separable_cnn": lambda: tnn.Sequential(tnn.Conv2d(16, 16, 5, padding=2, groups=16, bias=False),
+                                                tnn.Conv2d(16, 32, 1)),
+        "dilated_cnn": lambda: tnn.Conv2d(16, 32, 3, padding=2, dilation=2),
+        "grouped_cnn": lambda: tnn.Conv2d(16, 32, 5, padding=2, groups=4),
+    }
+    if name not in conv2:
+        raise ValueError(f"no torch twin for model {name!r}; choose from {MODELS}")
+    return tnn.Sequential(tnn.Conv2d(1, 16, 5, padding=2), tnn.ReLU(), tnn.MaxPool2d(2), conv2[name](),
+                          tnn.ReLU(), tnn.MaxPool2d(2), tnn.Flatten(), tnn.Linear(1568, 10))
+
+
+def worker_main(kind):
+    if kind in ("torch", "torch1"):
+        import torch
+        if kind == "torch1":
+            torch.set_num_threads(1)
+        bench = _TorchBench()
+        info = {"torch": torch.__version__, "threads": torch.get_num_threads()}
+    else:
+        if os.environ.get("CNNJAX_CONV_IMPL", "auto") != "lax":
+            from cnnjax import fastconv
+            fastconv.configure_cpu()
+        import jax
+        bench = _JaxBench()
+        info = {"jax": jax.__version__, "backend": jax.default_backend(), "xla_flags": os.environ.get("XLA_FLAGS", ""),
+                "impl": os.environ.get("CNNJAX_CONV_IMPL", "auto")}
+    _reply({"ready": info})
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        op = cmd["op"]
+        try:
+            if op == "setup":
+                _reply(bench.setup(cmd["model"], cmd["batch"]))
+            elif op == "train":
+                dt, loss = bench.train_steps(cmd["model"], cmd["batch"], cmd["steps"])
+                _reply({"s": dt, "loss": loss})
+            elif op == "eval":
+                _reply({"s": bench.eval_steps(cmd["model"], cmd["batch"], cmd["steps"])})
+            elif op == "epoch":
+                _reply(bench.epoch(cmd["model"], cmd["batch"]))
+            elif op == "quit":
+                break
+        except Exception as e:  # report, keep serving
+            _reply({"error": f"{type(e).__name__}: {e}"})
+
+
+# ----------------------------------------------------------------------------------------
+# coordinator
+
+class Worker:
+    def __init__(self, kind, env):
+        self.kind = kind
+        self.p = subprocess.Popen([sys.executable, "-m", "benchmarks.train_throughput", f"--worker={kind}"],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True,
+                                  cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        self.info = self._read()["ready"]
+
+    def _read(self):
+        line = self.p.stdout.readline()
+        if not line:
+            raise RuntimeError(f"worker {self.kind} died (exit {self.p.wait()})")
+        return json.loads(line)
+
+    def ask(self, **cmd):
+        self.p.stdin.write(json.dumps(cmd) + "\n")
+        self.p.stdin.flush()
+        out = self._read()
+        if "error" in out:
+            raise RuntimeError(f"worker {self.kind}: {out['error']}")
+        return out
+
+    def close(self):
+        try:
+            self.p.stdin.write(json.dumps({"op": "quit"}) + "\n")
+            self.p.stdin.flush()
+            self.p.wait(timeout=30)
+        except Exception:
+            self.p.kill()
+
+
+def torch_available() -> bool:
+    try:
+        import importlib.util
+        return importlib.util.find_spec("torch") is not None
+    except Exception:
+        return False
+
+
+def machine_info() -> dict:
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()}
+
+
+def loadavg() -> float:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return float("nan")
+
+
+def run(args) -> dict:
+    base_env = dict(os.environ)
+    base_env.pop("CNNJAX_CONV_IMPL", None)
+    base_env.pop("XLA_FLAGS", None)
+    kinds = {}
+    for k in args.impls.split(","):
+        if k == "fast":
+            kinds["fast"] = dict(base_env)
+        elif k == "lax":
+            kinds["lax"] = dict(base_env, CNNJAX_CONV_IMPL="lax")
+        elif k in ("torch", "torch1"):
+            if torch_available():
+                kinds[k] = dict(base_env)
+            else:
+                print("note: torch is not importable: skipping the PyTorch column "
+                      "(pip install torch==2.13.0 for a CPU wheel)", file=sys.stderr)
+        elif k in args.variant:
+            impl, _, flags = args.variant[k].partition(":")
+            kinds[k] = dict(base_env, CNNJAX_CONV_IMPL=impl, XLA_FLAGS=flags)
+        else:
+            raise SystemExit(f"unknown --impls entry {k!r}; choose from fast, lax, torch, torch1 or a --variant")
+    models = args.models.split(",")
+    batches = [int(b) for b in args.batch_sizes.split(",")]
+    workers = {k: Worker(k, env) for k, env in kinds.items()}
+    try:
+        cells = [(m, b) for m in models for b in batches]
+        setup, steps = {}, {}
+        for m, b in cells:
+            for k, w in workers.items():
+                setup[(k, m, b)] = w.ask(op="setup", model=m, batch=b)
+            # steps per timed run: fixed, or ~target_s for the fastest worker's first measurement
+            if args.steps:
+                steps[(m, b)] = args.steps
+            else:
+                probe = min(w.ask(op="train", model=m, batch=b, steps=2)["s"] / 2 for w in workers.values())
+                steps[(m, b)] = max(3, int(args.target_s / max(probe, 1e-4)))
+        train = {key: [] for key in setup}
+        evals = {key: [] for key in setup}
+        loads = []
+        for r in range(args.rounds):
+            loads.append(loadavg())
+            for m, b in cells:
+                for k, w in workers.items():
+                    time.sleep(args.gap_s)  # let the previous worker's spinning threads go idle
+                    s = w.ask(op="train", model=m, batch=b, steps=steps[(m, b)])["s"]
+                    train[(k, m, b)].append(b * steps[(m, b)] / s)
+                    time.sleep(args.gap_s)
+                    es = max(3, steps[(m, b)] // 2)
+                    evals[(k, m, b)].append(b * es / w.ask(op="eval", model=m, batch=b, steps=es)["s"])
+            print(f"round {r + 1}/{args.rounds} done (load average {loads[-1]:.1f})", file=sys.stderr)
+        loads.append(loadavg())
+        epochs = {}
+        if args.epoch:
+            for k in args.epoch_impls.split(","):
+                if k in workers:
+                    for m in args.epoch_models.split(","):
+                        epochs[(k, m)] = workers[k].ask(op="epoch", model=m, batch=args.epoch_batch_size)
+        return dict(workers={k: w.info for k, w in workers.items()}, setup=setup, steps=steps, train=train,
+                    evals=evals, loads=loads, epochs=epochs, models=models, batches=batches)
+    finally:
+        for w in workers.values():
+            w.close()
+
+
+def _ratio_median(a, b):
+    """Median over rounds of the per-round ratio a/b (interleaved rounds share the machine state)."""
+    return statistics.median(x / y for x, y in zip(a, b))
+
+
+def table(res) -> str:
+    ks = list(res["workers"])
+    ref = "fast" if "fast" in ks else None
+    jax_ks = [k for k in ks if not k.startswith("torch")]
+    head = ["model", "batch"] + [f"{k} train img/s" for k in ks]
+    head += [f"{ref}/{k}" for k in jax_ks if ref and k != ref]
+    for t in (k for k in ks if k.startswith("torch")):
+        head += [f"{k}/{t}" for k in jax_ks]
+    head += [f"{k} eval img/s" for k in ks] + [f"{k} compile s" for k in jax_ks]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m in res["models"]:
+        for b in res["batches"]:
+            tr = {k: res["train"][(k, m, b)] for k in ks}
+            row = [m, str(b)] + [f"{statistics.median(tr[k]):,.0f}" for k in ks]
+            row += [f"{_ratio_median(tr[ref], tr[k]):.2f}x" for k in jax_ks if ref and k != ref]
+            for t in (k for k in ks if k.startswith("torch")):
+                row += [f"**{_ratio_median(tr[k], tr[t]):.2f}x**" for k in jax_ks]
+            row += [f"{statistics.median(res['evals'][(k, m, b)]):,.0f}" for k in ks]
+            row += [f"{res['setup'][(k, m, b)]['compile_train_s']:.1f}" for k in jax_ks]
+            rows.append("| " + " | ".join(row) + " |")
+    return "\n".join(rows)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--batch_sizes", default="50,256")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=0, help="train steps per timed run (0: about --target_s each)")
+    ap.add_argument("--target_s", type=float, default=0.6, help="seconds per timed run when --steps=0")
+    ap.add_argument("--impls", default="fast,lax,torch",
+                    help="columns: fast, lax, torch (default threads), torch1 (torch.set_num_threads(1))")
+    ap.add_argument("--gap_s", type=float, default=0.05)
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=IMPL:XLA_FLAGS",
+                    help="an extra cnnjax column for experiments, e.g. 'mem=fast:--xla_cpu_scheduler_type=...'; "
+                         "list NAME in --impls")
+    ap.add_argument("--epoch", action=argparse.BooleanOptionalAction, default=True,
+                    help="also time one 60k-train + 10k-eval epoch (--epoch_models, --epoch_impls)")
+    ap.add_argument("--epoch_models", default="padded_cnn")
+    ap.add_argument("--epoch_impls", default="fast")
+    ap.add_argument("--epoch_batch_size", type=int, default=128)
+    ap.add_argument("--json", default="", help="also write the raw results here")
+    ap.add_argument("--worker", default="", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    args.variant = dict(v.split("=", 1) for v in args.variant)
+    if args.worker:
+        return worker_main(args.worker)
+    for m in args.models.split(","):
+        if m not in MODELS:
+            raise SystemExit(f"unknown model {m!r}; choose from {', '.join(MODELS)}")
+    t0 = time.time()
+    res = run(args)
+    info = machine_info()
+    print(f"\nmachine: {info['cpu']}, {info['cores']} cores; python {info['python']}")
+    for k, v in res["workers"].items():
+        print(f"{k}: {json.dumps(v)}")
+    print(f"rounds: {args.rounds}; load average at round starts / end: "
+          f"{', '.join(f'{x:.1f}' for x in res['loads'])}; steps per run: "
+          f"{', '.join(f'{m}@{b}={s}' for (m, b), s in res['steps'].items())}\n")
+    print(table(res))
+    for (k, m), e in res["epochs"].items():
+        print(f"\nepoch ({k}, {m}, batch {args.epoch_batch_size}, 60k train + 10k eval): {e['epoch_s']:.1f} s "
+              f"(train {e['train_s']:.1f} s, eval {e['eval_s']:.1f} s; compile {e['compile_s']:.1f} s excluded)")
+    print(f"\ntotal wall time {time.time() - t0:.0f} s")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({**{k: v for k, v in res.items() if k not in ("setup", "train", "evals", "steps", "epochs")},
+                       "setup": {"|".join(map(str, k)): v for k, v in res["setup"].items()},
+                       "train": {"|".join(map(str, k)): v for k, v in res["train"].items()},
+                       "evals": {"|".join(map(str, k)): v for k, v in res["evals"].items()},
+                       "steps": {"|".join(map(str, k)): v for k, v in res["steps"].items()},
+                       "epochs": {"|".join(map(str, k)): v for k, v in res["epochs"].items()},
+                       "machine": info, "args": vars(args)}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
