@@ -40,7 +40,7 @@ def main(argv):
           f"test loss {ev['loss']:.4f}, test accuracy {ev['accuracy']:.4f} ({len(ds.test_labels)} images)")
     print(per_class_table(names, ev["per_class_accuracy"], ev["confusion"]))
     path = plots.plot_confusion(ev["confusion"], names, os.path.join(_WORKDIR.value, "confusion.png"),
-                                title=f"{config['model']} on {config['dataset']}: accuracy {ev['accuracy']:.4f}")
+                                title=f"{config['model']} on {config['dataset']}")
     with open(os.path.join(_WORKDIR.value, "evaluation.json"), "w") as f:
         json.dump({"which": _WHICH.value, "epoch": config["restored_epoch"], "loss": ev["loss"],
                    "accuracy": ev["accuracy"], "per_class_accuracy": dict(zip(names, map(float, ev["per_class_accuracy"]))),
