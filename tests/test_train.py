@@ -179,7 +179,7 @@ def test_schedules_and_optimizers():
     assert float(lr(0)) == 0 and float(lr(10)) == pytest.approx(0.1) and float(lr(100)) == pytest.approx(0, abs=1e-6)
     one = train.make_schedule(train.TrainConfig(epochs=10, learning_rate=0.1, schedule="onecycle"), 10)
     assert float(one(30)) == pytest.approx(0.1, rel=1e-3) and float(one(0)) < 0.01
-    const = train.make_schedule(train.TrainConfig(learning_rate=0.1), 10)
+    const = train.make_schedule(train.TrainConfig(learning_rate=0.1, schedule="constant"), 10)
     assert float(const(0)) == float(const(999)) == pytest.approx(0.1)
     for opt in train.OPTIMIZERS:
         tx = train.make_optimizer(train.TrainConfig(optimizer=opt, weight_decay=1e-4), 10)
