@@ -14,18 +14,10 @@ gives the full-size study (~30x longer).
 Runtime: MEASURED 3.3 min (196 s wall, 6 runs) with --parallel=1 on the shared 2-core dev VM
 (load average 5-7 from other jobs, CPU conv fast path of cnnjax.fastconv), 2026-11-23.
 """
-from launch import sweep
+from launch import claims
 
 GRID = "pool=max,avg"
-SEEDS = "0,1,2"
-BASE = ("model=padded_cnn,dataset=fashion_mnist,num_train=10000,epochs=3,batch_size=128,"
-        "learning_rate=1e-3,optimizer=adam")
-
-
-def stages(base: str = "") -> list[sweep.Stage]:
-    """The study's sweep stages (``base`` merged over BASE, as --base does)."""
-    return [sweep.make_stage(GRID, base, SEEDS, BASE)]
-
+stages, main = claims.padded_cnn_study("claim_max_vs_avg_pool", GRID)
 
 if __name__ == "__main__":
-    sweep.study("claim_max_vs_avg_pool", GRID, SEEDS, BASE, curves=True)
+    main()

@@ -34,12 +34,11 @@ import sys
 from absl import flags
 
 from experiments import common
-from launch import sweep
+from launch import claims, sweep
 
 GRIDS = ("model=seed_net,padded_cnn", "model=mlp;hidden=35:35,256:128")
-SEEDS = "0,1,2"
-BASE = ("dataset=fashion_mnist,num_train=10000,epochs=3,batch_size=128,"
-        "learning_rate=1e-3,optimizer=adam")
+SEEDS = claims.SEEDS
+BASE = claims.SMALL_BASE
 
 
 def stages(base: str = "", seeds: str = SEEDS) -> list[sweep.Stage]:

@@ -24,18 +24,10 @@ Runtime: MEASURED 4.6 min (276 s wall, 12 runs) with --parallel=1 on the shared 
 
 (launch.padding_stride is an older study of dilation x pooling under that name.)
 """
-from launch import sweep
+from launch import claims
 
 GRID = "padding=2,0;stride=1,2"
-SEEDS = "0,1,2"
-BASE = ("model=padded_cnn,dataset=fashion_mnist,num_train=10000,epochs=3,batch_size=128,"
-        "learning_rate=1e-3,optimizer=adam")
-
-
-def stages(base: str = "") -> list[sweep.Stage]:
-    """The study's sweep stages (``base`` merged over BASE, as --base does)."""
-    return [sweep.make_stage(GRID, base, SEEDS, BASE)]
-
+stages, main = claims.padded_cnn_study("claim_padding_stride", GRID)
 
 if __name__ == "__main__":
-    sweep.study("claim_padding_stride", GRID, SEEDS, BASE, curves=True)
+    main()

@@ -15,18 +15,10 @@ gives the full-size study (~30x longer).
 Runtime: MEASURED 5.4 min (327 s wall, 9 runs) with --parallel=1 on the shared 2-core dev VM
 (load average 5-7 from other jobs, CPU conv fast path of cnnjax.fastconv), 2026-11-23.
 """
-from launch import sweep
+from launch import claims
 
 GRID = "activation=relu,sigmoid,tanh"
-SEEDS = "0,1,2"
-BASE = ("model=padded_cnn,dataset=fashion_mnist,num_train=10000,epochs=3,batch_size=128,"
-        "learning_rate=1e-3,optimizer=adam")
-
-
-def stages(base: str = "") -> list[sweep.Stage]:
-    """The study's sweep stages (``base`` merged over BASE, as --base does)."""
-    return [sweep.make_stage(GRID, base, SEEDS, BASE)]
-
+stages, main = claims.padded_cnn_study("claim_relu_vs_sigmoid", GRID)
 
 if __name__ == "__main__":
-    sweep.study("claim_relu_vs_sigmoid", GRID, SEEDS, BASE, curves=True)
+    main()
