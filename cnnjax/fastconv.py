@@ -24,9 +24,10 @@ autodiff of the formulation would be slow):
   * grouped conv: the dense conv with a block-diagonal kernel (``groups`` times the FLOPs,
     but dense convs run 50x faster than grouped ones here);
   * a 1x1 conv: one matmul;
-  * a dense conv with one input channel (the first layer): forward as the sum of k*k
-    shifted views times weight rows (one fused loop, 4-8x faster than XLA's conv for one
-    channel; 1.15-1.3x on the whole training step), backward by lax (:func:`conv2d_taps`);
+  * a dense conv with one input channel (the first layer), when differentiated: forward as
+    the sum of k*k shifted views times weight rows (one fused loop, 4-8x faster than XLA's
+    conv for one channel; 1.15-1.3x on the whole training step), backward by lax
+    (:func:`conv2d_taps`; undifferentiated calls, i.e. eval, use lax's conv);
   * every other dense conv stays on ``lax.conv_general_dilated``: XLA's library conv beat
     im2col + GEMM (:func:`conv2d_gemm`, also with a GEMM backward pass) in every whole
     training step measured -- the patch matrix is k*k times the input, and writing and
@@ -354,6 +355,14 @@ def conv2d_depthwise(x, w, *, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _conv_taps(x, w, cfg):
+    # Not differentiated (eval): lax's conv.  In a forward-only program XLA splits the tap sum
+    # into several loops and its conv library fuses the following layers less well: padded_cnn
+    # eval was 0.4-0.75x with the tap sum (lenet5 1.3-1.5x); lax keeps eval at parity.
+    _, _, stride, pads, dilation, _ = cfg
+    return _lax_conv(x, w, stride, pads, dilation, 1)
+
+
+def _tap_sum(x, w, cfg):
     kh, kw, stride, pads, dilation, _ = cfg
     oh, ow = _out_hw(x, cfg)
     wt = w.reshape(kh * kw, x.shape[-1], w.shape[-1])
@@ -366,7 +375,7 @@ def _conv_taps(x, w, cfg):
 
 
 def _conv_taps_fwd(x, w, cfg):
-    return _conv_taps(x, w, cfg), (x, w)
+    return _tap_sum(x, w, cfg), (x, w)
 
 
 def _conv_taps_bwd(cfg, res, g):
@@ -394,8 +403,9 @@ def _materialise(y):
 
 
 def conv2d_taps(x, w, *, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1)):
-    """Dense conv as the sum over taps and input channels of shifted views times weight rows
-    (one fused loop, no im2col); the backward pass is lax's.  For very few input channels."""
+    """Dense conv for very few input channels.  Under differentiation the forward pass is the
+    sum over taps and input channels of shifted views times weight rows (one fused loop, no
+    im2col) and the backward pass is lax's; an undifferentiated call is lax's conv."""
     return _conv_taps(x, w.astype(x.dtype), _cfg(w, stride, padding, dilation, 1))
 
 

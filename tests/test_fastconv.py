@@ -21,8 +21,12 @@ def close(a, b, what=""):
 
 
 def value_and_grads(f, *args):
-    """f(*args), and the gradient of a non-linear scalar of it w.r.t. every argument."""
+    """f(*args) undifferentiated AND as computed under differentiation (custom_vjp rules may
+    compute the forward pass differently), and the gradient of a non-linear scalar of it
+    w.r.t. every argument.  Returns (y, grads) after checking the two forward values agree."""
     y = f(*args)
+    y_vjp = jax.jit(lambda *a: jax.vjp(f, *a)[0])(*args)
+    close(y_vjp, y, "forward value under differentiation")
     v = jnp.asarray(np.random.default_rng(1).normal(size=y.shape).astype(np.float32))
     grads = jax.jit(jax.grad(lambda *a: jnp.sum(jnp.tanh(f(*a)) * v), argnums=tuple(range(len(args)))))(*args)
     return y, grads
