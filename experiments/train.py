@@ -68,6 +68,8 @@ def parse_options(items: list[str]) -> dict:
 def main(argv):
     if not _WORKDIR.value:
         raise common.UsageError("--workdir is required")
+    from cnnjax import fastconv
+    fastconv.configure_cpu()  # process-level XLA CPU settings; must precede JAX's backend start
     if _COORDINATOR.value:
         import jax
         jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
