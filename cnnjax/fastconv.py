@@ -100,25 +100,36 @@ def resolve_impl(impl: str = "auto") -> str:
 #: XLA flags :func:`configure_cpu` adds (each measured in interleaved rounds, see
 #: benchmarks/RESULTS.md):
 #:
+#: ``--xla_cpu_experimental_ynn_fusion_type=-individual_convolution``: this jaxlib hands every
+#:   convolution to YNNPACK, which runs a conv on ONE thread (a conv takes the same time on
+#:   one core as on two); without it XLA uses Eigen's multi-threaded convolution.  Training
+#:   1.2-2x faster with both cores free.  When other processes hold the cores it is ~15%
+#:   slower than YNNPACK (measured pinned to one core): keep YNNPACK then by setting
+#:   ``--xla_cpu_experimental_ynn_fusion_type=`` yourself (an empty list; user flags win).
 #: ``--xla_cpu_scheduler_type=CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED``: order the step's ops to
 #:   keep few buffers alive instead of XLA's default concurrency-optimised order (which runs
 #:   independent ops -- e.g. a conv's input and weight gradients, or several layers' pieces --
 #:   side by side, so their working sets share the caches).  Training at batch 256: 1.3-2.4x
-#:   faster on the 2-core machine for the relu/max-pool models; batch 50: within +-5%.
+#:   faster with YNNPACK convs and 1.6-3x with Eigen convs; batch 50: within +-10%.
 CPU_XLA_FLAGS: tuple[str, ...] = (
+    "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution",
     "--xla_cpu_scheduler_type=CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED",
 )
 
 
 def _xla_knows(flag: str) -> bool:
-    """Whether the installed jaxlib knows an XLA flag (and its enum value, if any): an unknown
-    flag in XLA_FLAGS aborts the process when JAX starts, so only known ones are added.
-    Looks the strings up in jaxlib's shared libraries (~0.1 s, once per flag)."""
+    """Whether the installed jaxlib knows an XLA flag and its enum values: an unknown flag or
+    value in XLA_FLAGS aborts the process when JAX starts, so only known ones are added.
+    Looks the strings up in jaxlib's shared libraries (~0.1 s)."""
     import glob
     import mmap
 
     name, _, value = flag.lstrip("-").partition("=")
-    needles = [name.encode()] + ([value.encode()] if value and value.isupper() else [])
+    needles = [name.encode()]
+    for tok in value.split(","):  # enum names; lower-case list items are matched upper-cased
+        tok = tok.strip().lstrip("+-")
+        if tok and tok.lower() not in ("true", "false") and not tok.replace(".", "").isdigit():
+            needles.append(tok.upper().encode())
     try:
         import jaxlib
         libs = glob.glob(os.path.join(os.path.dirname(jaxlib.__file__), "*.so"))
@@ -144,7 +155,8 @@ def configure_cpu(extra_flags: Optional[str] = None) -> str:
     user already set (a flag named there is not overridden) and skipping flags the installed
     jaxlib does not know.  Returns the resulting ``XLA_FLAGS``.  The flags only affect XLA's
     CPU backend.  After the backend is up nothing can change any more: the call warns and
-    returns the current value.  Thread counts are left alone: XLA already uses every core.
+    returns the current value.  Thread counts are left alone (XLA's pools already have one
+    thread per core).
     """
     import warnings
 

@@ -205,6 +205,9 @@ def test_configure_cpu_skips_flags_this_jaxlib_does_not_know():
     assert fastconv._xla_knows("--xla_cpu_scheduler_type=CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED")
     assert not fastconv._xla_knows("--xla_cpu_no_such_flag_for_cnnjax=true")
     assert not fastconv._xla_knows("--xla_cpu_scheduler_type=CPU_SCHEDULER_TYPE_NO_SUCH_VALUE")
+    assert fastconv._xla_knows("--xla_cpu_experimental_ynn_fusion_type=-individual_convolution")
+    assert not fastconv._xla_knows("--xla_cpu_experimental_ynn_fusion_type=-no_such_fusion")
+    assert fastconv._xla_knows("--xla_cpu_enable_fast_math=false")
 
 
 def test_configure_cpu_after_start_warns_and_changes_nothing():
