@@ -32,7 +32,8 @@ from cnnjax import data as data_lib
 from cnnjax import models, summary, train
 
 # Flags that may differ between a run and its resumption (they do not change the numbers).
-RESUMABLE_CHANGES = frozenset({"workdir", "data_dir", "progress", "checkpoint_every", "keep_checkpoints"})
+RESUMABLE_CHANGES = frozenset({"workdir", "data_dir", "progress", "checkpoint_every", "keep_checkpoints",
+                               "epoch_loop"})
 
 
 class NonFiniteLoss(RuntimeError):
@@ -69,8 +70,10 @@ def _check_same_run(workdir: str, config: dict) -> None:
     if not os.path.exists(path):
         return
     old = ckpt_lib.read_config(workdir)
-    diffs = [f"{k}={old.get(k)!r} (now {config.get(k)!r})" for k in sorted(set(old) | set(config))
-             if k not in RESUMABLE_CHANGES and k != "data" and old.get(k) != config.get(k)]
+    defaults = dataclasses.asdict(train.TrainConfig())  # a field added since the workdir was made has its default
+    was = lambda k: old.get(k, defaults.get(k))
+    diffs = [f"{k}={was(k)!r} (now {config.get(k)!r})" for k in sorted(set(old) | set(config))
+             if k not in RESUMABLE_CHANGES and k != "data" and was(k) != config.get(k)]
     if diffs:
         raise ValueError(f"workdir {workdir} holds a different run: {', '.join(diffs)}; "
                          f"use another --workdir or the same flags to resume")
@@ -93,8 +96,8 @@ class _Progress:
     def on_step(self, i: int, steps: int, metrics) -> None:
         if self.bar is None:
             return
-        self.bar.update(1)
-        if i % 20 == 0 or i == steps - 1:
+        self.bar.update(i + 1 - self.bar.n)
+        if metrics is not None and (i % 20 == 0 or i == steps - 1):
             rate = (i + 1) * self.batch / max(time.perf_counter() - self.t0, 1e-9)
             self.bar.set_postfix(loss=f"{float(metrics['loss']):.4f}", img_s=f"{rate:,.0f}", refresh=False)
 
@@ -120,8 +123,11 @@ def _tensorboard(workdir: str):
 
 def train_and_evaluate(config: dict, workdir: str, *, data_dir: Optional[str] = None, progress: str = "auto",
                        eval_every: int = 1, checkpoint_every: int = 1, keep_checkpoints: int = 3,
-                       log: Callable[[str], None] = print) -> dict:
+                       epoch_loop: str = "auto", log: Callable[[str], None] = print) -> dict:
     """Train per ``config`` (the fields of :class:`cnnjax.train.TrainConfig` plus I/O flags) in ``workdir``.
+
+    ``epoch_loop``: "steps" (one jitted step per batch), "scan" (the whole epoch in one
+    ``lax.scan``) or "auto" (scan on GPU/TPU, steps on the CPU); the numbers are the same.
 
     Returns the summary dict (also written to summary.json).  Raises ValueError for bad
     input (nothing in ``workdir`` is changed then) and NonFiniteLoss on NaN/inf.
@@ -133,6 +139,8 @@ def train_and_evaluate(config: dict, workdir: str, *, data_dir: Optional[str] = 
                         ("keep_checkpoints", keep_checkpoints)):
         if value < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
+    if epoch_loop not in train.EPOCH_LOOPS:
+        raise ValueError(f"epoch_loop must be one of {train.EPOCH_LOOPS}, got {epoch_loop!r}")
     workdir = os.path.abspath(workdir)
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise ValueError(f"--workdir {workdir} exists and is not a directory")
@@ -181,8 +189,10 @@ def train_and_evaluate(config: dict, workdir: str, *, data_dir: Optional[str] = 
         log(f"data-parallel over {mesh.size} devices ({jax.process_count()} processes)")
     state = train.replicate(state, mesh)
     images, labels = train.replicate((ds.train_images, ds.train_labels), mesh)
-    step_fn = train.make_train_step(model, tx, cfg, ds.mean, ds.std, ds.num_classes, mesh)
-    eval_fn = train.make_eval_step(model, ds.mean, ds.std, ds.num_classes)
+    fused = train.fused_epoch_default() if epoch_loop == "auto" else epoch_loop == "scan"
+    make = train.make_train_epoch if fused else train.make_train_step
+    step_fn = make(model, tx, cfg, ds.mean, ds.std, ds.num_classes, mesh)
+    eval_fn = train.make_eval_step(model, ds.mean, ds.std, ds.num_classes, cfg.compute_dtype)
     bar = _Progress(progress, log)
     writer = _tensorboard(workdir) if primary else None
     from cnnjax import plots  # matplotlib only when a run actually trains
@@ -191,7 +201,11 @@ def train_and_evaluate(config: dict, workdir: str, *, data_dir: Optional[str] = 
         for epoch in range(start + 1, cfg.epochs + 1):
             bar.start_epoch(epoch, cfg.epochs, steps_per_epoch, cfg.batch_size)
             t0 = time.perf_counter()
-            state, m = train.train_epoch(step_fn, state, images, labels, epoch, cfg.batch_size, bar.on_step)
+            if fused:
+                state, m = train.train_epoch_fused(step_fn, state, images, labels, epoch, cfg.batch_size)
+                bar.on_step(steps_per_epoch - 1, steps_per_epoch, None)
+            else:
+                state, m = train.train_epoch(step_fn, state, images, labels, epoch, cfg.batch_size, bar.on_step)
             train_seconds = time.perf_counter() - t0
             if not math.isfinite(m["train_loss"]):
                 raise NonFiniteLoss(f"train loss is {m['train_loss']} in epoch {epoch}; stopped, the last good "

@@ -34,7 +34,7 @@ def main(argv):
     model, variables, config = checkpoint.load_trained(_WORKDIR.value, _WHICH.value)
     ds = data.load(config["dataset"], _DATA_DIR.value or config.get("data_dir")).subset(
         config.get("num_train") or None, config.get("num_test") or None)
-    ev = train.evaluate(model, variables, ds)
+    ev = train.evaluate(model, variables, ds, compute_dtype=config.get("compute_dtype", "float32"))
     names = list(ds.class_names)
     print(f"{config['model']} on {config['dataset']} ({_WHICH.value} checkpoint, epoch {config['restored_epoch']}): "
           f"test loss {ev['loss']:.4f}, test accuracy {ev['accuracy']:.4f} ({len(ds.test_labels)} images)")

@@ -33,6 +33,11 @@ _WD = flags.DEFINE_float("weight_decay", D.weight_decay, "Weight decay (decouple
 _LS = flags.DEFINE_float("label_smoothing", D.label_smoothing, "Label smoothing in [0, 1).")
 _AUGMENT = flags.DEFINE_enum("augment", D.augment, train.AUGMENTATIONS, "On-device data augmentation.")
 _SEED = flags.DEFINE_integer("seed", D.seed, "Seed of parameters, data order, dropout, augmentation.")
+_DTYPE = flags.DEFINE_enum("compute_dtype", D.compute_dtype, train.COMPUTE_DTYPES,
+                           "bfloat16 = mixed precision (float32 weights/optimizer/loss); for GPU/TPU.")
+_EPOCH_LOOP = flags.DEFINE_enum("epoch_loop", "auto", train.EPOCH_LOOPS,
+                                "steps: one jit call per batch; scan: the epoch in one lax.scan; "
+                                "auto: scan on GPU/TPU, steps on CPU. Same numbers.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output/resume directory.")
 _EVAL_EVERY = flags.DEFINE_integer("eval_every", 1, "Evaluate every N epochs (and after the last).")
 _CKPT_EVERY = flags.DEFINE_integer("checkpoint_every", 1, "Checkpoint every N epochs (and after the last).")
@@ -77,11 +82,12 @@ def main(argv):
     config = {name: flags.FLAGS[name].value for name in experiment.config_fields()}
     config["model_options"] = parse_options(_MODEL_OPTIONS.value)
     config.update({name: flags.FLAGS[name].value for name in (
-        "workdir", "data_dir", "eval_every", "checkpoint_every", "keep_checkpoints", "progress")})
+        "workdir", "data_dir", "eval_every", "checkpoint_every", "keep_checkpoints", "progress", "epoch_loop")})
     try:
         experiment.train_and_evaluate(
             config, _WORKDIR.value, data_dir=_DATA_DIR.value, progress=_PROGRESS.value,
-            eval_every=_EVAL_EVERY.value, checkpoint_every=_CKPT_EVERY.value, keep_checkpoints=_KEEP.value)
+            eval_every=_EVAL_EVERY.value, checkpoint_every=_CKPT_EVERY.value, keep_checkpoints=_KEEP.value,
+            epoch_loop=_EPOCH_LOOP.value)
     except experiment.NonFiniteLoss as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(3)

@@ -118,6 +118,8 @@ TRAIN_FLAGS: dict[str, object] = {
     "momentum": _FLOAT,
     "warmup_epochs": _FLOAT,
     "augment": ("none", "flip", "crop", "flip_crop"),
+    "compute_dtype": ("float32", "bfloat16"),
+    "epoch_loop": ("auto", "steps", "scan"),
 }
 # Set by the sweep itself, never by --grid / --base.
 _RESERVED = {
@@ -131,7 +133,7 @@ _RESERVED = {
 }
 # Flags that manage a run but do not define it (ignored when grouping runs in reports).
 MANAGEMENT_FLAGS = ("seed", "workdir", "data_dir", "progress", "eval_every", "checkpoint_every",
-                    "keep_checkpoints")
+                    "keep_checkpoints", "epoch_loop")
 DEFAULT_PROGRESS = "plain"
 DEFAULT_TRAIN_MODULE = "experiments.train"
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

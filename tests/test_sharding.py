@@ -1,4 +1,5 @@
 """Data-parallel training over 4 fake CPU devices equals 1 device with the same global batch."""
+import functools
 import json
 import os
 import subprocess
@@ -11,7 +12,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = r"""
 import json, sys, jax
 from cnnjax import data, models, train
-n_dev = int(sys.argv[1])
+n_dev, fused = int(sys.argv[1]), sys.argv[2] == "scan"
 ds = data.synthetic(256, 64, seed=0)
 cfg = train.TrainConfig(model="padded_cnn", batch_size=32, epochs=2, learning_rate=1e-3, seed=0)
 model = models.create(cfg.model)
@@ -19,20 +20,27 @@ tx = train.make_optimizer(cfg, 256 // 32)
 mesh = train.data_parallel_mesh(jax.devices()[:n_dev])
 state = train.replicate(train.init_state(model, tx, 0, ds.image_shape), mesh)
 images, labels = train.replicate((ds.train_images, ds.train_labels), mesh)
-step = train.make_train_step(model, tx, cfg, ds.mean, ds.std, 10, mesh)
 losses = []
-for epoch in (1, 2):
-    state, m = train.train_epoch(step, state, images, labels, epoch, cfg.batch_size,
-                                 on_step=lambda i, n, mm: losses.append(float(mm["loss"])))
+if fused:
+    epoch_fn = train.make_train_epoch(model, tx, cfg, ds.mean, ds.std, 10, mesh)
+    for epoch in (1, 2):
+        state, m = train.train_epoch_fused(epoch_fn, state, images, labels, epoch, cfg.batch_size)
+        losses.append(m["train_loss"])
+else:
+    step = train.make_train_step(model, tx, cfg, ds.mean, ds.std, 10, mesh)
+    for epoch in (1, 2):
+        state, m = train.train_epoch(step, state, images, labels, epoch, cfg.batch_size,
+                                     on_step=lambda i, n, mm: losses.append(float(mm["loss"])))
 spec = str(jax.tree.leaves(state.params)[0].sharding)
 print(json.dumps({"devices": jax.device_count(), "losses": losses, "spec": spec,
                   "param_sum": float(sum(abs(p).sum() for p in jax.tree.leaves(state.params)))}))
 """
 
 
-def run(n_dev):
+@functools.lru_cache(maxsize=None)
+def run(n_dev, loop="steps"):
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(n_dev)], cwd=REPO, env=env, capture_output=True,
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(n_dev), loop], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -45,3 +53,11 @@ def test_four_devices_match_one_device():
     np.testing.assert_allclose(four["losses"], one["losses"], rtol=2e-4, atol=2e-5)
     np.testing.assert_allclose(four["param_sum"], one["param_sum"], rtol=1e-4)
     assert len(one["losses"]) == 16 and one["losses"][-1] < one["losses"][0]
+
+
+def test_fused_epoch_on_four_devices_matches_per_step_on_one():
+    one, four = run(1), run(4, "scan")
+    assert "NamedSharding" in four["spec"]
+    epoch_means = [np.mean(one["losses"][:8]), np.mean(one["losses"][8:])]
+    np.testing.assert_allclose(four["losses"], epoch_means, rtol=2e-4)
+    np.testing.assert_allclose(four["param_sum"], one["param_sum"], rtol=1e-4)

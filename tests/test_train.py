@@ -215,3 +215,83 @@ def test_batch_norm_statistics_are_trained_and_checkpointed(tmp_path):
     _, variables, _ = checkpoint.load_trained(str(tmp_path / "bn"))
     means = variables["batch_stats"]["bn1_1"]["mean"]
     assert means.shape == (24,) and float(np.abs(np.asarray(means)).max()) > 0  # moved away from the init zeros
+
+
+def _run_epochs(name, cfg, fused, epochs=2):
+    ds = data.synthetic(320, 64, seed=0)
+    model = models.create(name)
+    tx = train.make_optimizer(cfg, 320 // cfg.batch_size)
+    state = train.init_state(model, tx, cfg.seed, ds.image_shape)
+    images, labels = jax.device_put((ds.train_images, ds.train_labels))
+    make = train.make_train_epoch if fused else train.make_train_step
+    fn = make(model, tx, cfg, ds.mean, ds.std, ds.num_classes)
+    run = train.train_epoch_fused if fused else train.train_epoch
+    rows = []
+    for epoch in range(1, epochs + 1):
+        state, m = run(fn, state, images, labels, epoch, cfg.batch_size)
+        rows.append(m)
+    return rows, state, model, ds
+
+
+def test_fused_epoch_scan_equals_per_step_loop():
+    cfg = train.TrainConfig(model="padded_cnn", batch_size=32, epochs=2)
+    loop_rows, loop_state, _, _ = _run_epochs("padded_cnn", cfg, fused=False)
+    scan_rows, scan_state, _, _ = _run_epochs("padded_cnn", cfg, fused=True)
+    for a, b in zip(loop_rows, scan_rows):
+        assert a["train_accuracy"] == b["train_accuracy"]
+        np.testing.assert_allclose(a["train_loss"], b["train_loss"], rtol=1e-5)
+    assert int(scan_state.step) == int(loop_state.step) == 2 * (320 // 32)
+    for x, y in zip(jax.tree.leaves(loop_state), jax.tree.leaves(scan_state)):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-5)
+    assert loop_rows[1]["train_loss"] < loop_rows[0]["train_loss"]
+
+
+def test_bfloat16_mixed_precision_keeps_float32_weights_and_tracks_float32():
+    f32 = train.TrainConfig(model="vgg_bn", batch_size=32, epochs=2)
+    bf16 = train.TrainConfig(model="vgg_bn", batch_size=32, epochs=2, compute_dtype="bfloat16")
+    rows32, _, _, _ = _run_epochs("vgg_bn", f32, fused=False)
+    rows16, state, model, ds = _run_epochs("vgg_bn", bf16, fused=True)
+    # master weights, optimizer moments and batch-norm statistics stay float32
+    assert {str(a.dtype) for a in jax.tree.leaves((state.params, state.opt_state, state.batch_stats))
+            if np.issubdtype(a.dtype, np.floating)} == {"float32"}
+    for a, b in zip(rows32, rows16):  # bf16 has ~3 significant digits: close, not equal
+        assert abs(a["train_loss"] - b["train_loss"]) < 0.02 and a["train_loss"] != b["train_loss"]
+    ev = train.evaluate(model, state.variables(), ds, 64, compute_dtype="bfloat16")
+    ev32 = train.evaluate(model, state.variables(), ds, 64)
+    assert ev["accuracy"] > 0.8 and abs(ev["loss"] - ev32["loss"]) < 0.02
+
+
+def test_bad_compute_dtype_is_named():
+    with pytest.raises(ValueError, match="compute_dtype must be one of"):
+        train.TrainConfig(compute_dtype="float16").validate()
+
+
+def test_fused_epoch_default_follows_the_backend():
+    assert not train.fused_epoch_default("cpu")
+    assert train.fused_epoch_default("gpu") and train.fused_epoch_default("tpu")
+
+
+def test_switching_epoch_loop_on_resume_gives_the_same_run(tmp_path, reference):
+    """epoch_loop is how a run executes, not what it computes: a run trained with the fused
+    scan, and the same run resumed from epoch 2 with per-step calls, both match the
+    uninterrupted per-step reference (to float rounding)."""
+    import shutil
+    workdir = tmp_path / "scan_then_steps"
+
+    def assert_matches_reference():
+        rows, ref = numbers(workdir), numbers(reference)
+        assert [(r["epoch"], r["step"]) for r in rows] == [(r["epoch"], r["step"]) for r in ref]
+        for a, b in zip(rows, ref):
+            np.testing.assert_allclose([a["train_loss"], a["test_loss"]], [b["train_loss"], b["test_loss"]],
+                                       rtol=1e-4)
+            assert abs(a["test_accuracy"] - b["test_accuracy"]) <= 1 / 200
+
+    first = run_cli(*cli_flags(workdir), "--epoch_loop=scan")
+    assert first.returncode == 0, first.stderr
+    assert_matches_reference()
+    os.remove(workdir / "summary.json")  # pretend it stopped after epoch 2
+    shutil.rmtree(workdir / "checkpoints" / "3")
+    resumed = run_cli(*cli_flags(workdir), "--epoch_loop=steps")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stdout and "epoch 2" in resumed.stdout
+    assert_matches_reference()
