@@ -212,15 +212,16 @@ def _idx_path(directory, stem: str) -> str | None:
 def find_idx_dir(name: str, data_dir: str | None) -> str | None:
     """First directory holding all four :data:`IDX_FILES` (each plain or ``.gz``), or None.
 
-    Tries ``data_dir``, ``data_dir/<name>`` (underscore and hyphen spellings),
-    then :data:`SYSTEM_IDX_DIRS` for the name.
+    Tries ``data_dir``, ``data_dir/<name>`` (underscore and hyphen spellings); without a
+    ``data_dir``, :data:`SYSTEM_IDX_DIRS` for the name (a named directory is never silently
+    replaced by the system copy).
     """
     name = _canonical(name)
     candidates = []
     if data_dir is not None:
         data_dir = os.fspath(data_dir)
         candidates += [data_dir, os.path.join(data_dir, name), os.path.join(data_dir, name.replace("_", "-"))]
-    if name in SYSTEM_IDX_DIRS:
+    elif name in SYSTEM_IDX_DIRS:
         candidates.append(SYSTEM_IDX_DIRS[name])
     for directory in candidates:
         if os.path.isdir(directory) and all(_idx_path(directory, s) for s in IDX_FILES.values()):
@@ -344,6 +345,8 @@ def load(name: str, data_dir: str | None = None) -> Dataset:
     name = _canonical(name)
     if name == "synthetic":
         return synthetic()
+    if data_dir is not None and not os.path.isdir(data_dir):
+        raise DataError(f"data_dir {data_dir!r} is not a directory")
     directory = find_idx_dir(name, data_dir)
     if directory is not None:
         return load_idx_dir(directory, name)

@@ -139,6 +139,13 @@ def test_find_idx_dir(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "SYSTEM_IDX_DIRS", {"mnist": str(tmp_path / "sys")})
     _write_idx_dir(tmp_path / "sys")
     assert data.find_idx_dir("mnist", None) == str(tmp_path / "sys")
+    # a named data_dir without the files is not silently replaced by the system copy
+    assert data.find_idx_dir("mnist", str(tmp_path / "fashion_mnist")) is None
+
+
+def test_missing_data_dir_is_an_error_not_a_fallback(tmp_path):
+    with pytest.raises(data.DataError, match="data_dir .*no_such_dir.* is not a directory"):
+        data.load("fashion_mnist", data_dir=str(tmp_path / "no_such_dir"))
 
 
 def test_load_prefers_idx_files_in_data_dir(tmp_path):

@@ -1,0 +1,46 @@
+"""The speed benchmarks run end to end on tiny settings (their figures live in
+benchmarks/RESULTS.md; here only that they work and report consistent numbers)."""
+import json
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def bench(module, *args):
+    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc
+
+
+def test_epoch_time_steps_and_scan_report_the_same_training(tmp_path):
+    out = tmp_path / "epoch.json"
+    proc = bench("benchmarks.epoch_time", "--num_train=200", "--num_test=100", "--batch_sizes=50",
+                 "--epochs=1", "--loops=steps,scan", "--dtypes=float32", f"--json={out}")
+    assert "| 50 | steps | float32 |" in proc.stdout and "| 50 | scan | float32 |" in proc.stdout
+    cells = json.loads(out.read_text())["cells"]
+    steps, scan = cells
+    assert steps["steps"] == scan["steps"] == 4
+    # same seed, same data order, same updates: the two loops trained the same model
+    assert abs(steps["train_loss"] - scan["train_loss"]) < 1e-4
+    assert steps["test_accuracy"] == scan["test_accuracy"]
+
+
+def test_epoch_time_rejects_a_missing_data_dir(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.epoch_time", f"--data_dir={tmp_path / 'nope'}"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "is not a directory" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_train_throughput_prints_the_table(tmp_path):
+    out = tmp_path / "tp.json"
+    proc = bench("benchmarks.train_throughput", "--models=padded_cnn", "--batch_sizes=50", "--rounds=1",
+                 "--steps=2", "--impls=fast,lax", "--no-epoch", f"--json={out}")
+    assert "padded_cnn" in proc.stdout and "fast/lax" in proc.stdout
+    raw = json.loads(out.read_text())
+    assert raw["workers"]["lax"]["impl"] == "lax" and raw["workers"]["lax"]["xla_flags"] == ""
+    assert raw["workers"]["fast"]["impl"] == "auto" and "--xla_cpu" in raw["workers"]["fast"]["xla_flags"]
+    for key in ("fast|padded_cnn|50", "lax|padded_cnn|50"):
+        assert len(raw["train"][key]) == 1 and raw["train"][key][0] > 0
