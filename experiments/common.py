@@ -37,4 +37,11 @@ def run(main_fn) -> None:
         except (UsageError, ValueError, FileNotFoundError) as e:
             fail(str(e))
 
-    app.run(wrapped)
+    def parse_flags(argv):
+        from absl import flags
+        try:
+            return flags.FLAGS(argv)
+        except flags.Error as e:  # unknown flag, bad enum value, ...: one line, status 2
+            fail(f"{e} (see --help)")
+
+    app.run(wrapped, flags_parser=parse_flags)

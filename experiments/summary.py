@@ -12,13 +12,11 @@ point, a 1000-unit dense layer on a 1000x1000x3 image has 3,000,001,000 paramete
 """
 from absl import flags
 
-from experiments import common
-# Defines --model and --model_options (reused here, not redefined: one syntax, parse_options).
-from experiments import train as train_cli
+from experiments import common, model_flags  # --model, --model_options: the same words as experiments.train
 
 from cnnjax import models, summary
 
-flags.declare_key_flag("model")          # list them in this command's --help
+flags.declare_key_flag("model")  # list them in this command's --help
 flags.declare_key_flag("model_options")
 _INPUT_SHAPE = flags.DEFINE_list("input_shape", ["28", "28", "1"], "Input H,W,C.")
 _NUM_CLASSES = flags.DEFINE_integer("num_classes", 10, "Number of output classes.")
@@ -35,8 +33,8 @@ def main(argv):
             raise ValueError
     except ValueError:
         common.fail(f"--input_shape must be three positive integers H,W,C, got {','.join(_INPUT_SHAPE.value)}")
-    name = flags.FLAGS.model
-    options = train_cli.parse_options(flags.FLAGS.model_options)
+    name = model_flags.MODEL.value
+    options = model_flags.parse_options(model_flags.MODEL_OPTIONS.value)
     model = models.create(name, num_classes=_NUM_CLASSES.value, **options)
     try:
         table = summary.summarize(model, shape, name).table()

@@ -13,11 +13,11 @@ import sys
 from absl import flags
 
 from cnnjax import train
-from experiments import common
+from experiments import common, model_flags
+from experiments.model_flags import parse_options  # noqa: F401  (part of this module's API)
 
 D = train.TrainConfig()
-_MODEL = flags.DEFINE_string("model", D.model, "Registered model name (python -m experiments.summary --list).")
-_MODEL_OPTIONS = flags.DEFINE_list("model_options", [], "Model options key=value, e.g. activation=sigmoid,pool=avg.")
+_MODEL, _MODEL_OPTIONS = model_flags.MODEL, model_flags.MODEL_OPTIONS
 _DATASET = flags.DEFINE_string("dataset", D.dataset, "fashion_mnist, mnist, synthetic, or any TFDS name.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Directory with IDX files or TFDS data.")
 _NUM_TRAIN = flags.DEFINE_integer("num_train", 0, "Use only the first N training images (0 = all).")
@@ -49,27 +49,6 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-host: this process
 _PROGRESS = flags.DEFINE_enum("progress", "auto", ["auto", "bar", "plain", "none"], "Progress display.")
 
 
-def parse_options(items: list[str]) -> dict:
-    """['activation=sigmoid', 'widths=8:16', 'groups=2'] -> {'activation': 'sigmoid', 'widths': [8, 16], 'groups': 2}."""
-    def value(text: str):
-        if ":" in text:
-            return [value(t) for t in text.split(":")]
-        for cast in (int, float):
-            try:
-                return cast(text)
-            except ValueError:
-                pass
-        return {"true": True, "false": False, "none": None}.get(text.lower(), text)
-
-    options = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise common.UsageError(f"--model_options entries must be key=value, got {item!r}")
-        options[key.strip()] = value(text.strip())
-    return options
-
-
 def main(argv):
     if not _WORKDIR.value:
         raise common.UsageError("--workdir is required")
@@ -80,7 +59,7 @@ def main(argv):
         jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     from cnnjax import experiment  # after flag parsing: JAX starts only for real runs
     config = {name: flags.FLAGS[name].value for name in experiment.config_fields()}
-    config["model_options"] = parse_options(_MODEL_OPTIONS.value)
+    config["model_options"] = model_flags.parse_options(_MODEL_OPTIONS.value)
     config.update({name: flags.FLAGS[name].value for name in (
         "workdir", "data_dir", "eval_every", "checkpoint_every", "keep_checkpoints", "progress", "epoch_loop")})
     try:

@@ -175,3 +175,5 @@ def test_summary_cli_model_options_and_bad_option():
     assert r.stderr.startswith("error: model 'padded_cnn' cannot be built")
     r = run_module("-m", "experiments.summary", "--model=mlp", "--model_options=hidden=1000")
     assert r.returncode == 0 and "784,784" not in r.stdout and "785,000" in r.stdout  # one 1000-unit layer
+    r = run_module("-m", "experiments.summary", "--epochs=3")  # a training flag means nothing here
+    assert r.returncode == 2 and r.stderr.strip() == "error: Unknown command line flag 'epochs' (see --help)"

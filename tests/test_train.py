@@ -135,6 +135,8 @@ def test_different_run_in_existing_workdir_is_refused_and_nothing_changes(refere
     ("--dataset=no_such_set", "cannot load 'no_such_set'"), ("--batch_size=100000", "larger than the training set"),
     ("--learning_rate=-1", "learning_rate must be a positive"), ("--model_options=activation", "key=value"),
     ("--model_options=activation=swish9", "unknown activation"), ("--label_smoothing=1.5", "label_smoothing"),
+    ("--no_such_flag=1", "Unknown command line flag 'no_such_flag'"),
+    ("--compute_dtype=float16", "flag --compute_dtype=float16: value should be one of <float32|bfloat16>"),
 ])
 def test_bad_flags_give_one_line_error_and_exit_2(tmp_path, flag, message):
     workdir = tmp_path / "bad"
