@@ -32,7 +32,6 @@ _MODE = flags.DEFINE_enum("mode", "conv", ["conv", "transposed", "upsample"], "W
 _OUTPUT_PADDING = flags.DEFINE_string("output_padding", "0", "Transposed only: extra rows/cols at the "
                                       "bottom/right, op or oph,opw (must be < stride or dilation).")
 _FACTOR = flags.DEFINE_string("factor", "2", "Upsample only: repeat factor f or fh,fw.")
-_OUT_DIR = demo_flags.OUT_DIR
 
 # Colours of the diagram: cell categories, and the shading of the first and second window.
 INPUT, PAD, PIXEL, ZERO, OUTPAD, CROP, OUT = range(7)
@@ -336,8 +335,7 @@ def main(argv):
           f"-> 1x{got[0]}x{got[1]}x1)")
     if not agrees:
         raise ValueError(f"formula gives {expected}, the library's size function {library}, the op {got}")
-    directory = _OUT_DIR.value or os.path.join("out", NAME)
-    os.makedirs(directory, exist_ok=True)
+    directory = demo_flags.out_dir(NAME)
     draw = {"conv": draw_conv, "transposed": draw_transposed, "upsample": draw_upsample}[mode]
     path = draw(axes, os.path.join(directory, "conv_arithmetic.png"))
     print(f"wrote {path}")

@@ -21,5 +21,7 @@ OUT_DIR = flags.DEFINE_string("out_dir", None, "Output directory (default out/<d
 
 
 def out_dir(name: str) -> str:
-    """--out_dir, or out/<name>."""
-    return OUT_DIR.value or os.path.join("out", name)
+    """--out_dir, or out/<name>; created if missing."""
+    path = OUT_DIR.value or os.path.join("out", name)
+    os.makedirs(path, exist_ok=True)
+    return path

@@ -24,17 +24,9 @@ _DATASET = demo_flags.DATASET
 _INDEX = demo_flags.INDEX
 _DATA_DIR = demo_flags.DATA_DIR
 _PADDING = demo_flags.PADDING
-_OUT_DIR = demo_flags.OUT_DIR
 
 # Responses that are signed (derivatives) get a blue-white-red colour scale centred on 0.
 SIGNED = {"laplacian", "sobel_x", "sobel_y"}
-
-
-def out_dir(name: str) -> str:
-    """--out_dir, or out/<name>; created."""
-    path = _OUT_DIR.value or os.path.join("out", name)
-    os.makedirs(path, exist_ok=True)
-    return path
 
 
 def run_demo(x, filter_names, padding: str, directory: str, source: str = "image"):
@@ -86,7 +78,7 @@ def main(argv):
     if padding not in ("valid", "same"):
         raise common.UsageError(f"--padding must be 'valid' or 'same', got {_PADDING.value!r}")
     x, source = filters.load_source(_IMAGE.value, _DATASET.value, _INDEX.value, _DATA_DIR.value)
-    run_demo(x, names, padding, out_dir(NAME), source)
+    run_demo(x, names, padding, demo_flags.out_dir(NAME), source)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ _DATA_DIR = demo_flags.DATA_DIR
 _NUM_IMAGES = flags.DEFINE_integer("num_images", 4, "Number of test images (rows of each figure).")
 _MAX_CHANNELS = flags.DEFINE_integer("max_channels", 16, "Channels shown per layer.")
 _SEED = demo_flags.SEED
-_OUT_DIR = demo_flags.OUT_DIR
 
 DEFAULT_DATASET = "fashion_mnist"
 
@@ -151,8 +150,7 @@ def main(argv):
     captured, logits = conv_outputs(model, variables, x)
     if not captured:
         raise ValueError(f"model {model_name} has no conv blocks (cnnjax.blocks Conv/SeparableConv/...) to show")
-    directory = _OUT_DIR.value or os.path.join("out", NAME)
-    os.makedirs(directory, exist_ok=True)
+    directory = demo_flags.out_dir(NAME)
 
     layer, module, _ = captured[0]
     kernel, kind = first_kernel(variables, layer, module)

@@ -26,7 +26,6 @@ _IMAGE = demo_flags.IMAGE
 _DATASET = demo_flags.DATASET
 _INDEX = demo_flags.INDEX
 _DATA_DIR = demo_flags.DATA_DIR
-_OUT_DIR = demo_flags.OUT_DIR
 _SEED = demo_flags.SEED
 _KERNEL = flags.DEFINE_string("kernel", "laplacian", "True kernel that makes Y: a name in cnnjax.filters.KERNELS.")
 _OPTIMIZER = flags.DEFINE_enum("optimizer", "adam", ["adam", "sgd"], "Optax optimizer.")
@@ -179,8 +178,7 @@ def main(argv):
     err = float(np.max(np.abs(learned - true_k)))
     ok = err <= _TOLERANCE.value
     print(f"max |learned - true| = {err:.2e}; within --tolerance {_TOLERANCE.value:g}: {'yes' if ok else 'no'}")
-    directory = _OUT_DIR.value or os.path.join("out", NAME)
-    os.makedirs(directory, exist_ok=True)
+    directory = demo_flags.out_dir(NAME)
     path = plots.plot_loss_curve(
         np.arange(len(losses)), losses, os.path.join(directory, "loss_curve.png"), log_y=True,
         title=f"learning {_KERNEL.value} from (X, Y) with {_OPTIMIZER.value} (lr {lr:.3g}): "

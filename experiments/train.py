@@ -14,7 +14,6 @@ from absl import flags
 
 from cnnjax import train
 from experiments import common, model_flags
-from experiments.model_flags import parse_options  # noqa: F401  (part of this module's API)
 
 D = train.TrainConfig()
 _MODEL, _MODEL_OPTIONS = model_flags.MODEL, model_flags.MODEL_OPTIONS
