@@ -25,9 +25,10 @@ import platform
 import statistics
 import time
 
+from benchmarks.train_throughput import random_dataset
+
 
 def _dataset(num_train: int, num_test: int, data_dir: str | None = None):
-    import numpy as np
     from cnnjax import data as data_lib
     try:
         ds = data_lib.load("fashion_mnist", data_dir)
@@ -35,39 +36,38 @@ def _dataset(num_train: int, num_test: int, data_dir: str | None = None):
     except Exception as e:  # noqa: BLE001 -- any reason the real data is missing: fall back, and say so
         if data_dir is not None:  # a named directory must hold the data
             raise SystemExit(f"error: --data_dir: {e}")
-        rng = np.random.default_rng(0)
-        ds = data_lib.Dataset("fashion_mnist_shaped_random",
-                              rng.integers(0, 256, (60000, 28, 28, 1), dtype=np.uint8),
-                              rng.integers(0, 10, 60000).astype(np.int32),
-                              rng.integers(0, 256, (10000, 28, 28, 1), dtype=np.uint8),
-                              rng.integers(0, 10, 10000).astype(np.int32), [str(i) for i in range(10)], "random")
+        ds = random_dataset(60000, 10000, seed=0)
         source = f"random uint8 ({type(e).__name__}: real data not found)"
     return ds.subset(num_train or None, num_test or None), source
 
 
-def time_cell(ds, model_name: str, batch: int, loop: str, dtype: str, epochs: int) -> dict:
+def _trainer(ds, model_name: str, batch: int, loop: str, dtype: str, epochs: int):
+    """(model, fresh state, device images, device labels, run_epoch) for one cell."""
     import jax
     from cnnjax import models, train
-    cfg = train.TrainConfig(model=model_name, batch_size=batch, epochs=epochs + 1, compute_dtype=dtype)
+    cfg = train.TrainConfig(model=model_name, batch_size=batch, epochs=epochs, compute_dtype=dtype)
     model = models.create(model_name, ds.num_classes)
-    steps = len(ds.train_labels) // batch
-    tx = train.make_optimizer(cfg, steps)
-    state = train.init_state(model, tx, 0, ds.image_shape)
+    tx = train.make_optimizer(cfg, len(ds.train_labels) // batch)
+    state = train.init_state(model, tx, cfg.seed, ds.image_shape)
     images, labels = jax.device_put((ds.train_images, ds.train_labels))
-    fused = loop == "scan"
-    fn = (train.make_train_epoch if fused else train.make_train_step)(model, tx, cfg, ds.mean, ds.std,
-                                                                       ds.num_classes)
-    run = train.train_epoch_fused if fused else train.train_epoch
+    run = train.make_epoch_runner(model, tx, cfg, ds.mean, ds.std, ds.num_classes, fused=loop == "scan")
+    return model, state, images, labels, run
+
+
+def time_cell(ds, model_name: str, batch: int, loop: str, dtype: str, epochs: int) -> dict:
+    from cnnjax import train
+    model, state, images, labels, run = _trainer(ds, model_name, batch, loop, dtype, epochs + 1)
+    steps = len(ds.train_labels) // batch
     ev = train.make_eval_step(model, ds.mean, ds.std, ds.num_classes, dtype)
 
     t0 = time.perf_counter()
-    state, _ = run(fn, state, images, labels, 0, batch)  # compile + one epoch (reads the metrics: synced)
+    state, _ = run(state, images, labels, 0)  # compile + one epoch (reads the metrics: synced)
     train.evaluate(model, state.variables(), ds, eval_step=ev)
     first = time.perf_counter() - t0
     train_s, eval_s = [], []
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
-        state, m = run(fn, state, images, labels, epoch, batch)
+        state, m = run(state, images, labels, epoch)
         t1 = time.perf_counter()
         result = train.evaluate(model, state.variables(), ds, eval_step=ev)
         t2 = time.perf_counter()
@@ -81,20 +81,11 @@ def time_cell(ds, model_name: str, batch: int, loop: str, dtype: str, epochs: in
 
 
 def accuracy_run(ds, model_name: str, batch: int, loop: str, dtype: str, epochs: int) -> dict:
-    import jax
-    from cnnjax import models, train
-    cfg = train.TrainConfig(model=model_name, batch_size=batch, epochs=epochs, compute_dtype=dtype)
-    model = models.create(model_name, ds.num_classes)
-    tx = train.make_optimizer(cfg, len(ds.train_labels) // batch)
-    state = train.init_state(model, tx, cfg.seed, ds.image_shape)
-    images, labels = jax.device_put((ds.train_images, ds.train_labels))
-    fused = loop == "scan"
-    fn = (train.make_train_epoch if fused else train.make_train_step)(model, tx, cfg, ds.mean, ds.std,
-                                                                       ds.num_classes)
-    run = train.train_epoch_fused if fused else train.train_epoch
+    from cnnjax import train
+    model, state, images, labels, run = _trainer(ds, model_name, batch, loop, dtype, epochs)
     t0 = time.perf_counter()
     for epoch in range(1, epochs + 1):
-        state, _ = run(fn, state, images, labels, epoch, batch)
+        state, _ = run(state, images, labels, epoch)
     ev = train.evaluate(model, state.variables(), ds, compute_dtype=dtype)
     return {"dtype": dtype, "epochs": epochs, "batch": batch, "test_accuracy": ev["accuracy"],
             "wall_s": time.perf_counter() - t0}

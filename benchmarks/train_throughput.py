@@ -37,6 +37,19 @@ POOL_IMAGES = 4096  # distinct images each worker gathers its batches from
 MEAN, STD = 0.2860, 0.3530  # Fashion-MNIST
 
 
+def random_dataset(num_train: int, num_test: int, seed: int):
+    """Uniform random uint8 images of Fashion-MNIST's shape and random labels (timing does not
+    depend on pixel values)."""
+    import numpy as np
+    from cnnjax import data as data_lib
+    rng = np.random.default_rng(seed)
+    return data_lib.Dataset("fashion_mnist_shaped_random",
+                            rng.integers(0, 256, (num_train, *IMAGE_SHAPE), dtype=np.uint8),
+                            rng.integers(0, 10, num_train).astype(np.int32),
+                            rng.integers(0, 256, (num_test, *IMAGE_SHAPE), dtype=np.uint8),
+                            rng.integers(0, 10, num_test).astype(np.int32), [str(i) for i in range(10)], "random")
+
+
 # ----------------------------------------------------------------------------------------
 # workers: one process per implementation; commands on stdin, JSON replies on stdout
 
@@ -57,14 +70,19 @@ class _JaxBench:
         self.order = jax.device_put(rng.permutation(POOL_IMAGES).astype(np.int32))
         self.cells = {}
 
-    def setup(self, name, batch):
-        jax, train = self.jax, self.train
+    def _build(self, name, batch, steps_per_epoch):
+        """(model, fresh state, jitted train step, jitted eval step): the library's own."""
+        train = self.train
         cfg = train.TrainConfig(model=name, batch_size=batch, dataset="synthetic", epochs=1)
         model = self.models.create(name)
-        tx = train.make_optimizer(cfg, POOL_IMAGES // batch)
+        tx = train.make_optimizer(cfg, steps_per_epoch)
         state = train.init_state(model, tx, 0, IMAGE_SHAPE)
-        step = train.make_train_step(model, tx, cfg, MEAN, STD, 10)
-        ev = train.make_eval_step(model, MEAN, STD, 10)
+        return (model, state, train.make_train_step(model, tx, cfg, MEAN, STD, 10),
+                train.make_eval_step(model, MEAN, STD, 10))
+
+    def setup(self, name, batch):
+        jax = self.jax
+        model, state, step, ev = self._build(name, batch, POOL_IMAGES // batch)
         xb, yb = self.images[:batch], self.labels[:batch]
         mask = jax.numpy.ones(batch, jax.numpy.float32)
         t0 = time.perf_counter()
@@ -101,18 +119,8 @@ class _JaxBench:
 
     def epoch(self, name, batch, eval_batch=1000, num_train=60000, num_test=10000):
         jax, np, train = self.jax, self.np, self.train
-        from cnnjax import data as data_lib
-        rng = np.random.default_rng(1)
-        ds = data_lib.Dataset("bench", rng.integers(0, 256, (num_train, *IMAGE_SHAPE), dtype=np.uint8),
-                              rng.integers(0, 10, num_train).astype(np.int32),
-                              rng.integers(0, 256, (num_test, *IMAGE_SHAPE), dtype=np.uint8),
-                              rng.integers(0, 10, num_test).astype(np.int32), [str(i) for i in range(10)], "bench")
-        cfg = train.TrainConfig(model=name, batch_size=batch, dataset="synthetic", epochs=1)
-        model = self.models.create(name)
-        tx = train.make_optimizer(cfg, num_train // batch)
-        state = train.init_state(model, tx, 0, IMAGE_SHAPE)
-        step = train.make_train_step(model, tx, cfg, MEAN, STD, 10)
-        ev = train.make_eval_step(model, MEAN, STD, 10)
+        ds = random_dataset(num_train, num_test, seed=1)
+        model, state, step, ev = self._build(name, batch, num_train // batch)
         images, labels = jax.device_put(ds.train_images), jax.device_put(ds.train_labels)
         # compile both (excluded from the epoch time, reported separately); the step donates
         # its input state, so carry on from the one it returns
@@ -140,6 +148,16 @@ class _TorchBench:
         self.labels = torch.randint(0, 10, (POOL_IMAGES,), generator=g)
         self.order = torch.randperm(POOL_IMAGES, generator=g)
         self.cells = {}
+
+    def _build(self, name, batch, steps_per_epoch):
+        """(model, fresh state, jitted train step, jitted eval step): the library's own."""
+        train = self.train
+        cfg = train.TrainConfig(model=name, batch_size=batch, dataset="synthetic", epochs=1)
+        model = self.models.create(name)
+        tx = train.make_optimizer(cfg, steps_per_epoch)
+        state = train.init_state(model, tx, 0, IMAGE_SHAPE)
+        return (model, state, train.make_train_step(model, tx, cfg, MEAN, STD, 10),
+                train.make_eval_step(model, MEAN, STD, 10))
 
     def setup(self, name, batch):
         torch = self.torch

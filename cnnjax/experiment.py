@@ -189,9 +189,8 @@ def train_and_evaluate(config: dict, workdir: str, *, data_dir: Optional[str] = 
         log(f"data-parallel over {mesh.size} devices ({jax.process_count()} processes)")
     state = train.replicate(state, mesh)
     images, labels = train.replicate((ds.train_images, ds.train_labels), mesh)
-    fused = train.fused_epoch_default() if epoch_loop == "auto" else epoch_loop == "scan"
-    make = train.make_train_epoch if fused else train.make_train_step
-    step_fn = make(model, tx, cfg, ds.mean, ds.std, ds.num_classes, mesh)
+    run_epoch = train.make_epoch_runner(model, tx, cfg, ds.mean, ds.std, ds.num_classes, mesh,
+                                        fused=None if epoch_loop == "auto" else epoch_loop == "scan")
     eval_fn = train.make_eval_step(model, ds.mean, ds.std, ds.num_classes, cfg.compute_dtype)
     bar = _Progress(progress, log)
     writer = _tensorboard(workdir) if primary else None
@@ -201,11 +200,7 @@ def train_and_evaluate(config: dict, workdir: str, *, data_dir: Optional[str] = 
         for epoch in range(start + 1, cfg.epochs + 1):
             bar.start_epoch(epoch, cfg.epochs, steps_per_epoch, cfg.batch_size)
             t0 = time.perf_counter()
-            if fused:
-                state, m = train.train_epoch_fused(step_fn, state, images, labels, epoch, cfg.batch_size)
-                bar.on_step(steps_per_epoch - 1, steps_per_epoch, None)
-            else:
-                state, m = train.train_epoch(step_fn, state, images, labels, epoch, cfg.batch_size, bar.on_step)
+            state, m = run_epoch(state, images, labels, epoch, bar.on_step)
             train_seconds = time.perf_counter() - t0
             if not math.isfinite(m["train_loss"]):
                 raise NonFiniteLoss(f"train loss is {m['train_loss']} in epoch {epoch}; stopped, the last good "

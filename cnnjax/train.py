@@ -19,6 +19,8 @@ Two ways to run an epoch, same numbers (to float rounding):
   one ``lax.scan`` inside one jit: one dispatch per epoch.  The GPU/TPU default, where
   per-step launch overhead dominates a small model (:func:`fused_epoch_default`).
 
+:func:`make_epoch_runner` builds either behind one ``run(state, images, labels, epoch)``.
+
 ``TrainConfig.compute_dtype="bfloat16"`` is mixed precision: float32 master weights,
 optimizer state and loss; the forward/backward convs and matmuls in bfloat16.
 """
@@ -316,6 +318,19 @@ def evaluate(model: nn.Module, variables, dataset: data_lib.Dataset, batch_size:
             "confusion": confusion}
 
 
+def _epoch_order(state: TrainState, labels, epoch: int, batch_size: int):
+    """(order, steps) of an epoch; ValueError when not even one batch fits."""
+    n = labels.shape[0]
+    steps = n // batch_size
+    if steps == 0:
+        raise ValueError(f"batch_size {batch_size} is larger than the training set ({n} images)")
+    return epoch_permutation(state.rng, epoch, n), steps
+
+
+def _epoch_metrics(loss_sum, correct, steps: int, batch_size: int) -> dict:
+    return {"train_loss": float(loss_sum) / steps, "train_accuracy": int(correct) / (steps * batch_size)}
+
+
 def train_epoch(step_fn: Callable, state: TrainState, images, labels, epoch: int, batch_size: int,
                 on_step: Callable[[int, int, Any], None] | None = None):
     """One pass over the training set in the order ``epoch_permutation(state.rng, epoch)``.
@@ -324,11 +339,7 @@ def train_epoch(step_fn: Callable, state: TrainState, images, labels, epoch: int
     each step (metrics are device arrays: reading them waits for the step).  Returns
     (state, {"train_loss", "train_accuracy"}).
     """
-    n = labels.shape[0]
-    steps = n // batch_size
-    if steps == 0:
-        raise ValueError(f"batch_size {batch_size} is larger than the training set ({n} images)")
-    order = epoch_permutation(state.rng, epoch, n)
+    order, steps = _epoch_order(state, labels, epoch, batch_size)
     loss_sum = jnp.zeros(())
     correct = jnp.zeros((), jnp.int32)
     for i in range(steps):
@@ -336,17 +347,34 @@ def train_epoch(step_fn: Callable, state: TrainState, images, labels, epoch: int
         loss_sum, correct = loss_sum + m["loss"], correct + m["correct"]
         if on_step is not None:
             on_step(i, steps, m)
-    return state, {"train_loss": float(loss_sum) / steps, "train_accuracy": int(correct) / (steps * batch_size)}
+    return state, _epoch_metrics(loss_sum, correct, steps, batch_size)
 
 
-def train_epoch_fused(epoch_fn: Callable, state: TrainState, images, labels, epoch: int, batch_size: int):
+def train_epoch_fused(epoch_fn: Callable, state: TrainState, images, labels, epoch: int, batch_size: int,
+                      on_step: Callable[[int, int, Any], None] | None = None):
     """:func:`train_epoch` with an ``epoch_fn`` from :func:`make_train_epoch`: one dispatch,
-    one host sync (for the returned metrics) per epoch.  Same order, same numbers."""
-    n = labels.shape[0]
-    steps = n // batch_size
-    if steps == 0:
-        raise ValueError(f"batch_size {batch_size} is larger than the training set ({n} images)")
-    order = epoch_permutation(state.rng, epoch, n)
+    one host sync (for the returned metrics) per epoch.  Same order, same numbers.
+    ``on_step(steps - 1, steps, None)`` is called once, after the epoch."""
+    order, steps = _epoch_order(state, labels, epoch, batch_size)
     state, m = epoch_fn(state, images, labels, order)
-    return state, {"train_loss": float(m["loss_sum"]) / steps,
-                   "train_accuracy": int(m["correct"]) / (steps * batch_size)}
+    metrics = _epoch_metrics(m["loss_sum"], m["correct"], steps, batch_size)
+    if on_step is not None:
+        on_step(steps - 1, steps, None)
+    return state, metrics
+
+
+def make_epoch_runner(model: nn.Module, tx: optax.GradientTransformation, cfg: TrainConfig,
+                      mean: float, std: float, num_classes: int, mesh: Mesh | None = None,
+                      fused: bool | None = None) -> Callable:
+    """``run(state, images_u8, labels, epoch, on_step=None) -> (state, metrics)``: one epoch,
+    per step (:func:`make_train_step` + :func:`train_epoch`) or fused into one ``lax.scan``
+    (:func:`make_train_epoch` + :func:`train_epoch_fused`); ``fused=None`` takes
+    :func:`fused_epoch_default` for the current backend.  Both give the same numbers."""
+    fused = fused_epoch_default() if fused is None else fused
+    make, run_epoch = (make_train_epoch, train_epoch_fused) if fused else (make_train_step, train_epoch)
+    fn = make(model, tx, cfg, mean, std, num_classes, mesh)
+
+    def run(state: TrainState, images, labels, epoch: int, on_step=None):
+        return run_epoch(fn, state, images, labels, epoch, cfg.batch_size, on_step)
+
+    return run

@@ -20,17 +20,13 @@ tx = train.make_optimizer(cfg, 256 // 32)
 mesh = train.data_parallel_mesh(jax.devices()[:n_dev])
 state = train.replicate(train.init_state(model, tx, 0, ds.image_shape), mesh)
 images, labels = train.replicate((ds.train_images, ds.train_labels), mesh)
-losses = []
-if fused:
-    epoch_fn = train.make_train_epoch(model, tx, cfg, ds.mean, ds.std, 10, mesh)
-    for epoch in (1, 2):
-        state, m = train.train_epoch_fused(epoch_fn, state, images, labels, epoch, cfg.batch_size)
+run = train.make_epoch_runner(model, tx, cfg, ds.mean, ds.std, 10, mesh, fused=fused)
+losses = []  # per step, or per epoch (the epoch mean) when fused
+for epoch in (1, 2):
+    state, m = run(state, images, labels, epoch,
+                   on_step=None if fused else lambda i, n, mm: losses.append(float(mm["loss"])))
+    if fused:
         losses.append(m["train_loss"])
-else:
-    step = train.make_train_step(model, tx, cfg, ds.mean, ds.std, 10, mesh)
-    for epoch in (1, 2):
-        state, m = train.train_epoch(step, state, images, labels, epoch, cfg.batch_size,
-                                     on_step=lambda i, n, mm: losses.append(float(mm["loss"])))
 spec = str(jax.tree.leaves(state.params)[0].sharding)
 print(json.dumps({"devices": jax.device_count(), "losses": losses, "spec": spec,
                   "param_sum": float(sum(abs(p).sum() for p in jax.tree.leaves(state.params)))}))

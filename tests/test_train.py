@@ -225,12 +225,10 @@ def _run_epochs(name, cfg, fused, epochs=2):
     tx = train.make_optimizer(cfg, 320 // cfg.batch_size)
     state = train.init_state(model, tx, cfg.seed, ds.image_shape)
     images, labels = jax.device_put((ds.train_images, ds.train_labels))
-    make = train.make_train_epoch if fused else train.make_train_step
-    fn = make(model, tx, cfg, ds.mean, ds.std, ds.num_classes)
-    run = train.train_epoch_fused if fused else train.train_epoch
+    run = train.make_epoch_runner(model, tx, cfg, ds.mean, ds.std, ds.num_classes, fused=fused)
     rows = []
     for epoch in range(1, epochs + 1):
-        state, m = run(fn, state, images, labels, epoch, cfg.batch_size)
+        state, m = run(state, images, labels, epoch)
         rows.append(m)
     return rows, state, model, ds
 
