@@ -364,3 +364,14 @@ def test_report_cli(tmp_path):
     assert "| model=a | 1 |" in r.stdout and (tmp_path / "results.md").exists()
     r = cli("launch.report", str(tmp_path / "nothing"))
     assert r.returncode == 2 and r.stderr.startswith("error:")
+
+
+def test_sweep_flag_contract_matches_experiments_train():
+    """launch.grid lists experiments.train's flags without importing JAX; it must not drift."""
+    from absl import flags as absl_flags
+    import experiments.train  # noqa: F401  (defines the flags)
+    defined = absl_flags.FLAGS
+    for key, kind in sweep.TRAIN_FLAGS.items():
+        assert key in defined, key
+        if isinstance(kind, tuple):
+            assert tuple(defined[key].parser.enum_values) == kind, key
