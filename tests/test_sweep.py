@@ -367,11 +367,16 @@ def test_report_cli(tmp_path):
 
 
 def test_sweep_flag_contract_matches_experiments_train():
-    """launch.grid lists experiments.train's flags without importing JAX; it must not drift."""
-    from absl import flags as absl_flags
-    import experiments.train  # noqa: F401  (defines the flags)
-    defined = absl_flags.FLAGS
+    """launch.grid lists experiments.train's flags without importing JAX; it must not drift.
+    (A subprocess: the demos define some of the same flag names in this process.)"""
+    code = ("import json; from absl import flags; import experiments.train\n"
+            "print(json.dumps({name: getattr(flags.FLAGS[name].parser, 'enum_values', None)\n"
+            "                  for name in flags.FLAGS}))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=sweep.REPO_ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    defined = json.loads(proc.stdout.strip().splitlines()[-1])
     for key, kind in sweep.TRAIN_FLAGS.items():
         assert key in defined, key
         if isinstance(kind, tuple):
-            assert tuple(defined[key].parser.enum_values) == kind, key
+            assert tuple(defined[key]) == kind, key
