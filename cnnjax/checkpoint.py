@@ -1,31 +1,28 @@
 """Orbax checkpoints of a :class:`cnnjax.train.TrainState`, one per epoch.
 
-Layout: ``<workdir>/checkpoints/<epoch>/{state,meta}`` (Orbax ``CheckpointManager``: atomic
+Layout: ``<directory>/<epoch>/{state,meta}`` (Orbax ``CheckpointManager``: atomic
 writes, so a process killed mid-save leaves only an ignored temporary directory).  Kept:
 the latest ``keep`` checkpoints plus the best by test accuracy.  A checkpoint that cannot
-be read is moved to ``<workdir>/corrupt_checkpoints/`` (never deleted) and the previous
+be read is moved to ``corrupt_checkpoints/`` beside ``<directory>`` (never deleted) and the previous
 one is used instead.
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 import shutil
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
-from cnnjax import models, train
+from cnnjax import train
 
 
 class Checkpoints:
     """Save / restore TrainStates keyed by epoch."""
 
-    def __init__(self, workdir: str, keep: int = 3, log: Callable[[str], None] = print):
-        self.workdir = os.path.abspath(workdir)
-        self.directory = os.path.join(self.workdir, "checkpoints")
+    def __init__(self, directory: str, keep: int = 3, log: Callable[[str], None] = print):
+        self.directory = os.path.abspath(directory)
         self.log = log
         policy = pp.AnyPreservationPolicy([
             pp.LatestN(n=keep),
@@ -63,7 +60,7 @@ class Checkpoints:
         return None
 
     def _set_aside(self, epoch: int, error: Exception) -> None:
-        dest = os.path.join(self.workdir, "corrupt_checkpoints", str(epoch))
+        dest = os.path.join(os.path.dirname(self.directory), "corrupt_checkpoints", str(epoch))
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         if os.path.exists(dest):
             dest = f"{dest}.{len(os.listdir(os.path.dirname(dest)))}"
@@ -76,61 +73,3 @@ class Checkpoints:
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()
-
-
-def read_config(workdir: str) -> dict:
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} not found: is {workdir} a cnnjax training workdir?")
-    with open(path) as f:
-        return json.load(f)
-
-
-def config_from_dict(flags: dict) -> train.TrainConfig:
-    """The TrainConfig fields of a config.json dict."""
-    names = {f.name for f in dataclasses.fields(train.TrainConfig)}
-    return train.TrainConfig(**{k: v for k, v in flags.items() if k in names})
-
-
-def best_epoch(workdir: str, available: list[int]) -> Optional[int]:
-    """The epoch among ``available`` with the highest test accuracy in metrics.jsonl."""
-    path = os.path.join(workdir, "metrics.jsonl")
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    scored = [(r["test_accuracy"], -r["epoch"], r["epoch"]) for r in rows
-              if r.get("test_accuracy") is not None and r["epoch"] in available]
-    return max(scored)[2] if scored else None
-
-
-def load_trained(workdir: str, which: str = "best") -> tuple[Any, dict, dict]:
-    """(model, variables, config) of a training workdir; ``which`` is 'best' or 'latest'.
-
-    Raises FileNotFoundError when the workdir has no config.json or no checkpoint.
-    """
-    config = read_config(workdir)
-    cfg = config_from_dict(config)
-    info = config["data"]
-    model = models.create(cfg.model, info["num_classes"], **cfg.model_options)
-    tx = train.make_optimizer(cfg, steps_per_epoch=1)  # the schedule does not change the state's structure
-    target = train.abstract_state(model, tx, cfg.seed, info["image_shape"])
-    ckpt = Checkpoints(workdir, keep=max(1, int(config.get("keep_checkpoints", 3))))
-    try:
-        epochs = ckpt.epochs()
-        if not epochs:
-            raise FileNotFoundError(f"no checkpoint in {ckpt.directory}")
-        if which == "best":
-            epoch = best_epoch(workdir, epochs) or epochs[-1]
-            state, _ = ckpt.restore(epoch, target)
-        elif which == "latest":
-            restored = ckpt.restore_latest(target)
-            if restored is None:
-                raise FileNotFoundError(f"no readable checkpoint in {ckpt.directory}")
-            epoch, state, _ = restored
-        else:
-            raise ValueError(f"which must be 'best' or 'latest', got {which!r}")
-    finally:
-        ckpt.close()
-    config = {**config, "restored_epoch": epoch}
-    return model, state.variables(), config

@@ -1,6 +1,6 @@
 """Training as pure functions: state in, state out.
 
-  cfg   = TrainConfig(model="padded_cnn", epochs=10)
+  cfg   = TrainConfig(model="padded_cnn", epochs=10)      # cnnjax.config, the run's schema
   model = models.create(cfg.model, ds.num_classes, **cfg.model_options)
   tx    = make_optimizer(cfg, steps_per_epoch)
   state = init_state(model, tx, cfg.seed, ds.image_shape)
@@ -21,12 +21,11 @@ Two ways to run an epoch, same numbers (to float rounding):
 
 :func:`make_epoch_runner` builds either behind one ``run(state, images, labels, epoch)``.
 
-``TrainConfig.compute_dtype="bfloat16"`` is mixed precision: float32 master weights,
+``compute_dtype="bfloat16"`` is mixed precision: float32 master weights,
 optimizer state and loss; the forward/backward convs and matmuls in bfloat16.
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 from typing import Any, Callable, NamedTuple
 
@@ -38,57 +37,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from cnnjax import data as data_lib
-
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("constant", "cosine", "onecycle")
-AUGMENTATIONS = ("none", "flip", "crop", "flip_crop")
-COMPUTE_DTYPES = ("float32", "bfloat16")
-EPOCH_LOOPS = ("auto", "steps", "scan")
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Everything that determines a run's numbers (config.json holds these plus I/O flags)."""
-    model: str = "padded_cnn"
-    model_options: dict = dataclasses.field(default_factory=dict)
-    dataset: str = "fashion_mnist"
-    num_train: int = 0            # 0 = all
-    num_test: int = 0             # 0 = all
-    epochs: int = 15
-    batch_size: int = 50          # the tutorial's batch; padded_cnn: 91.9% vs 91.35% at 128 (15 epochs)
-    learning_rate: float = 1e-3   # peak learning rate
-    optimizer: str = "adam"
-    momentum: float = 0.9         # sgd only
-    schedule: str = "cosine"
-    warmup_epochs: float = 0.0    # linear warm-up (constant/cosine); onecycle warms up for 30% of training
-    weight_decay: float = 0.0     # decoupled for adamw, L2-in-gradient for adam/sgd
-    label_smoothing: float = 0.0
-    augment: str = "none"         # random horizontal flip and/or 2-pixel-shift crop, on the device
-    seed: int = 0
-    compute_dtype: str = "float32"  # "bfloat16": mixed precision (float32 weights, optimizer and loss)
-
-    def validate(self) -> None:
-        """Raise ValueError naming the first bad value."""
-        checks = [
-            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
-            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
-            (self.learning_rate > 0 and np.isfinite(self.learning_rate),
-             f"learning_rate must be a positive number, got {self.learning_rate}"),
-            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}"),
-            (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {self.schedule!r}"),
-            (self.augment in AUGMENTATIONS, f"augment must be one of {AUGMENTATIONS}, got {self.augment!r}"),
-            (0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing}"),
-            (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
-            (0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}"),
-            (0 <= self.warmup_epochs < self.epochs, f"warmup_epochs must be in [0, epochs), got {self.warmup_epochs}"),
-            (self.compute_dtype in COMPUTE_DTYPES,
-             f"compute_dtype must be one of {COMPUTE_DTYPES}, got {self.compute_dtype!r}"),
-            (self.num_train >= 0 and self.num_test >= 0, "num_train and num_test must be >= 0 (0 = all)"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
-
+from cnnjax.config import TrainConfig
 
 class TrainState(NamedTuple):
     """The whole training state, a pytree (what a checkpoint holds)."""

@@ -67,6 +67,21 @@ def read_json(path: str):
                            f"move it away or use another --workdir") from None
 
 
+def read_config(path: str) -> Optional[config_lib.TrainConfig]:
+    """The TrainConfig in a config.json file, or None when there is none; WorkdirError naming
+    the file otherwise.  Settings added to the schema since it was written take their defaults;
+    the extra keys of files written before cnnjax.config existed are ignored."""
+    raw = read_json(path)
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise WorkdirError(f"{path} is not a JSON object of settings")
+    try:
+        return config_lib.from_dict({k: v for k, v in raw.items() if k not in _LEGACY_KEYS}, check_model=False)
+    except config_lib.ConfigError as e:
+        raise WorkdirError(f"{path}: {e}") from None
+
+
 class Workdir:
     """``Workdir(path)``: typed access to a run's files (see the module docstring)."""
 
@@ -82,25 +97,9 @@ class Workdir:
 
     # ------------------------------------------------------------------ config and data
 
-    def raw_config(self) -> Optional[dict]:
-        """config.json's settings as written (legacy extra keys dropped), or None."""
-        raw = read_json(self.file(CONFIG))
-        if raw is None:
-            return None
-        if not isinstance(raw, dict):
-            raise WorkdirError(f"{self.file(CONFIG)} is not a JSON object; is {self.path} a cnnjax workdir?")
-        return {k: v for k, v in raw.items() if k not in _LEGACY_KEYS}
-
     def config(self) -> Optional[config_lib.TrainConfig]:
-        """The run's config, or None when the directory has no config.json.  Settings added to
-        the schema since the directory was made take their defaults."""
-        raw = self.raw_config()
-        if raw is None:
-            return None
-        try:
-            return config_lib.from_dict(raw, check_model=False)
-        except config_lib.ConfigError as e:
-            raise WorkdirError(f"{self.file(CONFIG)}: {e}") from None
+        """The run's config, or None when the directory has no config.json."""
+        return read_config(self.file(CONFIG))
 
     def require_config(self) -> config_lib.TrainConfig:
         cfg = self.config()

@@ -1,4 +1,5 @@
-"""What every absl entry point shares: one-line errors with exit status 2, quiet JAX start-up."""
+"""What every absl entry point shares: the ``--config`` flag, one-line errors with exit status 2,
+quiet JAX start-up."""
 from __future__ import annotations
 
 import logging as std_logging
@@ -6,6 +7,8 @@ import sys
 from typing import NoReturn
 
 from absl import logging
+
+DEFAULT_CONFIG = "experiments/configs/default.py"
 
 
 class UsageError(Exception):
@@ -16,6 +19,42 @@ def fail(message: str) -> NoReturn:
     """Print ``error: message`` (one line) on stderr and exit with status 2."""
     print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
     sys.exit(2)
+
+
+def define_config_flag():
+    """``--config=FILE[:ARG]`` plus ``--config.KEY=VALUE`` overrides of any setting (ml_collections
+    ``config_flags``); keys a file does not have, e.g. model options, may be added from the
+    command line and are checked by :func:`train_config`."""
+    import os
+
+    from ml_collections import config_flags
+    default = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), DEFAULT_CONFIG)
+    return config_flags.DEFINE_config_file(
+        "config", default, f"Experiment config file (default {DEFAULT_CONFIG}); a file may take an argument "
+        "after ':'. Override any setting with --config.KEY=VALUE; the settings are in cnnjax/config.py.",
+        lock_config=False, accept_new_attributes=True)
+
+
+def train_config(holder):
+    """The validated :class:`cnnjax.config.TrainConfig` of a ``--config`` flag (UsageError naming
+    the file and the key otherwise)."""
+    from cnnjax import config as config_lib
+    from ml_collections import config_flags
+    import os
+    from absl import flags
+    where = config_flags.get_config_filename(flags.FLAGS[holder.name]).split(":", 1)[0]
+    if not os.path.isfile(where):
+        raise UsageError(f"--config: {where} is not a file")
+    try:
+        value = holder.value
+        if value is None:
+            raise UsageError("--config: get_config() returned None")
+        cfg = config_lib.from_dict(value, check_model=False)
+        cfg.validate()
+        config_lib.check_model_options(cfg)
+        return cfg
+    except (OSError, config_lib.ConfigError) as e:
+        raise UsageError(f"{os.path.relpath(where)}: {e}") from None
 
 
 def quiet() -> None:
@@ -42,6 +81,9 @@ def run(main_fn) -> None:
         try:
             return flags.FLAGS(argv)
         except flags.Error as e:  # unknown flag, bad enum value, ...: one line, status 2
-            fail(f"{e} (see --help)")
+            message = str(e)
+            if "Error whilst parsing config file" in message:  # get_config raised: its last line says why
+                message = f"--config: {message.strip().splitlines()[-1]}"
+            fail(f"{message} (see --help)")
 
     app.run(wrapped, flags_parser=parse_flags)

@@ -16,7 +16,7 @@ from experiments import common
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir to evaluate.")
 _WHICH = flags.DEFINE_enum("which", "best", ["best", "latest"], "Checkpoint to restore.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "Directory with the dataset (as for training).")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Directory with the dataset (default: the run's data_dir).")
 
 
 def per_class_table(class_names, per_class, confusion) -> str:
@@ -28,21 +28,20 @@ def per_class_table(class_names, per_class, confusion) -> str:
 
 
 def main(argv):
-    from cnnjax import checkpoint, data, plots, train
+    from cnnjax import data, experiment, plots, train
     if not _WORKDIR.value:
         raise common.UsageError("--workdir is required")
-    model, variables, config = checkpoint.load_trained(_WORKDIR.value, _WHICH.value)
-    ds = data.load(config["dataset"], _DATA_DIR.value or config.get("data_dir")).subset(
-        config.get("num_train") or None, config.get("num_test") or None)
-    ev = train.evaluate(model, variables, ds, compute_dtype=config.get("compute_dtype", "float32"))
+    model, variables, cfg, epoch = experiment.load_trained(_WORKDIR.value, _WHICH.value)
+    ds = data.load(cfg.dataset, _DATA_DIR.value or cfg.data_dir).subset(cfg.num_train or None, cfg.num_test or None)
+    ev = train.evaluate(model, variables, ds, compute_dtype=cfg.compute_dtype)
     names = list(ds.class_names)
-    print(f"{config['model']} on {config['dataset']} ({_WHICH.value} checkpoint, epoch {config['restored_epoch']}): "
+    print(f"{cfg.model} on {cfg.dataset} ({_WHICH.value} checkpoint, epoch {epoch}): "
           f"test loss {ev['loss']:.4f}, test accuracy {ev['accuracy']:.4f} ({len(ds.test_labels)} images)")
     print(per_class_table(names, ev["per_class_accuracy"], ev["confusion"]))
     path = plots.plot_confusion(ev["confusion"], names, os.path.join(_WORKDIR.value, "confusion.png"),
-                                title=f"{config['model']} on {config['dataset']}")
+                                title=f"{cfg.model} on {cfg.dataset}")
     with open(os.path.join(_WORKDIR.value, "evaluation.json"), "w") as f:
-        json.dump({"which": _WHICH.value, "epoch": config["restored_epoch"], "loss": ev["loss"],
+        json.dump({"which": _WHICH.value, "epoch": epoch, "loss": ev["loss"],
                    "accuracy": ev["accuracy"], "per_class_accuracy": dict(zip(names, map(float, ev["per_class_accuracy"]))),
                    "confusion": ev["confusion"].tolist()}, f, indent=2)
     print(f"wrote {path}")

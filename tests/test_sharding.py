@@ -12,9 +12,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = r"""
 import json, sys, jax
 from cnnjax import data, models, train
+from cnnjax.config import TrainConfig
 n_dev, fused = int(sys.argv[1]), sys.argv[2] == "scan"
 ds = data.synthetic(256, 64, seed=0)
-cfg = train.TrainConfig(model="padded_cnn", batch_size=32, epochs=2, learning_rate=1e-3, seed=0)
+cfg = TrainConfig(model="padded_cnn", batch_size=32, epochs=2, learning_rate=1e-3, seed=0)
 model = models.create(cfg.model)
 tx = train.make_optimizer(cfg, 256 // 32)
 mesh = train.data_parallel_mesh(jax.devices()[:n_dev])

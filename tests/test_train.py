@@ -14,6 +14,9 @@ import optax
 import pytest
 
 from cnnjax import checkpoint, data, experiment, models, train
+from cnnjax import config as config_lib
+from cnnjax.config import TrainConfig
+from cnnjax.workdir import Workdir
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = dict(dataset="synthetic", num_train=640, num_test=200, batch_size=64, epochs=3, seed=0)
@@ -21,11 +24,11 @@ NUMBERS = ("epoch", "step", "train_loss", "train_accuracy", "test_loss", "test_a
 
 
 def numbers(workdir):
-    return [{k: r[k] for k in NUMBERS} for r in experiment.read_metrics(workdir)]
+    return [{k: r[k] for k in NUMBERS} for r in Workdir(workdir).metrics()]
 
 
 def params_of(workdir, which="latest"):
-    _, variables, _ = checkpoint.load_trained(str(workdir), which)
+    _, variables, _, _ = experiment.load_trained(str(workdir), which)
     return jax.tree.leaves(variables)
 
 
@@ -42,7 +45,7 @@ def run_cli(*args, timeout=300):
 
 def cli_flags(workdir, **over):
     cfg = {**SMALL, **over}
-    return [f"--{k}={v}" for k, v in cfg.items()] + [f"--workdir={workdir}", "--progress=plain"]
+    return [f"--config.{k}={v}" for k, v in cfg.items()] + [f"--workdir={workdir}", "--config.progress=plain"]
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +58,7 @@ def reference(tmp_path_factory):
 
 
 def test_training_on_synthetic_learns_and_writes_the_workdir(reference):
-    rows = experiment.read_metrics(reference)
+    rows = Workdir(reference).metrics()
     assert [r["epoch"] for r in rows] == [1, 2, 3]
     assert rows[-1]["test_accuracy"] > 0.9 and rows[-1]["train_loss"] < rows[0]["train_loss"]
     for name in ("config.json", "metrics.jsonl", "summary.json", "curves.png"):
@@ -65,11 +68,12 @@ def test_training_on_synthetic_learns_and_writes_the_workdir(reference):
     assert result["status"] == "finished" and result["params"] == 28_938 and result["steps"] == 3 * (640 // 64)
     assert result["best_test_accuracy"] == max(r["test_accuracy"] for r in rows)
     config = json.loads((reference / "config.json").read_text())
-    assert config["model"] == "padded_cnn" and config["data"]["num_train"] == 640
+    assert config == {**config_lib.to_dict(TrainConfig()), **SMALL, "progress": "plain"}  # every setting
+    assert json.loads((reference / "data.json").read_text())["num_train"] == 640
 
 
 def test_same_seed_same_numbers_in_process(tmp_path, reference):
-    experiment.train_and_evaluate(dict(SMALL), str(tmp_path / "a"), progress="none", log=lambda s: None)
+    experiment.train_and_evaluate(dict(SMALL, progress="none"), str(tmp_path / "a"), log=lambda s: None)
     assert numbers(tmp_path / "a") == numbers(reference)
     assert_same_params(params_of(tmp_path / "a"), params_of(reference))
 
@@ -92,14 +96,14 @@ def test_sigkill_and_rerun_equals_uninterrupted(tmp_path, reference):
 
 def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path, reference):
     workdir = tmp_path / "corrupt"
-    experiment.train_and_evaluate(dict(SMALL), str(workdir), progress="none", log=lambda s: None)
+    experiment.train_and_evaluate(dict(SMALL, progress="none"), str(workdir), log=lambda s: None)
     os.remove(workdir / "summary.json")  # pretend the run stopped right after saving epoch 3
     for root, _, files in os.walk(workdir / "checkpoints" / "3"):
         for name in files:
             with open(os.path.join(root, name), "wb") as f:
                 f.write(b"\x00garbage")
     said = []
-    experiment.train_and_evaluate(dict(SMALL), str(workdir), progress="none", log=said.append)
+    experiment.train_and_evaluate(dict(SMALL, progress="none"), str(workdir), log=said.append)
     assert any("epoch 3 is unreadable" in s and "falling back" in s for s in said), said
     assert any("resuming" in s and "epoch 2" in s for s in said), said
     assert (workdir / "corrupt_checkpoints" / "3").is_dir()  # set aside, not deleted
@@ -118,9 +122,10 @@ def digest(workdir):
 
 
 @pytest.mark.parametrize("flag,message", [
-    ("--model=lenet5", "holds a different run: model='padded_cnn' (now 'lenet5')"),
-    ("--dataset=fashion_mnist", "holds a different run"),
-    ("--learning_rate=0.1", "holds a different run"),
+    ("--config.model=lenet5", "holds a different run: model='padded_cnn' (now 'lenet5')"),
+    ("--config.dataset=fashion_mnist", "holds a different run"),
+    ("--config.learning_rate=0.1", "holds a different run"),
+    ("--config.model_options.activation=sigmoid", "holds a different run: model_options={} (now {'activation'"),
 ])
 def test_different_run_in_existing_workdir_is_refused_and_nothing_changes(reference, flag, message):
     before = digest(reference)
@@ -131,12 +136,19 @@ def test_different_run_in_existing_workdir_is_refused_and_nothing_changes(refere
 
 
 @pytest.mark.parametrize("flag,message", [
-    ("--epochs=0", "epochs must be >= 1"), ("--model=resnet", "unknown model 'resnet'"),
-    ("--dataset=no_such_set", "cannot load 'no_such_set'"), ("--batch_size=100000", "larger than the training set"),
-    ("--learning_rate=-1", "learning_rate must be a positive"), ("--model_options=activation", "key=value"),
-    ("--model_options=activation=swish9", "unknown activation"), ("--label_smoothing=1.5", "label_smoothing"),
+    ("--config.epochs=0", "config.epochs must be >= 1"), ("--config.model=resnet", "unknown model 'resnet'"),
+    ("--config.dataset=no_such_set", "cannot load 'no_such_set'"),
+    ("--config.batch_size=100000", "larger than the training set"),
+    ("--config.learning_rate=-1", "config.learning_rate must be a positive"),
+    ("--config.model_options.activation=swish9", "unknown activation"),
+    ("--config.model_options.activaton=relu", "has no option(s) ['activaton']"),
+    ("--config.label_smoothing=1.5", "config.label_smoothing"),
+    ("--config.learnig_rate=0.1", "config.learnig_rate is not a setting (did you mean learning_rate?)"),
+    ("--config.epochs=2.5", "flag --config.epochs=2.5"),
+    ("--config.compute_dtype=float16", "config.compute_dtype must be one of float32, bfloat16; got 'float16'"),
+    ("--config.model_options='x'", "--config.model_options='x': Failed to parse"),
     ("--no_such_flag=1", "Unknown command line flag 'no_such_flag'"),
-    ("--compute_dtype=float16", "flag --compute_dtype=float16: value should be one of <float32|bfloat16>"),
+    ("--config=experiments/configs/recipes.py:nope", "unknown recipe 'nope'"),
 ])
 def test_bad_flags_give_one_line_error_and_exit_2(tmp_path, flag, message):
     workdir = tmp_path / "bad"
@@ -144,19 +156,19 @@ def test_bad_flags_give_one_line_error_and_exit_2(tmp_path, flag, message):
     assert proc.returncode == 2, proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and message in last, proc.stderr
-    assert not (workdir / "checkpoints").exists() or not os.listdir(workdir / "checkpoints")
+    assert not workdir.exists()  # a failed validation writes nothing
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     workdir = str(tmp_path / "nan")
     cfg = dict(SMALL, epochs=1)
-    experiment.train_and_evaluate(cfg, workdir, progress="none", log=lambda s: None)
+    experiment.train_and_evaluate(cfg, workdir, log=lambda s: None)
     good = params_of(workdir)
     # Continue the same run to more epochs is a different run; so blow up a fresh one instead.
     with pytest.raises(experiment.NonFiniteLoss, match="train loss is nan"):
         experiment.train_and_evaluate(dict(SMALL, learning_rate=1e30, optimizer="sgd"), str(tmp_path / "nan2"),
-                                      progress="none", log=lambda s: None)
-    assert checkpoint.Checkpoints(str(tmp_path / "nan2")).epochs() == []
+                                      log=lambda s: None)
+    assert checkpoint.Checkpoints(str(tmp_path / "nan2" / "checkpoints")).epochs() == []
     assert not (tmp_path / "nan2" / "summary.json").exists()
     assert_same_params(params_of(workdir), good)
 
@@ -176,15 +188,15 @@ def test_evaluate_counts_by_hand():
 
 
 def test_schedules_and_optimizers():
-    cfg = train.TrainConfig(epochs=10, learning_rate=0.1, schedule="cosine", warmup_epochs=1)
+    cfg = TrainConfig(epochs=10, learning_rate=0.1, schedule="cosine", warmup_epochs=1)
     lr = train.make_schedule(cfg, steps_per_epoch=10)
     assert float(lr(0)) == 0 and float(lr(10)) == pytest.approx(0.1) and float(lr(100)) == pytest.approx(0, abs=1e-6)
-    one = train.make_schedule(train.TrainConfig(epochs=10, learning_rate=0.1, schedule="onecycle"), 10)
+    one = train.make_schedule(TrainConfig(epochs=10, learning_rate=0.1, schedule="onecycle"), 10)
     assert float(one(30)) == pytest.approx(0.1, rel=1e-3) and float(one(0)) < 0.01
-    const = train.make_schedule(train.TrainConfig(learning_rate=0.1, schedule="constant"), 10)
+    const = train.make_schedule(TrainConfig(learning_rate=0.1, schedule="constant"), 10)
     assert float(const(0)) == float(const(999)) == pytest.approx(0.1)
-    for opt in train.OPTIMIZERS:
-        tx = train.make_optimizer(train.TrainConfig(optimizer=opt, weight_decay=1e-4), 10)
+    for opt in config_lib.OPTIMIZERS:
+        tx = train.make_optimizer(TrainConfig(optimizer=opt, weight_decay=1e-4), 10)
         params = {"w": jax.numpy.ones(3)}
         updates, _ = tx.update({"w": jax.numpy.ones(3)}, tx.init(params), params)
         assert float(updates["w"][0]) < 0  # every optimizer steps against the gradient
@@ -213,8 +225,8 @@ def test_evaluate_cli_restores_best_and_writes_confusion(reference):
 
 def test_batch_norm_statistics_are_trained_and_checkpointed(tmp_path):
     cfg = dict(SMALL, model="vgg_bn", epochs=1, num_train=256, augment="flip_crop")
-    experiment.train_and_evaluate(cfg, str(tmp_path / "bn"), progress="none", log=lambda s: None)
-    _, variables, _ = checkpoint.load_trained(str(tmp_path / "bn"))
+    experiment.train_and_evaluate(cfg, str(tmp_path / "bn"), log=lambda s: None)
+    _, variables, _, _ = experiment.load_trained(str(tmp_path / "bn"))
     means = variables["batch_stats"]["bn1_1"]["mean"]
     assert means.shape == (24,) and float(np.abs(np.asarray(means)).max()) > 0  # moved away from the init zeros
 
@@ -234,7 +246,7 @@ def _run_epochs(name, cfg, fused, epochs=2):
 
 
 def test_fused_epoch_scan_equals_per_step_loop():
-    cfg = train.TrainConfig(model="padded_cnn", batch_size=32, epochs=2)
+    cfg = TrainConfig(model="padded_cnn", batch_size=32, epochs=2)
     loop_rows, loop_state, _, _ = _run_epochs("padded_cnn", cfg, fused=False)
     scan_rows, scan_state, _, _ = _run_epochs("padded_cnn", cfg, fused=True)
     for a, b in zip(loop_rows, scan_rows):
@@ -247,8 +259,8 @@ def test_fused_epoch_scan_equals_per_step_loop():
 
 
 def test_bfloat16_mixed_precision_keeps_float32_weights_and_tracks_float32():
-    f32 = train.TrainConfig(model="vgg_bn", batch_size=32, epochs=2)
-    bf16 = train.TrainConfig(model="vgg_bn", batch_size=32, epochs=2, compute_dtype="bfloat16")
+    f32 = TrainConfig(model="vgg_bn", batch_size=32, epochs=2)
+    bf16 = TrainConfig(model="vgg_bn", batch_size=32, epochs=2, compute_dtype="bfloat16")
     rows32, _, _, _ = _run_epochs("vgg_bn", f32, fused=False)
     rows16, state, model, ds = _run_epochs("vgg_bn", bf16, fused=True)
     # master weights, optimizer moments and batch-norm statistics stay float32
@@ -262,8 +274,8 @@ def test_bfloat16_mixed_precision_keeps_float32_weights_and_tracks_float32():
 
 
 def test_bad_compute_dtype_is_named():
-    with pytest.raises(ValueError, match="compute_dtype must be one of"):
-        train.TrainConfig(compute_dtype="float16").validate()
+    with pytest.raises(ValueError, match="config.compute_dtype must be one of"):
+        TrainConfig(compute_dtype="float16").validate()
 
 
 def test_fused_epoch_default_follows_the_backend():
@@ -286,12 +298,12 @@ def test_switching_epoch_loop_on_resume_gives_the_same_run(tmp_path, reference):
                                        rtol=1e-4)
             assert abs(a["test_accuracy"] - b["test_accuracy"]) <= 1 / 200
 
-    first = run_cli(*cli_flags(workdir), "--epoch_loop=scan")
+    first = run_cli(*cli_flags(workdir), "--config.epoch_loop=scan")
     assert first.returncode == 0, first.stderr
     assert_matches_reference()
     os.remove(workdir / "summary.json")  # pretend it stopped after epoch 2
     shutil.rmtree(workdir / "checkpoints" / "3")
-    resumed = run_cli(*cli_flags(workdir), "--epoch_loop=steps")
+    resumed = run_cli(*cli_flags(workdir), "--config.epoch_loop=steps")
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stdout and "epoch 2" in resumed.stdout
     assert_matches_reference()
