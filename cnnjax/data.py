@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import math
 import os
 import zlib
 
@@ -122,15 +123,17 @@ def normalize(images, mean: float, std: float):
 # IDX type code -> big-endian numpy dtype (http://yann.lecun.com/exdb/mnist/).
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _IDX_CODES = {np.dtype(v).newbyteorder("="): k for k, v in _IDX_DTYPES.items()}
+MAX_IDX_DIMS = 4  # images are (N, H, W) or (N, H, W, C); more is a corrupt header
 
 
-def read_idx(path) -> np.ndarray:
+def read_idx(path, ndim: int | None = None) -> np.ndarray:
     """Read an IDX file (plain, or gzipped: detected by the 1f 8b magic bytes).
 
     Returns a native-endian, writable array with the file's dtype and shape
     (e.g. uint8 ``(N, 28, 28)`` for MNIST images, uint8 ``(N,)`` for labels).
     Raises :class:`DataError` naming the file if it is missing, not IDX,
-    corrupt, truncated or has trailing bytes.
+    corrupt, truncated, has trailing bytes, or its header is implausible: more
+    than :data:`MAX_IDX_DIMS` dimensions, or not ``ndim`` of them when given.
     """
     path = os.fspath(path)
     try:
@@ -145,12 +148,16 @@ def read_idx(path) -> np.ndarray:
             raise DataError(f"{path}: corrupt gzip data: {e}") from e
     if len(data) < 4 or data[:2] != b"\0\0" or data[2] not in _IDX_DTYPES or data[3] == 0:
         raise DataError(f"{path}: not an IDX file: bad magic bytes {data[:4].hex(' ') or '(empty file)'}")
-    dtype, ndim = np.dtype(_IDX_DTYPES[data[2]]), data[3]
-    header = 4 + 4 * ndim
+    dtype, n = np.dtype(_IDX_DTYPES[data[2]]), data[3]
+    if ndim is not None and n != ndim:
+        raise DataError(f"{path}: header claims {n} dimensions, expected {ndim}")
+    if n > MAX_IDX_DIMS:
+        raise DataError(f"{path}: header claims {n} dimensions, at most {MAX_IDX_DIMS} are supported")
+    header = 4 + 4 * n
     if len(data) < header:
-        raise DataError(f"{path}: truncated: header of {ndim} dims needs {header} bytes, file holds {len(data)}")
-    dims = tuple(int(d) for d in np.frombuffer(data, ">u4", ndim, offset=4))
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+        raise DataError(f"{path}: truncated: header of {n} dims needs {header} bytes, file holds {len(data)}")
+    dims = tuple(int(d) for d in np.frombuffer(data, ">u4", n, offset=4))
+    expected = math.prod(dims) * dtype.itemsize  # Python ints: no overflow for absurd sizes
     held = len(data) - header
     if held != expected:
         what = "truncated" if held < expected else "trailing bytes"
@@ -160,14 +167,14 @@ def read_idx(path) -> np.ndarray:
 
 
 def write_idx(path, array) -> None:
-    """Write ``array`` (uint8/int8/int16/int32/float32/float64, rank >= 1) as IDX.
+    """Write ``array`` (uint8/int8/int16/int32/float32/float64, rank 1..MAX_IDX_DIMS) as IDX.
 
     Gzipped if ``path`` ends with ``.gz``.
     """
     path = os.fspath(path)
     array = np.asarray(array)
     code = _IDX_CODES.get(array.dtype.newbyteorder("="))
-    if code is None or not 1 <= array.ndim <= 255:
+    if code is None or not 1 <= array.ndim <= MAX_IDX_DIMS:
         raise DataError(f"{path}: cannot write {array.dtype} array of rank {array.ndim} as IDX")
     payload = (bytes([0, 0, code, array.ndim]) + np.asarray(array.shape, ">u4").tobytes()
                + np.ascontiguousarray(array, _IDX_DTYPES[code]).tobytes())
@@ -241,15 +248,14 @@ def load_idx_dir(directory, name) -> Dataset:
         paths[key] = _idx_path(directory, stem)
         if paths[key] is None:
             raise DataError(f"{os.path.join(directory, stem)}[.gz]: no such file")
-        arrays[key] = read_idx(paths[key])
+        arrays[key] = read_idx(paths[key], ndim=3 if key.endswith("images") else 1)
     for split in ("train", "test"):
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
         img_path, lbl_path = paths[f"{split}_images"], paths[f"{split}_labels"]
-        if images.ndim != 3 or images.dtype != np.uint8:
-            raise DataError(f"{img_path}: expected uint8 images of rank 3 (N, H, W), "
-                            f"got {images.dtype} {images.shape}")
-        if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-            raise DataError(f"{lbl_path}: expected integer labels of rank 1, got {labels.dtype} {labels.shape}")
+        if images.dtype != np.uint8:
+            raise DataError(f"{img_path}: expected uint8 images (N, H, W), got {images.dtype}")
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise DataError(f"{lbl_path}: expected integer labels (N,), got {labels.dtype}")
         if len(images) != len(labels):
             raise DataError(f"{img_path} holds {len(images)} images but {lbl_path} holds {len(labels)} labels")
     class_names = CLASS_NAMES.get(name)

@@ -2,6 +2,8 @@
 
 import gzip
 import os
+import re
+import sys
 
 import numpy as np
 import pytest
@@ -91,6 +93,21 @@ def test_read_idx_errors_name_the_file(tmp_path):
         data.read_idx(corrupt_gz)
 
 
+def test_read_idx_implausible_header_is_one_clear_error(tmp_path):
+    path = tmp_path / "train-images-idx3-ubyte"
+    sizes = np.array([60000, 28, 28] * 3, ">u4")  # 9 dims: the product overflows int64
+    path.write_bytes(bytes([0, 0, 8, 9]) + sizes.tobytes() + bytes(1000))
+    with pytest.raises(data.DataError, match=rf"^{re.escape(str(path))}: header claims 9 dimensions, at most 4 are supported$"):
+        data.read_idx(path)
+    with pytest.raises(data.DataError, match=rf"^{re.escape(str(path))}: header claims 9 dimensions, expected 3$"):
+        data.read_idx(path, ndim=3)
+    # 3 dims whose byte count is beyond int64: reported exactly, not as a negative number
+    path.write_bytes(bytes([0, 0, 8, 3]) + np.array([60000, 2**31, 2**31], ">u4").tobytes() + bytes(1000))
+    with pytest.raises(data.DataError) as err:
+        data.read_idx(path, ndim=3)
+    assert f"header says 60000x2147483648x2147483648 ({60000 * 2**62} bytes) but file holds 1000" in str(err.value)
+
+
 # ------------------------------------------------------------------ IDX directories
 
 
@@ -123,7 +140,7 @@ def test_load_idx_dir_rejects_bad_labels_and_rank(tmp_path):
         data.load_idx_dir(tmp_path, "mnist")
     _write_idx_dir(tmp_path)
     data.write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((12, 28 * 28), np.uint8))
-    with pytest.raises(data.DataError, match="train-images-idx3-ubyte.*rank 3"):
+    with pytest.raises(data.DataError, match="train-images-idx3-ubyte: header claims 2 dimensions, expected 3"):
         data.load_idx_dir(tmp_path, "mnist")
 
 
