@@ -216,23 +216,36 @@ def _idx_path(directory, stem: str) -> str | None:
     return None
 
 
+def _idx_candidates(name: str, data_dir: str | None) -> list[str]:
+    """Where :func:`find_idx_dir` looks, in order."""
+    if data_dir is None:
+        return [SYSTEM_IDX_DIRS[name]] if name in SYSTEM_IDX_DIRS else []
+    data_dir = os.fspath(data_dir)
+    return list(dict.fromkeys([data_dir, os.path.join(data_dir, name), os.path.join(data_dir, name.replace("_", "-"))]))
+
+
 def find_idx_dir(name: str, data_dir: str | None) -> str | None:
-    """First directory holding all four :data:`IDX_FILES` (each plain or ``.gz``), or None.
+    """First directory holding all four :data:`IDX_FILES` (each plain or ``.gz``), or None
+    if none holds any of them.
 
     Tries ``data_dir``, ``data_dir/<name>`` (underscore and hyphen spellings); without a
     ``data_dir``, :data:`SYSTEM_IDX_DIRS` for the name (a named directory is never silently
-    replaced by the system copy).
+    replaced by the system copy). If no directory is complete but one holds some of the
+    files, raises :class:`DataError` naming the missing ones (rather than trying TFDS).
     """
-    name = _canonical(name)
-    candidates = []
-    if data_dir is not None:
-        data_dir = os.fspath(data_dir)
-        candidates += [data_dir, os.path.join(data_dir, name), os.path.join(data_dir, name.replace("_", "-"))]
-    elif name in SYSTEM_IDX_DIRS:
-        candidates.append(SYSTEM_IDX_DIRS[name])
-    for directory in candidates:
-        if os.path.isdir(directory) and all(_idx_path(directory, s) for s in IDX_FILES.values()):
+    partial = None
+    for directory in _idx_candidates(_canonical(name), data_dir):
+        if not os.path.isdir(directory):
+            continue
+        missing = [stem for stem in IDX_FILES.values() if _idx_path(directory, stem) is None]
+        if not missing:
             return directory
+        if len(missing) < len(IDX_FILES) and partial is None:
+            partial = directory, missing
+    if partial:
+        directory, missing = partial
+        raise DataError(f"{directory}: incomplete IDX dataset: missing "
+                        f"{', '.join(stem + '[.gz]' for stem in missing)}")
     return None
 
 

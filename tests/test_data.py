@@ -151,13 +151,26 @@ def test_find_idx_dir(tmp_path, monkeypatch):
     _write_idx_dir(tmp_path / "fashion_mnist", gz=True)
     assert data.find_idx_dir("Fashion-MNIST", str(tmp_path)) == str(tmp_path / "fashion_mnist")
     assert data.find_idx_dir("fashion_mnist", str(tmp_path / "fashion_mnist")) == str(tmp_path / "fashion_mnist")
-    os.remove(tmp_path / "fashion_mnist" / "t10k-labels-idx1-ubyte.gz")  # incomplete -> not found
-    assert data.find_idx_dir("fashion_mnist", str(tmp_path)) is None
     monkeypatch.setattr(data, "SYSTEM_IDX_DIRS", {"mnist": str(tmp_path / "sys")})
     _write_idx_dir(tmp_path / "sys")
     assert data.find_idx_dir("mnist", None) == str(tmp_path / "sys")
     # a named data_dir without the files is not silently replaced by the system copy
-    assert data.find_idx_dir("mnist", str(tmp_path / "fashion_mnist")) is None
+    os.makedirs(tmp_path / "empty")
+    assert data.find_idx_dir("mnist", str(tmp_path / "empty")) is None
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_incomplete_idx_dir_names_the_missing_files(tmp_path, gz, monkeypatch):
+    _write_idx_dir(tmp_path / "fashion_mnist", gz=gz)
+    os.remove(tmp_path / "fashion_mnist" / ("t10k-labels-idx1-ubyte" + (".gz" if gz else "")))
+    msg = rf"{re.escape(str(tmp_path / 'fashion_mnist'))}: incomplete IDX dataset: missing t10k-labels-idx1-ubyte\[\.gz\]$"
+    with pytest.raises(data.DataError, match=msg):  # not a fall-through to TFDS
+        data.load("fashion_mnist", data_dir=str(tmp_path))
+    # the same for a broken system copy
+    monkeypatch.setattr(data, "SYSTEM_IDX_DIRS", {"fashion_mnist": str(tmp_path / "fashion_mnist")})
+    os.remove(tmp_path / "fashion_mnist" / ("train-images-idx3-ubyte" + (".gz" if gz else "")))
+    with pytest.raises(data.DataError, match="missing train-images-idx3-ubyte.*, t10k-labels-idx1-ubyte"):
+        data.load("fashion_mnist")
 
 
 def test_missing_data_dir_is_an_error_not_a_fallback(tmp_path):
