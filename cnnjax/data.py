@@ -339,9 +339,16 @@ def synthetic(num_train: int = 2000, num_test: int = 500, *, image_size: int = 2
 
 
 def _load_tfds(name: str, data_dir: str | None) -> Dataset:
+    """A copy already prepared for TFDS (``download=False``: no network, no TensorFlow)."""
     import tensorflow_datasets as tfds  # lazy: slow import, optional at runtime
+    from absl import logging as absl_logging
 
-    train, test = tfds.data_source(name, split=["train", "test"], data_dir=data_dir)
+    level = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.ERROR)  # e.g. "Variant folder ... has no dataset_info.json"
+    try:
+        train, test = tfds.data_source(name, split=["train", "test"], data_dir=data_dir, download=False)
+    finally:
+        absl_logging.set_verbosity(level)
     arrays = []
     for source in (train, test):
         # Per-record indexing (the Sequence protocol) works for real and mocked sources alike.
@@ -357,9 +364,9 @@ def load(name: str, data_dir: str | None = None) -> Dataset:
     """Load a dataset by name (case-insensitive; ``-`` == ``_``).
 
     ``"synthetic"`` -> :func:`synthetic`; else the IDX files found by
-    :func:`find_idx_dir`; else ``tfds.data_source(name, data_dir=data_dir)``
-    (both "train" and "test" splits read fully into memory). Raises a one-line
-    :class:`DataError` if none of these works.
+    :func:`find_idx_dir`; else a copy prepared for TFDS in ``data_dir`` (never
+    downloaded; both "train" and "test" splits read fully into memory). Raises a
+    one-line :class:`DataError` if none of these works.
     """
     name = _canonical(name)
     if name == "synthetic":
@@ -372,10 +379,14 @@ def load(name: str, data_dir: str | None = None) -> Dataset:
     try:
         return _load_tfds(name, data_dir)
     except Exception as e:  # noqa: BLE001 - any TFDS failure becomes one actionable line
-        reason = (str(e).strip().splitlines() or [""])[0][:200]
-        files = ", ".join(f"{stem}[.gz]" for stem in IDX_FILES.values())
         where = data_dir or "the default TFDS data_dir"
-        raise DataError(
-            f"cannot load {name!r}: no IDX files found, and TFDS could neither read a prepared copy in {where} "
-            f"nor download one ({type(e).__name__}: {reason}); put {files} in --data_dir (or --data_dir/{name})"
-        ) from e
+        if isinstance(e, ImportError):
+            tfds_said = "tensorflow_datasets cannot be imported"
+        elif type(e).__name__ == "DatasetNotFoundError":
+            tfds_said = "TFDS knows no such dataset"
+        else:
+            tfds_said = f"TFDS found no prepared copy in {where}"
+        dirs = " or ".join(_idx_candidates(name, data_dir)) or "(no --data_dir given)"
+        files = ", ".join(f"{stem}[.gz]" for stem in IDX_FILES.values())
+        raise DataError(f"cannot load {name!r}: no IDX files in {dirs}, and {tfds_said}; "
+                        f"put {files} in --data_dir (or --data_dir/{name})") from e

@@ -284,6 +284,24 @@ def test_load_unknown_dataset_offline_names_idx_files(tmp_path):
         assert stem in msg
 
 
+@pytest.mark.parametrize("tfds_installed", [True, False])
+def test_load_without_idx_or_prepared_tfds_is_one_line(tmp_path, monkeypatch, capfd, tfds_installed):
+    if tfds_installed:
+        pytest.importorskip("tensorflow_datasets")
+    else:
+        monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # import raises ImportError
+    with pytest.raises(data.DataError) as err:
+        data.load("fashion_mnist", data_dir=str(tmp_path))
+    msg = str(err.value)
+    assert "\n" not in msg and "importlib" not in msg and msg.startswith("cannot load 'fashion_mnist': no IDX files in ")
+    assert str(tmp_path / "fashion-mnist") in msg and "train-images-idx3-ubyte[.gz]" in msg
+    assert ("TFDS found no prepared copy in " + str(tmp_path) if tfds_installed
+            else "tensorflow_datasets cannot be imported") in msg
+    out, errout = capfd.readouterr()
+    assert out == errout == ""  # no "Downloading and preparing ..." or absl warnings
+    assert os.listdir(tmp_path) == []  # nothing written into the data_dir
+
+
 def test_load_synthetic_by_name():
     assert data.load("Synthetic").source == "synthetic"
 
