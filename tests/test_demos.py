@@ -28,6 +28,19 @@ def run_main(module, *args):
         module.main(["prog"])
 
 
+@pytest.fixture
+def figures(monkeypatch):
+    """Every figure cnnjax.plots writes, kept (written and closed) for inspecting its Axes."""
+    saved, save = [], plots._save
+
+    def spy(fig, path, dpi):
+        saved.append(fig)
+        return save(fig, path, dpi)
+
+    monkeypatch.setattr(plots, "_save", spy)
+    return saved
+
+
 def assert_png(path):
     assert os.path.isfile(path), path
     assert os.path.getsize(path) > 0
@@ -142,6 +155,23 @@ def test_edge_detection_demo(tmp_path, capsys):
         assert re.search(rf"^{name} .*62x62", out, re.M), name
     assert "[-1 -1 -1; -1 8 -1; -1 -1 -1]" in out
     assert_png(tmp_path / "edge_detection.png")
+
+
+def test_edge_detection_sharpen_panel_shows_the_overshoot(tmp_path, capsys, figures):
+    run_main(edge_detection, f"--out_dir={tmp_path}", "--filters=sharpen,box_blur")
+    original, sharpened, blurred = (ax.images[0] for ax in figures[0].axes if ax.images)
+    grey = lambda im: im.to_rgba(im.get_array())[..., 0]  # noqa: E731 - displayed brightness
+    x = filters.scene(64)
+    inner = x[1:-1, 1:-1]  # the pixels under each 'valid' output
+    windows = np.lib.stride_tricks.sliding_window_view(x, (3, 3))
+    edge = windows.max(axis=(2, 3)) != windows.min(axis=(2, 3))
+    shown, shown_x = grey(sharpened), grey(original)[1:-1, 1:-1]
+    assert np.mean(shown[edge] != shown_x[edge]) > 0.9  # not a copy of the original where edges are
+    # the overshoot is visible: brighter than the bright interior, darker than the background
+    assert shown[edge & (inner == 100)].max() > shown[~edge & (inner == 100)].max()
+    assert shown[edge & (inner == 0)].min() < shown[~edge & (inner == 0)].min()
+    # the blur stays within the original's range, so it keeps the original's grey scale
+    assert blurred.get_clim() == original.get_clim() == (0.0, 100.0)
 
 
 def test_edge_detection_on_an_image_file(tmp_path, capsys):
