@@ -316,6 +316,35 @@ def plot_confusion(matrix, class_names: Sequence[str], path: str, title: str = "
     return _save(fig, path, dpi)
 
 
+def log_axis(ax, values, axis: str = "x", *, min_decades: float = 0.65) -> None:
+    """Log scale for ``ax``'s ``"x"`` or ``"y"`` axis, fitted to the positive ``values``.
+
+    The limits are the values' range padded by 5% of it (in log space), widened to at
+    least ``min_decades``, so the data fill the panel.  Labelled ticks are at 1 x 10^k,
+    or at 1, 3 / 1, 2, 5 / 1, 2, 3, 5, 7 x 10^k: the first of these with at least 3 ticks
+    in view (always at least 2), so a narrow range is not left with one label.
+    """
+    v = np.asarray(values, np.float64).ravel()
+    v = v[np.isfinite(v) & (v > 0)]
+    getattr(ax, f"set_{axis}scale")("log")
+    if not v.size:
+        return
+    lo, hi = np.log10(v.min()), np.log10(v.max())
+    pad = max(0.05 * (hi - lo), (min_decades - (hi - lo)) / 2)
+    lo, hi = lo - pad, hi + pad
+    getattr(ax, f"set_{axis}lim")(10 ** lo, 10 ** hi)
+    powers = 10.0 ** np.arange(np.floor(lo), np.ceil(hi) + 1)
+    for subs in ((1.0,), (1.0, 3.0), (1.0, 2.0, 5.0), (1.0, 2.0, 3.0, 5.0, 7.0)):
+        ticks = np.log10(np.outer(subs, powers))
+        if ((ticks >= lo) & (ticks <= hi)).sum() >= 3:
+            break
+    ticker = matplotlib.ticker
+    a = getattr(ax, f"{axis}axis")
+    a.set_major_locator(ticker.LogLocator(subs=subs))
+    a.set_major_formatter(ticker.LogFormatterSciNotation(labelOnlyBase=False, minor_thresholds=(np.inf, np.inf)))
+    a.set_minor_formatter(ticker.NullFormatter())
+
+
 def plot_scatter(points: Sequence[Mapping[str, Any]], x_key: str, y_key: str, label_key: Optional[str], path: str,
                  title: Optional[str] = None, *, log_x: bool = False, log_y: bool = False,
                  group_key: Optional[str] = None, xlabel: Optional[str] = None, ylabel: Optional[str] = None,
@@ -325,7 +354,7 @@ def plot_scatter(points: Sequence[Mapping[str, Any]], x_key: str, y_key: str, la
     points: dicts holding at least ``x_key`` and ``y_key`` (records missing either are
     skipped).  Each point is labelled with ``str(point[label_key])`` (None: no labels).
     ``group_key`` colours points by that field, with a legend.  ``log_x`` / ``log_y`` use
-    log axes (e.g. ``log_x=True`` for parameter counts).
+    log axes fitted to the data (:func:`log_axis`; e.g. ``log_x=True`` for parameter counts).
     """
     pts = [p for p in points if p.get(x_key) is not None and p.get(y_key) is not None]
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
@@ -341,9 +370,9 @@ def plot_scatter(points: Sequence[Mapping[str, Any]], x_key: str, y_key: str, la
                 ax.annotate(str(p.get(label_key, "")), (x, y), xytext=(4, 4), textcoords="offset points",
                             fontsize=7)
     if log_x:
-        ax.set_xscale("log")
+        log_axis(ax, [p[x_key] for p in pts], "x")
     if log_y:
-        ax.set_yscale("log")
+        log_axis(ax, [p[y_key] for p in pts], "y")
     ax.set_xlabel(xlabel or x_key)
     ax.set_ylabel(ylabel or y_key)
     ax.grid(True, which="both", alpha=0.3)

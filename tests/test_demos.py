@@ -291,6 +291,26 @@ def test_plots_write_pngs(tmp_path):
         assert_png(path)
 
 
+def _labelled_ticks(axis):
+    """The non-empty labels of ``axis``'s major ticks inside its view."""
+    lo, hi = sorted(axis.get_view_interval())
+    locs = [v for v in axis.get_majorticklocs() if lo <= v <= hi]
+    fmt = axis.get_major_formatter()
+    fmt.set_locs(locs)
+    return [fmt(v) for v in locs if fmt(v)]
+
+
+@pytest.mark.parametrize("xs", [[4.4e4], [2.1e4, 3e4, 6.2e4], [2e4, 6e5], [1.5e4, 1.4e6], [1e3, 4e5, 2e6]],
+                         ids=["one-point", "half-decade", "1.5-decades", "2-decades", "3-decades"])
+def test_scatter_log_axis_fits_the_data_with_labelled_ticks(tmp_path, figures, xs):
+    points = [dict(flops=x, acc=0.8 + i / 100, name=f"c{i}") for i, x in enumerate(xs)]
+    plots.plot_scatter(points, "flops", "acc", "name", str(tmp_path / "sweep.png"), log_x=True)
+    ax = figures[0].axes[0]
+    lo, hi = ax.get_xlim()
+    assert min(xs) / 2.2 < lo < min(xs) and max(xs) < hi < max(xs) * 2.2  # no half-empty panel
+    assert len(_labelled_ticks(ax.xaxis)) >= 2, _labelled_ticks(ax.xaxis)
+
+
 # --------------------------------------------------------------------------- bad input: one line, exit 2
 
 
