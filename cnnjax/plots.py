@@ -258,8 +258,11 @@ def plot_curves(rows: Sequence[Mapping[str, Any]], path: str, title: Optional[st
 
     rows: dicts with keys ``epoch``, ``train_loss``, ``test_loss``, ``train_accuracy``,
     ``test_accuracy`` (accuracy as a fraction in [0, 1] or a percentage: plotted as given);
-    a missing or None value just leaves that point out.
+    a missing or None value just leaves that point out.  Epoch ticks are integers and
+    the x range is the epochs +- 0.5.  ``title`` (e.g. the run's name: workdir and model)
+    is shown above both panels.
     """
+    epochs = [r["epoch"] for r in rows if r.get("epoch") is not None]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.6))
     for ax, metric in ((ax_loss, "loss"), (ax_acc, "accuracy")):
         for split, style in (("train", "-o"), ("test", "--s")):
@@ -267,7 +270,9 @@ def plot_curves(rows: Sequence[Mapping[str, Any]], path: str, title: Optional[st
             if x.size:
                 ax.plot(x, y, style, ms=3, lw=1.5, label=split)
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True, min_n_ticks=1))
+        if epochs:
+            ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
         ax.set_ylabel(metric)
         ax.grid(True, alpha=0.3)
         if ax.lines:
