@@ -5,8 +5,9 @@ r"""Seeing convolution: a CNN's first-layer kernels and the feature maps of ever
   python -m experiments.feature_maps --model=lenet5 --dataset=synthetic --num_images=2
 
 With --workdir the model, weights and dataset come from the training run
-(cnnjax.checkpoint.load_trained); without one, or when the workdir holds no checkpoint,
---model is freshly initialised (a one-line note says so).  Writes <out_dir>/kernels.png (the
+(cnnjax.checkpoint.load_trained); a --workdir that does not exist or holds no trained run is
+an error (exit status 2).  Without --workdir, --model is freshly initialised (a one-line note
+says so).  Writes <out_dir>/kernels.png (the
 first conv layer's kernels) and <out_dir>/feature_maps_<layer>.png for every conv block
 (rows: test images, columns: up to --max_channels channels of the block's output).
 """
@@ -35,28 +36,23 @@ DEFAULT_DATASET = "fashion_mnist"
 
 
 def load_model(workdir: str | None, model_name: str):
-    """(model, variables, config, one-line note) of a trained model, loaded with
-    ``cnnjax.checkpoint.load_trained(workdir)`` when asked and available; otherwise
-    (None, None, None, note) -- the caller initialises ``model_name`` -- with the note
-    saying why."""
-    if workdir:
-        try:
-            from cnnjax.checkpoint import load_trained
-        except (ImportError, AttributeError) as e:
-            note = (f"cannot load trained models yet ({type(e).__name__}: {e}); using a fresh init of "
-                    f"--model={model_name}")
-        else:
-            try:
-                model, variables, config = load_trained(workdir)
-            except FileNotFoundError as e:
-                note = f"no checkpoint in {workdir} ({' '.join(str(e).split())}); using a fresh init of --model={model_name}"
-            else:
-                epoch = config.get("restored_epoch")
-                where = f" (epoch {epoch})" if epoch is not None else ""
-                return model, variables, config, f"trained {config.get('model', '?')} from {workdir}{where}"
-    else:
-        note = f"no --workdir: fresh (random) init of --model={model_name}"
-    return None, None, None, note
+    """(model, variables, config, one-line note) of the trained run in ``workdir``
+    (``cnnjax.checkpoint.load_trained``); without a workdir, (None, None, None, note): the
+    caller initialises ``model_name``.  Raises FileNotFoundError naming ``workdir`` when it
+    does not exist or holds no trained run (no config.json or no checkpoint)."""
+    if not workdir:
+        return None, None, None, f"no --workdir: fresh (random) init of --model={model_name}"
+    if not os.path.isdir(workdir):
+        raise FileNotFoundError(f"--workdir {workdir}: no such directory")
+    from cnnjax.checkpoint import load_trained
+
+    try:
+        model, variables, config = load_trained(workdir)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"--workdir {workdir} holds no trained run: {e}") from e
+    epoch = config.get("restored_epoch")
+    where = f" (epoch {epoch})" if epoch is not None else ""
+    return model, variables, config, f"trained {config.get('model', '?')} from {workdir}{where}"
 
 
 def conv_outputs(model, variables, x) -> tuple[list[tuple[str, object, np.ndarray]], np.ndarray]:

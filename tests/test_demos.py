@@ -3,6 +3,7 @@
 Demos run in-process (their ``main`` with parsed flags) to share one JAX start-up; only the
 exit-status checks start a subprocess.
 """
+import json
 import os
 import re
 import subprocess
@@ -246,14 +247,29 @@ def test_conv_arithmetic_upsample(tmp_path, capsys):
 
 
 def test_feature_maps_demo(tmp_path, capsys):
-    # A workdir without a checkpoint: one line says so, then --model is freshly initialised.
-    run_main(feature_maps, f"--out_dir={tmp_path / 'out'}", f"--workdir={tmp_path / 'empty'}",
-             "--model=padded_cnn", "--dataset=synthetic", "--num_images=2")
+    # No --workdir: one line says so, then --model is freshly initialised.
+    run_main(feature_maps, f"--out_dir={tmp_path / 'out'}", "--model=padded_cnn", "--dataset=synthetic",
+             "--num_images=2")
     out = capsys.readouterr().out
-    assert re.match(r"no checkpoint in .*empty.*; using a fresh init of --model=padded_cnn\n", out)
+    assert out.startswith("no --workdir: fresh (random) init of --model=padded_cnn\n")
     assert re.search(r"^conv1 .*28x28x16", out, re.M) and re.search(r"^conv2 .*14x14x32", out, re.M)
     for name in ("kernels.png", "feature_maps_conv1.png", "feature_maps_conv2.png"):
         assert_png(tmp_path / "out" / name)
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty", "config_only"])
+def test_feature_maps_workdir_without_a_trained_run_is_an_error(tmp_path, kind):
+    workdir = tmp_path / "run"
+    if kind != "missing":
+        workdir.mkdir()
+    if kind == "config_only":  # a run that never saved a checkpoint
+        (workdir / "config.json").write_text(json.dumps(dict(model="padded_cnn", data=dict(
+            num_classes=10, image_shape=[28, 28, 1]))))
+    expected = {"missing": "no such directory", "empty": "config.json not found",
+                "config_only": "no checkpoint in"}[kind]
+    with pytest.raises(FileNotFoundError, match=rf"^--workdir {re.escape(str(workdir))}.*{expected}"):
+        run_main(feature_maps, f"--out_dir={tmp_path / 'out'}", f"--workdir={workdir}", "--dataset=synthetic")
+    assert not (tmp_path / "out").exists()  # nothing plotted from random weights
 
 
 def test_conv_outputs_capture_every_conv_block():
@@ -335,6 +351,7 @@ def test_bad_inputs_exit_with_one_line_error(tmp_path):
         ("edge_detection", [f"--image={tiny}"], "does not fit"),  # 3x3 kernel, 2x2 image, valid padding
         ("edge_detection", ["--filters=laplacian,blurry"], "known filters: laplacian"),
         ("conv_arithmetic", ["--input_size=2", "--kernel_size=5", "--padding=1"], "does not fit"),
+        ("feature_maps", [f"--workdir={tmp_path / 'typo'}"], f"--workdir {tmp_path / 'typo'}: no such directory"),
     ]
     env = {**os.environ, "MPLBACKEND": "Agg"}
     procs = [subprocess.Popen([sys.executable, "-m", f"experiments.{module}", out, *args], cwd=ROOT, env=env,
