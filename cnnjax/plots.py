@@ -1,5 +1,6 @@
-"""Every matplotlib figure of cnnjax.  Each function writes one PNG, closes its figure and
-returns the path (parent directories are created).
+"""Every matplotlib figure of cnnjax.  Each function but :func:`log_axis` (which sets up an
+axis of a figure being drawn) writes one PNG, closes its figure and returns the path (parent
+directories are created).
 
 Uses the non-interactive Agg backend, so it works without a display.  Imports only numpy
 and matplotlib (arrays may be numpy or jax; they are converted with ``np.asarray``).
