@@ -386,7 +386,8 @@ def load(name: str, data_dir: str | None = None) -> Dataset:
             tfds_said = "TFDS knows no such dataset"
         else:
             tfds_said = f"TFDS found no prepared copy in {where}"
-        dirs = " or ".join(_idx_candidates(name, data_dir)) or "(no --data_dir given)"
+        dirs = " or ".join(_idx_candidates(name, data_dir))
         files = ", ".join(f"{stem}[.gz]" for stem in IDX_FILES.values())
-        raise DataError(f"cannot load {name!r}: no IDX files in {dirs}, and {tfds_said}; "
+        raise DataError(f"cannot load {name!r}: {f'no IDX files in {dirs}' if dirs else 'no --data_dir given'}, "
+                        f"and {tfds_said}; "
                         f"put {files} in --data_dir (or --data_dir/{name})") from e
