@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import math
 import os
 import zlib
 
@@ -122,15 +123,17 @@ def normalize(images, mean: float, std: float):
 # IDX type code -> big-endian numpy dtype (http://yann.lecun.com/exdb/mnist/).
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _IDX_CODES = {np.dtype(v).newbyteorder("="): k for k, v in _IDX_DTYPES.items()}
+MAX_IDX_DIMS = 4  # images are (N, H, W) or (N, H, W, C); more is a corrupt header
 
 
-def read_idx(path) -> np.ndarray:
+def read_idx(path, ndim: int | None = None) -> np.ndarray:
     """Read an IDX file (plain, or gzipped: detected by the 1f 8b magic bytes).
 
     Returns a native-endian, writable array with the file's dtype and shape
     (e.g. uint8 ``(N, 28, 28)`` for MNIST images, uint8 ``(N,)`` for labels).
     Raises :class:`DataError` naming the file if it is missing, not IDX,
-    corrupt, truncated or has trailing bytes.
+    corrupt, truncated, has trailing bytes, or its header is implausible: more
+    than :data:`MAX_IDX_DIMS` dimensions, or not ``ndim`` of them when given.
     """
     path = os.fspath(path)
     try:
@@ -145,12 +148,16 @@ def read_idx(path) -> np.ndarray:
             raise DataError(f"{path}: corrupt gzip data: {e}") from e
     if len(data) < 4 or data[:2] != b"\0\0" or data[2] not in _IDX_DTYPES or data[3] == 0:
         raise DataError(f"{path}: not an IDX file: bad magic bytes {data[:4].hex(' ') or '(empty file)'}")
-    dtype, ndim = np.dtype(_IDX_DTYPES[data[2]]), data[3]
-    header = 4 + 4 * ndim
+    dtype, n = np.dtype(_IDX_DTYPES[data[2]]), data[3]
+    if ndim is not None and n != ndim:
+        raise DataError(f"{path}: header claims {n} dimensions, expected {ndim}")
+    if n > MAX_IDX_DIMS:
+        raise DataError(f"{path}: header claims {n} dimensions, at most {MAX_IDX_DIMS} are supported")
+    header = 4 + 4 * n
     if len(data) < header:
-        raise DataError(f"{path}: truncated: header of {ndim} dims needs {header} bytes, file holds {len(data)}")
-    dims = tuple(int(d) for d in np.frombuffer(data, ">u4", ndim, offset=4))
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+        raise DataError(f"{path}: truncated: header of {n} dims needs {header} bytes, file holds {len(data)}")
+    dims = tuple(int(d) for d in np.frombuffer(data, ">u4", n, offset=4))
+    expected = math.prod(dims) * dtype.itemsize  # Python ints: no overflow for absurd sizes
     held = len(data) - header
     if held != expected:
         what = "truncated" if held < expected else "trailing bytes"
@@ -160,14 +167,14 @@ def read_idx(path) -> np.ndarray:
 
 
 def write_idx(path, array) -> None:
-    """Write ``array`` (uint8/int8/int16/int32/float32/float64, rank >= 1) as IDX.
+    """Write ``array`` (uint8/int8/int16/int32/float32/float64, rank 1..MAX_IDX_DIMS) as IDX.
 
     Gzipped if ``path`` ends with ``.gz``.
     """
     path = os.fspath(path)
     array = np.asarray(array)
     code = _IDX_CODES.get(array.dtype.newbyteorder("="))
-    if code is None or not 1 <= array.ndim <= 255:
+    if code is None or not 1 <= array.ndim <= MAX_IDX_DIMS:
         raise DataError(f"{path}: cannot write {array.dtype} array of rank {array.ndim} as IDX")
     payload = (bytes([0, 0, code, array.ndim]) + np.asarray(array.shape, ">u4").tobytes()
                + np.ascontiguousarray(array, _IDX_DTYPES[code]).tobytes())
@@ -209,23 +216,36 @@ def _idx_path(directory, stem: str) -> str | None:
     return None
 
 
+def _idx_candidates(name: str, data_dir: str | None) -> list[str]:
+    """Where :func:`find_idx_dir` looks, in order."""
+    if data_dir is None:
+        return [SYSTEM_IDX_DIRS[name]] if name in SYSTEM_IDX_DIRS else []
+    data_dir = os.fspath(data_dir)
+    return list(dict.fromkeys([data_dir, os.path.join(data_dir, name), os.path.join(data_dir, name.replace("_", "-"))]))
+
+
 def find_idx_dir(name: str, data_dir: str | None) -> str | None:
-    """First directory holding all four :data:`IDX_FILES` (each plain or ``.gz``), or None.
+    """First directory holding all four :data:`IDX_FILES` (each plain or ``.gz``), or None
+    if none holds any of them.
 
     Tries ``data_dir``, ``data_dir/<name>`` (underscore and hyphen spellings); without a
     ``data_dir``, :data:`SYSTEM_IDX_DIRS` for the name (a named directory is never silently
-    replaced by the system copy).
+    replaced by the system copy). If no directory is complete but one holds some of the
+    files, raises :class:`DataError` naming the missing ones (rather than trying TFDS).
     """
-    name = _canonical(name)
-    candidates = []
-    if data_dir is not None:
-        data_dir = os.fspath(data_dir)
-        candidates += [data_dir, os.path.join(data_dir, name), os.path.join(data_dir, name.replace("_", "-"))]
-    elif name in SYSTEM_IDX_DIRS:
-        candidates.append(SYSTEM_IDX_DIRS[name])
-    for directory in candidates:
-        if os.path.isdir(directory) and all(_idx_path(directory, s) for s in IDX_FILES.values()):
+    partial = None
+    for directory in _idx_candidates(_canonical(name), data_dir):
+        if not os.path.isdir(directory):
+            continue
+        missing = [stem for stem in IDX_FILES.values() if _idx_path(directory, stem) is None]
+        if not missing:
             return directory
+        if len(missing) < len(IDX_FILES) and partial is None:
+            partial = directory, missing
+    if partial:
+        directory, missing = partial
+        raise DataError(f"{directory}: incomplete IDX dataset: missing "
+                        f"{', '.join(stem + '[.gz]' for stem in missing)}")
     return None
 
 
@@ -241,15 +261,14 @@ def load_idx_dir(directory, name) -> Dataset:
         paths[key] = _idx_path(directory, stem)
         if paths[key] is None:
             raise DataError(f"{os.path.join(directory, stem)}[.gz]: no such file")
-        arrays[key] = read_idx(paths[key])
+        arrays[key] = read_idx(paths[key], ndim=3 if key.endswith("images") else 1)
     for split in ("train", "test"):
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
         img_path, lbl_path = paths[f"{split}_images"], paths[f"{split}_labels"]
-        if images.ndim != 3 or images.dtype != np.uint8:
-            raise DataError(f"{img_path}: expected uint8 images of rank 3 (N, H, W), "
-                            f"got {images.dtype} {images.shape}")
-        if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-            raise DataError(f"{lbl_path}: expected integer labels of rank 1, got {labels.dtype} {labels.shape}")
+        if images.dtype != np.uint8:
+            raise DataError(f"{img_path}: expected uint8 images (N, H, W), got {images.dtype}")
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise DataError(f"{lbl_path}: expected integer labels (N,), got {labels.dtype}")
         if len(images) != len(labels):
             raise DataError(f"{img_path} holds {len(images)} images but {lbl_path} holds {len(labels)} labels")
     class_names = CLASS_NAMES.get(name)
@@ -320,9 +339,16 @@ def synthetic(num_train: int = 2000, num_test: int = 500, *, image_size: int = 2
 
 
 def _load_tfds(name: str, data_dir: str | None) -> Dataset:
+    """A copy already prepared for TFDS (``download=False``: no network, no TensorFlow)."""
     import tensorflow_datasets as tfds  # lazy: slow import, optional at runtime
+    from absl import logging as absl_logging
 
-    train, test = tfds.data_source(name, split=["train", "test"], data_dir=data_dir)
+    level = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.ERROR)  # e.g. "Variant folder ... has no dataset_info.json"
+    try:
+        train, test = tfds.data_source(name, split=["train", "test"], data_dir=data_dir, download=False)
+    finally:
+        absl_logging.set_verbosity(level)
     arrays = []
     for source in (train, test):
         # Per-record indexing (the Sequence protocol) works for real and mocked sources alike.
@@ -338,9 +364,9 @@ def load(name: str, data_dir: str | None = None) -> Dataset:
     """Load a dataset by name (case-insensitive; ``-`` == ``_``).
 
     ``"synthetic"`` -> :func:`synthetic`; else the IDX files found by
-    :func:`find_idx_dir`; else ``tfds.data_source(name, data_dir=data_dir)``
-    (both "train" and "test" splits read fully into memory). Raises a one-line
-    :class:`DataError` if none of these works.
+    :func:`find_idx_dir`; else a copy prepared for TFDS in ``data_dir`` (never
+    downloaded; both "train" and "test" splits read fully into memory). Raises a
+    one-line :class:`DataError` if none of these works.
     """
     name = _canonical(name)
     if name == "synthetic":
@@ -353,10 +379,15 @@ def load(name: str, data_dir: str | None = None) -> Dataset:
     try:
         return _load_tfds(name, data_dir)
     except Exception as e:  # noqa: BLE001 - any TFDS failure becomes one actionable line
-        reason = (str(e).strip().splitlines() or [""])[0][:200]
-        files = ", ".join(f"{stem}[.gz]" for stem in IDX_FILES.values())
         where = data_dir or "the default TFDS data_dir"
-        raise DataError(
-            f"cannot load {name!r}: no IDX files found, and TFDS could neither read a prepared copy in {where} "
-            f"nor download one ({type(e).__name__}: {reason}); put {files} in --data_dir (or --data_dir/{name})"
-        ) from e
+        if isinstance(e, ImportError):
+            tfds_said = "tensorflow_datasets cannot be imported"
+        elif type(e).__name__ == "DatasetNotFoundError":
+            tfds_said = "TFDS knows no such dataset"
+        else:
+            tfds_said = f"TFDS found no prepared copy in {where}"
+        dirs = " or ".join(_idx_candidates(name, data_dir))
+        files = ", ".join(f"{stem}[.gz]" for stem in IDX_FILES.values())
+        raise DataError(f"cannot load {name!r}: {f'no IDX files in {dirs}' if dirs else 'no --data_dir given'}, "
+                        f"and {tfds_said}; "
+                        f"put {files} in --data_dir (or --data_dir/{name})") from e

@@ -147,7 +147,7 @@ def _train(s: Setup, wd: Workdir, log) -> dict:
                 metrics = {"test_accuracy": row["test_accuracy"]} if row["test_accuracy"] is not None else None
                 checkpoints.save(epoch, state, {"epoch": epoch, "step": row["step"]}, metrics)
             if primary:
-                plots.plot_curves(rows, wd.file("curves.png"))
+                plots.plot_curves(rows, wd.file("curves.png"), title=f"{os.path.basename(wd.path)}: {cfg.model}")
             bar.end_epoch(row)
         checkpoints.wait()
     finally:
@@ -205,6 +205,8 @@ def load_trained(workdir: str, which: str = "best") -> tuple[Any, dict, config_l
     model = models.create(cfg.model, info["num_classes"], **cfg.model_options)
     tx = train.make_optimizer(cfg, steps_per_epoch=1)  # the schedule does not change the state's structure
     target = train.abstract_state(model, tx, cfg.seed, info["image_shape"])
+    if not os.path.isdir(wd.checkpoint_dir):
+        raise FileNotFoundError(f"no checkpoint in {wd.path} (no {os.path.basename(wd.checkpoint_dir)}/)")
     ckpt = ckpt_lib.Checkpoints(wd.checkpoint_dir, keep=cfg.keep_checkpoints)
     try:
         epochs = ckpt.epochs()

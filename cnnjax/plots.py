@@ -1,5 +1,6 @@
-"""Every matplotlib figure of cnnjax.  Each function writes one PNG, closes its figure and
-returns the path (parent directories are created).
+"""Every matplotlib figure of cnnjax.  Each function but :func:`log_axis` (which sets up an
+axis of a figure being drawn) writes one PNG, closes its figure and returns the path (parent
+directories are created).
 
 Uses the non-interactive Agg backend, so it works without a display.  Imports only numpy
 and matplotlib (arrays may be numpy or jax; they are converted with ``np.asarray``).
@@ -27,8 +28,10 @@ def _save(fig, path: str, dpi: int) -> str:
     parent = os.path.dirname(path)
     if parent:
         os.makedirs(parent, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -258,8 +261,11 @@ def plot_curves(rows: Sequence[Mapping[str, Any]], path: str, title: Optional[st
 
     rows: dicts with keys ``epoch``, ``train_loss``, ``test_loss``, ``train_accuracy``,
     ``test_accuracy`` (accuracy as a fraction in [0, 1] or a percentage: plotted as given);
-    a missing or None value just leaves that point out.
+    a missing or None value just leaves that point out.  Epoch ticks are integers and
+    the x range is the epochs +- 0.5.  ``title`` (e.g. the run's name: workdir and model)
+    is shown above both panels.
     """
+    epochs = [r["epoch"] for r in rows if r.get("epoch") is not None]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.6))
     for ax, metric in ((ax_loss, "loss"), (ax_acc, "accuracy")):
         for split, style in (("train", "-o"), ("test", "--s")):
@@ -267,7 +273,9 @@ def plot_curves(rows: Sequence[Mapping[str, Any]], path: str, title: Optional[st
             if x.size:
                 ax.plot(x, y, style, ms=3, lw=1.5, label=split)
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True, min_n_ticks=1))
+        if epochs:
+            ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
         ax.set_ylabel(metric)
         ax.grid(True, alpha=0.3)
         if ax.lines:
@@ -316,6 +324,35 @@ def plot_confusion(matrix, class_names: Sequence[str], path: str, title: str = "
     return _save(fig, path, dpi)
 
 
+def log_axis(ax, values, axis: str = "x", *, min_decades: float = 0.65) -> None:
+    """Log scale for ``ax``'s ``"x"`` or ``"y"`` axis, fitted to the positive ``values``.
+
+    The limits are the values' range padded by 5% of it (in log space), widened to at
+    least ``min_decades``, so the data fill the panel.  Labelled ticks are at 1 x 10^k,
+    or at 1, 3 / 1, 2, 5 / 1, 2, 3, 5, 7 x 10^k: the first of these with at least 3 ticks
+    in view (always at least 2), so a narrow range is not left with one label.
+    """
+    v = np.asarray(values, np.float64).ravel()
+    v = v[np.isfinite(v) & (v > 0)]
+    getattr(ax, f"set_{axis}scale")("log")
+    if not v.size:
+        return
+    lo, hi = np.log10(v.min()), np.log10(v.max())
+    pad = max(0.05 * (hi - lo), (min_decades - (hi - lo)) / 2)
+    lo, hi = lo - pad, hi + pad
+    getattr(ax, f"set_{axis}lim")(10 ** lo, 10 ** hi)
+    powers = 10.0 ** np.arange(np.floor(lo), np.ceil(hi) + 1)
+    for subs in ((1.0,), (1.0, 3.0), (1.0, 2.0, 5.0), (1.0, 2.0, 3.0, 5.0, 7.0)):
+        ticks = np.log10(np.outer(subs, powers))
+        if ((ticks >= lo) & (ticks <= hi)).sum() >= 3:
+            break
+    ticker = matplotlib.ticker
+    a = getattr(ax, f"{axis}axis")
+    a.set_major_locator(ticker.LogLocator(subs=subs))
+    a.set_major_formatter(ticker.LogFormatterSciNotation(labelOnlyBase=False, minor_thresholds=(np.inf, np.inf)))
+    a.set_minor_formatter(ticker.NullFormatter())
+
+
 def plot_scatter(points: Sequence[Mapping[str, Any]], x_key: str, y_key: str, label_key: Optional[str], path: str,
                  title: Optional[str] = None, *, log_x: bool = False, log_y: bool = False,
                  group_key: Optional[str] = None, xlabel: Optional[str] = None, ylabel: Optional[str] = None,
@@ -325,7 +362,7 @@ def plot_scatter(points: Sequence[Mapping[str, Any]], x_key: str, y_key: str, la
     points: dicts holding at least ``x_key`` and ``y_key`` (records missing either are
     skipped).  Each point is labelled with ``str(point[label_key])`` (None: no labels).
     ``group_key`` colours points by that field, with a legend.  ``log_x`` / ``log_y`` use
-    log axes (e.g. ``log_x=True`` for parameter counts).
+    log axes fitted to the data (:func:`log_axis`; e.g. ``log_x=True`` for parameter counts).
     """
     pts = [p for p in points if p.get(x_key) is not None and p.get(y_key) is not None]
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
@@ -341,9 +378,9 @@ def plot_scatter(points: Sequence[Mapping[str, Any]], x_key: str, y_key: str, la
                 ax.annotate(str(p.get(label_key, "")), (x, y), xytext=(4, 4), textcoords="offset points",
                             fontsize=7)
     if log_x:
-        ax.set_xscale("log")
+        log_axis(ax, [p[x_key] for p in pts], "x")
     if log_y:
-        ax.set_yscale("log")
+        log_axis(ax, [p[y_key] for p in pts], "y")
     ax.set_xlabel(xlabel or x_key)
     ax.set_ylabel(ylabel or y_key)
     ax.grid(True, which="both", alpha=0.3)

@@ -55,12 +55,16 @@ def run_demo(x, filter_names, padding: str, directory: str, source: str = "image
         f"{n}\n{kernels[n]}" if len(kernels[n]) <= 30 else f"{n}\n{kernels[n][:28]}..." for n in filter_names]
     cmaps = ["gray"] + [plots.DIVERGING if n in SIGNED else "gray" for n in filter_names]
     centered = [False] + [n in SIGNED for n in filter_names]
-    # Smoothing/sharpening results are images: show them on the original's grey scale (clipped).
-    limits = [None] + [None if n in SIGNED else (float(x.min()), float(x.max())) for n in filter_names]
+    # Smoothing results are images within the original's grey range: show them on its scale.
+    # A result that overshoots it (sharpen) gets its own scale: clipped, it would look unchanged.
+    lo, hi = float(x.min()), float(x.max())
+    tol = 1e-5 * max(hi - lo, 1.0)  # float32 rounding, e.g. a blur of a constant
+    limits = [None] + [None if n in SIGNED or results[n].min() < lo - tol or results[n].max() > hi + tol
+                       else (lo, hi) for n in filter_names]
     path = plots.image_grid(images, titles, os.path.join(directory, "edge_detection.png"), cmap=cmaps,
                             centered=centered, limits=limits, colorbar=True,
-                            suptitle=f"3x3 filters, padding={padding}. Derivatives: blue < 0 < red; "
-                                     f"others on the original's grey scale")
+                            suptitle=f"3x3 filters, padding={padding}. Derivatives: blue < 0 < red; others on "
+                                     f"the original's grey scale unless they overshoot it")
     assert all(np.isfinite(r).all() for r in results.values())
     print(f"wrote {path}")
     return path, results

@@ -3,7 +3,8 @@ r"""Evaluate a training workdir's best (or latest) checkpoint on its test set.
   python -m experiments.evaluate --workdir=workdirs/padded_cnn [--which=best]
 
 Prints test loss/accuracy and a per-class accuracy table; writes confusion.png (and
-evaluation.json) into the workdir.
+evaluation.json) into the workdir.  If they cannot be written (e.g. a read-only workdir),
+the printed results are followed by one ``error: cannot write PATH: ...`` line, exit status 2.
 """
 from __future__ import annotations
 
@@ -38,13 +39,18 @@ def main(argv):
     print(f"{cfg.model} on {cfg.dataset} ({_WHICH.value} checkpoint, epoch {epoch}): "
           f"test loss {ev['loss']:.4f}, test accuracy {ev['accuracy']:.4f} ({len(ds.test_labels)} images)")
     print(per_class_table(names, ev["per_class_accuracy"], ev["confusion"]))
-    path = plots.plot_confusion(ev["confusion"], names, os.path.join(_WORKDIR.value, "confusion.png"),
-                                title=f"{cfg.model} on {cfg.dataset}")
-    with open(os.path.join(_WORKDIR.value, "evaluation.json"), "w") as f:
-        json.dump({"which": _WHICH.value, "epoch": epoch, "loss": ev["loss"],
-                   "accuracy": ev["accuracy"], "per_class_accuracy": dict(zip(names, map(float, ev["per_class_accuracy"]))),
-                   "confusion": ev["confusion"].tolist()}, f, indent=2)
-    print(f"wrote {path}")
+    confusion_png = path = os.path.join(_WORKDIR.value, "confusion.png")
+    try:
+        plots.plot_confusion(ev["confusion"], names, path, title=f"{cfg.model} on {cfg.dataset}")
+        path = os.path.join(_WORKDIR.value, "evaluation.json")
+        with open(path, "w") as f:
+            json.dump({"which": _WHICH.value, "epoch": epoch, "loss": ev["loss"],
+                       "accuracy": ev["accuracy"],
+                       "per_class_accuracy": dict(zip(names, map(float, ev["per_class_accuracy"]))),
+                       "confusion": ev["confusion"].tolist()}, f, indent=2)
+    except OSError as e:  # e.g. a read-only workdir: the results above stand, the files do not
+        raise common.UsageError(f"cannot write {path}: {e.strerror or e}") from e
+    print(f"wrote {confusion_png}")
 
 
 if __name__ == "__main__":

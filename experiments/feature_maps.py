@@ -5,8 +5,9 @@ r"""Seeing convolution: a CNN's first-layer kernels and the feature maps of ever
   python -m experiments.feature_maps --model=lenet5 --dataset=synthetic --num_images=2
 
 With --workdir the model, weights and dataset come from the training run
-(cnnjax.checkpoint.load_trained); without one, or when the workdir holds no checkpoint,
---model is freshly initialised (a one-line note says so).  Writes <out_dir>/kernels.png (the
+(cnnjax.experiment.load_trained); a --workdir that does not exist or holds no trained run is
+an error (exit status 2).  Without --workdir, --model is freshly initialised (a one-line note
+says so).  Writes <out_dir>/kernels.png (the
 first conv layer's kernels) and <out_dir>/feature_maps_<layer>.png for every conv block
 (rows: test images, columns: up to --max_channels channels of the block's output).
 """
@@ -35,28 +36,22 @@ DEFAULT_DATASET = "fashion_mnist"
 
 
 def load_model(workdir: str | None, model_name: str):
-    """(model, variables, config, one-line note) of a trained model, loaded with
-    ``cnnjax.checkpoint.load_trained(workdir)`` when asked and available; otherwise
-    (None, None, None, note) -- the caller initialises ``model_name`` -- with the note
-    saying why."""
-    if workdir:
-        try:
-            from cnnjax.checkpoint import load_trained
-        except (ImportError, AttributeError) as e:
-            note = (f"cannot load trained models yet ({type(e).__name__}: {e}); using a fresh init of "
-                    f"--model={model_name}")
-        else:
-            try:
-                model, variables, config = load_trained(workdir)
-            except FileNotFoundError as e:
-                note = f"no checkpoint in {workdir} ({' '.join(str(e).split())}); using a fresh init of --model={model_name}"
-            else:
-                epoch = config.get("restored_epoch")
-                where = f" (epoch {epoch})" if epoch is not None else ""
-                return model, variables, config, f"trained {config.get('model', '?')} from {workdir}{where}"
-    else:
-        note = f"no --workdir: fresh (random) init of --model={model_name}"
-    return None, None, None, note
+    """(model, variables, config, data info, one-line note) of the trained run in ``workdir``
+    (``cnnjax.experiment.load_trained``); without a workdir, (None, None, None, {}, note): the
+    caller initialises ``model_name``.  Raises FileNotFoundError naming ``workdir`` when it
+    does not exist or holds no trained run (no config.json or no checkpoint)."""
+    if not workdir:
+        return None, None, None, {}, f"no --workdir: fresh (random) init of --model={model_name}"
+    if not os.path.isdir(workdir):
+        raise FileNotFoundError(f"--workdir {workdir}: no such directory")
+    from cnnjax import experiment
+    from cnnjax.workdir import Workdir
+
+    try:
+        model, variables, config, epoch = experiment.load_trained(workdir)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"--workdir {workdir} holds no trained run: {e}") from e
+    return model, variables, config, Workdir(workdir).data_info(), f"trained {config.model} from {workdir} (epoch {epoch})"
 
 
 def conv_outputs(model, variables, x) -> tuple[list[tuple[str, object, np.ndarray]], np.ndarray]:
@@ -126,20 +121,19 @@ def main(argv):
         raise common.UsageError(f"--num_images must be >= 1, got {_NUM_IMAGES.value}")
     if _MAX_CHANNELS.value < 1:
         raise common.UsageError(f"--max_channels must be >= 1, got {_MAX_CHANNELS.value}")
-    model, variables, config, note = load_model(_WORKDIR.value, _MODEL.value)
+    model, variables, config, info, note = load_model(_WORKDIR.value, _MODEL.value)
     print(note)
-    dataset = _DATASET.value or (config or {}).get("dataset") or DEFAULT_DATASET
-    if config and config.get("dataset") and _DATASET.value and _DATASET.value != config["dataset"]:
-        print(f"note: the model was trained on {config['dataset']}, showing {dataset} images")
-    ds = data.load(dataset, _DATA_DIR.value or (config or {}).get("data_dir"))
+    dataset = _DATASET.value or (config.dataset if config else DEFAULT_DATASET)
+    if config and _DATASET.value and _DATASET.value != config.dataset:
+        print(f"note: the model was trained on {config.dataset}, showing {dataset} images")
+    ds = data.load(dataset, _DATA_DIR.value or (config.data_dir if config else None))
     n = min(_NUM_IMAGES.value, len(ds.test_images))
     images, labels = ds.test_images[:n], ds.test_labels[:n]
     # A trained model sees images normalised with its training set's statistics.
-    info = (config or {}).get("data") or {}
-    same_data = config is not None and config.get("dataset") == dataset
+    same_data = config is not None and config.dataset == dataset
     mean, std = (info["mean"], info["std"]) if same_data and "mean" in info and "std" in info else (ds.mean, ds.std)
     x = data.normalize(images, mean, std)
-    model_name = (config or {}).get("model") or _MODEL.value
+    model_name = config.model if config else _MODEL.value
     if model is None:
         from cnnjax import models
 

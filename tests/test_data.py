@@ -2,6 +2,8 @@
 
 import gzip
 import os
+import re
+import sys
 
 import numpy as np
 import pytest
@@ -91,6 +93,21 @@ def test_read_idx_errors_name_the_file(tmp_path):
         data.read_idx(corrupt_gz)
 
 
+def test_read_idx_implausible_header_is_one_clear_error(tmp_path):
+    path = tmp_path / "train-images-idx3-ubyte"
+    sizes = np.array([60000, 28, 28] * 3, ">u4")  # 9 dims: the product overflows int64
+    path.write_bytes(bytes([0, 0, 8, 9]) + sizes.tobytes() + bytes(1000))
+    with pytest.raises(data.DataError, match=rf"^{re.escape(str(path))}: header claims 9 dimensions, at most 4 are supported$"):
+        data.read_idx(path)
+    with pytest.raises(data.DataError, match=rf"^{re.escape(str(path))}: header claims 9 dimensions, expected 3$"):
+        data.read_idx(path, ndim=3)
+    # 3 dims whose byte count is beyond int64: reported exactly, not as a negative number
+    path.write_bytes(bytes([0, 0, 8, 3]) + np.array([60000, 2**31, 2**31], ">u4").tobytes() + bytes(1000))
+    with pytest.raises(data.DataError) as err:
+        data.read_idx(path, ndim=3)
+    assert f"header says 60000x2147483648x2147483648 ({60000 * 2**62} bytes) but file holds 1000" in str(err.value)
+
+
 # ------------------------------------------------------------------ IDX directories
 
 
@@ -123,7 +140,7 @@ def test_load_idx_dir_rejects_bad_labels_and_rank(tmp_path):
         data.load_idx_dir(tmp_path, "mnist")
     _write_idx_dir(tmp_path)
     data.write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((12, 28 * 28), np.uint8))
-    with pytest.raises(data.DataError, match="train-images-idx3-ubyte.*rank 3"):
+    with pytest.raises(data.DataError, match="train-images-idx3-ubyte: header claims 2 dimensions, expected 3"):
         data.load_idx_dir(tmp_path, "mnist")
 
 
@@ -134,13 +151,26 @@ def test_find_idx_dir(tmp_path, monkeypatch):
     _write_idx_dir(tmp_path / "fashion_mnist", gz=True)
     assert data.find_idx_dir("Fashion-MNIST", str(tmp_path)) == str(tmp_path / "fashion_mnist")
     assert data.find_idx_dir("fashion_mnist", str(tmp_path / "fashion_mnist")) == str(tmp_path / "fashion_mnist")
-    os.remove(tmp_path / "fashion_mnist" / "t10k-labels-idx1-ubyte.gz")  # incomplete -> not found
-    assert data.find_idx_dir("fashion_mnist", str(tmp_path)) is None
     monkeypatch.setattr(data, "SYSTEM_IDX_DIRS", {"mnist": str(tmp_path / "sys")})
     _write_idx_dir(tmp_path / "sys")
     assert data.find_idx_dir("mnist", None) == str(tmp_path / "sys")
     # a named data_dir without the files is not silently replaced by the system copy
-    assert data.find_idx_dir("mnist", str(tmp_path / "fashion_mnist")) is None
+    os.makedirs(tmp_path / "empty")
+    assert data.find_idx_dir("mnist", str(tmp_path / "empty")) is None
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_incomplete_idx_dir_names_the_missing_files(tmp_path, gz, monkeypatch):
+    _write_idx_dir(tmp_path / "fashion_mnist", gz=gz)
+    os.remove(tmp_path / "fashion_mnist" / ("t10k-labels-idx1-ubyte" + (".gz" if gz else "")))
+    msg = rf"{re.escape(str(tmp_path / 'fashion_mnist'))}: incomplete IDX dataset: missing t10k-labels-idx1-ubyte\[\.gz\]$"
+    with pytest.raises(data.DataError, match=msg):  # not a fall-through to TFDS
+        data.load("fashion_mnist", data_dir=str(tmp_path))
+    # the same for a broken system copy
+    monkeypatch.setattr(data, "SYSTEM_IDX_DIRS", {"fashion_mnist": str(tmp_path / "fashion_mnist")})
+    os.remove(tmp_path / "fashion_mnist" / ("train-images-idx3-ubyte" + (".gz" if gz else "")))
+    with pytest.raises(data.DataError, match="missing train-images-idx3-ubyte.*, t10k-labels-idx1-ubyte"):
+        data.load("fashion_mnist")
 
 
 def test_missing_data_dir_is_an_error_not_a_fallback(tmp_path):
@@ -252,6 +282,24 @@ def test_load_unknown_dataset_offline_names_idx_files(tmp_path):
     assert "\n" not in msg and "'no_such_dataset'" in msg
     for stem in data.IDX_FILES.values():
         assert stem in msg
+
+
+@pytest.mark.parametrize("tfds_installed", [True, False])
+def test_load_without_idx_or_prepared_tfds_is_one_line(tmp_path, monkeypatch, capfd, tfds_installed):
+    if tfds_installed:
+        pytest.importorskip("tensorflow_datasets")
+    else:
+        monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # import raises ImportError
+    with pytest.raises(data.DataError) as err:
+        data.load("fashion_mnist", data_dir=str(tmp_path))
+    msg = str(err.value)
+    assert "\n" not in msg and "importlib" not in msg and msg.startswith("cannot load 'fashion_mnist': no IDX files in ")
+    assert str(tmp_path / "fashion-mnist") in msg and "train-images-idx3-ubyte[.gz]" in msg
+    assert ("TFDS found no prepared copy in " + str(tmp_path) if tfds_installed
+            else "tensorflow_datasets cannot be imported") in msg
+    out, errout = capfd.readouterr()
+    assert out == errout == ""  # no "Downloading and preparing ..." or absl warnings
+    assert os.listdir(tmp_path) == []  # nothing written into the data_dir
 
 
 def test_load_synthetic_by_name():

@@ -3,6 +3,7 @@
 Demos run in-process (their ``main`` with parsed flags) to share one JAX start-up; only the
 exit-status checks start a subprocess.
 """
+import json
 import os
 import re
 import subprocess
@@ -26,6 +27,19 @@ def run_main(module, *args):
     with flagsaver.flagsaver():
         FLAGS(["prog", *args])
         module.main(["prog"])
+
+
+@pytest.fixture
+def figures(monkeypatch):
+    """Every figure cnnjax.plots writes, kept (written and closed) for inspecting its Axes."""
+    saved, save = [], plots._save
+
+    def spy(fig, path, dpi):
+        saved.append(fig)
+        return save(fig, path, dpi)
+
+    monkeypatch.setattr(plots, "_save", spy)
+    return saved
 
 
 def assert_png(path):
@@ -144,6 +158,23 @@ def test_edge_detection_demo(tmp_path, capsys):
     assert_png(tmp_path / "edge_detection.png")
 
 
+def test_edge_detection_sharpen_panel_shows_the_overshoot(tmp_path, capsys, figures):
+    run_main(edge_detection, f"--out_dir={tmp_path}", "--filters=sharpen,box_blur")
+    original, sharpened, blurred = (ax.images[0] for ax in figures[0].axes if ax.images)
+    grey = lambda im: im.to_rgba(im.get_array())[..., 0]  # noqa: E731 - displayed brightness
+    x = filters.scene(64)
+    inner = x[1:-1, 1:-1]  # the pixels under each 'valid' output
+    windows = np.lib.stride_tricks.sliding_window_view(x, (3, 3))
+    edge = windows.max(axis=(2, 3)) != windows.min(axis=(2, 3))
+    shown, shown_x = grey(sharpened), grey(original)[1:-1, 1:-1]
+    assert np.mean(shown[edge] != shown_x[edge]) > 0.9  # not a copy of the original where edges are
+    # the overshoot is visible: brighter than the bright interior, darker than the background
+    assert shown[edge & (inner == 100)].max() > shown[~edge & (inner == 100)].max()
+    assert shown[edge & (inner == 0)].min() < shown[~edge & (inner == 0)].min()
+    # the blur stays within the original's range, so it keeps the original's grey scale
+    assert blurred.get_clim() == original.get_clim() == (0.0, 100.0)
+
+
 def test_edge_detection_on_an_image_file(tmp_path, capsys):
     path = tmp_path / "in.png"
     Image.fromarray(np.kron(np.eye(3, dtype=np.uint8) * 255, np.ones((4, 4), np.uint8))).save(path)
@@ -216,14 +247,29 @@ def test_conv_arithmetic_upsample(tmp_path, capsys):
 
 
 def test_feature_maps_demo(tmp_path, capsys):
-    # A workdir without a checkpoint: one line says so, then --model is freshly initialised.
-    run_main(feature_maps, f"--out_dir={tmp_path / 'out'}", f"--workdir={tmp_path / 'empty'}",
-             "--model=padded_cnn", "--dataset=synthetic", "--num_images=2")
+    # No --workdir: one line says so, then --model is freshly initialised.
+    run_main(feature_maps, f"--out_dir={tmp_path / 'out'}", "--model=padded_cnn", "--dataset=synthetic",
+             "--num_images=2")
     out = capsys.readouterr().out
-    assert re.match(r"no checkpoint in .*empty.*; using a fresh init of --model=padded_cnn\n", out)
+    assert out.startswith("no --workdir: fresh (random) init of --model=padded_cnn\n")
     assert re.search(r"^conv1 .*28x28x16", out, re.M) and re.search(r"^conv2 .*14x14x32", out, re.M)
     for name in ("kernels.png", "feature_maps_conv1.png", "feature_maps_conv2.png"):
         assert_png(tmp_path / "out" / name)
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty", "config_only"])
+def test_feature_maps_workdir_without_a_trained_run_is_an_error(tmp_path, kind):
+    workdir = tmp_path / "run"
+    if kind != "missing":
+        workdir.mkdir()
+    if kind == "config_only":  # a run that never saved a checkpoint
+        (workdir / "config.json").write_text(json.dumps(dict(model="padded_cnn", data=dict(
+            num_classes=10, image_shape=[28, 28, 1]))))
+    expected = {"missing": "no such directory", "empty": "config.json not found",
+                "config_only": "no checkpoint in"}[kind]
+    with pytest.raises(FileNotFoundError, match=rf"^--workdir {re.escape(str(workdir))}.*{expected}"):
+        run_main(feature_maps, f"--out_dir={tmp_path / 'out'}", f"--workdir={workdir}", "--dataset=synthetic")
+    assert not (tmp_path / "out").exists()  # nothing plotted from random weights
 
 
 def test_conv_outputs_capture_every_conv_block():
@@ -261,6 +307,38 @@ def test_plots_write_pngs(tmp_path):
         assert_png(path)
 
 
+def _labelled_ticks(axis):
+    """The non-empty labels of ``axis``'s major ticks inside its view."""
+    lo, hi = sorted(axis.get_view_interval())
+    locs = [v for v in axis.get_majorticklocs() if lo <= v <= hi]
+    fmt = axis.get_major_formatter()
+    fmt.set_locs(locs)
+    return [fmt(v) for v in locs if fmt(v)]
+
+
+@pytest.mark.parametrize("xs", [[4.4e4], [2.1e4, 3e4, 6.2e4], [2e4, 6e5], [1.5e4, 1.4e6], [1e3, 4e5, 2e6]],
+                         ids=["one-point", "half-decade", "1.5-decades", "2-decades", "3-decades"])
+def test_scatter_log_axis_fits_the_data_with_labelled_ticks(tmp_path, figures, xs):
+    points = [dict(flops=x, acc=0.8 + i / 100, name=f"c{i}") for i, x in enumerate(xs)]
+    plots.plot_scatter(points, "flops", "acc", "name", str(tmp_path / "sweep.png"), log_x=True)
+    ax = figures[0].axes[0]
+    lo, hi = ax.get_xlim()
+    assert min(xs) / 2.2 < lo < min(xs) and max(xs) < hi < max(xs) * 2.2  # no half-empty panel
+    assert len(_labelled_ticks(ax.xaxis)) >= 2, _labelled_ticks(ax.xaxis)
+
+
+def test_curves_of_one_epoch_have_integer_ticks_and_the_run_name(tmp_path, figures):
+    rows = [dict(epoch=1, train_loss=0.5, test_loss=0.6, train_accuracy=0.8, test_accuracy=0.75)]
+    plots.plot_curves(rows, str(tmp_path / "curves.png"), title="workdirs/lenet5: lenet5")
+    fig = figures[0]
+    assert fig._suptitle.get_text() == "workdirs/lenet5: lenet5"
+    for ax in fig.axes:
+        lo, hi = ax.get_xlim()
+        assert (lo, hi) == (0.5, 1.5)
+        ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+        assert ticks == [1.0]
+
+
 # --------------------------------------------------------------------------- bad input: one line, exit 2
 
 
@@ -273,6 +351,7 @@ def test_bad_inputs_exit_with_one_line_error(tmp_path):
         ("edge_detection", [f"--image={tiny}"], "does not fit"),  # 3x3 kernel, 2x2 image, valid padding
         ("edge_detection", ["--filters=laplacian,blurry"], "known filters: laplacian"),
         ("conv_arithmetic", ["--input_size=2", "--kernel_size=5", "--padding=1"], "does not fit"),
+        ("feature_maps", [f"--workdir={tmp_path / 'typo'}"], f"--workdir {tmp_path / 'typo'}: no such directory"),
     ]
     env = {**os.environ, "MPLBACKEND": "Agg"}
     procs = [subprocess.Popen([sys.executable, "-m", f"experiments.{module}", out, *args], cwd=ROOT, env=env,

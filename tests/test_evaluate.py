@@ -1,0 +1,55 @@
+"""experiments.evaluate's CLI on a tiny trained run: results, and an unwritable workdir."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cli(module, *args):
+    return subprocess.run([sys.executable, "-m", f"experiments.{module}", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A one-epoch run on a few synthetic images (seconds, not minutes)."""
+    workdir = tmp_path_factory.mktemp("run")
+    proc = cli("train", "--config.dataset=synthetic", "--config.num_train=128", "--config.num_test=64",
+               "--config.batch_size=64", "--config.epochs=1", f"--workdir={workdir}", "--config.progress=none")
+    assert proc.returncode == 0, proc.stderr
+    return workdir
+
+
+def test_unwritable_output_is_one_error_line_after_the_results(run_dir):
+    os.mkdir(run_dir / "confusion.png")  # cannot be written as a file, even by root
+    try:
+        proc = cli("evaluate", f"--workdir={run_dir}")
+    finally:
+        os.rmdir(run_dir / "confusion.png")
+    assert proc.returncode == 2, proc.stderr
+    assert "test accuracy" in proc.stdout and "bar_0deg" in proc.stdout  # the results came first
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == f"error: cannot write {run_dir / 'confusion.png'}: Is a directory"
+    assert not (run_dir / "evaluation.json").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write to a read-only directory")
+def test_read_only_workdir(run_dir):
+    os.chmod(run_dir, 0o555)
+    try:
+        proc = cli("evaluate", f"--workdir={run_dir}")
+    finally:
+        os.chmod(run_dir, 0o755)
+    assert proc.returncode == 2 and "test accuracy" in proc.stdout
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: cannot write {run_dir / 'confusion.png'}: ")
+
+
+def test_writes_confusion_and_evaluation(run_dir):
+    proc = cli("evaluate", f"--workdir={run_dir}")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == f"wrote {run_dir / 'confusion.png'}"
+    assert sum(map(sum, json.loads((run_dir / "evaluation.json").read_text())["confusion"])) == 64
