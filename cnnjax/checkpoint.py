@@ -2,20 +2,42 @@
 
 Layout: ``<directory>/<epoch>/{state,meta}`` (Orbax ``CheckpointManager``: atomic
 writes, so a process killed mid-save leaves only an ignored temporary directory).  Kept:
-the latest ``keep`` checkpoints plus the best by test accuracy.  A checkpoint that cannot
-be read is moved to ``corrupt_checkpoints/`` beside ``<directory>`` (never deleted) and the previous
-one is used instead.
+the latest ``keep`` checkpoints plus the best by test accuracy.  Each checkpoint's meta
+records a digest of the state's bytes, checked on restore, so a damaged checkpoint is caught
+even where Orbax would read it.  A checkpoint that cannot be read or fails its digest is moved
+to ``corrupt_checkpoints/`` beside ``<directory>`` (never deleted) and the previous one is used
+instead.
 """
 from __future__ import annotations
 
+import errno
+import hashlib
 import os
 import shutil
 from typing import Callable, Optional
 
+import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
 from cnnjax import train
+
+
+class CorruptCheckpoint(ValueError):
+    """A checkpoint whose restored bytes do not match the digest recorded when it was saved."""
+
+
+def digest(state) -> str:
+    """BLAKE2b of every leaf's dtype, shape and bytes (this process's copy of each array)."""
+    h = hashlib.blake2b(digest_size=16)
+    for leaf in jax.tree.leaves(state):
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:  # replicated over hosts
+            leaf = leaf.addressable_data(0)
+        a = np.ascontiguousarray(jax.device_get(leaf))
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
 
 
 class Checkpoints:
@@ -37,7 +59,15 @@ class Checkpoints:
         return sorted(self.manager.all_steps())
 
     def save(self, epoch: int, state: train.TrainState, meta: dict, metrics: Optional[dict] = None) -> None:
-        """Asynchronous: call :meth:`wait` before reading it back or exiting."""
+        """Asynchronous: call :meth:`wait` before reading it back or exiting.  Raises OSError
+        (ENOSPC) before writing anything when the disk has less room than the state needs (Orbax's
+        own failure on a full disk leaves its writer threads printing tracebacks)."""
+        need = sum(np.dtype(a.dtype).itemsize * int(np.prod(a.shape)) for a in jax.tree.leaves(state)) + (1 << 20)
+        free = shutil.disk_usage(self.directory).free
+        if free < need:
+            raise OSError(errno.ENOSPC, f"No space left on device: a checkpoint needs about {need:,} bytes, "
+                                        f"{free:,} are free", self.directory)
+        meta = {**meta, "digest": digest(state)}
         self.manager.save(epoch, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                          meta=ocp.args.JsonSave(meta)), metrics=metrics)
 
@@ -45,9 +75,15 @@ class Checkpoints:
         self.manager.wait_until_finished()
 
     def restore(self, epoch: int, target: train.TrainState) -> tuple[train.TrainState, dict]:
+        """(state, meta) of ``epoch``; CorruptCheckpoint when its bytes fail the recorded digest
+        (checkpoints from before digests were recorded are not checked)."""
         out = self.manager.restore(epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(target),
                                                                   meta=ocp.args.JsonRestore()))
-        return train.TrainState(*out["state"]), dict(out["meta"])
+        state, meta = train.TrainState(*out["state"]), dict(out["meta"])
+        if "digest" in meta and digest(state) != meta["digest"]:
+            raise CorruptCheckpoint(f"checkpoint of epoch {epoch} in {self.directory} does not match its "
+                                    f"digest: its data is damaged")
+        return state, meta
 
     def restore_latest(self, target: train.TrainState) -> Optional[tuple[int, train.TrainState, dict]]:
         """(epoch, state, meta) of the newest readable checkpoint, or None if there is none."""
@@ -67,9 +103,13 @@ class Checkpoints:
         shutil.move(os.path.join(self.directory, str(epoch)), dest)
         self.manager.reload()
         reason = " ".join(f"{type(error).__name__}: {error}".split())[:200]
-        self.log(f"checkpoint of epoch {epoch} is unreadable ({reason}); moved it to {dest} and "
+        self.log(f"checkpoint of epoch {epoch} is unreadable or damaged ({reason}); moved it to {dest} and "
                  f"falling back to the previous one")
 
     def close(self) -> None:
-        self.manager.wait_until_finished()
-        self.manager.close()
+        """Finish pending saves, then release the manager.  A failed save (e.g. a full disk)
+        raises here, after the manager has been closed."""
+        try:
+            self.manager.wait_until_finished()
+        finally:
+            self.manager.close()

@@ -9,6 +9,7 @@ happens before anything is written.
 """
 from __future__ import annotations
 
+import errno
 import math
 import os
 import statistics
@@ -23,7 +24,7 @@ from cnnjax import checkpoint as ckpt_lib
 from cnnjax import config as config_lib
 from cnnjax import data as data_lib
 from cnnjax import models, summary, train
-from cnnjax.workdir import Workdir, WorkdirError
+from cnnjax.workdir import DiskFull, Workdir, WorkdirError
 
 
 class NonFiniteLoss(RuntimeError):
@@ -92,7 +93,18 @@ def train_and_evaluate(config: config_lib.TrainConfig | Mapping, workdir: str, *
             return done
         if wd.config() is None and jax.process_index() == 0:
             wd.write_config(cfg, setup.data_info())
-        return _train(setup, wd, log)
+        try:
+            return _train(setup, wd, log)
+        except Exception as e:
+            if "No space left on device" in str(e) or getattr(e, "errno", None) == errno.ENOSPC:
+                raise DiskFull(f"the disk of {wd.path} is full (while writing {_written_file(e)}); "
+                                   f"free some space and rerun the same command to resume") from None
+            raise
+
+
+def _written_file(e: Exception) -> str:
+    name = getattr(e, "filename", None)
+    return name if name else ("a checkpoint" if "OCDBT" in str(e) else "a file")
 
 
 def _finished(wd: Workdir, log) -> dict | None:
@@ -118,7 +130,7 @@ def _train(s: Setup, wd: Workdir, log) -> dict:
                                         fused=None if cfg.epoch_loop == "auto" else cfg.epoch_loop == "scan")
     eval_fn = train.make_eval_step(s.model, ds.mean, ds.std, ds.num_classes, cfg.compute_dtype)
     bar = _Progress(cfg.progress, log)
-    writer = _tensorboard(wd.path) if primary else None
+    writer = _tensorboard(wd.path, start) if primary else None
     from cnnjax import plots  # matplotlib only when a run actually trains
     wall0 = time.perf_counter()
     try:
@@ -216,7 +228,13 @@ def load_trained(workdir: str, which: str = "best") -> tuple[Any, dict, config_l
             scored = [(r["test_accuracy"], -r["epoch"], r["epoch"]) for r in wd.metrics()
                       if r.get("test_accuracy") is not None and r["epoch"] in epochs]
             epoch = max(scored)[2] if scored else epochs[-1]
-            state, _ = ckpt.restore(epoch, target)
+            try:
+                state, _ = ckpt.restore(epoch, target)
+            except Exception as e:  # noqa: BLE001 - Orbax/tensorstore raise many kinds: one line instead
+                reason = " ".join(f"{type(e).__name__}: {e}".split())[:200]
+                raise ValueError(f"the best checkpoint (epoch {epoch}) in {wd.checkpoint_dir} is unreadable "
+                                 f"({reason}); use which='latest' (--which=latest), which falls back to older "
+                                 f"ones") from None
         else:
             restored = ckpt.restore_latest(target)
             if restored is None:
@@ -264,12 +282,14 @@ class _Progress:
                      f"{row['seconds']:.1f}s")
 
 
-def _tensorboard(workdir: str):
+def _tensorboard(workdir: str, start: int):
+    """Event files in ``workdir``; a resumed run hides the events of epochs after ``start``
+    (they are trained again), so TensorBoard shows each epoch once."""
     try:
         from tensorboardX import SummaryWriter
     except ImportError:  # optional: the run goes on without event files
         return None
-    return SummaryWriter(workdir)
+    return SummaryWriter(workdir, purge_step=start + 1 if start else None)
 
 
 def _log_scalars(writer, row: dict) -> None:

@@ -82,6 +82,10 @@ def read_config(path: str) -> Optional[config_lib.TrainConfig]:
         raise WorkdirError(f"{path}: {e}") from None
 
 
+class DiskFull(WorkdirError):
+    """The work directory's disk filled up while the run wrote to it (what was written stands)."""
+
+
 class Workdir:
     """``Workdir(path)``: typed access to a run's files (see the module docstring)."""
 

@@ -3,6 +3,7 @@ quiet JAX start-up."""
 from __future__ import annotations
 
 import logging as std_logging
+import os
 import sys
 from typing import NoReturn
 
@@ -58,9 +59,13 @@ def train_config(holder):
 
 
 def quiet() -> None:
-    """Hide JAX's INFO start-up chatter (e.g. 'Unable to initialize backend tpu')."""
+    """Hide JAX's INFO start-up chatter (e.g. 'Unable to initialize backend tpu'), and Orbax's
+    ERROR records from its writer threads: the same failure reaches the caller as an exception,
+    which the entry point reports in one line (a full disk printed ~330 lines)."""
     logging.set_verbosity(logging.WARNING)
     std_logging.getLogger("jax._src.xla_bridge").setLevel(std_logging.WARNING)
+    logging.get_absl_handler().addFilter(
+        lambda r: not (r.levelno >= std_logging.ERROR and f"{os.sep}orbax{os.sep}" in r.pathname))
 
 
 def run(main_fn) -> None:

@@ -8,8 +8,9 @@ Any setting of cnnjax/config.py can be overridden with ``--config.KEY=VALUE``.  
 command to resume after an interruption; re-make a run from its work directory with
 ``--config=experiments/configs/rerun.py:WORKDIR``.
 
-Exit status: 0 finished (or already finished), 2 bad config or flags, or a work directory that
-holds another run or is in use (one ``error:`` line, nothing written), 3 NaN/inf loss.
+Exit status: 0 finished (or already finished); 2 bad config or flags, a work directory that holds
+another run or is in use (one ``error:`` line, nothing written), or a full disk (what was written
+stands: free space and rerun to resume); 3 NaN/inf loss.
 """
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ def main(argv):
     except experiment.NonFiniteLoss as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(3)
+
 
 
 if __name__ == "__main__":
