@@ -105,8 +105,8 @@ def main(argv=None):
     p.add_argument("--json", default=None, help="write the raw figures here")
     args = p.parse_args(argv)
 
-    from cnnjax import fastconv
-    fastconv.configure_cpu()  # what experiments.train does (CPU only; no effect on a GPU)
+    from cnnjax import xla_cpu
+    xla_cpu.configure()  # what experiments.train does (CPU only; no effect on a GPU)
     import jax
     from cnnjax import train
     loops, dtypes = args.loops.split(","), args.dtypes.split(",")

@@ -11,7 +11,7 @@ reports medians over rounds, so machine-wide slowdowns hit all columns alike.
 * cnnjax step = the library's own: :func:`cnnjax.train.make_train_step` (uint8 images on
   the device, gather by index, normalise, Adam, old state donated), model from
   :func:`cnnjax.models.create`.  Eval = :func:`cnnjax.train.make_eval_step`.
-* "fast": ``cnnjax.fastconv.configure_cpu()`` before JAX starts, ``impl='auto'`` (the CPU
+* "fast": ``cnnjax.xla_cpu.configure()`` before JAX starts, ``impl='auto'`` (the CPU
   fast path); "lax": ``CNNJAX_CONV_IMPL=lax`` and no extra XLA flags (the plain path).
 * torch: the same architectures in ``torch.nn`` (NCHW), ``torch.optim.Adam``, same batch
   gather + normalisation from a uint8 tensor; default threads.  Skipped with a note when
@@ -149,16 +149,6 @@ class _TorchBench:
         self.order = torch.randperm(POOL_IMAGES, generator=g)
         self.cells = {}
 
-    def _build(self, name, batch, steps_per_epoch):
-        """(model, fresh state, jitted train step, jitted eval step): the library's own."""
-        train = self.train
-        cfg = train.TrainConfig(model=name, batch_size=batch, dataset="synthetic", epochs=1)
-        model = self.models.create(name)
-        tx = train.make_optimizer(cfg, steps_per_epoch)
-        state = train.init_state(model, tx, 0, IMAGE_SHAPE)
-        return (model, state, train.make_train_step(model, tx, cfg, MEAN, STD, 10),
-                train.make_eval_step(model, MEAN, STD, 10))
-
     def setup(self, name, batch):
         torch = self.torch
         torch.manual_seed(0)
@@ -238,8 +228,8 @@ def worker_main(kind):
         info = {"torch": torch.__version__, "threads": torch.get_num_threads()}
     else:
         if os.environ.get("CNNJAX_CONV_IMPL", "auto") != "lax":
-            from cnnjax import fastconv
-            fastconv.configure_cpu()
+            from cnnjax import xla_cpu
+            xla_cpu.configure()
         import jax
         bench = _JaxBench()
         info = {"jax": jax.__version__, "backend": jax.default_backend(), "xla_flags": os.environ.get("XLA_FLAGS", ""),

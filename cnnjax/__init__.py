@@ -1,6 +1,8 @@
 """cnnjax: a functional CNN research framework on JAX/Flax.
 
 Layers, lowest first (a module imports only those before it):
+  xla_cpu  process-wide XLA CPU flags (call xla_cpu.configure() before JAX starts)
+  fastconv fast CPU conv / pool kernels behind ops' impl='fast'
   ops      pure jnp/lax convolution arithmetic (NHWC, HWIO)
   blocks   Flax Linen conv / pool blocks over ops
   models   registry of models built from blocks

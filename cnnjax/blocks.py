@@ -7,10 +7,15 @@ knows its own arithmetic for :mod:`cnnjax.summary`:
   * ``flops(in_shape, out_shape)`` -> FLOPs for ONE example, multiply-add = 2 FLOPs
     (bias and activation not counted; pooling counts one FLOP per window element).
 
+The conv blocks that call :func:`cnnjax.ops.conv2d` (Conv and its variants, SeparableConv,
+UpsampleConv) and the pools take ``impl`` ('auto' | 'lax' | 'fast' | 'gemm', see
+:mod:`cnnjax.fastconv`): same values and parameters, different XLA programs.
+ConvTranspose always runs lax's conv.
+
 Parameter counts (k x k kernel, C_in -> C_out, bias included):
   Conv            k*k*(C_in/groups)*C_out + C_out
   SeparableConv   k*k*C_in*m + C_in*m*C_out + C_out   (depthwise has no bias)
-  ConvTranspose   k*k*C_in*C_out + C_out
+  ConvTranspose   k*k*C_in*(C_out/groups) + C_out
 """
 from __future__ import annotations
 
@@ -35,10 +40,6 @@ def activation_fn(name: Optional[str]) -> Callable:
         return ACTIVATIONS[name]
     except KeyError:
         raise ValueError(f"unknown activation {name!r}; choose from {sorted(ACTIVATIONS)}") from None
-
-
-def _hw(shape) -> tuple[int, int]:
-    return int(shape[-3]), int(shape[-2])
 
 
 class _ConvBase(nn.Module):
@@ -72,6 +73,7 @@ class Conv(_ConvBase):
     ``groups`` > 1 makes a grouped conv: it must divide C_in and ``features``.
     """
     groups: int = 1
+    impl: str = "auto"
 
     @nn.compact
     def __call__(self, x):
@@ -81,7 +83,8 @@ class Conv(_ConvBase):
             raise ValueError(f"{type(self).__name__} {self.name}: groups={self.groups} must divide the input "
                              f"channels ({c_in}) and features ({self.features})")
         w = self._kernel("kernel", (kh, kw, c_in // self.groups, self.features))
-        y = ops.conv2d(x, w, stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups)
+        y = ops.conv2d(x, w, stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups,
+                       impl=self.impl)
         return self._finish(y)
 
     def flops(self, in_shape, out_shape):
@@ -104,6 +107,7 @@ class SeparableConv(_ConvBase):
     """Depthwise k x k conv (``depth_multiplier`` filters per channel, no bias) then a
     pointwise 1x1 conv to ``features`` (+bias, activation)."""
     depth_multiplier: int = 1
+    impl: str = "auto"
 
     @nn.compact
     def __call__(self, x):
@@ -111,7 +115,8 @@ class SeparableConv(_ConvBase):
         c_mid = x.shape[-1] * self.depth_multiplier
         w_dw = self._kernel("depthwise", (kh, kw, 1, c_mid))
         w_pw = self._kernel("pointwise", (1, 1, c_mid, self.features))
-        y = ops.separable_conv2d(x, w_dw, w_pw, stride=self.stride, padding=self.padding, dilation=self.dilation)
+        y = ops.separable_conv2d(x, w_dw, w_pw, stride=self.stride, padding=self.padding, dilation=self.dilation,
+                                 impl=self.impl)
         return self._finish(y)
 
     def flops(self, in_shape, out_shape):
@@ -123,16 +128,21 @@ class SeparableConv(_ConvBase):
 
 class ConvTranspose(_ConvBase):
     """Transposed conv (PyTorch semantics, see :func:`cnnjax.ops.conv_transpose2d`):
-    (N, H, W, C_in) -> (N, (H-1)*s - 2p + d(k-1) + op + 1, ..., features)."""
+    (N, H, W, C_in) -> (N, (H-1)*s - 2p + d(k-1) + op + 1, ..., features); kernel
+    (kh, kw, C_in, features // groups)."""
     stride: ops.IntOr2 = 2
     output_padding: ops.IntOr2 = 0
+    groups: int = 1
 
     @nn.compact
     def __call__(self, x):
         kh, kw = ops._pair(self.kernel_size, "kernel_size")
-        w = self._kernel("kernel", (kh, kw, x.shape[-1], self.features))
+        if self.groups < 1 or x.shape[-1] % self.groups or self.features % self.groups:
+            raise ValueError(f"ConvTranspose {self.name}: groups={self.groups} must divide the input "
+                             f"channels ({x.shape[-1]}) and features ({self.features})")
+        w = self._kernel("kernel", (kh, kw, x.shape[-1], self.features // self.groups))
         y = ops.conv_transpose2d(x, w, stride=self.stride, padding=self.padding,
-                                 output_padding=self.output_padding, dilation=self.dilation)
+                                 output_padding=self.output_padding, dilation=self.dilation, groups=self.groups)
         return self._finish(y)
 
     def geometry(self):
@@ -141,20 +151,21 @@ class ConvTranspose(_ConvBase):
 
     def flops(self, in_shape, out_shape):
         kh, kw = ops._pair(self.kernel_size, "kernel_size")
-        return 2 * int(np.prod(in_shape[-3:])) * kh * kw * self.features
+        return 2 * int(np.prod(in_shape[-3:])) * kh * kw * (self.features // self.groups)
 
 
 class UpsampleConv(_ConvBase):
     """Nearest-neighbour upsampling by ``factor`` (pixel repeat) then a conv ('same' by default)."""
     factor: ops.IntOr2 = 2
     padding: ops.Pad2D = "same"
+    impl: str = "auto"
 
     @nn.compact
     def __call__(self, x):
         kh, kw = ops._pair(self.kernel_size, "kernel_size")
         w = self._kernel("kernel", (kh, kw, x.shape[-1], self.features))
         y = ops.conv2d(ops.upsample_nearest(x, self.factor), w, stride=self.stride, padding=self.padding,
-                       dilation=self.dilation)
+                       dilation=self.dilation, impl=self.impl)
         return self._finish(y)
 
     def geometry(self):
@@ -170,6 +181,7 @@ class _Pool(nn.Module):
     window: ops.IntOr2 = 2
     stride: Optional[ops.IntOr2] = None
     padding: ops.Pad2D = 0
+    impl: str = "auto"
 
     def geometry(self):
         w = ops._pair(self.window, "window")
@@ -184,14 +196,14 @@ class MaxPool(_Pool):
     """Max pooling, (N, H, W, C) -> (N, H', W', C); stride defaults to the window."""
 
     def __call__(self, x):
-        return ops.max_pool2d(x, self.window, self.stride, self.padding)
+        return ops.max_pool2d(x, self.window, self.stride, self.padding, impl=self.impl)
 
 
 class AvgPool(_Pool):
     """Average pooling (padded zeros counted), (N, H, W, C) -> (N, H', W', C)."""
 
     def __call__(self, x):
-        return ops.avg_pool2d(x, self.window, self.stride, self.padding)
+        return ops.avg_pool2d(x, self.window, self.stride, self.padding, impl=self.impl)
 
 
 POOLS = {"max": MaxPool, "avg": AvgPool}

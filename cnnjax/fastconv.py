@@ -36,26 +36,29 @@ autodiff of the formulation would be slow):
 
 Choosing the implementation
 ---------------------------
-``impl`` (the keyword of :func:`cnnjax.ops.conv2d`, ``max_pool2d``, ``avg_pool2d``):
+``impl`` (the keyword of :func:`cnnjax.ops.conv2d`, ``max_pool2d``, ``avg_pool2d``; the
+``impl`` field of the conv / pool blocks; the ``conv_impl`` option of the models, e.g.
+``models.create("padded_cnn", conv_impl="lax")`` or a config's ``model_options``):
 
-  * ``"auto"`` (default): the environment variable ``CNNJAX_CONV_IMPL`` if set, otherwise
-    ``"fast"`` when ``jax.default_backend()`` is ``"cpu"`` at trace time and ``"lax"``
-    elsewhere (GPU/TPU convolutions are already fast);
-  * ``"lax"``: the plain ``lax`` path (what ``CNNJAX_CONV_IMPL=lax`` forces everywhere);
+  * ``"auto"`` (default): the environment variable ``CNNJAX_CONV_IMPL`` if set (a
+    process-wide default for everything left on "auto": how the benchmarks run the plain
+    path in a worker process), otherwise ``"fast"`` when ``jax.default_backend()`` is
+    ``"cpu"`` at trace time and ``"lax"`` elsewhere (GPU/TPU convolutions are already fast);
+  * ``"lax"``: the plain ``lax`` path;
   * ``"fast"``: the per-case choice above;
   * ``"gemm"``: im2col + matmul for *every* conv (groups through a batched matmul); slower
     than ``"fast"`` for wide convs, kept for comparison and testing.
 
-The choice is made when a function is traced, so set the variable before the first
-``jax.jit`` call (a cached trace keeps its implementation).
+An explicit "lax" / "fast" / "gemm" beats the variable.  The choice is made when a function
+is traced, so set the variable before the first ``jax.jit`` call (a cached trace keeps its
+implementation).
 
-Process-level settings: :func:`configure_cpu`.
+Process-level XLA settings (flags, not kernels) live in :mod:`cnnjax.xla_cpu`.
 """
 from __future__ import annotations
 
 import functools
 import os
-from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -92,96 +95,6 @@ def resolve_impl(impl: str = "auto") -> str:
     if impl == "auto":
         impl = "fast" if jax.default_backend() == "cpu" else "lax"
     return impl
-
-
-# ----------------------------------------------------------------------------------------
-# process-level settings
-
-#: XLA flags :func:`configure_cpu` adds (each measured in interleaved rounds, see
-#: benchmarks/RESULTS.md):
-#:
-#: ``--xla_cpu_experimental_ynn_fusion_type=-individual_convolution``: this jaxlib hands every
-#:   convolution to YNNPACK, which runs a conv on ONE thread (a conv takes the same time on
-#:   one core as on two); without it XLA uses Eigen's multi-threaded convolution.  Training
-#:   1.2-2x faster with both cores free.  When other processes hold the cores it is ~15%
-#:   slower than YNNPACK (measured pinned to one core): keep YNNPACK then by setting
-#:   ``--xla_cpu_experimental_ynn_fusion_type=`` yourself (an empty list; user flags win).
-#: ``--xla_cpu_scheduler_type=CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED``: order the step's ops to
-#:   keep few buffers alive instead of XLA's default concurrency-optimised order (which runs
-#:   independent ops -- e.g. a conv's input and weight gradients, or several layers' pieces --
-#:   side by side, so their working sets share the caches).  Training at batch 256: 1.3-2.4x
-#:   faster with YNNPACK convs and 1.6-3x with Eigen convs; batch 50: within +-10%.
-CPU_XLA_FLAGS: tuple[str, ...] = (
-    "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution",
-    "--xla_cpu_scheduler_type=CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED",
-)
-
-
-def _xla_knows(flag: str) -> bool:
-    """Whether the installed jaxlib knows an XLA flag and its enum values: an unknown flag or
-    value in XLA_FLAGS aborts the process when JAX starts, so only known ones are added.
-    Looks the strings up in jaxlib's shared libraries (~0.1 s)."""
-    import glob
-    import mmap
-
-    name, _, value = flag.lstrip("-").partition("=")
-    needles = [name.encode()]
-    for tok in value.split(","):  # enum names; lower-case list items are matched upper-cased
-        tok = tok.strip().lstrip("+-")
-        if tok and tok.lower() not in ("true", "false") and not tok.replace(".", "").isdigit():
-            needles.append(tok.upper().encode())
-    try:
-        import jaxlib
-        libs = glob.glob(os.path.join(os.path.dirname(jaxlib.__file__), "*.so"))
-    except Exception:  # pragma: no cover
-        return False
-    found = set()
-    for path in libs:
-        try:
-            with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-                found.update(n for n in needles if n not in found and m.find(n) >= 0)
-        except (OSError, ValueError):
-            continue
-        if len(found) == len(needles):
-            return True
-    return False
-
-
-def configure_cpu(extra_flags: Optional[str] = None) -> str:
-    """Apply the process-level CPU settings that pay; call before JAX initialises its backend
-    (before the first computation or ``jax.devices()``; importing jax is fine).
-
-    Appends :data:`CPU_XLA_FLAGS` (and ``extra_flags``) to ``XLA_FLAGS``, keeping flags the
-    user already set (a flag named there is not overridden) and skipping flags the installed
-    jaxlib does not know.  Returns the resulting ``XLA_FLAGS``.  The flags only affect XLA's
-    CPU backend.  After the backend is up nothing can change any more: the call warns and
-    returns the current value.  Thread counts are left alone (XLA's pools already have one
-    thread per core).
-    """
-    import warnings
-
-    flags = os.environ.get("XLA_FLAGS", "")
-    have = {f.split("=", 1)[0] for f in flags.split()}
-    wanted = [f for f in (*CPU_XLA_FLAGS, *(extra_flags.split() if extra_flags else ()))
-              if f.split("=", 1)[0] not in have]
-    if _backend_initialised():
-        if wanted:
-            warnings.warn("cnnjax.fastconv.configure_cpu() called after JAX initialised its backend; "
-                          f"XLA_FLAGS {' '.join(wanted)} not applied", stacklevel=2)
-        return flags
-    add = [f for f in wanted if _xla_knows(f)]
-    new = " ".join([flags, *add]).strip()
-    if new:
-        os.environ["XLA_FLAGS"] = new
-    return new
-
-
-def _backend_initialised() -> bool:
-    try:
-        from jax._src import xla_bridge
-        return bool(getattr(xla_bridge, "_backends", None))
-    except Exception:  # pragma: no cover - private API moved
-        return False
 
 
 # ----------------------------------------------------------------------------------------

@@ -4,18 +4,22 @@ Input x: float NHWC (normalised images); output: logits (N, num_classes), or for
 autoencoder an image of the input's shape.  Every model takes ``train: bool = False``
 (used by models with dropout / batch norm; ignored by the others).
 
-Use the registry: ``cnnjax.models.create("padded_cnn")``; ``available()`` lists names.
+Use the registry: ``cnnjax.models.create("padded_cnn")``; ``available()`` lists names,
+``options(name)`` a model's options.  ``create`` validates option values (ValueError naming
+the model and the option).  Every model with convs or pools has ``conv_impl`` ('auto' |
+'lax' | 'fast' | 'gemm', see :mod:`cnnjax.fastconv`), passed to those blocks: same
+parameters and values (to float rounding), different XLA programs.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Callable, Optional, Sequence
+from typing import Callable, Sequence
 
 import flax.linen as nn
-import jax.numpy as jnp
+import numpy as np
 
-from cnnjax import blocks, ops
+from cnnjax import blocks, fastconv, ops
 
 
 def _flatten(x):
@@ -28,14 +32,16 @@ class LeNet5(nn.Module):
     num_classes: int = 10
     activation: str = "sigmoid"
     pool: str = "avg"
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         act = blocks.activation_fn(self.activation)
-        x = blocks.Conv(6, 5, padding=2, activation=self.activation, name="conv1")(x)
-        x = blocks.pool_block(self.pool, window=2, name="pool1")(x)
-        x = blocks.Conv(16, 5, activation=self.activation, name="conv2")(x)
-        x = blocks.pool_block(self.pool, window=2, name="pool2")(x)
+        impl = self.conv_impl
+        x = blocks.Conv(6, 5, padding=2, activation=self.activation, impl=impl, name="conv1")(x)
+        x = blocks.pool_block(self.pool, window=2, impl=impl, name="pool1")(x)
+        x = blocks.Conv(16, 5, activation=self.activation, impl=impl, name="conv2")(x)
+        x = blocks.pool_block(self.pool, window=2, impl=impl, name="pool2")(x)
         x = act(nn.Dense(120, name="fc1")(_flatten(x)))
         x = act(nn.Dense(84, name="fc2")(x))
         return nn.Dense(self.num_classes, name="fc3")(x)
@@ -47,12 +53,15 @@ class SeedNet(nn.Module):
     num_classes: int = 10
     activation: str = "relu"
     pool: str = "max"
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         act = blocks.activation_fn(self.activation)
-        x = act(blocks.pool_block(self.pool, name="pool1")(blocks.Conv(10, 5, name="conv1")(x)))
-        x = act(blocks.pool_block(self.pool, name="pool2")(blocks.Conv(20, 5, name="conv2")(x)))
+        conv = functools.partial(blocks.Conv, kernel_size=5, impl=self.conv_impl)
+        pool = functools.partial(blocks.pool_block, self.pool, impl=self.conv_impl)
+        x = act(pool(name="pool1")(conv(10, name="conv1")(x)))
+        x = act(pool(name="pool2")(conv(20, name="conv2")(x)))
         return nn.Dense(self.num_classes, name="fc")(_flatten(x))
 
 
@@ -85,6 +94,9 @@ class PaddedCNN(nn.Module):
       'dilated'   3x3 dilation 2 ('same'): the same 5x5 extent with 9/25 of the weights (20,746)
       'grouped'   5x5, ``groups`` groups          (19,338 with groups=4)
 
+    ``groups`` applies only to 'grouped' and ``dilation`` only to 'dilated' (``create``
+    refuses a non-default value with another block).
+
     ``padding`` (default 2, any cnnjax padding spec) pads conv1 and a 5x5 conv2 ('conv',
     'separable', 'grouped'; the 'dilated' block keeps its 'same' padding, which depends on
     ``dilation``): 2 keeps HxW, 0 shrinks each by 4.  ``stride`` (default 1) is conv1's stride:
@@ -100,19 +112,20 @@ class PaddedCNN(nn.Module):
     dilation: int = 2
     padding: ops.Pad2D = 2
     stride: int = 1
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         c1, c2 = self.widths
         x = blocks.Conv(c1, 5, stride=self.stride, padding=self.padding, activation=self.activation,
-                        name="conv1")(x)
-        x = blocks.pool_block(self.pool, window=2, name="pool1")(x)
+                        impl=self.conv_impl, name="conv1")(x)
+        x = blocks.pool_block(self.pool, window=2, impl=self.conv_impl, name="pool1")(x)
         x = self._conv2(c2)(x)
-        x = blocks.pool_block(self.pool, window=2, name="pool2")(x)
+        x = blocks.pool_block(self.pool, window=2, impl=self.conv_impl, name="pool2")(x)
         return nn.Dense(self.num_classes, name="fc")(_flatten(x))
 
     def _conv2(self, features):
-        kw = dict(features=features, activation=self.activation, name="conv2")
+        kw = dict(features=features, activation=self.activation, impl=self.conv_impl, name="conv2")
         if self.conv2 == "conv":
             return blocks.Conv(kernel_size=5, padding=self.padding, **kw)
         if self.conv2 == "separable":
@@ -126,22 +139,24 @@ class PaddedCNN(nn.Module):
 
 class VGGBN(nn.Module):
     """Small VGG-style net for the accuracy target under 100K params: two stages of
-    [3x3 conv, batch norm, act] x 2 + max pool 2 (widths 24, 48), dropout, dense.
+    [3x3 conv, batch norm, act] x 2 + max pool 2 (widths 24, 48; one stage per width), dropout, dense.
     60,322 params on 28x28x1 (batch-norm scale/bias included; running stats are not params)."""
     num_classes: int = 10
     widths: Sequence[int] = (24, 48)
     activation: str = "relu"
     pool: str = "max"
     dropout: float = 0.3
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         act = blocks.activation_fn(self.activation)
         for stage, width in enumerate(self.widths, start=1):
             for j in (1, 2):
-                x = blocks.Conv(width, 3, padding="same", use_bias=False, name=f"conv{stage}_{j}")(x)
+                x = blocks.Conv(width, 3, padding="same", use_bias=False, impl=self.conv_impl,
+                                name=f"conv{stage}_{j}")(x)
                 x = act(nn.BatchNorm(use_running_average=not train, momentum=0.9, name=f"bn{stage}_{j}")(x))
-            x = blocks.pool_block(self.pool, window=2, name=f"pool{stage}")(x)
+            x = blocks.pool_block(self.pool, window=2, impl=self.conv_impl, name=f"pool{stage}")(x)
         x = nn.Dropout(self.dropout, deterministic=not train)(_flatten(x))
         return nn.Dense(self.num_classes, name="fc")(x)
 
@@ -150,22 +165,26 @@ class ConvAutoencoder(nn.Module):
     """Encoder: two stride-2 3x3 convs (H -> H/2 -> H/4).  Decoder: ``decoder='transpose'``
     (3x3 stride-2 transposed convs) or ``'upsample'`` (nearest x2 then 3x3 conv).  The
     output has the input's shape (cropped when H or W is not a multiple of 4); no
-    activation on the last layer.  ``num_classes`` is unused (kept for the registry)."""
+    activation on the last layer.  ``num_classes`` is unused (kept for the registry).
+    ``conv_impl`` applies to the encoder and the 'upsample' decoder (transposed convs run lax's)."""
     num_classes: int = 10
     decoder: str = "transpose"
     widths: Sequence[int] = (16, 32)
     activation: str = "relu"
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         c1, c2 = self.widths
         h, w, c = x.shape[-3:]
-        y = blocks.Conv(c1, 3, stride=2, padding="same", activation=self.activation, name="enc1")(x)
-        y = blocks.Conv(c2, 3, stride=2, padding="same", activation=self.activation, name="enc2")(y)
+        enc = functools.partial(blocks.Conv, kernel_size=3, stride=2, padding="same", activation=self.activation,
+                                impl=self.conv_impl)
+        y = enc(c1, name="enc1")(x)
+        y = enc(c2, name="enc2")(y)
         if self.decoder == "transpose":
             up = functools.partial(blocks.ConvTranspose, kernel_size=3, stride=2, padding=1, output_padding=1)
         elif self.decoder == "upsample":
-            up = functools.partial(blocks.UpsampleConv, kernel_size=3, factor=2)
+            up = functools.partial(blocks.UpsampleConv, kernel_size=3, factor=2, impl=self.conv_impl)
         else:
             raise ValueError(f"unknown decoder {self.decoder!r}; choose 'transpose' or 'upsample'")
         y = up(features=c1, activation=self.activation, name="dec1")(y)
@@ -196,18 +215,111 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create(name: str, num_classes: int = 10, **kw) -> nn.Module:
-    """A model by name; ``kw`` sets its options (e.g. ``activation='sigmoid'``, ``pool='avg'``).
-
-    Unknown names or options raise ValueError listing what exists."""
+def _factory(name: str):
     try:
-        factory = _REGISTRY[name]
+        return _REGISTRY[name]
     except KeyError:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(available())}") from None
+
+
+def _fields(factory) -> dict:
+    """A factory's options -> their defaults (a partial's keywords included); {} when unknown."""
     cls = factory.func if isinstance(factory, functools.partial) else factory
-    if dataclasses.is_dataclass(cls):
-        fields = {f.name for f in dataclasses.fields(cls)} - {"parent", "name"}
-        unknown = set(kw) - fields
+    if not dataclasses.is_dataclass(cls):
+        return {}
+    out = {f.name: f.default for f in dataclasses.fields(cls) if f.name not in ("parent", "name", "num_classes")}
+    out.update(factory.keywords if isinstance(factory, functools.partial) else {})
+    return out
+
+
+def options(name: str) -> list[str]:
+    """The option names ``create(name, ..., **options)`` accepts (num_classes is not one)."""
+    return sorted(_fields(_factory(name)))
+
+
+#: models whose ``widths`` is a fixed number of stages (VGGBN: one stage per width).
+_FIXED_STAGES = {PaddedCNN: 2, ConvAutoencoder: 2}
+
+
+def _pos_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
+
+
+def _pos_ints(v, n=None) -> bool:
+    """A list / tuple of positive ints (exactly ``n`` of them when n is given)."""
+    return isinstance(v, (list, tuple)) and all(_pos_int(i) for i in v) and (n is None or len(v) == n)
+
+
+def _check(name: str, factory, num_classes, kw: dict) -> None:
+    """ValueError naming the model and option for values that would fail later with a
+    traceback, or be silently ignored."""
+    opts = {**_fields(factory), **kw}
+    cls = factory.func if isinstance(factory, functools.partial) else factory
+
+    def bad(option, want, value=None):
+        raise ValueError(f"{name}: {option} must be {want}, got {opts.get(option, value)!r}")
+
+    if not _pos_int(num_classes):
+        bad("num_classes", "a positive integer", num_classes)
+    if "widths" in opts:
+        n = _FIXED_STAGES.get(cls)
+        if not _pos_ints(opts["widths"], n) or not opts["widths"]:
+            bad("widths", f"{n or 'one or more'} positive integers")
+    if "hidden" in opts and not (_pos_int(opts["hidden"]) or _pos_ints(opts["hidden"])):
+        bad("hidden", "a positive integer or a list of them (empty: no hidden layer)")
+    if "conv_impl" in opts and opts["conv_impl"] not in fastconv.IMPLS:
+        bad("conv_impl", f"one of {fastconv.IMPLS}")
+    if "activation" in opts and opts["activation"] not in (*blocks.ACTIVATIONS, None, "none"):
+        bad("activation", f"one of {sorted(blocks.ACTIVATIONS)} or 'none'")
+    if "pool" in opts and opts["pool"] not in blocks.POOLS:
+        bad("pool", f"one of {sorted(blocks.POOLS)}")
+    if "decoder" in opts and opts["decoder"] not in ("transpose", "upsample"):
+        bad("decoder", "'transpose' or 'upsample'")
+    if "dropout" in opts and not (isinstance(opts["dropout"], (int, float)) and 0 <= opts["dropout"] < 1):
+        bad("dropout", "a rate in [0, 1)")
+    if "stride" in opts and not (_pos_int(opts["stride"]) or _pos_ints(opts["stride"], 2)):
+        bad("stride", "a positive integer or a pair of them")
+    if "padding" in opts:
+        try:
+            ops.resolve_padding_2d(opts["padding"], 5)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{name}: padding: {e}") from None
+    if "conv2" in opts:
+        conv2 = opts["conv2"]
+        if conv2 not in CONV2_BLOCKS:
+            bad("conv2", f"one of {CONV2_BLOCKS}")
+        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+        for option, block in (("groups", "grouped"), ("dilation", "dilated")):
+            if not _pos_int(opts[option]):
+                bad(option, "a positive integer")
+            if conv2 != block and opts[option] != defaults[option]:
+                raise ValueError(f"{name}: {option} applies only to conv2={block!r}, but conv2={conv2!r} "
+                                 f"({option}={opts[option]!r} would be ignored)")
+        groups, (c1, c2) = opts["groups"], opts["widths"]
+        if conv2 == "grouped" and (c1 % groups or c2 % groups):
+            raise ValueError(f"{name}: groups={groups} must divide both widths {tuple(opts['widths'])}")
+
+
+_UNSET = object()
+
+
+def create(name: str, num_classes=_UNSET, /, **kw) -> nn.Module:
+    """A model by name for ``num_classes`` outputs (default 10; set by the dataset, also
+    accepted as a keyword); ``kw`` sets its options (e.g. ``activation='sigmoid'``,
+    ``pool='avg'``, ``conv_impl='lax'``; :func:`options` lists them).
+
+    Unknown names, unknown options and invalid option values raise ValueError naming the
+    model and the option."""
+    factory = _factory(name)
+    if "num_classes" in kw:
+        if num_classes is not _UNSET:
+            raise ValueError(f"{name}: num_classes is set by the dataset, not a model option")
+        num_classes = kw.pop("num_classes")
+    num_classes = 10 if num_classes is _UNSET else num_classes
+    fields = _fields(factory)
+    if fields:
+        unknown = set(kw) - set(fields)
         if unknown:
             raise ValueError(f"model {name!r} has no option(s) {sorted(unknown)}; options: {sorted(fields)}")
+        _check(name, factory, num_classes, kw)
     return factory(num_classes=num_classes, **kw)

@@ -21,8 +21,17 @@ How cnnjax's ``'same'`` differs from ``lax``'s ``'SAME'``: lax puts the extra pi
 even total at the *end* (bottom/right) and, for stride > 1, pads only as much as
 ``ceil(n/stride)`` outputs need.  cnnjax's textbook rule pads ``dilation*(k-1)`` in total,
 independent of the input size and stride; both give ``ceil(n/stride)`` outputs, but for
-even kernels or stride > 1 the windows sit at different places.  Pass ``'SAME'``
-explicitly through :func:`lax_padding` if you want lax's rule.
+even kernels or stride > 1 the windows sit at different places.  For lax's rule pass its
+pads explicitly: ``lax.padtype_to_pads((H, W), (kh_eff, kw_eff), stride, 'SAME')`` gives
+the ((top, bottom), (left, right)) pair this module accepts (kh_eff = dilation*(kh-1)+1).
+
+Implementation
+--------------
+:func:`conv2d` and the pools take ``impl`` ('auto', 'lax', 'fast' or 'gemm'; see
+:mod:`cnnjax.fastconv`): same values and gradients, different XLA programs.  'auto' is
+``CNNJAX_CONV_IMPL`` when that is set, otherwise 'fast' on the CPU backend and 'lax'
+elsewhere, decided when the function is traced.  Models and blocks expose it as a field
+(``conv_impl`` / ``impl``).
 """
 from __future__ import annotations
 
@@ -95,35 +104,39 @@ def resolve_padding_2d(padding: Pad2D, kernel: IntOr2, dilation: IntOr2 = 1) -> 
     return resolve_padding(ph, kh, dh), resolve_padding(pw, kw, dw)
 
 
-def conv_output_size(n: int, k: int, stride: int = 1, padding: Pad1D = 0, dilation: int = 1) -> int:
-    """Output length of a convolution / pooling along one axis.
+def conv_output_size(n: int, k: int, stride: int = 1, padding: Pad1D = 0, dilation: int = 1,
+                     axis: str = "") -> int:
+    """Output length of a convolution / pooling along one axis (``axis``, e.g. 'height',
+    only names the axis in error messages).
 
     ``out = floor((n + pad_lo + pad_hi - dilation*(k-1) - 1) / stride) + 1``
 
     Raises ValueError for non-positive sizes, stride or dilation, negative padding, or
     when the (dilated) kernel does not fit in the padded input (empty output).
     """
+    where = f" along the {axis}" if axis else ""
     for name, v, low in (("input size", n, 1), ("kernel size", k, 1), ("stride", stride, 1), ("dilation", dilation, 1)):
         if int(v) != v or v < low:
-            raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
+            raise ValueError(f"{name}{where} must be an integer >= {low}, got {v!r}")
     lo, hi = resolve_padding(padding, k, dilation)
     span = dilation * (k - 1) + 1
     if n + lo + hi < span:
         raise ValueError(
-            f"kernel of size {k} (dilation {dilation}, span {span}) does not fit in the padded input of size "
-            f"{n} + {lo} + {hi} = {n + lo + hi}: the output would be empty")
+            f"kernel {axis or 'size'} {k} (dilation {dilation}, span {span}) does not fit in the padded input "
+            f"{axis or 'size'} {n} + {lo} + {hi} = {n + lo + hi}: the output would be empty")
     return (n + lo + hi - span) // stride + 1
 
 
 def transposed_output_size(n: int, k: int, stride: int = 1, padding: int = 0, output_padding: int = 0,
-                           dilation: int = 1) -> int:
+                           dilation: int = 1, axis: str = "") -> int:
     """Output length of :func:`conv_transpose2d` (PyTorch's ConvTranspose rule):
     ``(n - 1)*stride - 2*padding + dilation*(k-1) + output_padding + 1``."""
+    where = f" along the {axis}" if axis else ""
     if output_padding >= max(stride, dilation):
-        raise ValueError(f"output_padding ({output_padding}) must be smaller than stride or dilation")
+        raise ValueError(f"output_padding{where} ({output_padding}) must be smaller than stride or dilation")
     out = (n - 1) * stride - 2 * padding + dilation * (k - 1) + output_padding + 1
     if n < 1 or k < 1 or stride < 1 or dilation < 1 or padding < 0 or out < 1:
-        raise ValueError(f"invalid transposed conv: n={n}, k={k}, stride={stride}, padding={padding}, "
+        raise ValueError(f"invalid transposed conv{where}: n={n}, k={k}, stride={stride}, padding={padding}, "
                          f"output_padding={output_padding}, dilation={dilation} (output size {out})")
     return out
 
@@ -148,6 +161,7 @@ def corr2d(x, k):
 
 
 _DN = ("NHWC", "HWIO", "NHWC")
+_AXES = ("height", "width")
 
 
 def conv2d(x, w, *, stride: IntOr2 = 1, padding: Pad2D = 0, dilation: IntOr2 = 1, groups: int = 1,
@@ -159,8 +173,8 @@ def conv2d(x, w, *, stride: IntOr2 = 1, padding: Pad2D = 0, dilation: IntOr2 = 1
     output channels into that many independent convolutions (groups == C_in with C_out a
     multiple of C_in is a depthwise conv).
 
-    ``impl``: 'auto' (``CNNJAX_CONV_IMPL`` if set, else 'fast' on the CPU backend, 'lax'
-    elsewhere), 'lax', 'fast' or 'gemm'; see :mod:`cnnjax.fastconv`.  Same values and gradients.
+    ``impl``: 'auto', 'lax', 'fast' or 'gemm' (module doc).  A kernel that does not fit the
+    padded input raises ValueError naming the axis (height / width) and the sizes.
     """
     x, w = jnp.asarray(x), jnp.asarray(w)
     if x.ndim != 4 or w.ndim != 4:
@@ -170,57 +184,64 @@ def conv2d(x, w, *, stride: IntOr2 = 1, padding: Pad2D = 0, dilation: IntOr2 = 1
         raise ValueError(f"groups={groups} must divide input channels ({c_in}) and output channels ({c_out})")
     if w.shape[2] * groups != c_in:
         raise ValueError(f"kernel expects {w.shape[2]}*{groups} input channels, input has {c_in}")
+    stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
     pads = resolve_padding_2d(padding, w.shape[:2], dilation)
-    for n, k, s, p, d in zip(x.shape[1:3], w.shape[:2], _pair(stride, "stride"), pads, _pair(dilation, "dilation")):
-        conv_output_size(n, k, s, p, d)  # validates: clear error instead of an empty array
-    impl = fastconv.resolve_impl(impl)
-    if impl != "lax":
-        return fastconv.conv2d(x, w, stride=_pair(stride, "stride"), padding=pads,
-                               dilation=_pair(dilation, "dilation"), groups=groups, impl=impl)
-    return lax.conv_general_dilated(
-        x, w.astype(x.dtype), window_strides=_pair(stride, "stride"), padding=pads,
-        rhs_dilation=_pair(dilation, "dilation"), dimension_numbers=_DN, feature_group_count=groups)
+    for n, k, s, p, d, axis in zip(x.shape[1:3], w.shape[:2], stride, pads, dilation, _AXES):
+        conv_output_size(n, k, s, p, d, axis)  # validates: clear error instead of an empty array
+    return fastconv.conv2d(x, w, stride=stride, padding=pads, dilation=dilation, groups=groups,
+                           impl=fastconv.resolve_impl(impl))
 
 
-def depthwise_conv2d(x, w, *, stride: IntOr2 = 1, padding: Pad2D = 0, dilation: IntOr2 = 1):
+def depthwise_conv2d(x, w, *, stride: IntOr2 = 1, padding: Pad2D = 0, dilation: IntOr2 = 1, impl: str = "auto"):
     """One k x k filter per input channel.  w: (kh, kw, 1, C_in * multiplier)."""
-    return conv2d(x, w, stride=stride, padding=padding, dilation=dilation, groups=x.shape[-1])
+    return conv2d(x, w, stride=stride, padding=padding, dilation=dilation, groups=x.shape[-1], impl=impl)
 
 
-def separable_conv2d(x, w_depthwise, w_pointwise, *, stride: IntOr2 = 1, padding: Pad2D = 0, dilation: IntOr2 = 1):
+def separable_conv2d(x, w_depthwise, w_pointwise, *, stride: IntOr2 = 1, padding: Pad2D = 0, dilation: IntOr2 = 1,
+                     impl: str = "auto"):
     """Depthwise k x k conv then a pointwise 1x1 conv mixing channels.
 
     w_depthwise: (kh, kw, 1, C_in * m); w_pointwise: (1, 1, C_in * m, C_out).
     """
-    h = depthwise_conv2d(x, w_depthwise, stride=stride, padding=padding, dilation=dilation)
-    return conv2d(h, w_pointwise)
+    h = depthwise_conv2d(x, w_depthwise, stride=stride, padding=padding, dilation=dilation, impl=impl)
+    return conv2d(h, w_pointwise, impl=impl)
 
 
 def conv_transpose2d(x, w, *, stride: IntOr2 = 1, padding: IntOr2 = 0, output_padding: IntOr2 = 0,
-                     dilation: IntOr2 = 1):
+                     dilation: IntOr2 = 1, groups: int = 1):
     """Transposed convolution ("deconvolution"), PyTorch's ConvTranspose2d semantics.
 
-    x: (N, H, W, C_in); w: (kh, kw, C_in, C_out).  Definition: every input pixel scatters
-    ``x[i, j] * w`` into the output at (i*stride, j*stride) (taps ``dilation`` apart); the
-    sum is then cropped by ``padding`` on each side (plus ``output_padding`` extra at the
-    bottom/right).  Equivalently: insert ``stride-1`` zeros between input pixels, pad
-    ``dilation*(k-1) - padding`` around, and cross-correlate with the spatially flipped
-    kernel.  Output size :func:`transposed_output_size`.
+    x: (N, H, W, C_in); w: (kh, kw, C_in, C_out // groups) (PyTorch's weight
+    (C_in, C_out // groups, kh, kw) transposed (2, 3, 0, 1)).  Definition: every input pixel
+    scatters ``x[i, j] * w`` into the output at (i*stride, j*stride) (taps ``dilation``
+    apart); the sum is then cropped by ``padding`` on each side (plus ``output_padding``
+    extra at the bottom/right).  Equivalently: insert ``stride-1`` zeros between input
+    pixels, pad ``dilation*(k-1) - padding`` around, and cross-correlate with the spatially
+    flipped kernel.  ``groups``: input channel block g (of C_in / groups) feeds only output
+    block g (of C_out / groups).  Output size :func:`transposed_output_size`.
     """
     x, w = jnp.asarray(x), jnp.asarray(w)
     if x.ndim != 4 or w.ndim != 4 or w.shape[2] != x.shape[-1]:
-        raise ValueError(f"conv_transpose2d wants x NHWC and w (kh, kw, C_in, C_out), got {x.shape} and {w.shape}")
+        raise ValueError(f"conv_transpose2d wants x NHWC and w (kh, kw, C_in, C_out // groups), "
+                         f"got {x.shape} and {w.shape}")
+    kh, kw, c_in, og = w.shape
+    if groups < 1 or c_in % groups:
+        raise ValueError(f"groups={groups} must divide the input channels ({c_in})")
     s, p, op, d = (_pair(v, n) for v, n in ((stride, "stride"), (padding, "padding"),
                                               (output_padding, "output_padding"), (dilation, "dilation")))
     pads = []
     for ax in range(2):
         k = w.shape[ax]
-        transposed_output_size(x.shape[1 + ax], k, s[ax], p[ax], op[ax], d[ax])  # validates
+        transposed_output_size(x.shape[1 + ax], k, s[ax], p[ax], op[ax], d[ax], _AXES[ax])  # validates
         edge = d[ax] * (k - 1) - p[ax]
         pads.append((edge, edge + op[ax]))  # negative edge = crop, which lax supports
+    # As a forward conv: HWIO kernel (kh, kw, C_in / groups, C_out), output block g reading
+    # input block g: (kh, kw, [g, i], j) -> (kh, kw, i, [g, j]).
+    wf = jnp.flip(w, (0, 1)).reshape(kh, kw, groups, c_in // groups, og)
+    wf = wf.transpose(0, 1, 3, 2, 4).reshape(kh, kw, c_in // groups, groups * og)
     return lax.conv_general_dilated(
-        x, jnp.flip(w, (0, 1)).astype(x.dtype), window_strides=(1, 1), padding=pads, lhs_dilation=s,
-        rhs_dilation=d, dimension_numbers=_DN)
+        x, wf.astype(x.dtype), window_strides=(1, 1), padding=pads, lhs_dilation=s,
+        rhs_dilation=d, dimension_numbers=_DN, feature_group_count=groups)
 
 
 def upsample_nearest(x, factor: IntOr2 = 2):
@@ -237,8 +258,8 @@ def _pool(x, init, op, window, stride, padding, impl="lax"):
     window = _pair(window, "window")
     stride = window if stride is None else _pair(stride, "stride")
     pads = resolve_padding_2d(padding, window)
-    for n, k, s, pd in zip(x.shape[1:3], window, stride, pads):
-        conv_output_size(n, k, s, pd)
+    for n, k, s, pd, axis in zip(x.shape[1:3], window, stride, pads, _AXES):
+        conv_output_size(n, k, s, pd, axis=axis)
     if fastconv.resolve_impl(impl) != "lax":
         fast = fastconv.max_pool2d if op is lax.max else fastconv.sum_pool2d
         return fast(x, window, stride, pads)
@@ -263,8 +284,3 @@ def avg_pool2d(x, window: IntOr2 = 2, stride: IntOr2 | None = None, padding: Pad
     total = _pool(x, np.array(0, x.dtype), lax.add, window, stride, padding, impl)
     wh, ww = _pair(window, "window")
     return total / (wh * ww)
-
-
-def global_avg_pool(x):
-    """(N, H, W, C) -> (N, C): mean over all spatial positions."""
-    return jnp.mean(x, axis=(1, 2))

@@ -32,8 +32,8 @@ def main(argv):
     if not _WORKDIR.value:
         raise common.UsageError("--workdir is required")
     cfg = common.train_config(_CONFIG)
-    from cnnjax import fastconv
-    fastconv.configure_cpu()  # process-level XLA CPU settings; must precede JAX's backend start
+    from cnnjax import xla_cpu
+    xla_cpu.configure()  # process-level XLA CPU settings; must precede JAX's backend start
     if _COORDINATOR.value:
         import jax
         jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)

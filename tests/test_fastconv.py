@@ -1,7 +1,5 @@
 """cnnjax.fastconv: the fast CPU paths agree with the plain lax path in value AND gradient."""
 import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -132,17 +130,12 @@ def test_avg_pool_fast_matches_lax(window, stride, padding):
 
 @pytest.mark.parametrize("name", ["padded_cnn", "separable_cnn", "dilated_cnn", "grouped_cnn", "lenet5", "seed_net"])
 def test_models_train_identically_on_both_paths(name):
-    model = models.create(name)
     x = rnd(4, 28, 28, 1)
     y = jnp.arange(4) % 10
-    variables = model.init(jax.random.key(0), x)
+    variables = models.create(name).init(jax.random.key(0), x)
 
     def loss(params, impl):
-        os.environ[fastconv.ENV_VAR] = impl
-        try:
-            logits = model.apply({"params": params}, x)
-        finally:
-            del os.environ[fastconv.ENV_VAR]
+        logits = models.create(name, conv_impl=impl).apply({"params": params}, x)
         return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(4), y])
 
     l_lax, g_lax = jax.value_and_grad(loss)(variables["params"], "lax")
@@ -181,38 +174,3 @@ def test_env_var_forces_the_plain_path_and_auto_is_fast_on_cpu(monkeypatch):
         ops.conv2d(x, w, groups=4)
     with pytest.raises(ValueError, match="impl must be one of"):
         ops.conv2d(x, w, groups=4, impl="im2col!")
-
-
-def test_configure_cpu_sets_xla_flags_before_jax_starts_and_keeps_user_flags():
-    code = ("import os; os.environ['XLA_FLAGS'] = '--xla_cpu_enable_fast_math=false'\n"
-            "from cnnjax import fastconv\n"
-            "print(fastconv.configure_cpu('--xla_cpu_enable_fast_math=true --xla_cpu_use_thunk_runtime=true'))\n"
-            "import jax.numpy as jnp; print(float(jnp.ones(3).sum()))\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    assert out.returncode == 0, out.stderr
-    flags, total = out.stdout.split("\n")[:2]
-    assert flags.split()[0] == "--xla_cpu_enable_fast_math=false"  # the user's flag wins
-    assert "--xla_cpu_enable_fast_math=true" not in flags
-    assert "--xla_cpu_use_thunk_runtime=true" in flags
-    for f in fastconv.CPU_XLA_FLAGS:
-        assert f in flags
-    assert total == "3.0"
-
-
-def test_configure_cpu_skips_flags_this_jaxlib_does_not_know():
-    # an unknown XLA flag would abort the process at start-up
-    assert fastconv._xla_knows("--xla_cpu_scheduler_type=CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED")
-    assert not fastconv._xla_knows("--xla_cpu_no_such_flag_for_cnnjax=true")
-    assert not fastconv._xla_knows("--xla_cpu_scheduler_type=CPU_SCHEDULER_TYPE_NO_SUCH_VALUE")
-    assert fastconv._xla_knows("--xla_cpu_experimental_ynn_fusion_type=-individual_convolution")
-    assert not fastconv._xla_knows("--xla_cpu_experimental_ynn_fusion_type=-no_such_fusion")
-    assert fastconv._xla_knows("--xla_cpu_enable_fast_math=false")
-
-
-def test_configure_cpu_after_start_warns_and_changes_nothing():
-    jnp.ones(1).block_until_ready()
-    before = os.environ.get("XLA_FLAGS", "")
-    with pytest.warns(UserWarning, match="after JAX initialised"):
-        fastconv.configure_cpu("--xla_cpu_enable_fast_math=true")
-    assert os.environ.get("XLA_FLAGS", "") == before

@@ -132,6 +132,109 @@ def test_registry_errors_list_what_exists():
         models.create("resnet9000")
     with pytest.raises(ValueError, match="no option"):
         models.create("padded_cnn", colour="blue")
+    assert models.options("padded_cnn") == ["activation", "conv2", "conv_impl", "dilation", "groups", "padding",
+                                            "pool", "stride", "widths"]
+    assert models.options("mlp") == ["activation", "hidden"]  # no convs: no conv_impl
+
+
+BAD_OPTIONS = [  # (model, num_classes, options, message)
+    ("padded_cnn", 10, dict(widths=(-8, 16)), r"padded_cnn: widths must be 2 positive integers, got \(-8, 16\)"),
+    ("padded_cnn", 10, dict(widths=(0, 16)), r"padded_cnn: widths must be 2 positive integers, got \(0, 16\)"),
+    ("padded_cnn", 10, dict(widths=8), "padded_cnn: widths must be 2 positive integers, got 8"),
+    ("padded_cnn", 10, dict(widths=("a", "b")), "padded_cnn: widths must be 2 positive"),
+    ("padded_cnn", 10, dict(widths=(8, 16, 32)), r"padded_cnn: widths must be 2 .*got \(8, 16, 32\)"),
+    ("vgg_bn", 10, dict(widths=(-8, 16)), "vgg_bn: widths must be one or more positive integers"),
+    ("vgg_bn", 10, dict(widths=8), "vgg_bn: widths must be one or more positive integers, got 8"),
+    ("vgg_bn", 10, dict(widths=()), "vgg_bn: widths"),
+    ("conv_autoencoder", 10, dict(widths=(0, 16)), "conv_autoencoder: widths must be 2 positive integers"),
+    ("conv_autoencoder", 10, dict(widths=("a", "b")), "conv_autoencoder: widths must be 2 positive integers"),
+    ("conv_autoencoder", 10, dict(widths=(8, 16, 32)), "conv_autoencoder: widths must be 2"),
+    ("mlp", 10, dict(hidden=-5), "mlp: hidden must be a positive integer or a list of them.*got -5"),
+    ("mlp", 10, dict(hidden=(0,)), r"mlp: hidden must be .*got \(0,\)"),
+    ("padded_cnn", 10, dict(num_classes=5), "padded_cnn: num_classes is set by the dataset, not a model option"),
+    ("padded_cnn", 0, {}, "padded_cnn: num_classes must be a positive integer, got 0"),
+    ("mlp", -3, {}, "mlp: num_classes must be a positive integer, got -3"),
+    ("padded_cnn", 10, dict(groups=3), "padded_cnn: groups applies only to conv2='grouped', but conv2='conv'"),
+    ("separable_cnn", 10, dict(groups=2), "separable_cnn: groups applies only to conv2='grouped'"),
+    ("padded_cnn", 10, dict(dilation=3), "padded_cnn: dilation applies only to conv2='dilated', but conv2='conv'"),
+    ("grouped_cnn", 10, dict(dilation=1), "grouped_cnn: dilation applies only to conv2='dilated'"),
+    ("grouped_cnn", 10, dict(groups=3), r"grouped_cnn: groups=3 must divide both widths \(16, 32\)"),
+    ("grouped_cnn", 10, dict(groups=0), "grouped_cnn: groups must be a positive integer, got 0"),
+    ("padded_cnn", 10, dict(conv2="wide"), "padded_cnn: conv2 must be one of"),
+    ("padded_cnn", 10, dict(padding=-1), "padded_cnn: padding: padding must be non-negative"),
+    ("padded_cnn", 10, dict(stride=0), "padded_cnn: stride must be a positive integer"),
+    ("padded_cnn", 10, dict(conv_impl="cudnn"), r"padded_cnn: conv_impl must be one of \('auto', 'lax', 'fast', "
+                                                r"'gemm'\), got 'cudnn'"),
+    ("lenet5", 10, dict(activation="swish"), "lenet5: activation must be one of"),
+    ("seed_net", 10, dict(pool="median"), "seed_net: pool must be one of"),
+    ("conv_autoencoder", 10, dict(decoder="pixelshuffle"), "conv_autoencoder: decoder must be"),
+    ("vgg_bn", 10, dict(dropout=30), "vgg_bn: dropout must be a rate in"),
+]
+
+
+@pytest.mark.parametrize("name,num_classes,options,message", BAD_OPTIONS,
+                         ids=[f"{m}-{sorted(o) or n}" for m, n, o, _ in BAD_OPTIONS])
+def test_bad_model_options_raise_one_clear_value_error(name, num_classes, options, message):
+    with pytest.raises(ValueError, match=message):
+        models.create(name, num_classes, **options)
+
+
+def test_options_that_apply_are_accepted_and_change_the_model():
+    # the checks above must not refuse what works: groups on grouped_cnn, dilation on dilated_cnn,
+    # a non-default number of VGG stages, widths as the list --model_options parses
+    rows = lambda *a, **kw: summary.summarize(models.create(*a, **kw), (28, 28, 1)).rows
+    assert rows("grouped_cnn", groups=2)[2].params == 25 * 8 * 32 + 32
+    assert rows("padded_cnn", conv2="grouped", groups=8)[2].params == 25 * 2 * 32 + 32
+    assert rows("dilated_cnn", dilation=3)[2].receptive_field == (18, 18)  # 6 + (7-1)*2
+    vgg = rows("vgg_bn", widths=[8, 16, 32])
+    assert vgg[-1].params == 3 * 3 * 32 * 10 + 10  # three stages: 28 -> 14 -> 7 -> 3
+    assert rows("padded_cnn", 3, widths=[4, 8])[-1].params == 7 * 7 * 8 * 3 + 3
+
+
+CONV_MODELS = ["padded_cnn", "separable_cnn", "dilated_cnn", "grouped_cnn", "lenet5", "seed_net", "vgg_bn",
+               "conv_autoencoder"]
+
+
+@pytest.mark.parametrize("name", CONV_MODELS)
+def test_conv_impl_option_changes_the_program_not_the_model(name):
+    lax_m, fast_m = models.create(name, conv_impl="lax"), models.create(name, conv_impl="fast")
+    v, x = init(lax_m, (3, 28, 28, 1))
+    assert n_params(init(fast_m, (3, 28, 28, 1))[0]) == n_params(v) == PINNED_PARAMS[name]
+    y_lax, y_fast = lax_m.apply(v, x), fast_m.apply(v, x)
+    scale = float(jnp.abs(y_lax).max())
+    np.testing.assert_allclose(y_fast, y_lax, rtol=1e-5, atol=1e-5 * scale)
+    # gradients: tests/test_fastconv.py::test_models_train_identically_on_both_paths
+
+
+def _primitives(model, v, x):
+    return {str(e.primitive) for e in jax.make_jaxpr(lambda a: model.apply(v, a))(x).eqns}
+
+
+def test_conv_impl_reaches_every_block_and_beats_the_environment(monkeypatch):
+    model = models.create("separable_cnn", conv_impl="lax")
+    v, x = init(model, (2, 28, 28, 1))
+    monkeypatch.setenv("CNNJAX_CONV_IMPL", "fast")
+    prims = _primitives(model, v, x)
+    assert "conv_general_dilated" in prims and "reduce_window_max" in prims
+    # 'gemm': every conv as im2col + matmul (custom VJP), no lax conv left; pools stay 'fast' strided views
+    prims = _primitives(models.create("separable_cnn", conv_impl="gemm"), v, x)
+    assert "conv_general_dilated" not in prims and "reduce_window_max" not in prims
+    # 'auto' follows the variable
+    monkeypatch.setenv("CNNJAX_CONV_IMPL", "lax")
+    assert "conv_general_dilated" in _primitives(models.create("separable_cnn"), v, x)
+
+
+def test_block_impl_field_and_conv_transpose_groups():
+    x = jax.random.normal(jax.random.key(1), (1, 6, 6, 4))
+    blk = blocks.Conv(4, 3, groups=4, impl="nope")
+    with pytest.raises(ValueError, match="impl must be one of"):
+        blk.init(jax.random.key(0), x)
+    v, x = init(blocks.ConvTranspose(6, 3, groups=2), (1, 5, 5, 4))
+    assert v["params"]["kernel"].shape == (3, 3, 4, 3)
+    assert n_params(v) == 3 * 3 * 4 * 3 + 6
+    assert blocks.ConvTranspose(6, 3, groups=2).apply(v, x).shape == (1, 11, 11, 6)
+    with pytest.raises(ValueError, match=r"groups=3 must divide the input channels \(4\)"):
+        init(blocks.ConvTranspose(6, 3, groups=3), (1, 5, 5, 4))
 
 
 # --- summary --------------------------------------------------------------------------

@@ -139,6 +139,23 @@ def test_conv2d_errors_are_clear():
         ops.conv2d(jnp.zeros((5, 5)), jnp.zeros((3, 3, 1, 1)))
 
 
+@pytest.mark.parametrize("x_shape,w_shape,padding,match", [
+    ((1, 5, 9, 1), (7, 3, 1, 1), 0, r"kernel height 7 \(dilation 1, span 7\) .* padded input height 5 \+ 0 \+ 0 = 5"),
+    ((1, 5, 9, 1), (7, 3, 1, 1), ((0, 1), 0), r"height 5 \+ 0 \+ 1 = 6"),
+    ((1, 9, 4, 2), (3, 5, 2, 1), 0, r"kernel width 5 .* padded input width 4 \+ 0 \+ 0 = 4"),
+])
+def test_kernel_that_does_not_fit_names_the_axis_and_sizes(x_shape, w_shape, padding, match):
+    with pytest.raises(ValueError, match=match):
+        ops.conv2d(jnp.zeros(x_shape), jnp.zeros(w_shape), padding=padding)
+
+
+def test_pool_and_transposed_errors_name_the_axis():
+    with pytest.raises(ValueError, match=r"kernel width 3 .* input width 2 \+ 0 \+ 0 = 2"):
+        ops.max_pool2d(jnp.zeros((1, 6, 2, 1)), 3)
+    with pytest.raises(ValueError, match=r"transposed conv along the height: n=1, k=1, stride=1, padding=1"):
+        ops.conv_transpose2d(jnp.zeros((1, 1, 4, 1)), jnp.zeros((1, 3, 1, 1)), padding=(1, 0))
+
+
 # --- grouped / depthwise / separable ----------------------------------------------------
 
 def test_grouped_conv_is_independent_convs_per_group():
@@ -230,6 +247,47 @@ def test_transposed_conv_output_padding_and_is_adjoint_of_conv():
     np.testing.assert_allclose(lhs, rhs, rtol=1e-4)
     with pytest.raises(ValueError, match="output_padding"):
         ops.conv_transpose2d(x, w, stride=2, output_padding=2)
+
+
+TRANSPOSE_GROUP_CASES = [  # (C_in, C_out, groups, k, stride, padding, output_padding, dilation)
+    (4, 6, 2, 3, 1, 0, 0, 1), (6, 3, 3, 3, 2, 1, 1, 1), (4, 8, 4, 2, 2, 0, 1, 2), (6, 4, 2, (3, 2), (2, 1), (1, 0), 0, 1),
+]
+
+
+@pytest.mark.parametrize("c_in,c_out,groups,k,stride,padding,output_padding,dilation", TRANSPOSE_GROUP_CASES)
+def test_grouped_transposed_conv_is_independent_transposed_convs_per_group(c_in, c_out, groups, k, stride, padding,
+                                                                         output_padding, dilation):
+    kh, kw = ops._pair(k, "k")
+    rng = np.random.default_rng(7)
+    x = jnp.asarray(rng.normal(size=(2, 5, 6, c_in)).astype(np.float32))
+    w = jnp.asarray(rng.normal(size=(kh, kw, c_in, c_out // groups)).astype(np.float32))
+    geo = dict(stride=stride, padding=padding, output_padding=output_padding, dilation=dilation)
+    out = ops.conv_transpose2d(x, w, groups=groups, **geo)
+    cg = c_in // groups  # group g: input channels [g*cg, (g+1)*cg) -> output channels [g*og, (g+1)*og)
+    ref = jnp.concatenate([ops.conv_transpose2d(x[..., g * cg:(g + 1) * cg], w[:, :, g * cg:(g + 1) * cg], **geo)
+                           for g in range(groups)], axis=-1)
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+    assert out.shape[-1] == c_out
+
+
+@pytest.mark.parametrize("c_in,c_out,groups,k,stride,padding,output_padding,dilation", TRANSPOSE_GROUP_CASES)
+def test_grouped_transposed_conv_matches_torch(c_in, c_out, groups, k, stride, padding, output_padding, dilation):
+    torch = pytest.importorskip("torch")
+    kh, kw = ops._pair(k, "k")
+    rng = np.random.default_rng(8)
+    x_nchw = rng.normal(size=(2, c_in, 5, 6)).astype(np.float32)
+    w_torch = rng.normal(size=(c_in, c_out // groups, kh, kw)).astype(np.float32)  # torch's ConvTranspose2d layout
+    ref = torch.nn.functional.conv_transpose2d(torch.from_numpy(x_nchw), torch.from_numpy(w_torch), stride=stride,
+                                               padding=padding, output_padding=output_padding, groups=groups,
+                                               dilation=dilation).numpy()
+    out = ops.conv_transpose2d(x_nchw.transpose(0, 2, 3, 1), w_torch.transpose(2, 3, 0, 1), stride=stride,
+                               padding=padding, output_padding=output_padding, dilation=dilation, groups=groups)
+    np.testing.assert_allclose(np.asarray(out).transpose(0, 3, 1, 2), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_grouped_transposed_conv_rejects_groups_not_dividing_inputs():
+    with pytest.raises(ValueError, match=r"groups=3 must divide the input channels \(4\)"):
+        ops.conv_transpose2d(jnp.zeros((1, 3, 3, 4)), jnp.zeros((3, 3, 4, 2)), groups=3)
 
 
 def test_upsample_nearest_repeats_pixels():
