@@ -2,11 +2,13 @@ r"""Aggregate a sweep directory into tables and plots.
 
   python -m launch.report DIR [--curves]
 
-Reads every ``DIR/runs/*/`` (summary.json, config.json, metrics.jsonl, and the sweep's
-status.json) and groups the runs by configuration: every grid value except the seed, taken
-from the run's directory name (``model=a,learning_rate=0.003,seed=1`` -> configuration
-``model=a,learning_rate=0.003``; a directory not named that way is grouped by its config.json
-without the run-management flags).  Writes
+Reads every run directory ``DIR/runs/*/`` through :class:`cnnjax.workdir.Workdir` (config,
+metrics, summary) plus the sweep's ``status.json`` and ``DIR/sweep.json`` (:mod:`launch.sweep`
+writes both), and groups the runs by configuration: the run's config without ``seed`` and
+without the settings that do not change the numbers (:func:`cnnjax.config.run_fields`).  A
+configuration is labelled by the settings that vary across the sweep's runs, e.g.
+``model=separable_cnn`` or ``model_options.activation=sigmoid`` (in the order of the study's
+overrides).  Writes
 
 * ``DIR/results.csv`` and ``DIR/results.md``: one row per configuration with the number of
   seeds, params, FLOPs per example, receptive field, final and best test accuracy as mean ±
@@ -27,13 +29,34 @@ import json
 import math
 import os
 import statistics
-import sys
 from typing import Optional
 
-from launch import sweep as sweep_lib
+from cnnjax import workdir as workdir_lib
+from launch import study as study_lib
 
+STATUS = "status.json"  # the sweep's record of a run's state, in the run's directory
 COLUMNS = ("config", "n_seeds", "seeds", "params", "flops", "receptive_field", "final_acc_mean", "final_acc_std",
            "best_acc_mean", "best_acc_std", "train_images_per_sec", "wall_seconds")
+
+
+def sweep_record(directory: str) -> Optional[dict]:
+    """DIR/sweep.json, or None when there is none; WorkdirError when it is not a sweep record."""
+    path = os.path.join(directory, study_lib.RECORD)
+    record = workdir_lib.read_json(path)
+    if record is not None and not (isinstance(record, dict) and isinstance(record.get("runs"), list)
+                                   and record.get("version") == study_lib.RECORD_VERSION):
+        raise workdir_lib.WorkdirError(f"{path} is not a sweep record (written by an older launch.sweep?); "
+                                       f"use another --out")
+    return record
+
+
+def run_status(workdir: str) -> dict:
+    """The sweep's status.json of a run ({} when there is none or it is unreadable)."""
+    try:
+        status = workdir_lib.read_json(os.path.join(workdir, STATUS))
+    except workdir_lib.WorkdirError:
+        return {}
+    return status if isinstance(status, dict) else {}
 
 
 def _mean_std(values):
@@ -43,52 +66,14 @@ def _mean_std(values):
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
-def _metrics(path: str) -> list[dict]:
-    rows = []
-    try:
-        with open(path) as f:
-            for line in f:
-                try:
-                    row = json.loads(line)
-                except ValueError:  # a line cut short by a kill
-                    continue
-                if isinstance(row, dict):
-                    rows.append(row)
-    except OSError:
-        pass
-    return rows
+def _settings(cfg) -> dict:
+    """What defines a run's configuration: its config without the seed and the run fields, flat."""
+    return {k: v for k, v in study_lib.flatten(study_lib.numbers_config(cfg)).items() if k != "seed"}
 
 
-def _options(value) -> dict:
-    if isinstance(value, dict):
-        return {str(k): str(v) for k, v in value.items()}
-    if isinstance(value, str) and value.strip():
-        return dict(item.split("=", 1) for item in value.split(",") if "=" in item)
-    return {}
-
-
-def _config_items(name: str, config: Optional[dict]) -> tuple[list[tuple[str, str]], Optional[int]]:
-    """(configuration items without the seed, seed) of one run."""
-    items = sweep_lib.parse_name(name)
-    if items is not None:
-        seed = next((v for k, v in items if k == "seed"), None)
-        return [(k, v) for k, v in items if k != "seed"], (int(seed) if seed and seed.isdigit() else None)
-    config = config or {}
-    settings = {k: str(v) for k, v in config.items()
-                if k in sweep_lib.TRAIN_FLAGS and k not in sweep_lib.MANAGEMENT_FLAGS and k != "model_options"}
-    settings.update(_options(config.get("model_options")))
-    seed = config.get("seed")
-    return sorted(settings.items()), (int(seed) if isinstance(seed, int) else None)
-
-
-def _label(items) -> str:
-    return ",".join(f"{k}={v}" for k, v in items) or "(base)"
-
-
-def _status(workdir: str, config: Optional[dict], metrics: list[dict]) -> str:
-    st = sweep_lib.read_json(os.path.join(workdir, "status.json")) or {}
-    total = (config or {}).get("epochs")
-    progress = f"{len(metrics)}/{total} epochs" if total else f"{len(metrics)} epochs"
+def _status(workdir: str, cfg, metrics: list[dict]) -> str:
+    st = run_status(workdir)
+    progress = f"{len(metrics)}/{cfg.epochs} epochs" if cfg else f"{len(metrics)} epochs"
     if st.get("status") == "failed":
         tail = st.get("log_tail") or []
         last = f": {tail[-1][:120]}" if tail else ""
@@ -98,64 +83,78 @@ def _status(workdir: str, config: Optional[dict], metrics: list[dict]) -> str:
     return f"unfinished ({progress} logged)"
 
 
+def _label_keys(record: dict, settings: list[dict]) -> list[str]:
+    """The settings that differ between runs: the study's override keys first, in their order."""
+    keys = list(dict.fromkeys(k for s in settings for k in s))
+    varying = [k for k in keys if len({json.dumps(s.get(k), sort_keys=True) for s in settings}) > 1]
+    order = list(dict.fromkeys(k for r in record.get("runs", []) if isinstance(r, dict)
+                               for k in study_lib.flatten(r.get("overrides") or {})))
+    return sorted(varying, key=lambda k: order.index(k) if k in order else len(order))
+
+
 def collect(directory: str) -> tuple[list[dict], list[tuple[str, str]]]:
     """(rows, unfinished) where unfinished is [(run name, why)]."""
-    runs_dir = os.path.join(directory, "runs")
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"no sweep directory {directory}")
+    runs_dir = os.path.join(directory, "runs")
     names = sorted(n for n in os.listdir(runs_dir) if os.path.isdir(os.path.join(runs_dir, n))) \
         if os.path.isdir(runs_dir) else []
-    record = sweep_lib.read_json(os.path.join(directory, "sweep.json")) or {}
-    expected = [n for n in record.get("runs", []) if isinstance(n, str)]
+    record = sweep_record(directory) or {}
+    expected = [r["name"] for r in record["runs"] if isinstance(r, dict) and isinstance(r.get("name"), str)] \
+        if record else []
     order = {n: i for i, n in enumerate(expected)}
     names.sort(key=lambda n: (order.get(n, len(order)), n))
 
-    groups: dict[tuple, dict] = {}
-    unfinished: list[tuple[str, str]] = []
+    finished, unfinished, configured = [], [], []
     for name in names:
-        workdir = os.path.join(runs_dir, name)
-        config = sweep_lib.read_json(os.path.join(workdir, "config.json"))
-        config = config if isinstance(config, dict) else None
-        metrics = _metrics(os.path.join(workdir, "metrics.jsonl"))
-        summary = sweep_lib.finished_summary(workdir)
-        if summary is None:
-            unfinished.append((name, _status(workdir, config, metrics)))
+        path = os.path.join(runs_dir, name)
+        wd = workdir_lib.Workdir(path)
+        try:
+            cfg, metrics, summary = wd.config(), wd.metrics(), wd.summary()
+        except workdir_lib.WorkdirError as e:
+            unfinished.append((name, f"unreadable: {e}"))
             continue
-        items, seed = _config_items(name, config)
-        g = groups.setdefault(tuple(items), {"items": items, "runs": []})
-        g["runs"].append({"name": name, "seed": seed, "summary": summary, "metrics": metrics})
-    for name in expected:
-        if name not in names:
-            unfinished.append((name, "not started"))
+        if cfg is not None:
+            configured.append(_settings(cfg))
+        if summary is None or cfg is None:
+            unfinished.append((name, _status(path, cfg, metrics)))
+        else:
+            finished.append({"name": name, "cfg": cfg, "summary": summary, "metrics": metrics})
+    unfinished += [(name, "not started") for name in expected if name not in names]
 
+    label_keys = _label_keys(record, configured)
+    groups: dict[str, list[dict]] = {}
+    for run in finished:
+        groups.setdefault(json.dumps(_settings(run["cfg"]), sort_keys=True), []).append(run)
     rows = []
-    for key, g in groups.items():
-        sums = [r["summary"] for r in g["runs"]]
+    for runs in groups.values():
+        settings = _settings(runs[0]["cfg"])
+        items = {k: study_lib.value_text(settings[k]) for k in label_keys if k in settings}
+        sums = [r["summary"] for r in runs]
         first = sums[0]
         final_m, final_s = _mean_std([s.get("final_test_accuracy") for s in sums])
         best_m, best_s = _mean_std([s.get("best_test_accuracy") for s in sums])
         ips, _ = _mean_std([s.get("train_images_per_sec") for s in sums])
         wall, _ = _mean_std([s.get("wall_seconds") for s in sums])
         rows.append({
-            "config": _label(g["items"]),
-            "settings": dict(g["items"]),
+            "config": ",".join(f"{k}={v}" for k, v in items.items()) or "(base)",
+            "settings": items,
             "n_seeds": len(sums),
-            "seeds": [r["seed"] for r in g["runs"]],
-            "runs": [r["name"] for r in g["runs"]],
-            "model": first.get("model"),
+            "seeds": [r["cfg"].seed for r in runs],
+            "runs": [r["name"] for r in runs],
+            "model": runs[0]["cfg"].model,
             "params": first.get("params"),
             "flops": first.get("flops"),
             "receptive_field": first.get("receptive_field"),
             "final_acc_mean": final_m, "final_acc_std": final_s,
             "best_acc_mean": best_m, "best_acc_std": best_s,
             "train_images_per_sec": ips, "wall_seconds": wall,
-            "curves": [r["metrics"] for r in g["runs"]],
+            "curves": [r["metrics"] for r in runs],
         })
     return rows, unfinished
 
 
 # --------------------------------------------------------------------------- formatting
-
 
 def human(n) -> str:
     if not isinstance(n, (int, float)):
@@ -177,13 +176,11 @@ def _num(v, fmt="{:.1f}") -> str:
 
 
 def markdown(directory: str, rows, unfinished) -> str:
-    record = sweep_lib.read_json(os.path.join(directory, "sweep.json")) or {}
+    record = sweep_record(directory) or {}
     out = [f"# Sweep results: {os.path.basename(os.path.abspath(directory))}", ""]
-    for st in record.get("stages", []):
-        try:
-            out.append(f"- {sweep_lib.Stage.from_json(st).describe()}")
-        except (KeyError, TypeError, ValueError):
-            pass
+    if record:
+        command = " ".join([f"--config={record.get('study')}", *record.get("overrides", [])])
+        out.append(f"- {len(record['runs'])} runs: `python -m launch.sweep {command}`")
     out += ["", "| config | seeds | params | FLOPs/example | RF | final test acc | best test acc | train img/s | wall s |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
@@ -317,18 +314,26 @@ def plot_curves(path: str, rows) -> bool:
 def report(directory: str, curves: bool = False, write: bool = True) -> list[dict]:
     """Aggregate ``directory``; write results.{csv,md,png} (and curves.png) unless ``write=False``.
 
-    Returns one dict per configuration (keys: config, settings, n_seeds, seeds, runs, params,
-    flops, receptive_field, final_acc_mean/std, best_acc_mean/std, train_images_per_sec,
+    Returns one dict per configuration (keys: config, settings, n_seeds, seeds, runs, model,
+    params, flops, receptive_field, final_acc_mean/std, best_acc_mean/std, train_images_per_sec,
     wall_seconds, curves)."""
     rows, unfinished = collect(directory)
     if write:
-        write_csv(os.path.join(directory, "results.csv"), rows)
-        with open(os.path.join(directory, "results.md"), "w") as f:
-            f.write(markdown(directory, rows, unfinished))
-        plot_results(os.path.join(directory, "results.png"), rows)
-        if curves:
-            plot_curves(os.path.join(directory, "curves.png"), rows)
+        _write(directory, rows, unfinished, curves)
     return rows
+
+
+def _write(directory: str, rows, unfinished, curves: bool) -> list[str]:
+    """Write the report files; returns their names."""
+    write_csv(os.path.join(directory, "results.csv"), rows)
+    with open(os.path.join(directory, "results.md"), "w") as f:
+        f.write(markdown(directory, rows, unfinished))
+    made = ["results.csv", "results.md"]
+    if plot_results(os.path.join(directory, "results.png"), rows):
+        made.append("results.png")
+    if curves and plot_curves(os.path.join(directory, "curves.png"), rows):
+        made.append("curves.png")
+    return made
 
 
 def main(argv):
@@ -340,11 +345,12 @@ def main(argv):
     directory = argv[1]
     if not os.path.isdir(os.path.join(directory, "runs")):
         common.fail(f"{directory} is not a sweep directory (no runs/ in it)")
-    rows = report(directory, curves=flags.FLAGS.curves)
-    _, unfinished = collect(directory)
+    try:
+        rows, unfinished = collect(directory)
+    except ValueError as e:  # an unreadable sweep.json
+        common.fail(str(e))
+    made = _write(directory, rows, unfinished, flags.FLAGS.curves)
     print(markdown(directory, rows, unfinished), end="")
-    made = ["results.csv", "results.md"] + (["results.png"] if any(r["final_acc_mean"] is not None for r in rows)
-                                            else []) + (["curves.png"] if flags.FLAGS.curves else [])
     print(f"wrote {', '.join(os.path.join(directory, m) for m in made)}")
 
 

@@ -1,48 +1,36 @@
-r"""Sweep runner: train every point of a grid x seeds, each in its own resumable workdir.
+r"""Run a study: every run of a study file, each in its own resumable work directory.
 
-  python -m launch.sweep --out=sweeps/blocks \
-      --grid='model=padded_cnn,separable_cnn;learning_rate=1e-3,3e-3' --seeds=0,1,2 \
-      --base='epochs=3,batch_size=128,dataset=fashion_mnist'
+  python -m launch.sweep --config=experiments/configs/ablation_blocks.py --out=sweeps/blocks
+  python -m launch.sweep --config=experiments/configs/optimizers.py --config.epochs=1 --dry_run
 
-Syntax
-  --grid   ';' separates axes, ',' separates an axis' values: ``name=v1,v2;name2=v3``.  An axis
-           name is a flag of ``experiments.train`` (model, learning_rate, optimizer, epochs, ...)
-           or, if it is not, an OPTION OF THE MODEL: ``activation=relu,sigmoid`` becomes
-           ``--model_options=activation=relu`` / ``activation=sigmoid`` for the runs.  Option
-           names are checked against every model of the sweep (``cnnjax.models``), so a typo is
-           still an error.  Several option axes combine into one --model_options, keys sorted.
-           ``seed`` (use --seeds), ``workdir`` (set per run) and ``model_options`` (write the
-           options as their own axes) are not axes.  Numbers are normalised (``3e-3`` ->
-           ``0.003``), so the same value always names the same run.
-  --base   flags for every run, ``name=value`` items separated by ',' (model options allowed,
-           as in --grid).  A grid axis overrides a --base key of the same name.
-  --seeds  ``0,1,2``: every grid point runs once per seed (seed-major order: seed 0 of every
-           point first, so an interrupted sweep already has one seed of everything).
-
-Errors in any of these (empty axis, axis without values, duplicate axis or value, unknown flag
-or option name, value of the wrong type) print one line ``error: ...`` and exit with status 2.
+A study is a config file with ``get_config()`` (the base run) and ``get_sweep()`` (one dict of
+overrides per run): see :mod:`launch.study` and ``experiments/configs/*.py``.  ``--config.KEY=VALUE``
+changes the base of every run, as for ``experiments.train`` (``--config.epochs=1`` shortens a
+study); a key the study sweeps cannot be set this way.  Every run is validated before anything
+is written: a bad key or value prints one line ``error: ...`` and exits with status 2.
 
 Runs and resuming
-  Each run trains in ``OUT/runs/<name>``, where <name> is the run's grid values then its seed,
-  e.g. ``model=separable_cnn,learning_rate=0.003,seed=1`` (characters other than letters,
-  digits and ``._+-`` are %-escaped, so names are filesystem-safe and decode back).  The
-  command is ``python -m experiments.train <base and grid flags> --seed=S --workdir=DIR
-  --progress=plain``, stdout+stderr appended to ``OUT/runs/<name>/log.txt``.
-  Rerunning the sweep skips runs whose summary.json says ``finished`` and relaunches the
-  others with the same command: the trainer resumes from its latest checkpoint.  A run that
-  exits non-zero (or exits 0 without a finished summary.json) is recorded in
-  ``OUT/failures.jsonl`` and ``OUT/runs/<name>/status.json`` (exit code + the last lines of its
-  log) and the sweep goes on; the sweep exits with status 1 if any run failed, 2 on bad usage,
-  130 when interrupted (Ctrl-C stops the running trainers; their checkpoints remain).  If the
-  sweep process itself is killed, its trainers are killed with it (Linux PR_SET_PDEATHSIG), and
-  a per-run lock file stops two sweep processes from training the same run at once.
+  Each run trains in ``OUT/runs/<name>``, <name> being its overrides with the seed last, e.g.
+  ``model=separable_cnn,seed=1`` or ``model_options.activation=sigmoid,seed=0`` (characters
+  other than letters, digits and ``._+-`` are %-escaped).  The command is ``python -m
+  experiments.train --config=STUDY <this command's --config.* overrides> <the run's overrides
+  as --config.KEY=VALUE> --config.progress=plain --workdir=OUT/runs/<name>``, stdout+stderr
+  appended to ``OUT/runs/<name>/log.txt``.  --out defaults to ``sweeps/<study file name>``.
+  Rerunning the sweep skips finished runs and relaunches the others with the same command: the
+  trainer resumes from its latest checkpoint.  A run that exits non-zero (or exits 0 without a
+  finished summary.json) is recorded in ``OUT/failures.jsonl`` and ``OUT/runs/<name>/status.json``
+  (exit code + the last lines of its log) and the sweep goes on; the sweep exits with status 1 if
+  any run failed, 2 on bad usage, 130 when interrupted (Ctrl-C or SIGTERM stops the running
+  trainers; their checkpoints remain).  If the sweep process itself is killed, its trainers are
+  killed with it (Linux PR_SET_PDEATHSIG), and a lock file per run stops two sweep processes
+  from training the same run at once.
 
-  ``OUT/sweep.json`` records the grid, base and seeds.  Running a different grid, base or seed
-  list into an existing OUT is refused (nothing is written) unless ``--extend``, which adds the
-  new runs to the sweep (a changed --base value then appears in the new runs' names, e.g.
-  ``model=lenet5,epochs=10,seed=0``; runs identical to existing ones are not duplicated).
-  After the runs, ``launch.report`` writes ``OUT/results.{md,csv,png}`` (``--curves`` adds
-  ``OUT/curves.png``; ``--noreport`` skips it).
+  ``OUT/sweep.json`` records the study file, the command's overrides and every run (name,
+  overrides, config).  A study whose runs differ from those (another study, a changed study
+  file, another --config.epochs, ...) is refused in one line, nothing written: use another
+  --out.  Settings that do not change the numbers (``cnnjax.config.run_fields()``: data_dir,
+  progress, ...) may differ.  After the runs, ``launch.report`` writes ``OUT/results.{md,csv,png}``
+  and ``OUT/curves.png`` (``--nocurves``, ``--noreport`` to skip).
 
 Parallelism
   ``--parallel=N`` runs N trainers at once; the default fills the machine: usable cores //
@@ -54,19 +42,14 @@ Parallelism
   this even for N = 1, ``off`` never.
 
 Several hosts
-  ``--shard=i/n`` (1-based, 1 <= i <= n) runs only the i-th of n disjoint slices of the
-  expanded run list (run k goes to slice k mod n); the n slices partition the list exactly.
-  Run the same command with ``--shard=1/3``, ``2/3``, ``3/3`` on three hosts, either with a
-  shared OUT (runs never collide: each lives in its own directory) or with a copy each; then
-  copy every host's ``OUT/runs/*`` into one OUT (``rsync -a hostB:OUT/runs/ OUT/runs/``;
-  sweep.json is identical on every host) and run ``python -m launch.report OUT``.
+  ``--shard=i/n`` (1-based, 1 <= i <= n) runs only the i-th of n disjoint slices of the run
+  list (run k goes to slice k mod n).  Run the same command with ``--shard=1/3``, ``2/3``,
+  ``3/3`` on three hosts, with a shared OUT or a copy each; then copy every host's
+  ``OUT/runs/*`` into one OUT (``rsync -a hostB:OUT/runs/ OUT/runs/``; sweep.json is identical
+  on every host) and run ``python -m launch.report OUT``.
 
   ``--dry_run`` lists the runs (with their state: finished / partial / failed / new) and the
   first run's command, and writes nothing.
-
-Named studies (``python -m launch.ablation_blocks`` etc.) call :func:`study`, which fixes the
-grid, seeds and base; every flag above still works there and --base keys are merged into the
-study's base (so ``--base=epochs=1`` shortens a study).
 """
 from __future__ import annotations
 
@@ -75,6 +58,7 @@ import dataclasses
 import fcntl
 import json
 import os
+import re
 import shlex
 import signal
 import socket
@@ -85,54 +69,32 @@ from typing import Callable, Optional, Sequence
 
 from absl import flags
 
+from cnnjax import workdir as workdir_lib
 from experiments import common
-# The grammar lives in launch/grid.py; its names are re-exported so that launch.sweep is the one
-# module studies, reports and tests import.
-from launch.grid import (  # noqa: F401
-    DEFAULT_TRAIN_MODULE, FINISHED, MANAGEMENT_FLAGS, REPO_ROOT, TRAIN_FLAGS, Run, Stage,
-    canonical_value, check_model_options, escape, expand, make_stage, parse_base, parse_grid,
-    parse_name, parse_seeds, parse_shard, run_name, shard, unescape)
+from launch import report
+from launch import study as study_lib
 
 UsageError = common.UsageError
+DEFAULT_TRAIN_MODULE = "experiments.train"
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LOCK = ".sweep.lock"  # not the trainer's .lock: the sweep holds this one while its trainer runs
 
 # --------------------------------------------------------------------------- run state
 
 
-def read_json(path: str):
+def finished_summary(workdir: str) -> Optional[dict]:
     try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
+        return workdir_lib.Workdir(workdir).summary()
+    except workdir_lib.WorkdirError:
         return None
 
 
-def write_json(path: str, obj) -> None:
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
-def finished_summary(workdir: str) -> Optional[dict]:
-    s = read_json(os.path.join(workdir, "summary.json"))
-    return s if isinstance(s, dict) and s.get("status") == FINISHED else None
-
-
 def epochs_done(workdir: str) -> int:
-    """Number of epochs logged in metrics.jsonl (0 if none)."""
-    n = 0
+    """Number of epochs logged in metrics.jsonl (0 if none or unreadable)."""
     try:
-        with open(os.path.join(workdir, "metrics.jsonl")) as f:
-            for line in f:
-                try:
-                    json.loads(line)
-                    n += 1
-                except ValueError:
-                    pass
-    except OSError:
-        pass
-    return n
+        return len(workdir_lib.Workdir(workdir).metrics())
+    except workdir_lib.WorkdirError:
+        return 0
 
 
 def state(workdir: str) -> str:
@@ -140,31 +102,57 @@ def state(workdir: str) -> str:
         return "finished"
     if not os.path.isdir(workdir):
         return "new"
-    st = read_json(os.path.join(workdir, "status.json")) or {}
+    st = report.run_status(workdir)
     if st.get("status") == "failed":
         return f"failed (exit {st.get('exit_code')})"
     return f"partial ({epochs_done(workdir)} epochs logged)"
 
 
-def load_stages(out: str, stage: Stage, extend: bool) -> tuple[list[Stage], bool]:
-    """(stages of the sweep in OUT including ``stage``, whether sweep.json must be (re)written)."""
-    path = os.path.join(out, "sweep.json")
-    if not os.path.exists(path):
-        return [stage], True
-    recorded = read_json(path)
+def check_record(out: str, st: study_lib.Study) -> bool:
+    """Whether OUT/sweep.json must be written; UsageError when it records a different sweep."""
+    old = report.sweep_record(out)
+    if old is None:
+        return True
+    new = json.loads(json.dumps(st.record()))  # tuples as lists, as read back
+    old_runs = {r.get("name"): r.get("config") for r in old.get("runs", []) if isinstance(r, dict)}
+    new_runs = {r["name"]: r["config"] for r in new["runs"]}
+    if old_runs == new_runs:
+        return False
+    raise UsageError(f"{out} holds a different sweep ({old.get('study')}, {len(old_runs)} runs; "
+                     f"{_difference(old_runs, new_runs)}); use another --out")
+
+
+def _difference(old: dict, new: dict) -> str:
+    for name, cfg in new.items():
+        if name not in old:
+            return f"this command adds run {name}"
+        changed = [k for k in cfg if (old[name] or {}).get(k) != cfg[k]]
+        if changed:
+            k = changed[0]
+            return f"run {name}: {k} was {(old[name] or {}).get(k)!r}, now {cfg[k]!r}"
+    return f"this command lacks run {next(n for n in old if n not in new)}"
+
+
+def parse_shard(text: str) -> tuple[int, int]:
     try:
-        stages = [Stage.from_json(s) for s in recorded["stages"]]
-    except (TypeError, KeyError, ValueError):
-        raise UsageError(f"{path} is not a sweep record; use another --out") from None
-    if any(stage.same_as(s) for s in stages):
-        return stages, False
-    if not extend:
-        raise UsageError(f"{out} holds a different sweep ({stages[-1].describe()}; this command: "
-                         f"{stage.describe()}); use another --out, or --extend to add these runs")
-    return stages + [stage], True
+        i, n = (int(p) for p in text.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard must be i/n (e.g. 2/4), got {text!r}") from None
+    if not 1 <= i <= n:
+        raise UsageError(f"--shard={text}: need 1 <= i <= n (i is 1-based)")
+    return i, n
+
+
+def shard(runs: Sequence, i: int, n: int) -> list:
+    """The i-th (1-based) of n disjoint slices: elements k with k % n == i - 1."""
+    return [r for k, r in enumerate(runs) if k % n == i - 1]
 
 
 # --------------------------------------------------------------------------- launching
+
+
+def write_status(workdir: str, status: dict) -> None:
+    workdir_lib.write_json(os.path.join(workdir, report.STATUS), status)
 
 
 def _child_env(limit: bool, threads: int) -> dict:
@@ -212,7 +200,7 @@ def _log_tail(path: str, offset: int, lines: int = 20) -> list[str]:
 
 @dataclasses.dataclass
 class _Job:
-    run: Run
+    run: study_lib.Run
     workdir: str
     proc: subprocess.Popen
     log: object
@@ -223,7 +211,7 @@ class _Job:
 
 
 def _try_lock(workdir: str):
-    f = open(os.path.join(workdir, ".lock"), "a")
+    f = open(os.path.join(workdir, LOCK), "a")
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -255,18 +243,18 @@ def default_parallel(threads_per_run: int) -> int:
     return max(1, cores // max(1, threads_per_run))
 
 
-def run_sweep(out: str, stage: Stage, *, extend: bool = False, shard_spec: tuple[int, int] = (1, 1),
+def run_sweep(out: str, st: study_lib.Study, *, shard_spec: tuple[int, int] = (1, 1),
               parallel: int = 1, threads_per_run: int = 1, limit_threads: str = "auto",
               dry_run: bool = False, train_cmd: Optional[Sequence[str]] = None,
-              make_report: bool = True, curves: bool = False, poll: float = 0.2,
+              make_report: bool = True, curves: bool = True, poll: float = 0.2,
               echo: Callable[[str], None] = _print) -> int:
-    """Run (or resume) the sweep in ``out``; returns the exit status (0 ok, 1 a run failed, 130 interrupted).
+    """Run (or resume) study ``st`` in ``out``; returns the exit status (0 ok, 1 a run failed, 130 interrupted).
 
     ``train_cmd`` is the trainer command prefix (default ``python -m experiments.train``); the
-    run's flags are appended to it."""
+    run's arguments (:meth:`launch.study.Study.command`) are appended to it."""
     out = os.path.abspath(out)
-    stages, write = load_stages(out, stage, extend)
-    runs_all = expand(stages)
+    write = check_record(out, st)
+    runs_all = list(st.runs)
     i, n = shard_spec
     runs = shard(runs_all, i, n)
     train_cmd = list(train_cmd or [sys.executable, "-m", DEFAULT_TRAIN_MODULE])
@@ -274,18 +262,16 @@ def run_sweep(out: str, stage: Stage, *, extend: bool = False, shard_spec: tuple
     wd = lambda r: os.path.join(out, "runs", r.name)
 
     if dry_run:
-        new = "" if not write else " [sweep.json would be " + ("extended]" if len(stages) > 1 else "created]")
-        echo(f"{len(runs)} runs{where} in {out}{new}")
+        echo(f"{len(runs)} runs{where} in {out}" + (" [sweep.json would be created]" if write else ""))
         for r in runs:
             echo(f"  {state(wd(r)):<28} {r.name}")
         if runs:
-            echo("first command: " + shlex.join(train_cmd + runs[0].argv(wd(runs[0]))))
+            echo("first command: " + shlex.join(train_cmd + st.command(runs[0], wd(runs[0]))))
         return 0
 
     os.makedirs(os.path.join(out, "runs"), exist_ok=True)
     if write:
-        write_json(os.path.join(out, "sweep.json"),
-                   {"version": 1, "stages": [s.to_json() for s in stages], "runs": [r.name for r in runs_all]})
+        workdir_lib.write_json(os.path.join(out, study_lib.RECORD), st.record())
     parallel = max(1, parallel)
     limit = limit_threads == "on" or (limit_threads == "auto" and parallel > 1)
     env = _child_env(limit, threads_per_run)
@@ -311,14 +297,14 @@ def run_sweep(out: str, stage: Stage, *, extend: bool = False, shard_spec: tuple
         rec = {"name": job.run.name, "exit_code": code, "reason": reason,
                "seconds": round(time.time() - job.start, 1), "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
                "host": socket.gethostname(), "log": os.path.join(job.workdir, "log.txt"), "log_tail": tail}
-        write_json(os.path.join(job.workdir, "status.json"), {"status": "failed", **rec})
+        write_status(job.workdir, {"status": "failed", **rec})
         with open(os.path.join(out, "failures.jsonl"), "a") as f:
             f.write(json.dumps(rec) + "\n")
         last = tail[-1] if tail else "(empty log)"
         line(f"FAILED {job.run.name} {reason} ({_fmt_secs(time.time() - job.start)}): {last[:160]}"
              f"  [log: {os.path.join(job.workdir, 'log.txt')}]")
 
-    def launch(run: Run, slot: int) -> bool:
+    def launch(run: study_lib.Run, slot: int) -> bool:
         workdir = wd(run)
         s = finished_summary(workdir)
         if s:
@@ -336,7 +322,7 @@ def run_sweep(out: str, stage: Stage, *, extend: bool = False, shard_spec: tuple
             counts["skipped"] += 1
             line(f"skip {run.name} (finished)")
             return False
-        cmd = train_cmd + run.argv(workdir)
+        cmd = train_cmd + st.command(run, workdir)
         log_path = os.path.join(workdir, "log.txt")
         log = open(log_path, "ab")
         done = epochs_done(workdir)
@@ -355,8 +341,7 @@ def run_sweep(out: str, stage: Stage, *, extend: bool = False, shard_spec: tuple
             log.close()
             lock.close()
             raise UsageError(f"cannot start the trainer {shlex.join(train_cmd)}: {e}") from None
-        write_json(os.path.join(workdir, "status.json"),
-                   {"status": "running", "pid": proc.pid, "host": socket.gethostname(),
+        write_status(workdir, {"status": "running", "pid": proc.pid, "host": socket.gethostname(),
                     "command": cmd, "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
         jobs[slot] = _Job(run, workdir, proc, log, lock, offset, time.time(), slot)
         echo(f"  start {run.name}" + (f" (resuming after {done} logged epochs)" if done else ""))
@@ -368,8 +353,7 @@ def run_sweep(out: str, stage: Stage, *, extend: bool = False, shard_spec: tuple
         s = finished_summary(job.workdir)
         if code == 0 and s:
             counts["done"] += 1
-            write_json(os.path.join(job.workdir, "status.json"),
-                       {"status": FINISHED, "exit_code": 0, "seconds": round(secs, 1)})
+            write_status(job.workdir, {"status": workdir_lib.FINISHED, "exit_code": 0, "seconds": round(secs, 1)})
             line(f"done {job.run.name} acc={_acc(s)} ({_fmt_secs(secs)})")
         else:
             counts["failed"] += 1
@@ -378,7 +362,9 @@ def run_sweep(out: str, stage: Stage, *, extend: bool = False, shard_spec: tuple
             elif code < 0:
                 reason = f"killed by signal {-code}"
             elif code == 2:
-                reason = "exit 2 (flags refused)"
+                reason = "exit 2 (config or work directory refused)"
+            elif code == 3:
+                reason = "exit 3 (NaN/inf loss)"
             else:
                 reason = f"exit {code}"
             record_failure(job, code, reason)
@@ -413,7 +399,7 @@ def run_sweep(out: str, stage: Stage, *, extend: bool = False, shard_spec: tuple
                 job.proc.kill()
                 job.proc.wait()
             job.log.close()
-            write_json(os.path.join(job.workdir, "status.json"), {"status": "interrupted"})
+            write_status(job.workdir, {"status": "interrupted"})
             job.lock.close()
         echo(f"sweep interrupted: {len(jobs)} running run(s) stopped; rerun the same command to resume")
         return 130
@@ -424,9 +410,8 @@ def run_sweep(out: str, stage: Stage, *, extend: bool = False, shard_spec: tuple
     summary = ", ".join(f"{v} {k}" for k, v in counts.items() if v or k == "failed")
     echo(f"sweep: {total} runs{where}: {summary}")
     if make_report:
-        from launch import report as report_mod
         try:
-            rows = report_mod.report(out, curves=curves)
+            rows = report.report(out, curves=curves)
             echo(f"report: {len(rows)} configurations -> {os.path.join(out, 'results.md')}")
         except Exception as e:  # noqa: BLE001 - a report problem must not hide the sweep's status
             echo(f"report failed: {type(e).__name__}: {e}")
@@ -443,70 +428,61 @@ def _acc(summary: dict) -> str:
 
 # --------------------------------------------------------------------------- CLI
 
-_F: dict = {}  # the CLI's flags, defined only by define_flags() so that importing is side-effect free
-
 
 def define_flags() -> None:
-    """Define the sweep's absl flags (once); called by the CLI and by :func:`study`."""
-    if _F:
-        return
-    d = flags
-    _F.update(
-        out=d.DEFINE_string("out", None, "Sweep directory (runs in OUT/runs/<name>)."),
-        grid=d.DEFINE_string("grid", "", "Axes 'name=v1,v2;name2=v3' (train flags, or model options)."),
-        seeds=d.DEFINE_string("seeds", "0", "Comma list of seeds; every grid point runs once per seed."),
-        base=d.DEFINE_string("base", "", "Flags for every run: 'epochs=3,batch_size=128,dataset=fashion_mnist'."),
-        parallel=d.DEFINE_integer("parallel", 0, "Runs at once; 0 = usable cores // --threads_per_run."),
-        threads_per_run=d.DEFINE_integer("threads_per_run", 1, "CPU cores per run when threads are limited."),
-        limit_threads=d.DEFINE_enum("limit_threads", "auto", ["auto", "on", "off"],
-                                    "Pin each run to --threads_per_run cores (+ single-thread XLA_FLAGS when 1); "
-                                    "auto = when --parallel > 1."),
-        shard=d.DEFINE_string("shard", "1/1", "Run only slice i of n (1-based) of the run list, e.g. 2/4."),
-        extend=d.DEFINE_bool("extend", False, "Add this grid/base/seeds to the existing sweep in --out."),
-        dry_run=d.DEFINE_bool("dry_run", False, "List the runs and their state; write nothing."),
-        report=d.DEFINE_bool("report", True, "Write OUT/results.{md,csv,png} at the end (launch.report)."),
-        curves=d.DEFINE_bool("curves", False, "Also plot test accuracy vs epoch into OUT/curves.png."),
-        train_module=d.DEFINE_string("train_module", DEFAULT_TRAIN_MODULE,
-                                     "Trainer, run as 'python -m MODULE' (tests substitute a fake)."),
-    )
+    """The command line's flags (called by ``python -m launch.sweep`` only: importing defines none)."""
+    from ml_collections import config_flags
+    config_flags.DEFINE_config_file("config", None, "Study file (FILE[:ARG]) with get_config() and get_sweep(); "
+                                    "--config.KEY=VALUE overrides the base of every run.",
+                                    lock_config=False, accept_new_attributes=True)
+    flags.DEFINE_string("out", None, "Sweep directory (runs in OUT/runs/<name>); default sweeps/<study file name>.")
+    flags.DEFINE_integer("parallel", 0, "Runs at once; 0 = usable cores // --threads_per_run.")
+    flags.DEFINE_integer("threads_per_run", 1, "CPU cores per run when threads are limited.")
+    flags.DEFINE_enum("limit_threads", "auto", ["auto", "on", "off"],
+                      "Pin each run to --threads_per_run cores (+ single-thread XLA_FLAGS when 1); "
+                      "auto = when --parallel > 1.")
+    flags.DEFINE_string("shard", "1/1", "Run only slice i of n (1-based) of the run list, e.g. 2/4.")
+    flags.DEFINE_bool("dry_run", False, "List the runs and their state; write nothing.")
+    flags.DEFINE_bool("report", True, "Write OUT/results.{md,csv,png} at the end (launch.report).")
+    flags.DEFINE_bool("curves", True, "With the report, plot test accuracy vs epoch into OUT/curves.png.")
+    flags.DEFINE_string("train_module", DEFAULT_TRAIN_MODULE,
+                        "Trainer, run as 'python -m MODULE' (tests substitute a fake).")
 
 
-_STUDY_BASE = {"base": ""}
+def command_overrides(argv: Sequence[str], config_flag) -> tuple[list[str], list[str]]:
+    """(the ``--config.KEY=VALUE`` arguments of ``argv`` as given, the keys they set).  The
+    two-word form ``--config.KEY VALUE`` is joined into one argument."""
+    from ml_collections import config_flags
+    keys = list(config_flags.get_override_values(config_flag))
+    args = []
+    for i, arg in enumerate(argv):
+        m = re.match(r"--?(no)?config\.([^=]+)(=.*)?$", arg)
+        if not m:
+            continue
+        takes_next = not m.group(1) and m.group(3) is None and i + 1 < len(argv) and not argv[i + 1].startswith("-")
+        args.append(f"--config.{m.group(2)}={argv[i + 1]}" if takes_next else arg)
+    return args, keys
 
 
 def main(argv):
-    v = {k: f.value for k, f in _F.items()}
-    if not v["out"]:
-        raise UsageError("--out is required (the sweep directory)")
-    if v["threads_per_run"] < 1:
+    f = flags.FLAGS
+    if f.config is None:
+        raise UsageError("--config=STUDY_FILE is required, e.g. --config=experiments/configs/ablation_blocks.py")
+    if f.threads_per_run < 1:
         raise UsageError("--threads_per_run must be >= 1")
-    if v["parallel"] < 0:
+    if f.parallel < 0:
         raise UsageError("--parallel must be >= 0 (0 = fill the cores)")
-    stage = make_stage(v["grid"], v["base"], v["seeds"], _STUDY_BASE["base"])
-    parallel = v["parallel"] or default_parallel(v["threads_per_run"])
-    return run_sweep(v["out"], stage, extend=v["extend"], shard_spec=parse_shard(v["shard"]),
-                     parallel=parallel, threads_per_run=v["threads_per_run"], limit_threads=v["limit_threads"],
-                     dry_run=v["dry_run"], train_cmd=[sys.executable, "-m", v["train_module"]],
-                     make_report=v["report"], curves=v["curves"])
-
-
-def study(name: str, grid: str, seeds: str, base: str, curves: bool = False) -> None:
-    """Entry point of a named study script: fixed grid/seeds/base, default --out=sweeps/<name>.
-
-    Command-line flags still apply; --base keys are merged over ``base``."""
-    define_flags()
-    flags.FLAGS.set_default("grid", grid)
-    flags.FLAGS.set_default("seeds", seeds)
-    flags.FLAGS.set_default("out", os.path.join("sweeps", name))
-    flags.FLAGS.set_default("curves", curves)
-    _STUDY_BASE["base"] = base
-    common.run(main)
+    from ml_collections import config_flags
+    file = config_flags.get_config_filename(f["config"])
+    cli_args, cli_keys = command_overrides(sys.argv, f["config"])
+    st = study_lib.load(file, f.config, cli_args, cli_keys)
+    out = f.out or os.path.join("sweeps", os.path.splitext(os.path.basename(file.split(":", 1)[0]))[0])
+    return run_sweep(out, st, shard_spec=parse_shard(f.shard),
+                     parallel=f.parallel or default_parallel(f.threads_per_run), threads_per_run=f.threads_per_run,
+                     limit_threads=f.limit_threads, dry_run=f.dry_run, train_cmd=[sys.executable, "-m", f.train_module],
+                     make_report=f.report, curves=f.curves)
 
 
 if __name__ == "__main__":
-    # `python -m launch.sweep` runs this file as __main__; make `import launch.sweep` (done by
-    # launch.report) find this module instead of executing it again (its flags would clash).
-    import launch
-    sys.modules["launch.sweep"] = launch.sweep = sys.modules[__name__]
     define_flags()
     common.run(main)

@@ -1,16 +1,16 @@
 """The course-claim experiments (docs/experiments.md): PaddedCNN's padding/stride options change
-exactly what they say, the claim studies expand to the intended grids (no training), and
-experiments.summary --model_options shows the 3e9-weight dense layer without allocating it."""
+exactly what they say, the claim study files (experiments/configs/claim_*.py) expand to the
+intended grids (no training), and experiments.summary --config.model_options shows the
+3e9-weight dense layer without allocating it."""
+import importlib.util
 import os
 import subprocess
 import sys
 
 import pytest
 
-from cnnjax import models, summary
-from launch import claim_max_vs_avg_pool, claim_mlp_vs_cnn, claim_padding_stride, claim_relu_vs_sigmoid
-from launch import lenet_vs_padded
-from launch import sweep
+from cnnjax import config, models, summary
+from launch import study as study_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -76,81 +76,101 @@ def test_padding_reaches_every_5x5_conv2_and_dilated_keeps_same():
     assert r["conv1"].output_shape[:2] == (24, 24) and r["conv2"].output_shape[:2] == (12, 12)
 
 
-# --------------------------------------------------------------------------- launch scripts (no training)
-
-def names(stages):
-    return [r.name for r in sweep.expand(stages)]
+# --------------------------------------------------------------------------- claim studies (no training)
 
 
-def settings(stages):
-    return [dict(r.settings) for r in sweep.expand(stages)]
+def study(name, **base_overrides):
+    """The study file experiments/configs/NAME.py, loaded as launch.sweep loads it, with
+    ``base_overrides`` applied to its base as --config.KEY=VALUE would."""
+    file = os.path.join(REPO, "experiments", "configs", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return study_lib.load(file, config.apply(module.get_config(), base_overrides), [], list(base_overrides))
 
 
-SMALL = {"dataset": "fashion_mnist", "num_train": "10000", "epochs": "3"}
+def names(st):
+    return [r.name for r in st.runs]
+
+
+SMALL = {"model": "padded_cnn", "dataset": "fashion_mnist", "num_train": 10000, "epochs": 3, "batch_size": 128,
+         "learning_rate": 1e-3, "optimizer": "adam"}
+
+
+def small(cfg):
+    """``cfg`` has the claims' small budget (any model)."""
+    return {k: v for k, v in SMALL.items() if k != "model"}.items() <= config.to_dict(cfg).items()
 
 
 def test_single_axis_claim_studies_expand_to_their_grids():
     expected = {
-        claim_relu_vs_sigmoid: ("activation", ["relu", "sigmoid", "tanh"]),
-        claim_max_vs_avg_pool: ("pool", ["max", "avg"]),
+        "claim_relu_vs_sigmoid": ("activation", ["relu", "sigmoid", "tanh"]),
+        "claim_max_vs_avg_pool": ("pool", ["max", "avg"]),
     }
-    for module, (axis, values) in expected.items():
-        got = names(module.stages())
-        assert got == [f"{axis}={v},seed={s}" for s in (0, 1, 2) for v in values]
-        for st in settings(module.stages()):
-            assert st["model"] == "padded_cnn" and SMALL.items() <= st.items()
+    for name, (option, values) in expected.items():
+        st = study(name)
+        assert names(st) == [f"model_options.{option}={v},seed={s}" for s in (0, 1, 2) for v in values]
+        for r in st.runs:
+            assert r.config.model == "padded_cnn" and small(r.config)
+            assert r.config.model_options == {option: r.overrides[f"model_options.{option}"]}
 
 
 def test_padding_stride_study_crosses_padding_and_stride():
-    runs = sweep.expand(claim_padding_stride.stages())
-    assert len(runs) == 12
-    assert {(dict(r.settings)["padding"], dict(r.settings)["stride"]) for r in runs} == {
-        ("2", "1"), ("0", "1"), ("2", "2"), ("0", "2")}
-    argv = runs[1].argv("W")
-    assert "--model=padded_cnn" in argv and "--model_options=padding=2,stride=2" in argv
+    st = study("claim_padding_stride")
+    assert len(st.runs) == 12
+    assert {(r.config.model_options["padding"], r.config.model_options["stride"]) for r in st.runs} == {
+        (2, 1), (0, 1), (2, 2), (0, 2)}
+    argv = st.command(st.runs[1], "W")
+    assert "--config.model_options.padding=2" in argv and "--config.model_options.stride=2" in argv
+    assert all(r.config.model == "padded_cnn" and small(r.config) for r in st.runs)
 
 
-def test_mlp_vs_cnn_is_two_stages_in_one_sweep():
-    stages = claim_mlp_vs_cnn.stages()
-    got = names(stages)
-    assert len(got) == 12 and len(set(got)) == 12
-    configs = {n.rsplit(",seed=", 1)[0] for n in got}
-    assert configs == {"model=seed_net", "model=padded_cnn", "model=mlp,hidden=35%3A35",
-                       "model=mlp,hidden=256%3A128"}
-    mlp = [r for r in sweep.expand(stages) if dict(r.settings)["model"] == "mlp"]
-    assert "--model_options=hidden=35:35" in mlp[0].argv("W")
-    assert all(SMALL.items() <= st.items() for st in settings(stages))
-    # --base is merged over the study's base, in both stages
-    assert all(st["epochs"] == "1" for st in settings(claim_mlp_vs_cnn.stages("epochs=1")))
+def test_mlp_vs_cnn_is_two_cnns_plus_mlp_times_hidden():
+    st = study("claim_mlp_vs_cnn")
+    assert len(st.runs) == 12 and len(set(names(st))) == 12
+    configs = {(r.config.model, r.config.model_options.get("hidden")) for r in st.runs}
+    assert configs == {("seed_net", None), ("padded_cnn", None), ("mlp", (35, 35)), ("mlp", (256, 128))}
+    assert {n.rsplit(",seed=", 1)[0] for n in names(st)} == {
+        "model=seed_net", "model=padded_cnn", "model=mlp,model_options.hidden=35x35",
+        "model=mlp,model_options.hidden=256x128"}
+    mlp = next(r for r in st.runs if r.config.model == "mlp")
+    assert "--config.model_options.hidden=(35, 35)" in st.command(mlp, "W")
+    assert all(small(r.config) for r in st.runs)
+    # a --config.* override reaches every run
+    assert all(r.config.epochs == 1 for r in study("claim_mlp_vs_cnn", epochs=1).runs)
 
 
-def test_mlp_vs_cnn_cli_dry_run_lists_both_stages_and_writes_nothing(tmp_path):
+def test_mlp_vs_cnn_cli_dry_run_writes_nothing_and_refuses_a_swept_key(tmp_path):
     out = tmp_path / "o"
-    r = run_module("-m", "launch.claim_mlp_vs_cnn", f"--out={out}", "--dry_run", "--shard=2/3", "--base=epochs=1")
+    file = "experiments/configs/claim_mlp_vs_cnn.py"
+    r = run_module("-m", "launch.sweep", f"--config={file}", "--config.epochs=1", f"--out={out}", "--dry_run",
+                   "--shard=2/3")
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("4 runs (shard 2/3 of 12)")
-    assert "--epochs=1" in r.stdout.splitlines()[-1]
+    assert "--config.epochs=1" in r.stdout.splitlines()[-1]
     assert not out.exists()
-    r = run_module("-m", "launch.claim_mlp_vs_cnn", f"--out={out}", "--dry_run", "--grid=model=mlp")
-    assert r.returncode == 2 and r.stderr.startswith("error: this study's grids are fixed")
+    r = run_module("-m", "launch.sweep", f"--config={file}", "--config.model=mlp", f"--out={out}", "--dry_run")
+    assert r.returncode == 2 and r.stderr.startswith("error: --config.model: ") and "sweeps that setting" in r.stderr
+    assert not out.exists()
 
 
 def test_lenet_vs_padded_small_base_is_what_the_docs_ran():
-    stage = sweep.make_stage(lenet_vs_padded.GRID, "num_train=10000,epochs=3", lenet_vs_padded.SEEDS,
-                             lenet_vs_padded.BASE)
-    assert names([stage]) == [f"model={m},seed={s}" for s in (0, 1, 2) for m in ("lenet5", "seed_net", "padded_cnn")]
-    assert all(SMALL.items() <= st.items() for st in settings([stage]))
+    st = study("lenet_vs_padded", num_train=10000, epochs=3)
+    assert names(st) == [f"model={m},seed={s}" for s in (0, 1, 2) for m in ("lenet5", "seed_net", "padded_cnn")]
+    assert all(small(r.config) for r in st.runs)
 
 
 # --------------------------------------------------------------------------- summary CLI
 
 HUGE = r'''
-import resource
+import resource, sys
+# before experiments.summary defines --config: config_flags reads its overrides from sys.argv
+sys.argv = ["summary", "--config.model=mlp", "--config.model_options.hidden=(1000, 100)", "--input_shape=1000,1000,3"]
 from absl import flags
 from cnnjax import models, summary
 from experiments import summary as cli
 summary.summarize(models.create("padded_cnn"), (28, 28, 1))  # JAX's own start-up, not counted
-flags.FLAGS(["summary", "--model=mlp", "--model_options=hidden=1000:100", "--input_shape=1000,1000,3"])
+flags.FLAGS(sys.argv)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 cli.main(["summary"])
 print("GROWN_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
@@ -167,13 +187,13 @@ def test_summary_model_options_on_a_megapixel_image_allocates_nothing():
 
 
 def test_summary_cli_model_options_and_bad_option():
-    r = run_module("-m", "experiments.summary", "--model_options=padding=0,stride=2")
+    r = run_module("-m", "experiments.summary", "--config.model_options.padding=0", "--config.model_options.stride=2")
     assert r.returncode == 0, r.stderr
     assert "12x12x16" in r.stdout and "total params: 13,578" in r.stdout
-    r = run_module("-m", "experiments.summary", "--model=padded_cnn", "--model_options=widths=7")
+    r = run_module("-m", "experiments.summary", "--config.model=padded_cnn", "--config.model_options.widths=7")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
     assert r.stderr.startswith("error: model 'padded_cnn' cannot be built")
-    r = run_module("-m", "experiments.summary", "--model=mlp", "--model_options=hidden=1000")
+    r = run_module("-m", "experiments.summary", "--config.model=mlp", "--config.model_options.hidden=1000")
     assert r.returncode == 0 and "784,784" not in r.stdout and "785,000" in r.stdout  # one 1000-unit layer
     r = run_module("-m", "experiments.summary", "--epochs=3")  # a training flag means nothing here
     assert r.returncode == 2 and r.stderr.strip() == "error: Unknown command line flag 'epochs' (see --help)"

@@ -1,7 +1,6 @@
-r"""Optimizer x learning rate on the padded CNN.
+r"""Study: optimizer x learning rate on the padded CNN.
 
-  python -m launch.optimizers [--out=sweeps/optimizers] [--parallel=N] [--shard=i/n]
-                              [--base=epochs=1,...] [--dry_run]
+  python -m launch.sweep --config=experiments/configs/optimizers.py --out=sweeps/optimizers
 
 optimizer sgd (momentum 0.9), adam, adamw x learning rate 1e-3, 1e-2, 1e-1 x seeds 0,1,
 padded_cnn on Fashion-MNIST, 3 epochs, constant schedule, batch 128, weight decay 1e-4 for all
@@ -14,15 +13,16 @@ Runtime on a 2-core CPU: ESTIMATE ~60 min, not measured at full size. Measured t
 (epoch 2 of a 7,680-image Fashion-MNIST run, two single-threaded runs in parallel on the shared
 2-core dev VM, load average 4-6): padded_cnn 503 img/s -> ~126 s per 60k epoch; 18 runs x 3
 epochs x 126 s / 2 in parallel ~ 57 min.
-
-Every flag of launch.sweep works here (--out, --parallel, --shard, --dry_run, ...); --base
-keys are merged over the study's base.
 """
-from launch import sweep
+from cnnjax import config
 
-GRID = "optimizer=sgd,adam,adamw;learning_rate=1e-3,1e-2,1e-1"
-SEEDS = "0,1"
-BASE = "model=padded_cnn,dataset=fashion_mnist,epochs=3,batch_size=128,schedule=constant,weight_decay=1e-4"
 
-if __name__ == "__main__":
-    sweep.study("optimizers", GRID, SEEDS, BASE, curves=True)
+def get_config():
+    return config.config_dict(model="padded_cnn", dataset="fashion_mnist", epochs=3, batch_size=128,
+                              schedule="constant", weight_decay=1e-4)
+
+
+def get_sweep():
+    return config.product(config.sweep("seed", [0, 1]),
+                          config.sweep("optimizer", ["sgd", "adam", "adamw"]),
+                          config.sweep("learning_rate", [1e-3, 1e-2, 1e-1]))

@@ -1,10 +1,11 @@
-r"""Course claim (4): padding keeps the spatial size, stride shrinks it.
+r"""Study, course claim (4): padding keeps the spatial size, stride shrinks it.
 
-  python -m launch.claim_padding_stride --out=results/claims/padding_stride --parallel=1
-                                        [--base=num_train=0,epochs=15] [--dry_run]
+  python -m launch.sweep --config=experiments/configs/claim_padding_stride.py \
+      --out=results/claims/padding_stride --parallel=1
 
 padded_cnn with padding 2 / 0 (both 5x5 convs) x stride 1 / 2 (conv1), x seeds 0,1,2: 12 runs.
-The sizes (``python -m experiments.summary --model_options=padding=0,stride=2``):
+The sizes (``python -m experiments.summary --config.model_options.padding=0
+--config.model_options.stride=2``):
 
   padding  stride  conv1    pool1  conv2  pool2  dense     params
   2        1       28x28    14     14     7      1568->10  28,938   (the default padded_cnn)
@@ -15,19 +16,20 @@ The sizes (``python -m experiments.summary --model_options=padding=0,stride=2``)
 The conv weights are the same in all four; only the dense layer follows the spatial size.
 results.md lists each configuration's params, FLOPs and receptive field next to its accuracy.
 
-SMALL BY DEFAULT, to fit a shared 2-core CPU: the first 10,000 Fashion-MNIST training images
-(num_train=10000; the full 10,000-image test set), 3 epochs.  ``--base=num_train=0,epochs=15``
-gives the full-size study (~30x longer).
+SMALL BY DEFAULT (claims_base.py): ``--config.num_train=0 --config.epochs=15`` gives the
+full-size study (~30x longer).
 
 Runtime: MEASURED 4.6 min (276 s wall, 12 runs) with --parallel=1 on the shared 2-core dev VM
 (load average 5-7 from other jobs, CPU conv fast path of cnnjax.fastconv), 2026-11-23.
-
-(launch.padding_stride is an older study of dilation x pooling under that name.)
 """
-from launch import claims
+from cnnjax import config
+from experiments.configs import claims_base
 
-GRID = "padding=2,0;stride=1,2"
-stages, main = claims.padded_cnn_study("claim_padding_stride", GRID)
 
-if __name__ == "__main__":
-    main()
+def get_config():
+    return claims_base.small_config()
+
+
+def get_sweep():
+    return config.product(claims_base.SEEDS, config.sweep("model_options.padding", [2, 0]),
+                          config.sweep("model_options.stride", [1, 2]))

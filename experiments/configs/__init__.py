@@ -1,0 +1,1 @@
+"""Experiment and study config files (ml_collections): see default.py, recipes.py and the studies."""

@@ -1,0 +1,182 @@
+"""A study is a config file (``experiments/configs/ablation_blocks.py``, ...) with two functions:
+
+  get_config()  the study's base run, a ConfigDict (:func:`cnnjax.config.config_dict`), so
+                ``python -m experiments.train --config=FILE --workdir=DIR`` trains the base run;
+  get_sweep()   one dict of overrides per run, built with :func:`cnnjax.config.sweep`,
+                :func:`~cnnjax.config.product` and :func:`~cnnjax.config.zipped`; dotted keys set
+                model options (``"model_options.activation"``).  Seeds are an axis like any other,
+                by convention the first: ``product(sweep("seed", [0, 1, 2]), sweep("model", [...]))``
+                runs seed 0 of every configuration first, so an interrupted sweep already has one
+                seed of everything.
+
+:func:`load` validates every run (:func:`cnnjax.config.from_dict`) and names it from its
+overrides; :meth:`Study.command` is the run's trainer command line.  Pure: no files written,
+no processes (those are :mod:`launch.sweep`'s).
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import hashlib
+import importlib.util
+import os
+import typing
+from collections.abc import Mapping
+from typing import Any, Sequence
+
+from cnnjax import config as config_lib
+from experiments import common
+
+PROGRESS = "--config.progress=plain"  # the trainers' output goes to log files
+RECORD, RECORD_VERSION = "sweep.json", 2  # OUT/sweep.json: Study.record()
+_SAFE = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-")
+_MAX_NAME = 200
+
+
+# --------------------------------------------------------------------------- names and values
+
+
+def flatten(overrides: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as dotted keys: ``{"model_options": {"pool": "avg"}}`` -> ``{"model_options.pool": "avg"}``."""
+    out = {}
+    for key, value in overrides.items():
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def value_text(value) -> str:
+    """A setting's value in a run name or a report label: ``0.001``, ``sigmoid``, ``35x35`` for (35, 35)."""
+    if isinstance(value, (list, tuple)):
+        return "x".join(value_text(v) for v in value)
+    return value if isinstance(value, str) else repr(value)
+
+
+def _escape(text: str) -> str:
+    return "".join(c if c in _SAFE else "".join(f"%{b:02X}" for b in c.encode()) for c in text)
+
+
+def run_name(overrides: Mapping[str, Any]) -> str:
+    """``{"seed": 1, "model": "a"}`` -> ``model=a,seed=1``: the overrides in their order, seed last.
+    Characters other than letters, digits and ``._+-`` are %-escaped (filesystem-safe); a name
+    over 200 characters is cut and ends in a hash of the whole."""
+    items = sorted(flatten(overrides).items(), key=lambda kv: kv[0] == "seed")
+    name = ",".join(f"{_escape(k)}={_escape(value_text(v))}" for k, v in items) or "base"
+    if len(name) > _MAX_NAME:
+        name = name[:_MAX_NAME - 12] + "~" + hashlib.sha1(name.encode()).hexdigest()[:11]
+    return name
+
+
+_TEXT_FIELDS = frozenset(f.name for f in config_lib.fields() if f.type is str or str in typing.get_args(f.type))
+
+
+def _reads_back_as_text(text: str) -> bool:
+    """Whether ml_collections parses ``text`` given to a new key (a Python literal) as this string."""
+    if text in ("true", "false"):
+        return False
+    try:
+        ast.literal_eval(text)
+    except (SyntaxError, ValueError):
+        return True
+    return False
+
+
+def flag_value(key: str, value, base: Mapping) -> str:
+    """``value`` as the text of ``--config.KEY=...`` that ml_collections parses back to ``value``.
+
+    A key the base config has as a string is parsed as a string (raw text); a new key (a model
+    option the base does not set) as a Python literal, so a string that looks like one is quoted."""
+    if isinstance(value, str):
+        node = base
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, Mapping) else None
+        known_text = isinstance(node, str) or key in _TEXT_FIELDS
+        return value if known_text or _reads_back_as_text(value) else repr(value)
+    if isinstance(value, (list, tuple)):
+        return repr(tuple(value))
+    return repr(value)
+
+
+# --------------------------------------------------------------------------- studies
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    name: str
+    overrides: dict                   # as get_sweep() gave them
+    config: config_lib.TrainConfig    # the validated config it trains
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+    file: str                         # --config's value, FILE[:ARG]
+    cli_args: tuple[str, ...]         # the command's --config.KEY=VALUE overrides, verbatim
+    base: dict                        # get_config() with those overrides
+    runs: tuple[Run, ...]
+
+    def command(self, run: Run, workdir: str) -> list[str]:
+        """The trainer's arguments for ``run``: fixed order, so a rerun is the same command."""
+        own = [f"--config.{k}={flag_value(k, v, self.base)}" for k, v in flatten(run.overrides).items()]
+        return [f"--config={self.file}", *self.cli_args, *own, PROGRESS, f"--workdir={workdir}"]
+
+    def record(self) -> dict:
+        """What OUT/sweep.json holds: the study, the command's overrides, every run's overrides and
+        config (without the settings that do not change the numbers, which may differ on a rerun)."""
+        return {"version": RECORD_VERSION, "study": self.file, "overrides": list(self.cli_args),
+                "runs": [{"name": r.name, "overrides": r.overrides, "config": numbers_config(r.config)}
+                         for r in self.runs]}
+
+
+def numbers_config(cfg: config_lib.TrainConfig) -> dict:
+    """``cfg``'s JSON form without :func:`cnnjax.config.run_fields` (what makes its numbers)."""
+    return {k: v for k, v in config_lib.to_dict(cfg).items() if k not in config_lib.run_fields()}
+
+
+def get_sweep(file: str) -> list[dict]:
+    """The override dicts of study file ``file`` (FILE[:ARG]; the ARG goes to get_config only)."""
+    path = file.split(":", 1)[0]
+    spec = importlib.util.spec_from_file_location("_cnnjax_study", path)
+    if spec is None or not os.path.isfile(path):
+        raise common.UsageError(f"--config: {path} is not a file")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_sweep"):
+        raise common.UsageError(f"{path} has no get_sweep(): it is one run's config, not a study "
+                                f"(train it with python -m experiments.train --config={path})")
+    overrides = module.get_sweep()
+    if not isinstance(overrides, (list, tuple)) or not overrides \
+            or not all(isinstance(o, Mapping) and all(isinstance(k, str) for k in o) for o in overrides):
+        raise common.UsageError(f"{path}: get_sweep() must return a non-empty list of dicts of overrides")
+    return [dict(o) for o in overrides]
+
+
+def load(file: str, base: Mapping, cli_args: Sequence[str], cli_keys: Sequence[str]) -> Study:
+    """The study in ``file`` applied to ``base`` (its get_config() with the command line's
+    overrides ``cli_args``, of keys ``cli_keys``).  Every run is validated before anything runs:
+    UsageError naming the file, the run and the key otherwise."""
+    sweep = get_sweep(file)
+    where = os.path.relpath(file.split(":", 1)[0])
+    base = config_lib.apply(base, {})  # a plain dict
+    try:
+        config_lib.from_dict(base, check_model=False)  # a bad key of the file or the command line
+    except config_lib.ConfigError as e:
+        raise common.UsageError(f"{where}: {e}") from None
+    runs, names = [], set()
+    for overrides in sweep:
+        name = run_name(overrides)
+        keys = flatten(overrides)
+        clash = [c for c in cli_keys for k in keys if c == k or c.startswith(k + ".") or k.startswith(c + ".")]
+        if clash:
+            raise common.UsageError(f"--config.{clash[0]}: {where} sweeps that setting (run {name}); "
+                                    f"change it in the study file or leave it out")
+        if name in names:
+            raise common.UsageError(f"{where}: get_sweep() lists run {name} twice")
+        names.add(name)
+        try:
+            cfg = config_lib.from_dict(config_lib.apply(base, overrides))
+        except config_lib.ConfigError as e:
+            raise common.UsageError(f"{where}: run {name}: {e}") from None
+        runs.append(Run(name, overrides, cfg))
+    return Study(file, tuple(cli_args), base, tuple(runs))
