@@ -44,8 +44,8 @@ def _dataset(num_train: int, num_test: int, data_dir: str | None = None):
 def _trainer(ds, model_name: str, batch: int, loop: str, dtype: str, epochs: int):
     """(model, fresh state, device images, device labels, run_epoch) for one cell."""
     import jax
-    from cnnjax import models, train
-    cfg = train.TrainConfig(model=model_name, batch_size=batch, epochs=epochs, compute_dtype=dtype)
+    from cnnjax import config, models, train
+    cfg = config.TrainConfig(model=model_name, batch_size=batch, epochs=epochs, compute_dtype=dtype)
     model = models.create(model_name, ds.num_classes)
     tx = train.make_optimizer(cfg, len(ds.train_labels) // batch)
     state = train.init_state(model, tx, cfg.seed, ds.image_shape)
@@ -108,14 +108,14 @@ def main(argv=None):
     from cnnjax import xla_cpu
     xla_cpu.configure()  # what experiments.train does (CPU only; no effect on a GPU)
     import jax
-    from cnnjax import train
+    from cnnjax import config, train
     loops, dtypes = args.loops.split(","), args.dtypes.split(",")
     for loop in loops:
         if loop not in ("steps", "scan"):
             p.error(f"--loops: unknown loop {loop!r} (steps, scan)")
     for dtype in dtypes:
-        if dtype not in train.COMPUTE_DTYPES:
-            p.error(f"--dtypes: unknown dtype {dtype!r} {train.COMPUTE_DTYPES}")
+        if dtype not in config.COMPUTE_DTYPES:
+            p.error(f"--dtypes: unknown dtype {dtype!r} {config.COMPUTE_DTYPES}")
     batches = [int(b) for b in args.batch_sizes.split(",")]
     ds, source = _dataset(args.num_train, args.num_test, args.data_dir)
     device = jax.devices()[0]

@@ -73,7 +73,8 @@ class _JaxBench:
     def _build(self, name, batch, steps_per_epoch):
         """(model, fresh state, jitted train step, jitted eval step): the library's own."""
         train = self.train
-        cfg = train.TrainConfig(model=name, batch_size=batch, dataset="synthetic", epochs=1)
+        from cnnjax.config import TrainConfig
+        cfg = TrainConfig(model=name, batch_size=batch, dataset="synthetic", epochs=1)
         model = self.models.create(name)
         tx = train.make_optimizer(cfg, steps_per_epoch)
         state = train.init_state(model, tx, 0, IMAGE_SHAPE)

@@ -35,11 +35,7 @@ def main(argv):
         raise common.UsageError(f"--num_classes must be >= 1, got {_NUM_CLASSES.value}")
     cfg = common.train_config(_CONFIG)
     model = models.create(cfg.model, num_classes=_NUM_CLASSES.value, **cfg.model_options)
-    try:
-        table = summary.summarize(model, shape, cfg.model).table()
-    except TypeError as e:  # an option of the right name but the wrong kind, e.g. widths=7 (not a pair)
-        raise common.UsageError(f"model {cfg.model!r} cannot be built with options {cfg.model_options}: {e}")
-    print(table)
+    print(summary.summarize(model, shape, cfg.model).table())
 
 
 if __name__ == "__main__":

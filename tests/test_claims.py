@@ -192,7 +192,7 @@ def test_summary_cli_model_options_and_bad_option():
     assert "12x12x16" in r.stdout and "total params: 13,578" in r.stdout
     r = run_module("-m", "experiments.summary", "--config.model=padded_cnn", "--config.model_options.widths=7")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
-    assert r.stderr.startswith("error: model 'padded_cnn' cannot be built")
+    assert r.stderr.startswith("error: experiments/configs/default.py: config.model_options: padded_cnn: widths must be 2 positive integers")
     r = run_module("-m", "experiments.summary", "--config.model=mlp", "--config.model_options.hidden=1000")
     assert r.returncode == 0 and "784,784" not in r.stdout and "785,000" in r.stdout  # one 1000-unit layer
     r = run_module("-m", "experiments.summary", "--epochs=3")  # a training flag means nothing here

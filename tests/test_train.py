@@ -140,7 +140,7 @@ def test_different_run_in_existing_workdir_is_refused_and_nothing_changes(refere
     ("--config.dataset=no_such_set", "cannot load 'no_such_set'"),
     ("--config.batch_size=100000", "larger than the training set"),
     ("--config.learning_rate=-1", "config.learning_rate must be a positive"),
-    ("--config.model_options.activation=swish9", "unknown activation"),
+    ("--config.model_options.activation=swish9", "activation must be one of"),
     ("--config.model_options.activaton=relu", "has no option(s) ['activaton']"),
     ("--config.label_smoothing=1.5", "config.label_smoothing"),
     ("--config.learnig_rate=0.1", "config.learnig_rate is not a setting (did you mean learning_rate?)"),
