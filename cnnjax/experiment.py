@@ -75,10 +75,13 @@ def build(cfg: config_lib.TrainConfig) -> Setup:
 
 
 def train_and_evaluate(config: config_lib.TrainConfig | Mapping, workdir: str, *,
-                       log: Callable[[str], None] = print) -> dict:
+                       log: Callable[[str], None] = print,
+                       on_epoch: Callable[[dict], None] | None = None) -> dict:
     """Train per ``config`` in ``workdir`` (created if needed); returns the summary dict (also
-    summary.json).  Raises ValueError for bad input or a refused directory (nothing is written
-    then) and NonFiniteLoss on a NaN/inf loss."""
+    summary.json).  ``on_epoch(row)`` is called with each epoch's metrics row once it is logged
+    and checkpointed (e.g. to report to a scheduler that may stop the run by raising).  Raises
+    ValueError for bad input or a refused directory (nothing is written then) and
+    NonFiniteLoss on a NaN/inf loss."""
     cfg = as_config(config)
     wd = Workdir(workdir)
     if os.path.exists(wd.path) and not os.path.isdir(wd.path):
@@ -94,7 +97,7 @@ def train_and_evaluate(config: config_lib.TrainConfig | Mapping, workdir: str, *
         if wd.config() is None and jax.process_index() == 0:
             wd.write_config(cfg, setup.data_info())
         try:
-            return _train(setup, wd, log)
+            return _train(setup, wd, log, on_epoch)
         except Exception as e:
             if "No space left on device" in str(e) or getattr(e, "errno", None) == errno.ENOSPC:
                 raise DiskFull(f"the disk of {wd.path} is full (while writing {_written_file(e)}); "
@@ -115,7 +118,7 @@ def _finished(wd: Workdir, log) -> dict | None:
     return done
 
 
-def _train(s: Setup, wd: Workdir, log) -> dict:
+def _train(s: Setup, wd: Workdir, log, on_epoch) -> dict:
     cfg, ds = s.cfg, s.data
     primary = jax.process_index() == 0  # with several hosts only process 0 writes files (Orbax coordinates itself)
     checkpoints = ckpt_lib.Checkpoints(wd.checkpoint_dir, keep=cfg.keep_checkpoints, log=log)
@@ -161,6 +164,8 @@ def _train(s: Setup, wd: Workdir, log) -> dict:
             if primary:
                 plots.plot_curves(rows, wd.file("curves.png"), title=f"{os.path.basename(wd.path)}: {cfg.model}")
             bar.end_epoch(row)
+            if on_epoch is not None:
+                on_epoch(row)
         checkpoints.wait()
     finally:
         checkpoints.close()
