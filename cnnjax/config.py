@@ -223,13 +223,17 @@ def config_dict(cfg: Optional[TrainConfig] = None, **overrides) -> ml_collection
     return out
 
 
-def describe() -> str:
-    """Every setting with its default and help, one per line (for --help texts and docs)."""
+def describe(cfg: Optional[TrainConfig] = None) -> str:
+    """Every setting of ``cfg`` (default: the defaults), one per line: value, allowed values, help,
+    and whether it may change on resume."""
+    cfg = cfg or TrainConfig()
+    width = max(len(f.name) for f in fields())
     lines = []
     for f in fields():
-        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        config_value = to_dict(cfg)[f.name]
         choices = f" [{'|'.join(f.metadata['choices'])}]" if f.metadata["choices"] else ""
-        lines.append(f"  {f.name} = {default!r}{choices}: {f.metadata['help']}")
+        run = " (may change on resume)" if f.metadata["run"] else ""
+        lines.append(f"{f.name:<{width}} = {config_value!r}  # {f.metadata['help']}{choices}{run}")
     return "\n".join(lines)
 
 

@@ -4,7 +4,8 @@ r"""Train one experiment, given as a config file; the work directory can be resu
   python -m experiments.train --config=experiments/configs/recipes.py:vgg_bn --workdir=workdirs/vgg_bn \
       --config.epochs=5 --config.model_options.dropout=0.2
 
-Any setting of cnnjax/config.py can be overridden with ``--config.KEY=VALUE``.  Rerun the same
+Any setting of cnnjax/config.py can be overridden with ``--config.KEY=VALUE``; ``--print_config``
+lists them all with their values.  Rerun the same
 command to resume after an interruption; re-make a run from its work directory with
 ``--config=experiments/configs/rerun.py:WORKDIR``.
 
@@ -22,6 +23,8 @@ from experiments import common
 
 _CONFIG = common.define_config_flag()
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output/resume directory.")
+_PRINT_CONFIG = flags.DEFINE_bool("print_config", False, "Print every setting of the config (value, allowed "
+                                  "values, help) and exit without training.")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None,
                                    "Multi-host: host:port of process 0 (jax.distributed.initialize).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
@@ -29,9 +32,13 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-host: this process
 
 
 def main(argv):
+    cfg = common.train_config(_CONFIG)
+    if _PRINT_CONFIG.value:
+        from cnnjax import config
+        print(config.describe(cfg))
+        return
     if not _WORKDIR.value:
         raise common.UsageError("--workdir is required")
-    cfg = common.train_config(_CONFIG)
     from cnnjax import xla_cpu
     xla_cpu.configure()  # process-level XLA CPU settings; must precede JAX's backend start
     if _COORDINATOR.value:

@@ -97,6 +97,16 @@ def test_sweep_helpers():
     assert base.epochs == 15  # the base is not changed
 
 
+def test_print_config_lists_every_setting_with_its_value():
+    proc = subprocess.run([sys.executable, "-m", "experiments.train", "--print_config", "--config.epochs=3",
+                           "--config.model_options.pool=avg"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert [l.split()[0] for l in lines] == [f.name for f in dataclasses.fields(TrainConfig)]
+    assert "epochs           = 3  # Training epochs." in lines
+    assert any(l.startswith("model_options    = {'pool': 'avg'}") for l in lines)
+
+
 def test_run_fields_are_exactly_the_ones_that_do_not_change_numbers():
     assert config.run_fields() == {"data_dir", "checkpoint_every", "keep_checkpoints", "epoch_loop", "progress"}
 

@@ -24,3 +24,25 @@ def test_readme_python_example_runs(index):
         lines = [l for l in proc.stdout.splitlines() if l[:1].isdigit()]
         assert [l.split()[0] for l in lines] == ["1", "2"]
         assert float(lines[-1].split()[-1]) > 0.5
+
+
+TINY = ["--config.dataset=synthetic", "--config.num_train=128", "--config.num_test=64", "--config.batch_size=64",
+        "--config.epochs=1", "--config.progress=none"]
+
+
+def test_readme_training_commands_run(tmp_path):
+    """Every `python -m experiments.train` line of the README's shell blocks, in order (a later
+    line may re-run an earlier one's workdir), on tiny synthetic data in a temporary directory."""
+    with open(os.path.join(REPO, "README.md")) as f:
+        shell = "\n".join(re.findall(r"```bash\n(.*?)```", f.read(), re.S)).replace("\\\n", " ")
+    commands = [l.split("&&")[-1].strip() for l in shell.splitlines() if "python -m experiments.train" in l]
+    assert len(commands) >= 4, commands
+    for command in commands:
+        argv = command.split("#")[0].split()[1:]  # drop the comment and "python"
+        argv = [a.replace("workdirs/", f"{tmp_path}/") for a in argv]
+        rerun = any("rerun.py" in a for a in argv)
+        proc = subprocess.run([sys.executable, *argv, *([] if rerun else TINY)], cwd=REPO, capture_output=True,
+                              text=True, timeout=300)
+        assert proc.returncode == 0, (command, proc.stderr[-2000:])
+    assert sorted(os.listdir(tmp_path)) == ["a", "a2", "b", "padded_cnn", "vgg_bn"]
+    assert open(tmp_path / "a" / "config.json").read() == open(tmp_path / "a2" / "config.json").read()
