@@ -72,6 +72,7 @@ class TrainConfig:
     compute_dtype: str = setting("float32", "bfloat16 = mixed precision (float32 weights, optimizer and loss).",
                                  choices=COMPUTE_DTYPES)
     eval_every: int = setting(1, "Evaluate every N epochs (and after the last).")
+    eval_batch_size: int = setting(1000, "Images per evaluation batch (memory only; same numbers).", run=True)
     checkpoint_every: int = setting(1, "Checkpoint every N epochs (and after the last).", run=True)
     keep_checkpoints: int = setting(3, "Keep the latest N checkpoints (plus the best).", run=True)
     epoch_loop: str = setting("auto", "steps: one jit call per batch; scan: the epoch in one lax.scan; "
@@ -89,6 +90,7 @@ class TrainConfig:
             "epochs": positive("epochs"),
             "batch_size": positive("batch_size"),
             "eval_every": positive("eval_every"),
+            "eval_batch_size": positive("eval_batch_size"),
             "checkpoint_every": positive("checkpoint_every"),
             "keep_checkpoints": positive("keep_checkpoints"),
             "learning_rate": (self.learning_rate > 0 and math.isfinite(self.learning_rate),

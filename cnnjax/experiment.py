@@ -151,7 +151,7 @@ def _train(s: Setup, wd: Workdir, log, on_epoch) -> dict:
                    "learning_rate": float(s.schedule(int(state.step) - 1)),
                    "images_per_sec": s.steps_per_epoch * cfg.batch_size / train_seconds}
             if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
-                ev = train.evaluate(s.model, state.variables(), ds, eval_step=eval_fn)
+                ev = train.evaluate(s.model, state.variables(), ds, cfg.eval_batch_size, eval_step=eval_fn)
                 row.update(test_loss=ev["loss"], test_accuracy=ev["accuracy"])
             row["seconds"] = time.perf_counter() - t0
             rows.append(row)

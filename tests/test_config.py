@@ -108,7 +108,8 @@ def test_print_config_lists_every_setting_with_its_value():
 
 
 def test_run_fields_are_exactly_the_ones_that_do_not_change_numbers():
-    assert config.run_fields() == {"data_dir", "checkpoint_every", "keep_checkpoints", "epoch_loop", "progress"}
+    assert config.run_fields() == {"data_dir", "eval_batch_size", "checkpoint_every", "keep_checkpoints", "epoch_loop",
+                                   "progress"}
 
 
 def run_train(*args):
