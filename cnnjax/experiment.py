@@ -63,15 +63,52 @@ def build(cfg: config_lib.TrainConfig) -> Setup:
     ds = data_lib.load(cfg.dataset, cfg.data_dir).subset(cfg.num_train or None, cfg.num_test or None)
     model = models.create(cfg.model, ds.num_classes, **cfg.model_options)
     arch = summary.summarize(model, ds.image_shape, cfg.model)
+    if tuple(arch.rows[-1].output_shape) != (ds.num_classes,):
+        raise ValueError(f"config.model {cfg.model} outputs {'x'.join(map(str, arch.rows[-1].output_shape))} per "
+                         f"image, not {ds.num_classes} class scores: experiments.train trains classifiers (an "
+                         f"autoencoder is trained from Python with a reconstruction loss)")
     steps = len(ds.train_labels) // cfg.batch_size
     if steps == 0:
         raise ValueError(f"config.batch_size {cfg.batch_size} is larger than the training set "
                          f"({len(ds.train_labels)} images)")
+    _check_memory(cfg, arch)
     mesh = train.data_parallel_mesh()  # data-parallel over every device there is
     if mesh is not None and cfg.batch_size % mesh.size:
         raise ValueError(f"config.batch_size {cfg.batch_size} must be a multiple of the number of devices "
                          f"({mesh.size})")
     return Setup(cfg, ds, model, arch, steps, train.make_optimizer(cfg, steps), train.make_schedule(cfg, steps), mesh)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory the system can still give (Linux MemAvailable); None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _check_memory(cfg: config_lib.TrainConfig, arch: summary.Summary, fraction: float = 0.8) -> None:
+    """ValueError, before anything is allocated, when a training or evaluation batch would not fit
+    in ``fraction`` of the available memory (by :meth:`summary.Summary.bytes_per_example`; CPU
+    only: an accelerator's memory is its own)."""
+    free = available_memory()
+    if free is None or jax.default_backend() != "cpu":
+        return
+    budget = fraction * free
+    layer = arch.largest_layer()
+    for name, batch, is_train in (("batch_size", cfg.batch_size, True), ("eval_batch_size", cfg.eval_batch_size, False)):
+        need = batch * arch.bytes_per_example(is_train)
+        if need > budget:
+            fits = int(budget // arch.bytes_per_example(is_train))
+            raise ValueError(
+                f"config.{name}={batch} needs about {need / 2**30:.1f} GiB for {cfg.model} "
+                f"(largest layer {layer.name}: {'x'.join(map(str, layer.output_shape))} per image), "
+                f"{free / 2**30:.1f} GiB are available; use config.{name} <= {fits}"
+                + ("" if fits else " (not even one image fits: make the model smaller)"))
 
 
 def train_and_evaluate(config: config_lib.TrainConfig | Mapping, workdir: str, *,

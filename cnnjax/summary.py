@@ -14,6 +14,7 @@ depends on the whole input ("all").
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Optional, Sequence
 
 import flax.linen as nn
@@ -52,6 +53,21 @@ class Summary:
         """Receptive field of the last spatial layer before any global layer."""
         spatial = [r for r in self.rows if r.receptive_field is not None]
         return spatial[-1].receptive_field if spatial else None
+
+    def bytes_per_example(self, train: bool) -> int:
+        """A rough float32 memory estimate for one example in a batch: every layer's output (kept
+        twice when training, for the backward pass) plus the largest conv's patch matrix
+        (out_h * out_w * k_h * k_w * C_in / groups values, which a library conv may build:
+        ``flops / (2 * C_out)`` for a conv row).  Used to refuse batches that cannot fit."""
+        activations = sum(math.prod(r.output_shape) for r in self.rows)
+        patches = max((r.flops // (2 * r.output_shape[-1]) for r in self.rows if len(r.output_shape) == 3
+                       and r.output_shape[-1]), default=0)
+        return 4 * (activations * (2 if train else 1) + patches)
+
+    def largest_layer(self) -> LayerRow:
+        """The row with the most output values plus patch values per example."""
+        return max(self.rows, key=lambda r: math.prod(r.output_shape) + (
+            r.flops // (2 * r.output_shape[-1]) if len(r.output_shape) == 3 and r.output_shape[-1] else 0))
 
     def table(self) -> str:
         return format_table(self)

@@ -1,0 +1,275 @@
+"""Fault injection: damaged checkpoints, metrics, configs and summaries, a full disk, a read-only
+directory, concurrent trainers and kills at random points.  Every case ends either in a run equal
+to an uninterrupted one, or in one ``error:`` line naming the file and nothing lost."""
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from cnnjax import experiment
+from cnnjax.workdir import Workdir, WorkdirError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL = dict(dataset="synthetic", num_train=640, num_test=200, batch_size=64, epochs=3, seed=0, progress="none")
+NUMBERS = ("epoch", "step", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "learning_rate")
+
+
+def train(workdir, log=None, **over):
+    return experiment.train_and_evaluate(dict(SMALL, **over), str(workdir), log=log or (lambda s: None))
+
+
+def numbers(workdir):
+    return [{k: r[k] for k in NUMBERS} for r in Workdir(workdir).metrics()]
+
+
+def params(workdir):
+    return [np.asarray(a) for a in jax.tree.leaves(experiment.load_trained(str(workdir), "latest")[1])]
+
+
+def assert_equals_reference(workdir, reference):
+    assert numbers(workdir) == numbers(reference)
+    for a, b in zip(params(workdir), params(reference)):
+        np.testing.assert_array_equal(a, b)
+
+
+def cli(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "experiments.train", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def cli_flags(workdir):
+    return [f"--config.{k}={v}" for k, v in SMALL.items()] + [f"--workdir={workdir}"]
+
+
+def one_error_line(proc, *fragments):
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("reference") / "run"
+    train(workdir)
+    return workdir
+
+
+@pytest.fixture
+def copy(reference, tmp_path):
+    """A copy of the finished reference run, turned back into a run stopped after epoch 3's save."""
+    workdir = tmp_path / "run"
+    shutil.copytree(reference, workdir)
+    os.remove(workdir / "summary.json")
+    return workdir
+
+
+def largest_file(directory):
+    files = [os.path.join(r, n) for r, _, ns in os.walk(directory) for n in ns]
+    return max(files, key=os.path.getsize)
+
+
+# --------------------------------------------------------------------------- damaged checkpoints
+
+
+@pytest.mark.parametrize("damage", ["flip_bytes", "truncate", "delete_files"])
+def test_damaged_latest_checkpoint_is_set_aside_and_the_run_equals_the_reference(copy, reference, damage):
+    shutil.rmtree(copy / "checkpoints" / "3")  # stopped after epoch 2: 3 will be redone from 2 ...
+    with open(copy / "metrics.jsonl") as f:
+        rows = f.readlines()
+    (copy / "metrics.jsonl").write_text("".join(rows[:2]))
+    target = copy / "checkpoints" / "2"  # ... unless 2 is damaged: then from 1
+    path = largest_file(target)
+    if damage == "flip_bytes":  # inside the array data: Orbax reads it without complaint
+        with open(path, "r+b") as f:
+            f.seek(os.path.getsize(path) // 2)
+            chunk = bytearray(f.read(64))
+            f.seek(os.path.getsize(path) // 2)
+            f.write(bytes(b ^ 0xFF for b in chunk))
+    elif damage == "truncate":
+        with open(path, "r+b") as f:
+            f.truncate(os.path.getsize(path) // 3)
+    else:
+        for root, _, names in os.walk(target):
+            for n in names:
+                os.remove(os.path.join(root, n))
+    said = []
+    train(copy, log=said.append)
+    assert any("epoch 2 is unreadable or damaged" in s for s in said), said
+    assert any("resuming" in s and "epoch 1" in s for s in said), said
+    assert (copy / "corrupt_checkpoints" / "2").is_dir()
+    assert_equals_reference(copy, reference)
+
+
+def test_every_checkpoint_gone_says_so_and_starts_again(copy, reference):
+    shutil.rmtree(copy / "checkpoints")
+    said = []
+    train(copy, log=said.append)
+    assert any("no readable checkpoint" in s and "starting" in s and "3 logged epochs are redone" in s
+               for s in said), said
+    assert_equals_reference(copy, reference)
+
+
+def test_evaluate_on_a_damaged_best_checkpoint_is_one_line(copy):
+    best = max(Workdir(copy).metrics(), key=lambda r: (r["test_accuracy"], -r["epoch"]))["epoch"]
+    path = largest_file(copy / "checkpoints" / str(best))
+    with open(path, "r+b") as f:
+        f.truncate(10)
+    proc = subprocess.run([sys.executable, "-m", "experiments.evaluate", f"--workdir={copy}"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    one_error_line(proc, "the best checkpoint (epoch", "is unreadable", "--which=latest")
+
+
+# --------------------------------------------------------------------------- damaged metrics, configs, summaries
+
+
+def test_a_torn_last_metrics_line_is_dropped_and_redone(copy, reference):
+    shutil.rmtree(copy / "checkpoints" / "3")
+    text = (copy / "metrics.jsonl").read_text()
+    (copy / "metrics.jsonl").write_text(text[: len(text) - 40])  # epoch 3's line cut mid-write
+    train(copy)
+    assert_equals_reference(copy, reference)
+
+
+def test_a_damaged_middle_metrics_line_is_named(copy):
+    lines = (copy / "metrics.jsonl").read_text().splitlines(keepends=True)
+    lines[1] = lines[1][:30] + "\n"
+    (copy / "metrics.jsonl").write_text("".join(lines))
+    before = (copy / "metrics.jsonl").read_text()
+    one_error_line(cli(*cli_flags(copy)), f"{copy / 'metrics.jsonl'} line 2 is damaged")
+    assert (copy / "metrics.jsonl").read_text() == before
+
+
+@pytest.mark.parametrize("name,content,fragment", [
+    ("config.json", "{not json", "config.json is unreadable"),
+    ("config.json", "[1, 2]", "config.json is not a JSON object"),
+    ("config.json", '{"learnig_rate": 0.1}', "config.json: config.learnig_rate is not a setting"),
+    ("summary.json", "", "summary.json is unreadable"),
+    ("summary.json", "{}", "summary.json is not a finished run's summary"),
+])
+def test_garbage_json_files_are_named_and_left_alone(copy, name, content, fragment):
+    (copy / name).write_text(content)
+    proc = cli(*cli_flags(copy))
+    one_error_line(proc, fragment)
+    assert (copy / name).read_text() == content
+
+
+# --------------------------------------------------------------------------- concurrency
+
+
+def test_a_second_trainer_is_refused_while_the_first_holds_the_workdir(copy):
+    with Workdir(copy).lock():
+        proc = cli(*cli_flags(copy))
+    one_error_line(proc, f"{copy} is in use by pid {os.getpid()}")
+    assert len(Workdir(copy).metrics()) == 3  # nothing written by the refused one
+
+
+def test_concurrent_trainers_on_one_workdir_give_one_run(tmp_path, reference):
+    workdir = tmp_path / "shared"
+    procs = [subprocess.Popen([sys.executable, "-m", "experiments.train", *cli_flags(workdir)], cwd=REPO,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    codes = sorted(code for code, _ in results)
+    assert codes[0] == 0, results
+    for code, err in results:  # the others were refused, or found it finished and did nothing
+        assert code == 0 or (code == 2 and "is in use by pid" in err), err
+    assert_equals_reference(workdir, reference)
+
+
+def test_kills_at_random_points_then_rerun_equal_the_reference(tmp_path, reference):
+    """SIGKILL at three random moments of one run (start-up, mid-epoch, mid-checkpoint alike),
+    each followed by a rerun that is killed again; the last rerun finishes.  The lock a killed
+    trainer held never blocks the next one."""
+    workdir = tmp_path / "killed"
+    rng = random.Random(1234)
+    for _ in range(3):
+        proc = subprocess.Popen([sys.executable, "-m", "experiments.train", *cli_flags(workdir)], cwd=REPO,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(3.0, 9.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    final = cli(*cli_flags(workdir))
+    assert final.returncode == 0, final.stderr
+    assert_equals_reference(workdir, reference)
+
+
+# --------------------------------------------------------------------------- the disk
+
+
+def _mount(args, target):
+    try:
+        subprocess.run(["mount", *args, str(target)], check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        pytest.skip(f"cannot mount here ({e})")
+
+
+def test_a_full_disk_is_one_line_and_a_rerun_with_room_resumes(tmp_path, reference):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    _mount(["-t", "tmpfs", "-o", "size=600k", "tmpfs"], disk)
+    try:
+        proc = cli(*cli_flags(disk / "run"))
+        one_error_line(proc, f"the disk of {disk / 'run'} is full", "rerun the same command to resume")
+        saved = tmp_path / "moved"
+        shutil.copytree(disk / "run", saved)  # "free space": move the run to a bigger disk
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+    assert Workdir(saved).config() is not None and not (saved / "summary.json").exists()
+    again = cli(*cli_flags(saved))
+    assert again.returncode == 0, again.stderr
+    assert_equals_reference(saved, reference)
+
+
+def test_a_read_only_workdir_is_one_line(copy):
+    _mount(["--bind", str(copy)], copy)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(copy)], check=True, capture_output=True)
+        proc = cli(*cli_flags(copy))
+    finally:
+        subprocess.run(["umount", str(copy)], check=False)
+    one_error_line(proc, f"cannot write in {copy}", "Read-only file system")
+
+
+# --------------------------------------------------------------------------- failures that must write nothing
+
+
+def test_validation_failures_write_nothing(tmp_path):
+    workdir = tmp_path / "new"
+    one_error_line(cli(*cli_flags(workdir), "--config.batch_size=5000"), "config.batch_size 5000 is larger than "
+                   "the training set (640 images)")
+    assert not workdir.exists()
+    proc = cli(*cli_flags(workdir))  # the corrected command is not refused
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_nan_stop_says_how_to_retry(tmp_path):
+    with pytest.raises(experiment.NonFiniteLoss, match="use another --workdir"):
+        train(tmp_path / "nan", learning_rate=1e30, optimizer="sgd")
+    with pytest.raises(WorkdirError, match="holds a different run: learning_rate=1e[+]30"):
+        train(tmp_path / "nan", learning_rate=1e-3, optimizer="sgd")
+
+
+def test_a_model_too_big_for_memory_is_refused_up_front_with_the_numbers(tmp_path, monkeypatch):
+    """padding=50 makes padded_cnn's conv2 158x158x32 (about 43 MB of patches per image): a
+    1000-image evaluation batch would need ~42 GiB, and the conv library aborted the process."""
+    monkeypatch.setattr(experiment, "available_memory", lambda: 8 * 2**30)
+    with pytest.raises(ValueError, match=r"config.eval_batch_size=1000 needs about 42.1 GiB for padded_cnn "
+                                         r"\(largest layer conv2: 158x158x32 per image\), 8.0 GiB are available; "
+                                         r"use config.eval_batch_size <= 152"):
+        train(tmp_path / "big", model_options={"padding": 50})
+    assert not (tmp_path / "big").exists()
+
+
+def test_an_autoencoder_is_not_trained_as_a_classifier(tmp_path):
+    one_error_line(cli(*cli_flags(tmp_path / "ae"), "--config.model=conv_autoencoder"),
+                   "config.model conv_autoencoder outputs 28x28x1 per image, not 10 class scores")
+    assert not (tmp_path / "ae").exists()
