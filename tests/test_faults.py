@@ -273,3 +273,32 @@ def test_an_autoencoder_is_not_trained_as_a_classifier(tmp_path):
     one_error_line(cli(*cli_flags(tmp_path / "ae"), "--config.model=conv_autoencoder"),
                    "config.model conv_autoencoder outputs 28x28x1 per image, not 10 class scores")
     assert not (tmp_path / "ae").exists()
+
+
+def _events(path):
+    """The Event protos of a TensorBoard event file (TFRecord framing: length, crc, data, crc)."""
+    import struct
+
+    from tensorboardX.proto import event_pb2
+    out = []
+    with open(path, "rb") as f:
+        while header := f.read(12):
+            (length,) = struct.unpack("<Q", header[:8])
+            event = event_pb2.Event()
+            event.ParseFromString(f.read(length))
+            f.read(4)
+            out.append(event)
+    return out
+
+
+def test_a_resume_hides_the_events_of_the_epochs_it_trains_again(copy):
+    shutil.rmtree(copy / "checkpoints" / "3")  # stopped after epoch 2's checkpoint, epoch 3 was logged
+    before = set(os.listdir(copy))
+    train(copy)
+    new = [n for n in os.listdir(copy) if n.startswith("events.out") and n not in before]
+    assert len(new) == 1
+    events = _events(copy / new[0])
+    starts = [e.step for e in events if e.HasField("session_log") and e.session_log.status == 1]  # START
+    assert starts == [3]  # TensorBoard drops the older files' events from step 3 on
+    scalars = sorted({e.step for e in events if e.HasField("summary")})
+    assert scalars == [3]
