@@ -25,7 +25,7 @@ STUDY = '''
 from cnnjax import config
 
 def get_config():
-    return config.config_dict(model="seed_net", dataset="synthetic", num_train=1024, num_test=256, epochs=3,
+    return config.config_dict(model="seed_net", dataset="synthetic", num_train=512, num_test=128, epochs=3,
                               batch_size=64)
 
 def get_sweep():
@@ -33,8 +33,11 @@ def get_sweep():
 '''
 
 
+JAX_CACHE = {"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}  # + a directory: see head()
+
+
 def env():
-    e = {**os.environ, "RAY_DEDUP_LOGS": "0"}
+    e = {**os.environ, "RAY_DEDUP_LOGS": "0", **JAX_CACHE}
     e["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, e.get("PYTHONPATH")) if p)
     return e
 
@@ -49,6 +52,7 @@ def free_port():
 def head(tmp_path_factory):
     ray_bin = shutil.which("ray") or os.path.join(os.path.dirname(sys.executable), "ray")
     port = free_port()
+    JAX_CACHE["JAX_COMPILATION_CACHE_DIR"] = str(tmp_path_factory.mktemp("jax_cache"))  # the workers' env
     log = open(tmp_path_factory.mktemp("head") / "ray_start.log", "w")
     t0 = time.time()
     proc = subprocess.Popen([ray_bin, "start", "--head", f"--port={port}", "--node-ip-address=127.0.0.1",
