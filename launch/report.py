@@ -12,11 +12,12 @@ overrides).  Writes
 
 * ``DIR/results.csv`` and ``DIR/results.md``: one row per configuration with the number of
   seeds, params, FLOPs per example, receptive field, final and best test accuracy as mean ±
-  sample std (ddof=1; "(n=1)" for a single seed), mean training images/s and mean wall time;
+  sample std (ddof=1; "(n=1)" for a single seed), the 95% confidence interval of the final
+  accuracy's mean (Student's t), mean training images/s and mean wall time;
   runs that did not finish (failed, interrupted, running, never started) are listed under
   the table and not averaged in;
 * ``DIR/results.png``: final test accuracy vs params and vs FLOPs (log x), one labelled marker
-  per configuration, error bars = std over seeds;
+  per configuration, error bars = std over seeds (:func:`cnnjax.plots.plot_scatter`);
 * with ``--curves`` (or ``report(dir, curves=True)``): ``DIR/curves.png``, test accuracy vs
   epoch per configuration (mean over seeds, shaded ± std), from metrics.jsonl.
 
