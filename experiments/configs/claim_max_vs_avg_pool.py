@@ -1,7 +1,7 @@
 r"""Study, course claim (3): max pooling vs average pooling.
 
   python -m launch.sweep --config=experiments/configs/claim_max_vs_avg_pool.py \
-      --out=results/claims/max_vs_avg_pool --parallel=1
+      --out=results/claims/max_vs_avg_pool
 
 padded_cnn (ReLU, 28,938 params, pooling has none) with pool max vs avg (both 2x2 stride 2),
 x seeds 0,1,2: 6 runs; only the pooling changes.  Writes OUT/results.{md,csv,png} and

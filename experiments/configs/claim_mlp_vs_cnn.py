@@ -2,7 +2,7 @@ r"""Study, course claim (1): a fully connected network needs far more parameters
 the same job, and generalises worse on images.
 
   python -m launch.sweep --config=experiments/configs/claim_mlp_vs_cnn.py \
-      --out=results/claims/mlp_vs_cnn --parallel=1
+      --out=results/claims/mlp_vs_cnn
 
 Four configurations x seeds 0,1,2 (12 runs), same training (claims_base.py: Adam 1e-3, batch 128):
 

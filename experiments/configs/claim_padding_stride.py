@@ -1,7 +1,7 @@
 r"""Study, course claim (4): padding keeps the spatial size, stride shrinks it.
 
   python -m launch.sweep --config=experiments/configs/claim_padding_stride.py \
-      --out=results/claims/padding_stride --parallel=1
+      --out=results/claims/padding_stride
 
 padded_cnn with padding 2 / 0 (both 5x5 convs) x stride 1 / 2 (conv1), x seeds 0,1,2: 12 runs.
 The sizes (``python -m experiments.summary --config.model_options.padding=0

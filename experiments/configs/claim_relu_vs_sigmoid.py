@@ -1,7 +1,7 @@
 r"""Study, course claim (2): ReLU trains much faster than sigmoid.
 
   python -m launch.sweep --config=experiments/configs/claim_relu_vs_sigmoid.py \
-      --out=results/claims/relu_vs_sigmoid --parallel=1
+      --out=results/claims/relu_vs_sigmoid
 
 padded_cnn (28,938 params whatever the activation) with activation relu vs sigmoid, and tanh
 as a third point, x seeds 0,1,2: 9 runs.  Only the activation changes (Adam 1e-3, batch 128,
