@@ -10,8 +10,9 @@ OUT/curves.png.
 SMALL BY DEFAULT (claims_base.py): ``--config.num_train=0 --config.epochs=15`` gives the
 full-size study (~30x longer).
 
-Runtime: MEASURED 3.3 min (196 s wall, 6 runs) with --parallel=1 on the shared 2-core dev VM
-(load average 5-7 from other jobs, CPU conv fast path of cnnjax.fastconv), 2026-11-23.
+Runtime: MEASURED 3.7 min (224 s wall, 6 runs) through Ray on the shared 2-core dev VM (two runs
+at a time, 1 CPU each; load average 5-13 from other jobs; CPU conv fast path of cnnjax.fastconv),
+2026-11-23.
 """
 from cnnjax import config
 from experiments.configs import claims_base
