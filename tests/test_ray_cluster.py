@@ -7,6 +7,7 @@ The head runs as ``ray start --head --block`` in its own session and is stopped 
 that session only (``ray stop`` would stop every Ray cluster of this user on the machine)."""
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -34,10 +35,14 @@ def get_sweep():
 
 
 JAX_CACHE = {"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}  # + a directory: see head()
+# This cluster's own token for Ray's token authentication (on by default in this Ray): the default
+# token file is shared by every cluster of the user on the machine, and another one starting
+# meanwhile (a concurrent sweep) may replace it; RAY_AUTH_TOKEN takes precedence over the file.
+AUTH = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
 
 
 def env():
-    e = {**os.environ, "RAY_DEDUP_LOGS": "0", **JAX_CACHE}
+    e = {**os.environ, "RAY_DEDUP_LOGS": "0", **JAX_CACHE, **AUTH}
     e["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, e.get("PYTHONPATH")) if p)
     return e
 
