@@ -9,6 +9,7 @@ happens before anything is written.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import math
 import os
@@ -127,7 +128,8 @@ def train_and_evaluate(config: config_lib.TrainConfig | Mapping, workdir: str, *
     if (done := _finished(wd, log)) is not None:
         return done
     setup = build(cfg)
-    with wd.lock():
+    # One lock per job: the processes of a multi-process job share the directory (process 0 writes).
+    with wd.lock() if jax.process_index() == 0 else contextlib.nullcontext():
         wd.check_same_run(cfg)  # again, now that no other trainer can change the directory
         if (done := _finished(wd, log)) is not None:
             return done

@@ -42,7 +42,11 @@ def main(argv):
     from cnnjax import xla_cpu
     xla_cpu.configure()  # process-level XLA CPU settings; must precede JAX's backend start
     if _COORDINATOR.value:
+        import os
+
         import jax
+        if "JAX_CPU_COLLECTIVES_IMPLEMENTATION" not in os.environ:  # CPU collectives across processes
+            jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     from cnnjax import experiment
     try:

@@ -116,9 +116,6 @@ def _train(config: dict, workdir: str, what: str, on_epoch=None, process: Option
         if process is not None:  # (coordinator, num_processes, process_id) of a multi-process run
             import jax
             jax.distributed.initialize(*process)
-            if process[2] > 0:  # TEMPORARY until experiment.train_and_evaluate locks on process 0 only:
-                import contextlib  # every process of the job would take the work directory's one lock
-                workdir_lib.Workdir.lock = lambda self: contextlib.nullcontext()
         from cnnjax import experiment
         summary = experiment.train_and_evaluate(config, workdir, log=log, on_epoch=on_epoch)
         return {"ok": True, "summary": summary, "seconds": time.time() - start}
