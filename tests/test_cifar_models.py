@@ -105,3 +105,15 @@ def test_summary_flops_and_receptive_field_at_32x32x3():
     a = summary.summarize(models.create("airbench"), (32, 32, 3))
     assert a.receptive_field == (67, 67) and a.total_flops == 236_414_016
     assert "total params: 1,971,640" in a.table()
+
+
+def test_experiments_summary_uses_the_configs_colour_shape():
+    import os
+    import subprocess
+    import sys
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-m", "experiments.summary", "--config=experiments/configs/cifar.py:resnet20"],
+                         cwd=repo, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "resnet20  input 32x32x3" in out.stdout
+    assert "total params: 269,722   total FLOPs per example: 81.10M (81,102,080)   receptive field: 81" in out.stdout

@@ -94,3 +94,19 @@ def test_cifar_recipes_are_valid_configs(name):
     assert cfg.dataset == "cifar10" and cfg.model == name and cfg.augment == "flip_crop"
     # ready to run on a CIFAR-format copy: the same config on a tiny set in the published layout
     assert cifar.PUBLISHED[name] > 0.9
+
+
+@pytest.mark.parametrize("name", ["resnet20", "airbench"])
+def test_bfloat16_compute_and_accumulation_run_the_colour_nets(name):
+    ds = data.synthetic_color(32, 8, image_size=16 if name == "resnet20" else 32)  # airbench needs >= 32
+    cfg = TrainConfig(model=name, batch_size=8, compute_dtype="bfloat16", grad_accum_steps=2, epochs=1,
+                      augment="flip_crop", crop_padding=4)
+    model = models.create(name, ds.num_classes)
+    tx = train.make_optimizer(cfg, 4)
+    state = train.init_state(model, tx, 0, ds.image_shape)
+    step = train.make_train_step(model, tx, cfg, ds.mean, ds.std, ds.num_classes)
+    state, m = train.train_epoch(step, state, *jax.device_put((ds.train_images, ds.train_labels)), 1, 8)
+    assert np.isfinite(m["train_loss"])
+    assert all(a.dtype == jnp.float32 for a in jax.tree.leaves((state.params, state.batch_stats)))
+    acc = train.evaluate(model, state.variables(), ds, batch_size=8, compute_dtype="bfloat16")["accuracy"]
+    assert 0 <= acc <= 1
