@@ -110,3 +110,30 @@ def test_bfloat16_compute_and_accumulation_run_the_colour_nets(name):
     assert all(a.dtype == jnp.float32 for a in jax.tree.leaves((state.params, state.batch_stats)))
     acc = train.evaluate(model, state.variables(), ds, batch_size=8, compute_dtype="bfloat16")["accuracy"]
     assert 0 <= acc <= 1
+
+
+def test_cifar_recipe_trains_end_to_end_on_a_cifar_binary_copy(tmp_path):
+    """experiments.train with cifar.py:resnet20 on a tiny copy in the published binary layout."""
+    import json
+    import os
+    import subprocess
+    import sys
+    d = tmp_path / "cifar-10-batches-bin"
+    d.mkdir()
+    ds = data.synthetic_color(60, 20)
+    for i in range(5):
+        data.write_cifar_binary_batch(d / f"data_batch_{i + 1}.bin", ds.train_images[i * 12:(i + 1) * 12],
+                                      ds.train_labels[i * 12:(i + 1) * 12])
+    data.write_cifar_binary_batch(d / "test_batch.bin", ds.test_images, ds.test_labels)
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    wd = tmp_path / "wd"
+    proc = subprocess.run([sys.executable, "-m", "experiments.train", "--config=experiments/configs/cifar.py:resnet20",
+                           f"--config.data_dir={tmp_path}", "--config.epochs=1", "--config.batch_size=20",
+                           "--config.grad_accum_steps=3", "--config.progress=none", f"--workdir={wd}"],
+                          cwd=repo, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    info = json.loads((wd / "data.json").read_text())
+    assert info["image_shape"] == [32, 32, 3] and len(info["mean"]) == 3 and info["source"].startswith("cifar-binary")
+    assert info["class_names"][0] == "airplane"  # no batches.meta.txt: the published names
+    metrics = [json.loads(line) for line in (wd / "metrics.jsonl").read_text().splitlines()]
+    assert metrics[-1]["epoch"] == 1 and metrics[-1]["step"] == 3
