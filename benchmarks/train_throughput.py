@@ -31,10 +31,18 @@ import subprocess
 import sys
 import time
 
-MODELS = ("padded_cnn", "separable_cnn", "dilated_cnn", "grouped_cnn", "lenet5")
+MODELS = ("padded_cnn", "separable_cnn", "dilated_cnn", "grouped_cnn", "lenet5", "resnet20", "airbench")
 IMAGE_SHAPE = (28, 28, 1)
 POOL_IMAGES = 4096  # distinct images each worker gathers its batches from
 MEAN, STD = 0.2860, 0.3530  # Fashion-MNIST
+#: models timed on CIFAR-shaped colour input (per-channel normalisation with CIFAR-10's statistics)
+CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+COLOUR_MODELS = {"resnet20": ((32, 32, 3), *CIFAR10_STATS), "airbench": ((32, 32, 3), *CIFAR10_STATS)}
+
+
+def model_input(name):
+    """(image shape, mean, std) a model is timed with."""
+    return COLOUR_MODELS.get(name, (IMAGE_SHAPE, MEAN, STD))
 
 
 def random_dataset(num_train: int, num_test: int, seed: int):
@@ -64,11 +72,19 @@ class _JaxBench:
         import numpy as np
         from cnnjax import models, train
         self.jax, self.np, self.models, self.train = jax, np, models, train
-        rng = np.random.default_rng(0)
-        self.images = jax.device_put(rng.integers(0, 256, (POOL_IMAGES, *IMAGE_SHAPE), dtype=np.uint8))
-        self.labels = jax.device_put(rng.integers(0, 10, POOL_IMAGES).astype(np.int32))
-        self.order = jax.device_put(rng.permutation(POOL_IMAGES).astype(np.int32))
+        self.pools = {}
+        self._pool(IMAGE_SHAPE)
         self.cells = {}
+
+    def _pool(self, shape):
+        """Random uint8 images of ``shape`` on the device (one pool per shape), made current."""
+        jax, np = self.jax, self.np
+        if shape not in self.pools:
+            rng = np.random.default_rng(0)
+            self.pools[shape] = (jax.device_put(rng.integers(0, 256, (POOL_IMAGES, *shape), dtype=np.uint8)),
+                                 jax.device_put(rng.integers(0, 10, POOL_IMAGES).astype(np.int32)),
+                                 jax.device_put(rng.permutation(POOL_IMAGES).astype(np.int32)))
+        self.images, self.labels, self.order = self.pools[shape]
 
     def _build(self, name, batch, steps_per_epoch):
         """(model, fresh state, jitted train step, jitted eval step): the library's own."""
@@ -77,13 +93,15 @@ class _JaxBench:
         cfg = TrainConfig(model=name, batch_size=batch, dataset="synthetic", epochs=1)
         model = self.models.create(name)
         tx = train.make_optimizer(cfg, steps_per_epoch)
-        state = train.init_state(model, tx, 0, IMAGE_SHAPE)
-        return (model, state, train.make_train_step(model, tx, cfg, MEAN, STD, 10),
-                train.make_eval_step(model, MEAN, STD, 10))
+        shape, mean, std = model_input(name)
+        state = train.init_state(model, tx, 0, shape)
+        return (model, state, train.make_train_step(model, tx, cfg, mean, std, 10),
+                train.make_eval_step(model, mean, std, 10))
 
     def setup(self, name, batch):
         jax = self.jax
         model, state, step, ev = self._build(name, batch, POOL_IMAGES // batch)
+        self._pool(model_input(name)[0])
         xb, yb = self.images[:batch], self.labels[:batch]
         mask = jax.numpy.ones(batch, jax.numpy.float32)
         t0 = time.perf_counter()
@@ -97,6 +115,7 @@ class _JaxBench:
 
     def train_steps(self, name, batch, steps):
         c = self.cells[(name, batch)]
+        self._pool(model_input(name)[0])
         nb = POOL_IMAGES // batch
         state, m = c["state"], None
         t0 = time.perf_counter()
@@ -143,12 +162,21 @@ class _TorchBench:
     def __init__(self):
         import torch
         self.torch = torch
-        g = torch.Generator().manual_seed(0)
-        self.images = torch.randint(0, 256, (POOL_IMAGES, IMAGE_SHAPE[2], *IMAGE_SHAPE[:2]), dtype=torch.uint8,
-                                    generator=g)
-        self.labels = torch.randint(0, 10, (POOL_IMAGES,), generator=g)
-        self.order = torch.randperm(POOL_IMAGES, generator=g)
+        self.pools = {}
         self.cells = {}
+
+    def _pool(self, name):
+        torch = self.torch
+        shape, mean, std = model_input(name)
+        if shape not in self.pools:
+            g = torch.Generator().manual_seed(0)
+            self.pools[shape] = (torch.randint(0, 256, (POOL_IMAGES, shape[2], *shape[:2]), dtype=torch.uint8,
+                                               generator=g),
+                                 torch.randint(0, 10, (POOL_IMAGES,), generator=g),
+                                 torch.randperm(POOL_IMAGES, generator=g))
+        self.images, self.labels, self.order = self.pools[shape]
+        self.mean = torch.tensor(mean).view(1, -1, 1, 1)
+        self.std = torch.tensor(std).view(1, -1, 1, 1)
 
     def setup(self, name, batch):
         torch = self.torch
@@ -165,12 +193,13 @@ class _TorchBench:
     def _batch(self, batch, i):
         nb = POOL_IMAGES // batch
         idx = self.order[(i % nb) * batch:(i % nb + 1) * batch]
-        x = (self.images[idx].float() / 255.0 - MEAN) / STD
+        x = (self.images[idx].float() / 255.0 - self.mean) / self.std
         return x, self.labels[idx]
 
     def train_steps(self, name, batch, steps):
         F = self.torch.nn.functional
         c = self.cells[(name, batch)]
+        self._pool(name)
         model, opt = c["model"], c["opt"]
         model.train()
         loss = None
@@ -190,6 +219,7 @@ class _TorchBench:
         torch, F = self.torch, self.torch.nn.functional
         model = self.cells[(name, batch)]["model"]
         model.eval()
+        self._pool(name)
         x, y = self._batch(batch, 0)
         t0 = time.perf_counter()
         with torch.no_grad():
@@ -202,6 +232,10 @@ class _TorchBench:
 def torch_model(name):
     """The cnnjax registry's architectures in torch.nn (NCHW); same layers and parameter counts."""
     import torch.nn as tnn
+    if name == "resnet20":
+        return torch_resnet20()
+    if name == "airbench":
+        return torch_airbench()
     if name == "lenet5":
         return tnn.Sequential(tnn.Conv2d(1, 6, 5, padding=2), tnn.Sigmoid(), tnn.AvgPool2d(2),
                               tnn.Conv2d(6, 16, 5), tnn.Sigmoid(), tnn.AvgPool2d(2), tnn.Flatten(),
@@ -218,6 +252,53 @@ def torch_model(name):
         raise ValueError(f"no torch twin for model {name!r}; choose from {MODELS}")
     return tnn.Sequential(tnn.Conv2d(1, 16, 5, padding=2), tnn.ReLU(), tnn.MaxPool2d(2), conv2[name](),
                           tnn.ReLU(), tnn.MaxPool2d(2), tnn.Flatten(), tnn.Linear(1568, 10))
+
+
+def torch_resnet20():
+    """cnnjax's ``resnet20`` in torch.nn: He et al. 2016's CIFAR ResNet-20, option A shortcuts
+    (269,722 params), BN momentum 0.1 (= Flax 0.9), NCHW."""
+    import torch.nn as tnn
+    import torch.nn.functional as F
+
+    class Block(tnn.Module):
+        def __init__(self, c_in, c_out, stride):
+            super().__init__()
+            self.conv1, self.bn1 = tnn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), tnn.BatchNorm2d(c_out)
+            self.conv2, self.bn2 = tnn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), tnn.BatchNorm2d(c_out)
+            self.stride, self.extra = stride, c_out - c_in
+
+        def forward(self, x):
+            y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+            if self.stride != 1 or self.extra:
+                x = F.pad(x[:, :, ::self.stride, ::self.stride], (0, 0, 0, 0, self.extra // 2,
+                                                                   self.extra - self.extra // 2))
+            return F.relu(y + x)
+
+    layers, c_in = [tnn.Conv2d(3, 16, 3, 1, 1, bias=False), tnn.BatchNorm2d(16), tnn.ReLU()], 16
+    for s, width in enumerate((16, 32, 64)):
+        for b in range(3):
+            layers.append(Block(c_in, width, 2 if s > 0 and b == 0 else 1))
+            c_in = width
+    return tnn.Sequential(*layers, tnn.AdaptiveAvgPool2d(1), tnn.Flatten(), tnn.Linear(64, 10))
+
+
+def torch_airbench():
+    """cnnjax's ``airbench`` in torch.nn (airbench94's make_net, fp32, no whitening init):
+    1,972,792 params, 1,152 of them the BN weights airbench freezes (cnnjax has none)."""
+    import torch.nn as tnn
+
+    def group(c_in, c_out):
+        return [tnn.Conv2d(c_in, c_out, 3, padding="same", bias=False), tnn.MaxPool2d(2),
+                tnn.BatchNorm2d(c_out, eps=1e-12, momentum=0.4), tnn.GELU(),
+                tnn.Conv2d(c_out, c_out, 3, padding="same", bias=False),
+                tnn.BatchNorm2d(c_out, eps=1e-12, momentum=0.4), tnn.GELU()]
+
+    net = tnn.Sequential(tnn.Conv2d(3, 24, 2, padding=0, bias=True), tnn.GELU(), *group(24, 64), *group(64, 256),
+                         *group(256, 256), tnn.MaxPool2d(3), tnn.Flatten(), tnn.Linear(256, 10, bias=False))
+    for m in net.modules():
+        if isinstance(m, tnn.BatchNorm2d):
+            m.weight.requires_grad = False
+    return net
 
 
 def worker_main(kind):

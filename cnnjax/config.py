@@ -78,6 +78,11 @@ class TrainConfig:
     epoch_loop: str = setting("auto", "steps: one jit call per batch; scan: the epoch in one lax.scan; "
                               "auto: scan on GPU/TPU, steps on CPU.  Same numbers.", choices=EPOCH_LOOPS, run=True)
     progress: str = setting("auto", "Progress display.", choices=PROGRESS, run=True)
+    grad_accum_steps: int = setting(1, "Gradient accumulation (optax.MultiSteps): one optimizer step per N batches "
+                                    "of batch_size (the micro-batch); effective batch N*batch_size; schedules count "
+                                    "optimizer steps.")
+    crop_padding: int = setting(2, "Zero padding (pixels per side) of augment=crop/flip_crop's random crop "
+                                "(4: the CIFAR standard).")
 
     def __post_init__(self):  # canonical model options: sorted keys, tuples (equal after a JSON round trip)
         object.__setattr__(self, "model_options", _canonical(dict(self.model_options or {})))
@@ -104,6 +109,8 @@ class TrainConfig:
             "num_test": (self.num_test >= 0, f"must be >= 0 (0 = all), got {self.num_test}"),
             "seed": (self.seed >= 0, f"must be >= 0, got {self.seed}"),
         }
+        checks["grad_accum_steps"] = positive("grad_accum_steps")
+        checks["crop_padding"] = (0 <= self.crop_padding <= 64, f"must be in [0, 64], got {self.crop_padding}")
         for f in dataclasses.fields(self):
             choices = f.metadata["choices"]
             if choices and getattr(self, f.name) not in choices:

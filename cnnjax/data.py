@@ -36,7 +36,8 @@ class Dataset:
     """A train/test image-classification dataset held in memory.
 
     Images are uint8 NHWC ``(N, H, W, C)``; labels are int32 ``(N,)`` in
-    ``[0, num_classes)``. ``mean`` and ``std`` are Python floats: the mean and
+    ``[0, num_classes)``. ``mean`` and ``std`` are Python floats (tuples of C floats,
+    per channel, when C > 1: :func:`channel_stats`): the mean and
     (population) standard deviation of all train pixels scaled to ``[0, 1]``,
     computed once at construction (``std`` falls back to 1.0 when it would be 0,
     and both fall back to 0.0/1.0 for an empty train split).
@@ -80,6 +81,10 @@ class Dataset:
         std = float(np.sqrt(counts @ (values - mean) ** 2 / n)) if n else 1.0
         object.__setattr__(self, "mean", mean)
         object.__setattr__(self, "std", std if std > 0 else 1.0)
+        if self.train_images.shape[-1] > 1:  # colour: per-channel tuples (see channel_stats)
+            means, stds = channel_stats(self.train_images)
+            object.__setattr__(self, "mean", means)
+            object.__setattr__(self, "std", stds)
 
     @property
     def num_classes(self) -> int:
@@ -110,11 +115,14 @@ class Dataset:
 def normalize(images, mean: float, std: float):
     """uint8 NHWC images (numpy or jax) -> float32 jax array ``(x / 255 - mean) / std``.
 
-    Pure and jit-friendly (works on tracers); same shape as the input.
+    Pure and jit-friendly (works on tracers); same shape as the input.  ``mean`` / ``std``
+    are scalars, or per-channel sequences (length C, broadcast over the last axis).
     """
     import jax.numpy as jnp
 
     x = jnp.asarray(images).astype(jnp.float32) / 255.0
+    if np.ndim(mean) or np.ndim(std):  # per-channel (colour); scalars keep the exact old arithmetic
+        return (x - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
     return (x - jnp.float32(mean)) / jnp.float32(std)
 
 
@@ -335,6 +343,300 @@ def synthetic(num_train: int = 2000, num_test: int = 500, *, image_size: int = 2
     return Dataset("synthetic", train_images, train_labels, test_images, test_labels, names, "synthetic")
 
 
+# --------------------------------------------------------------------------- colour: CIFAR, stats
+
+
+def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and (population) std of uint8 NHWC ``images`` scaled to [0, 1], exact
+    (a 256-bin histogram per channel); std falls back to 1.0 where it is 0, both to 0.0/1.0
+    for no images."""
+    means, stds = [], []
+    for c in range(images.shape[-1]):
+        counts = np.bincount(images[..., c].reshape(-1), minlength=256).astype(np.float64)
+        n = counts.sum()
+        values = np.arange(256) / 255.0
+        mean = float(counts @ values / n) if n else 0.0
+        std = float(np.sqrt(counts @ (values - mean) ** 2 / n)) if n else 1.0
+        means.append(mean)
+        stds.append(std if std > 0 else 1.0)
+    return tuple(means), tuple(stds)
+
+
+CIFAR_IMAGE_BYTES = 3 * 32 * 32  # one record's pixels: R plane, G plane, B plane, each 32x32 row-major
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+#: The published layouts (https://www.cs.toronto.edu/~kriz/cifar.html), per dataset name.
+#: ``label_key`` / ``label_byte``: which label a cifar100 variant uses (fine, or coarse for
+#: ``cifar100_coarse``); CIFAR-100 binary records hold <coarse byte><fine byte><3072 pixels>.
+CIFAR_FORMATS = {
+    "cifar10": dict(
+        python=dict(dir="cifar-10-batches-py", train=tuple(f"data_batch_{i}" for i in range(1, 6)),
+                    test=("test_batch",), meta="batches.meta", names_key=b"label_names", label_key=b"labels"),
+        binary=dict(dir="cifar-10-batches-bin", train=tuple(f"data_batch_{i}.bin" for i in range(1, 6)),
+                    test=("test_batch.bin",), meta="batches.meta.txt", label_bytes=1, label_byte=0),
+        num_classes=10, default_names=CIFAR10_CLASSES),
+    "cifar100": dict(
+        python=dict(dir="cifar-100-python", train=("train",), test=("test",), meta="meta",
+                    names_key=b"fine_label_names", label_key=b"fine_labels"),
+        binary=dict(dir="cifar-100-binary", train=("train.bin",), test=("test.bin",), meta="fine_label_names.txt",
+                    label_bytes=2, label_byte=1),
+        num_classes=100, default_names=None),
+    "cifar100_coarse": dict(
+        python=dict(dir="cifar-100-python", train=("train",), test=("test",), meta="meta",
+                    names_key=b"coarse_label_names", label_key=b"coarse_labels"),
+        binary=dict(dir="cifar-100-binary", train=("train.bin",), test=("test.bin",), meta="coarse_label_names.txt",
+                    label_bytes=2, label_byte=0),
+        num_classes=20, default_names=None),
+}
+_CIFAR_TFDS = {"cifar10": ("cifar10", "label"), "cifar100": ("cifar100", "label"),
+               "cifar100_coarse": ("cifar100", "coarse_label")}
+
+
+class _NumpyOnlyUnpickler:
+    """pickle.Unpickler that resolves only what a numpy array needs (the CIFAR pickles hold
+    dicts, lists, bytes and arrays): a file from elsewhere cannot run code."""
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+               ("numpy._core.multiarray", "scalar"), ("numpy.core.numeric", "_frombuffer"),
+               ("numpy._core.numeric", "_frombuffer"), ("copy_reg", "_reconstructor"),
+               ("copyreg", "_reconstructor"), ("__builtin__", "object"), ("builtins", "object"),
+               ("_codecs", "encode")}  # protocol-2 pickles written by Python 3 spell bytes this way
+
+    @classmethod
+    def load(cls, f, path):
+        import pickle
+
+        class Unpickler(pickle.Unpickler):
+            def find_class(self, module, name):
+                if (module, name) not in cls.ALLOWED:
+                    raise DataError(f"{path}: not a CIFAR pickle: it refers to {module}.{name}")
+                return super().find_class(module, name)
+
+        return Unpickler(f, encoding="bytes").load()
+
+
+def _pick(d: dict, key: bytes):
+    """d[key] for a byte-string key, or its str spelling (re-pickled copies); KeyError otherwise."""
+    if key in d:
+        return d[key]
+    return d[key.decode()]
+
+
+def _to_nhwc(pixels: np.ndarray) -> np.ndarray:
+    """(N, 3072) uint8 rows (R, G, B planes of 32x32) -> (N, 32, 32, 3)."""
+    return np.ascontiguousarray(pixels.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+
+
+def read_cifar_python_batch(path, label_key: bytes = b"labels") -> tuple[np.ndarray, np.ndarray]:
+    """One ``cifar-*-python`` pickle (``data_batch_1``, ``test_batch``, CIFAR-100 ``train``):
+    a dict with ``b'data'`` (N x 3072 uint8) and ``label_key`` (``b'labels'``;
+    ``b'fine_labels'`` / ``b'coarse_labels'`` for CIFAR-100).  Returns (images (N, 32, 32, 3)
+    uint8, labels (N,) int64).  One-line :class:`DataError` naming the file otherwise."""
+    import pickle
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            d = _NumpyOnlyUnpickler.load(f, path)
+    except OSError as e:
+        raise DataError(f"{path}: cannot read: {e.strerror or e}") from e
+    except DataError:
+        raise
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError) as e:
+        raise DataError(f"{path}: not a CIFAR python batch (truncated or not a pickle): "
+                        f"{type(e).__name__}: {' '.join(str(e).split())}") from e
+    if not isinstance(d, dict):
+        raise DataError(f"{path}: not a CIFAR python batch: holds a {type(d).__name__}, not a dict")
+    try:
+        raw, labels = _pick(d, b"data"), _pick(d, label_key)
+    except KeyError:
+        keys = ", ".join(repr(k) for k in d)
+        raise DataError(f"{path}: not a CIFAR python batch with {label_key!r}: its keys are {keys}") from None
+    raw = np.asarray(raw)
+    if raw.dtype != np.uint8 or raw.ndim != 2 or raw.shape[1] != CIFAR_IMAGE_BYTES:
+        raise DataError(f"{path}: b'data' must be uint8 (N, {CIFAR_IMAGE_BYTES}), got {raw.dtype} {raw.shape}")
+    try:
+        labels = np.asarray(labels, np.int64)
+    except (TypeError, ValueError) as e:
+        raise DataError(f"{path}: {label_key!r} must be integer labels: {e}") from e
+    if labels.shape != (len(raw),):
+        raise DataError(f"{path}: {len(raw)} images but {label_key!r} holds {labels.size} labels")
+    return _to_nhwc(raw), labels
+
+
+def read_cifar_binary_batch(path, label_bytes: int = 1, label_byte: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """One ``cifar-*-bin(ary)`` file: records of ``label_bytes`` label bytes then 3072 pixel
+    bytes (CIFAR-10: <label>; CIFAR-100: <coarse><fine>), no header.  Returns (images
+    (N, 32, 32, 3) uint8, labels (N,) from byte ``label_byte`` of each record)."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read: {e.strerror or e}") from e
+    record = label_bytes + CIFAR_IMAGE_BYTES
+    if not data or len(data) % record:
+        other = {3073: "CIFAR-10", 3074: "CIFAR-100"}
+        hint = "".join(f"; it would fit {name}'s {size}-byte records" for size, name in other.items()
+                       if size != record and data and len(data) % size == 0)
+        raise DataError(f"{path}: truncated or not a {other.get(record, 'CIFAR')} binary file: {len(data)} bytes "
+                        f"is not a whole number of {record}-byte records{hint}")
+    records = np.frombuffer(data, np.uint8).reshape(-1, record)
+    return _to_nhwc(records[:, label_bytes:]), records[:, label_byte].astype(np.int64)
+
+
+def write_cifar_python_batch(path, images: np.ndarray, labels, *, label_key: bytes = b"labels",
+                             extra_labels: dict | None = None, batch_label: bytes = b"batch") -> None:
+    """Write (N, 32, 32, 3) uint8 ``images`` as a CIFAR python batch (the published layout:
+    dict of byte-string keys b'batch_label', ``label_key``, b'data', b'filenames')."""
+    import pickle
+    images = np.asarray(images, np.uint8)
+    d = {b"batch_label": batch_label, label_key: [int(v) for v in labels],
+         b"data": np.ascontiguousarray(images.transpose(0, 3, 1, 2)).reshape(len(images), CIFAR_IMAGE_BYTES),
+         b"filenames": [f"image_{i:05d}.png".encode() for i in range(len(images))]}
+    for k, v in (extra_labels or {}).items():
+        d[k] = [int(x) for x in v]
+    with open(path, "wb") as f:
+        pickle.dump(d, f, protocol=2)
+
+
+def write_cifar_binary_batch(path, images: np.ndarray, *label_columns) -> None:
+    """Write records of ``len(label_columns)`` label bytes (in the given order) + 3072 pixels."""
+    images = np.asarray(images, np.uint8)
+    pixels = np.ascontiguousarray(images.transpose(0, 3, 1, 2)).reshape(len(images), CIFAR_IMAGE_BYTES)
+    cols = [np.asarray(c, np.uint8).reshape(-1, 1) for c in label_columns]
+    with open(path, "wb") as f:
+        f.write(np.concatenate([*cols, pixels], axis=1).tobytes())
+
+
+def find_cifar_dir(name: str, data_dir) -> tuple[str, str] | None:
+    """(directory, 'python' | 'binary') of the first complete CIFAR copy for ``name`` in
+    ``data_dir`` or its published sub-directory (``cifar-10-batches-py``, ...); None if none
+    holds any of the files; DataError naming the missing files for a partial copy."""
+    fmt = CIFAR_FORMATS[name]
+    partial = None
+    for kind in ("python", "binary"):
+        spec = fmt[kind]
+        for directory in dict.fromkeys([os.fspath(data_dir), os.path.join(data_dir, spec["dir"]),
+                                        os.path.join(data_dir, name)]):
+            if not os.path.isdir(directory):
+                continue
+            files = spec["train"] + spec["test"]
+            missing = [f for f in files if not os.path.isfile(os.path.join(directory, f))]
+            if not missing:
+                return directory, kind
+            if len(missing) < len(files) and partial is None:
+                partial = directory, missing
+    if partial:
+        raise DataError(f"{partial[0]}: incomplete {name} copy: missing {', '.join(partial[1])}")
+    return None
+
+
+def _cifar_names(directory, kind, spec, fmt) -> tuple[str, ...]:
+    path = os.path.join(directory, spec["meta"])
+    n = fmt["num_classes"]
+    if not os.path.isfile(path):
+        return fmt["default_names"] or tuple(str(i) for i in range(n))
+    if kind == "binary":
+        with open(path, "rb") as f:
+            names = [line.strip().decode("utf-8", "replace") for line in f.read().splitlines() if line.strip()]
+    else:
+        import pickle
+        try:
+            with open(path, "rb") as f:
+                meta = _NumpyOnlyUnpickler.load(f, path)
+            names = [v.decode() if isinstance(v, bytes) else str(v) for v in _pick(meta, spec["names_key"])]
+        except DataError:
+            raise
+        except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError, AttributeError) as e:
+            raise DataError(f"{path}: not a CIFAR meta file with {spec['names_key']!r}: "
+                            f"{type(e).__name__}: {' '.join(str(e).split())}") from e
+    if len(names) != n:
+        raise DataError(f"{path}: lists {len(names)} class names, {n} expected")
+    return tuple(names)
+
+
+def load_cifar_dir(directory, name: str, kind: str) -> Dataset:
+    """A CIFAR copy in ``directory`` of format ``kind`` ('python' or 'binary') as a Dataset."""
+    fmt = CIFAR_FORMATS[name]
+    spec = fmt[kind]
+    n = fmt["num_classes"]
+    splits = []
+    for files in (spec["train"], spec["test"]):
+        images, labels = [], []
+        for f in files:
+            path = os.path.join(directory, f)
+            if kind == "python":
+                x, y = read_cifar_python_batch(path, spec["label_key"])
+            else:
+                x, y = read_cifar_binary_batch(path, spec["label_bytes"], spec["label_byte"])
+            if y.size and (y.min() < 0 or y.max() >= n):
+                raise DataError(f"{path}: labels must lie in [0, {n}) for {name}, got [{y.min()}, {y.max()}] "
+                                f"(a file of another dataset?)")
+            images.append(x)
+            labels.append(y)
+        splits += [np.concatenate(images), np.concatenate(labels).astype(np.int32)]
+    return Dataset(name, *splits, class_names=_cifar_names(directory, kind, spec, fmt),
+                   source=f"cifar-{kind}:{directory}")
+
+
+def _tfds_keys(info, label_key=None) -> tuple[str, str]:
+    """(image feature, label feature) of a TFDS image-classification dataset, from its info:
+    the first Image feature, and ``label_key`` or 'label' or the first ClassLabel."""
+    import tensorflow_datasets as tfds
+    feats = info.features
+    images = [k for k in feats.keys() if isinstance(feats[k], tfds.features.Image)]
+    labels = [k for k in feats.keys() if isinstance(feats[k], tfds.features.ClassLabel)]
+    if not images or not labels:
+        raise DataError(f"TFDS {info.name}: not an image-classification dataset (features: {', '.join(feats.keys())})")
+    return images[0], label_key or ("label" if "label" in labels else labels[0])
+
+
+# --------------------------------------------------------------------------- synthetic colour
+
+SYNTHETIC_COLOR_HUES = (0.0, 0.13, 0.33, 0.55, 0.75)  # red, yellow, green, cyan-blue, purple
+
+
+def synthetic_color(num_train: int = 2000, num_test: int = 500, *, image_size: int = 32, seed: int = 0) -> Dataset:
+    """Deterministic, learnable colour task (uint8 ``(N, image_size, image_size, 3)``, 10 classes):
+    class k is a filled shape (k // 5: 0 = disc, 1 = square ring) of hue
+    ``SYNTHETIC_COLOR_HUES[k % 5]`` (+-0.03 jitter) at a random position and size, on a
+    random dim, desaturated background with pixel noise.  Needs colour (hue) and shape
+    (edges vs a filled centre); balanced, shuffled classes."""
+    rng = np.random.default_rng(seed)
+    s = image_size
+
+    def hsv_to_rgb(h, sat, v):
+        i = np.floor(h * 6) % 6
+        f = h * 6 - np.floor(h * 6)
+        p, q, t = v * (1 - sat), v * (1 - f * sat), v * (1 - (1 - f) * sat)
+        table = [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)]
+        out = np.zeros(h.shape + (3,))
+        for k, rgb in enumerate(table):
+            out = np.where((i == k)[..., None], np.stack(rgb, -1), out)
+        return out
+
+    def split(n):
+        labels = rng.permutation(np.arange(n) % 10).astype(np.int32)
+        hue = (np.asarray(SYNTHETIC_COLOR_HUES)[labels % 5] + rng.uniform(-0.03, 0.03, n)) % 1.0
+        colour = hsv_to_rgb(hue, rng.uniform(0.7, 1.0, n), rng.uniform(0.75, 1.0, n))[:, None, None, :]
+        background = rng.uniform(0.1, 0.45, (n, 1, 1, 1)) * (1 + rng.uniform(-0.2, 0.2, (n, 1, 1, 3)))
+        radius = rng.uniform(0.18, 0.3, (n, 1, 1)) * s
+        cy, cx = (rng.uniform(0.35, 0.65, (2, n, 1, 1)) * s)
+        y, x = np.mgrid[0:s, 0:s].astype(np.float64)
+        disc = np.clip(radius + 0.5 - np.hypot(y - cy, x - cx), 0, 1)
+        cheb = np.maximum(np.abs(y - cy), np.abs(x - cx))
+        ring = np.clip(radius + 0.5 - cheb, 0, 1) * np.clip(cheb - 0.55 * radius + 0.5, 0, 1)
+        mask = np.where((labels // 5 == 0)[:, None, None], disc, ring)[..., None]
+        img = background * (1 - mask) + colour * mask + rng.normal(0, 0.04, (n, s, s, 3))
+        return np.clip(np.rint(img * 255), 0, 255).astype(np.uint8), labels
+
+    train = split(num_train)
+    test = split(num_test)
+    names = tuple(f"{shape}_{c}" for shape in ("disc", "ring") for c in ("red", "yellow", "green", "blue", "purple"))
+    return Dataset("synthetic_color", *train, *test, class_names=names, source="synthetic_color")
+
+
 # --------------------------------------------------------------------------- load
 
 
@@ -346,16 +648,18 @@ def _load_tfds(name: str, data_dir: str | None) -> Dataset:
     level = absl_logging.get_verbosity()
     absl_logging.set_verbosity(absl_logging.ERROR)  # e.g. "Variant folder ... has no dataset_info.json"
     try:
-        train, test = tfds.data_source(name, split=["train", "test"], data_dir=data_dir, download=False)
+        tfds_name, label_key = _CIFAR_TFDS.get(name, (name, None))
+        train, test = tfds.data_source(tfds_name, split=["train", "test"], data_dir=data_dir, download=False)
     finally:
         absl_logging.set_verbosity(level)
+    image_key, label_key = _tfds_keys(train.dataset_info, label_key)
     arrays = []
     for source in (train, test):
         # Per-record indexing (the Sequence protocol) works for real and mocked sources alike.
         records = [source[i] for i in range(len(source))]
-        arrays.append(np.stack([np.asarray(r["image"], np.uint8) for r in records]))
-        arrays.append(np.asarray([r["label"] for r in records], np.int32))
-    class_names = tuple(train.dataset_info.features["label"].names)
+        arrays.append(np.stack([np.asarray(r[image_key], np.uint8) for r in records]))
+        arrays.append(np.asarray([r[label_key] for r in records], np.int32))
+    class_names = tuple(train.dataset_info.features[label_key].names)
     where = data_dir or "the default TFDS data_dir"
     return Dataset(name, *arrays, class_names=class_names, source=f"tfds:{name} ({where})")
 
@@ -371,8 +675,14 @@ def load(name: str, data_dir: str | None = None) -> Dataset:
     name = _canonical(name)
     if name == "synthetic":
         return synthetic()
+    if name in ("synthetic_color", "synthetic_colour"):
+        return synthetic_color()
     if data_dir is not None and not os.path.isdir(data_dir):
         raise DataError(f"data_dir {data_dir!r} is not a directory")
+    name = {"cifar_10": "cifar10", "cifar_100": "cifar100", "cifar_100_coarse": "cifar100_coarse"}.get(name, name)
+    found = find_cifar_dir(name, data_dir) if name in CIFAR_FORMATS and data_dir is not None else None
+    if found:  # a local copy of the published CIFAR archives (python pickles or binary records)
+        return load_cifar_dir(found[0], name, found[1])
     directory = find_idx_dir(name, data_dir)
     if directory is not None:
         return load_idx_dir(directory, name)
@@ -386,6 +696,11 @@ def load(name: str, data_dir: str | None = None) -> Dataset:
             tfds_said = "TFDS knows no such dataset"
         else:
             tfds_said = f"TFDS found no prepared copy in {where}"
+        if name in CIFAR_FORMATS:
+            spec = CIFAR_FORMATS[name]
+            raise DataError(f"cannot load {name!r}: no {spec['python']['dir']} or {spec['binary']['dir']} files in "
+                            f"{data_dir or '(no --data_dir given)'}, and {tfds_said}; put the extracted "
+                            f"python or binary archive in --data_dir") from e
         dirs = " or ".join(_idx_candidates(name, data_dir))
         files = ", ".join(f"{stem}[.gz]" for stem in IDX_FILES.values())
         raise DataError(f"cannot load {name!r}: {f'no IDX files in {dirs}' if dirs else 'no --data_dir given'}, "

@@ -17,6 +17,7 @@ import functools
 from typing import Callable, Sequence
 
 import flax.linen as nn
+import jax.numpy as jnp
 import numpy as np
 
 from cnnjax import blocks, fastconv, ops
@@ -192,6 +193,197 @@ class ConvAutoencoder(nn.Module):
         return y[:, :h, :w, :]
 
 
+# --------------------------------------------------------------------------- colour / 32x32 nets
+
+#: the 3x3 conv of the residual / airbench blocks, by ``block_conv`` option: every block type
+#: of :mod:`cnnjax.blocks`.  'dilated' is 3x3 with dilation 2 ('same'); 'grouped' has
+#: ``groups`` groups; 'transposed' is a stride-1 ConvTranspose (padding 1: same size) where the
+#: conv has stride 1, and a plain conv where it downsamples (a transposed conv upsamples).
+BLOCK_CONVS = ("conv", "separable", "dilated", "grouped", "transposed")
+
+
+def _conv3x3(kind: str, features: int, stride: int, *, groups: int, impl: str, name: str, kernel_init=None,
+             use_bias: bool = False):
+    kw = dict(features=features, use_bias=use_bias, name=name)
+    if kernel_init is not None and kind == "conv":
+        kw["kernel_init"] = kernel_init
+    elif kind == "conv" or (kind == "transposed" and stride != 1):
+        kw["kernel_init"] = nn.initializers.he_normal()
+    if kind == "conv" or (kind == "transposed" and stride != 1):
+        return blocks.Conv(kernel_size=3, stride=stride, padding=1, impl=impl, **kw)
+    if kind == "separable":
+        return blocks.SeparableConv(kernel_size=3, stride=stride, padding=1, impl=impl, **kw)
+    if kind == "dilated":
+        return blocks.DilatedConv(kernel_size=3, dilation=2, stride=stride, padding="same", impl=impl, **kw)
+    if kind == "grouped":
+        return blocks.GroupedConv(kernel_size=3, stride=stride, padding=1, groups=groups, impl=impl, **kw)
+    if kind == "transposed":
+        return blocks.ConvTranspose(kernel_size=3, stride=1, padding=1, **kw)
+    raise ValueError(f"unknown block_conv {kind!r}; choose from {BLOCK_CONVS}")
+
+
+def _batch_norm(train: bool, name: str, **kw):
+    return nn.BatchNorm(use_running_average=not train, momentum=kw.pop("momentum", 0.9),
+                        epsilon=kw.pop("epsilon", 1e-5), name=name, **kw)
+
+
+class ShortcutConv(blocks.Conv):
+    """The 1x1 projection of a residual shortcut (option B): a branch beside the main path, so
+    the summary's receptive-field walk (which follows the main path) treats it as neutral."""
+
+    def geometry(self):
+        return (1, 1), (1, 1), (1, 1)
+
+
+class BasicBlock(nn.Module):
+    """He et al. 2016's basic residual block (post-activation): conv3x3(stride) BN act,
+    conv3x3 BN, plus the shortcut, act.  Shortcut where the shape changes: option 'A'
+    (parameter-free: stride-2 subsampling, zero channels padded on both sides) or 'B'
+    (1x1 conv with the stride + BN)."""
+    features: int
+    stride: int = 1
+    shortcut: str = "A"
+    block_conv: str = "conv"
+    groups: int = 4
+    activation: str = "relu"
+    conv_impl: str = "auto"
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        act = blocks.activation_fn(self.activation)
+        conv = functools.partial(_conv3x3, self.block_conv, groups=self.groups, impl=self.conv_impl)
+        y = act(_batch_norm(train, "bn1")(conv(self.features, self.stride, name="conv1")(x)))
+        y = _batch_norm(train, "bn2")(conv(self.features, 1, name="conv2")(y))
+        c_in = x.shape[-1]
+        if self.stride != 1 or c_in != self.features:
+            if self.shortcut == "A":
+                x = x[:, ::self.stride, ::self.stride, :]
+                extra = self.features - c_in
+                x = jnp.pad(x, ((0, 0), (0, 0), (0, 0), (extra // 2, extra - extra // 2)))
+            else:
+                x = ShortcutConv(self.features, 1, stride=self.stride, use_bias=False, impl=self.conv_impl,
+                                 kernel_init=nn.initializers.he_normal(), name="shortcut")(x)
+                x = _batch_norm(train, "shortcut_bn")(x)
+        return act(y + x)
+
+
+class ResNet(nn.Module):
+    """ResNets for 32x32 inputs (no max pool after a 3x3 stem): stem conv3x3 ``widths[0]``,
+    BN, act; stages of ``stage_sizes`` :class:`BasicBlock` s (the first of each later stage
+    strides 2); global average pool; dense.
+
+    * ``resnet20`` / ``resnet56``: He et al. 2016 sec. 4.2: widths 16/32/64, 3 stages of
+      n = 3 / 9 blocks, option A shortcuts: 269,722 / 853,018 params ("0.27M" / "0.85M"
+      in the paper's Table 6) on 32x32x3 with 10 classes;
+    * ``resnet18``: the CIFAR ResNet-18 of kuangliu/pytorch-cifar (64/128/256/512, 2 blocks
+      each, option B): 11,173,962 params (torchvision's count for the same layers).
+
+    ``block_conv`` swaps the blocks' 3x3 convs for any block type (:data:`BLOCK_CONVS`);
+    the stem stays a plain conv."""
+    num_classes: int = 10
+    stage_sizes: Sequence[int] = (3, 3, 3)
+    widths: Sequence[int] = (16, 32, 64)
+    shortcut: str = "A"
+    block_conv: str = "conv"
+    groups: int = 4
+    activation: str = "relu"
+    conv_impl: str = "auto"
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        act = blocks.activation_fn(self.activation)
+        x = blocks.Conv(self.widths[0], 3, padding=1, use_bias=False, impl=self.conv_impl,
+                        kernel_init=nn.initializers.he_normal(), name="stem")(x)
+        x = act(_batch_norm(train, "stem_bn")(x))
+        for s, (n, width) in enumerate(zip(self.stage_sizes, self.widths)):
+            for b in range(n):
+                x = BasicBlock(width, stride=2 if (s > 0 and b == 0) else 1, shortcut=self.shortcut,
+                               block_conv=self.block_conv, groups=self.groups, activation=self.activation,
+                               conv_impl=self.conv_impl, name=f"stage{s + 1}_block{b + 1}")(x, train)
+        x = jnp.mean(x, axis=(1, 2))
+        return nn.Dense(self.num_classes, name="fc")(x)
+
+
+class VGG(nn.Module):
+    """VGG with batch norm for 32x32 inputs (kuangliu/pytorch-cifar's VGG): ``layers`` lists
+    conv widths (3x3 'same', BN, act) and 'M' (2x2 max pool); then a dense layer on the
+    flattened 1x1 map.  ``vgg11_bn``: 9,231,114 params; ``vgg16_bn``: 14,728,266 (on 32x32x3,
+    10 classes; the same counts as the PyTorch original).  ``block_conv`` as in :class:`ResNet`
+    (the first conv stays plain)."""
+    num_classes: int = 10
+    layers: Sequence = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
+    block_conv: str = "conv"
+    groups: int = 4
+    activation: str = "relu"
+    pool: str = "max"
+    conv_impl: str = "auto"
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        act = blocks.activation_fn(self.activation)
+        i = p = 0
+        for layer in self.layers:
+            if layer == "M":
+                p += 1
+                x = blocks.pool_block(self.pool, window=2, impl=self.conv_impl, name=f"pool{p}")(x)
+                continue
+            i += 1
+            kind = "conv" if i == 1 else self.block_conv
+            # kuangliu's VGG convs have biases (the pinned counts); the other block types have none
+            conv = _conv3x3(kind, int(layer), 1, groups=self.groups, impl=self.conv_impl, name=f"conv{i}",
+                            use_bias=kind == "conv")
+            x = act(_batch_norm(train, f"bn{i}")(conv(x)))
+        return nn.Dense(self.num_classes, name="fc")(_flatten(x))
+
+
+def dirac_init(base=nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform")):
+    """airbench's conv init: PyTorch's default uniform(+-1/sqrt(fan_in)), then the first
+    min(C_in, C_out) filters set to identity (a Dirac delta at the centre): an implicit residual."""
+    def init(key, shape, dtype=jnp.float32):
+        w = base(key, shape, dtype)
+        kh, kw, c_in, c_out = shape
+        n = min(c_in, c_out)
+        eye = jnp.zeros((kh, kw, c_in, n), dtype).at[kh // 2, kw // 2, jnp.arange(n), jnp.arange(n)].set(1)
+        return w.at[..., :n].set(eye)
+    return init
+
+
+class Airbench(nn.Module):
+    """The net of Keller Jordan's airbench94 (94% on CIFAR-10; github.com/KellerJordan/cifar10-airbench,
+    airbench94.py ``make_net``): a 2x2 'whitening' conv to 2*3*2*2 = 24 channels (+bias), GELU;
+    three groups [conv3x3 'same' (no bias, Dirac init), max pool 2, BN, GELU, conv3x3, BN, GELU]
+    of widths 64, 256, 256; max pool 3; dense to classes without bias; times 1/9.  BN: momentum
+    0.6, eps 1e-12, no trained scale (airbench freezes it at 1).
+
+    1,971,640 params on 32x32x3 (airbench's PyTorch count is 1,972,792: it also counts the
+    1,152 frozen BN weights).  Differences: airbench initialises the whitening conv from the
+    training set's patch covariance (eigenvectors, frozen) -- here it is a learned conv -- and
+    runs in fp16 with channels-last; ``block_conv`` swaps the groups' 3x3 convs (as in ResNet)."""
+    num_classes: int = 10
+    widths: Sequence[int] = (64, 256, 256)
+    whiten_width: int = 24
+    scaling_factor: float = 1 / 9
+    block_conv: str = "conv"
+    groups: int = 4
+    conv_impl: str = "auto"
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        act = functools.partial(nn.gelu, approximate=False)  # torch.nn.GELU
+        bn = functools.partial(_batch_norm, train, momentum=0.6, epsilon=1e-12, use_scale=False)
+        x = act(blocks.Conv(self.whiten_width, 2, padding=0, impl=self.conv_impl, name="whiten")(x))
+        for g, width in enumerate(self.widths, start=1):
+            conv = functools.partial(_conv3x3, self.block_conv, width, 1, groups=self.groups, impl=self.conv_impl,
+                                     kernel_init=dirac_init())
+            x = conv(name=f"group{g}_conv1")(x)
+            x = blocks.pool_block("max", window=2, impl=self.conv_impl, name=f"group{g}_pool")(x)
+            x = act(bn(f"group{g}_bn1")(x))
+            x = act(bn(f"group{g}_bn2")(conv(name=f"group{g}_conv2")(x)))
+        x = blocks.pool_block("max", window=3, impl=self.conv_impl, name="pool")(x)
+        x = nn.Dense(self.num_classes, use_bias=False, name="fc")(_flatten(x))
+        return x * self.scaling_factor
+
+
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "lenet5": LeNet5,
     "seed_net": SeedNet,
@@ -202,6 +394,13 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "conv_autoencoder": ConvAutoencoder,
     "mlp": MLP,
     "vgg_bn": VGGBN,
+    "resnet20": functools.partial(ResNet, stage_sizes=(3, 3, 3)),
+    "resnet56": functools.partial(ResNet, stage_sizes=(9, 9, 9)),
+    "resnet18": functools.partial(ResNet, stage_sizes=(2, 2, 2, 2), widths=(64, 128, 256, 512), shortcut="B"),
+    "vgg11_bn": functools.partial(VGG, layers=(64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")),
+    "vgg16_bn": functools.partial(VGG, layers=(64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
+                                               512, 512, 512, "M")),
+    "airbench": Airbench,
 }
 
 
@@ -298,6 +497,32 @@ def _check(name: str, factory, num_classes, kw: dict) -> None:
         groups, (c1, c2) = opts["groups"], opts["widths"]
         if conv2 == "grouped" and (c1 % groups or c2 % groups):
             raise ValueError(f"{name}: groups={groups} must divide both widths {tuple(opts['widths'])}")
+    if "block_conv" in opts:
+        _check_block_conv(name, cls, opts, bad)
+
+
+def _check_block_conv(name, cls, opts, bad) -> None:
+    """Options of the 32x32 nets (ResNet, VGG, Airbench)."""
+    kind, groups = opts["block_conv"], opts["groups"]
+    if kind not in BLOCK_CONVS:
+        bad("block_conv", f"one of {BLOCK_CONVS}")
+    if not _pos_int(groups):
+        bad("groups", "a positive integer")
+    default_groups = next(f.default for f in dataclasses.fields(cls) if f.name == "groups")
+    if kind != "grouped" and groups != default_groups:
+        raise ValueError(f"{name}: groups applies only to block_conv='grouped', but block_conv={kind!r} "
+                         f"(groups={groups!r} would be ignored)")
+    widths = [w for w in opts.get("widths", opts.get("layers", ())) if w != "M"]
+    if kind == "grouped" and any(int(w) % groups for w in widths):
+        raise ValueError(f"{name}: groups={groups} must divide every width {tuple(widths)}")
+    if "layers" in opts and not (opts["layers"] and all(v == "M" or _pos_int(v) for v in opts["layers"])):
+        bad("layers", "conv widths (positive integers) and 'M' (max pool)")
+    if "shortcut" in opts and opts["shortcut"] not in ("A", "B"):
+        bad("shortcut", "'A' (parameter-free) or 'B' (1x1 conv + BN)")
+    if "stage_sizes" in opts and not (_pos_ints(opts["stage_sizes"], len(opts["widths"])) and opts["stage_sizes"]):
+        bad("stage_sizes", f"{len(opts['widths'])} positive integers (one per width)")
+    if "whiten_width" in opts and not _pos_int(opts["whiten_width"]):
+        bad("whiten_width", "a positive integer")
 
 
 _UNSET = object()

@@ -65,6 +65,8 @@ def make_schedule(cfg: TrainConfig, steps_per_epoch: int) -> optax.Schedule:
 
 
 def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
+    if cfg.grad_accum_steps > 1:
+        return make_accumulating_optimizer(cfg, steps_per_epoch)
     lr = make_schedule(cfg, steps_per_epoch)
     if cfg.optimizer == "adamw":
         return optax.adamw(lr, weight_decay=cfg.weight_decay)
@@ -92,14 +94,14 @@ def epoch_permutation(rng, epoch: int, n: int):
     return jax.random.permutation(jax.random.fold_in(jax.random.fold_in(rng, 1), epoch), n)
 
 
-def augment_batch(rng, images, kind: str):
-    """Random flips / crops of a uint8 (B, H, W, C) batch, on the device."""
+def augment_batch(rng, images, kind: str, pad: int = 2):
+    """Random flips / crops (zero-pad ``pad`` pixels, crop back to H x W) of a uint8 (B, H, W, C)
+    batch, any C, on the device."""
     if kind in ("flip", "flip_crop"):
         rng, sub = jax.random.split(rng)
         flip = jax.random.bernoulli(sub, 0.5, (images.shape[0], 1, 1, 1))
         images = jnp.where(flip, images[:, :, ::-1, :], images)
     if kind in ("crop", "flip_crop"):
-        pad = 2
         b, h, w, _ = images.shape
         padded = jnp.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
         offsets = jax.random.randint(rng, (b, 2), 0, 2 * pad + 1)
@@ -170,7 +172,7 @@ def make_update(model: nn.Module, tx: optax.GradientTransformation, cfg: TrainCo
         idx = shard(idx)
         raw = images[idx]
         if cfg.augment != "none":
-            raw = augment_batch(jax.random.fold_in(key, 1), raw, cfg.augment)
+            raw = augment_batch(jax.random.fold_in(key, 1), raw, cfg.augment, cfg.crop_padding)
         x, y = shard(data_lib.normalize(raw, mean, std)), shard(labels[idx])
         (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params, state, x, y, key)
@@ -327,3 +329,16 @@ def make_epoch_runner(model: nn.Module, tx: optax.GradientTransformation, cfg: T
         return run_epoch(fn, state, images, labels, epoch, cfg.batch_size, on_step)
 
     return run
+
+
+def make_accumulating_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
+    """``cfg``'s optimizer behind ``optax.MultiSteps``: gradients of ``grad_accum_steps``
+    consecutive micro-batches (``batch_size`` each) are averaged, then one update is applied
+    -- the same update as one step on the concatenated batch (for a model without batch norm
+    or dropout, to float rounding).  ``steps_per_epoch`` counts micro-batches; the schedule
+    counts optimizer steps (``steps_per_epoch // grad_accum_steps`` per epoch; an epoch's
+    leftover micro-batches carry into the next epoch's first update)."""
+    import dataclasses
+    k = cfg.grad_accum_steps
+    inner = make_optimizer(dataclasses.replace(cfg, grad_accum_steps=1), max(steps_per_epoch // k, 1))
+    return optax.MultiSteps(inner, every_k_schedule=k).gradient_transformation()

@@ -140,7 +140,7 @@ def main(argv):
         model = models.create(model_name, num_classes=ds.num_classes)
         variables = jax.jit(model.init)(jax.random.key(_SEED.value), x[:1])
     print(f"{n} test images of {ds.name} ({'x'.join(map(str, ds.image_shape))}), normalised with mean "
-          f"{mean:.4f}, std {std:.4f}" + (" (the training run's)" if same_data else ""))
+          f"{_stat(mean)}, std {_stat(std)}" + (" (the training run's)" if same_data else ""))
     captured, logits = conv_outputs(model, variables, x)
     if not captured:
         raise ValueError(f"model {model_name} has no conv blocks (cnnjax.blocks Conv/SeparableConv/...) to show")
@@ -167,6 +167,11 @@ def main(argv):
         preds = logits.argmax(axis=1)
         print("predictions: " + "; ".join(f"{ds.class_names[int(t)]} -> {ds.class_names[int(p)]}"
                                           for t, p in zip(labels, preds)))
+
+
+def _stat(v) -> str:
+    """A scalar mean/std as 0.2860; a per-channel one (colour data) as (0.4914, 0.4822, 0.4465)."""
+    return f"{v:.4f}" if np.ndim(v) == 0 else "(" + ", ".join(f"{x:.4f}" for x in v) + ")"
 
 
 if __name__ == "__main__":

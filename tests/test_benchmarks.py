@@ -44,3 +44,16 @@ def test_train_throughput_prints_the_table(tmp_path):
     assert raw["workers"]["fast"]["impl"] == "auto" and "--xla_cpu" in raw["workers"]["fast"]["xla_flags"]
     for key in ("fast|padded_cnn|50", "lax|padded_cnn|50"):
         assert len(raw["train"][key]) == 1 and raw["train"][key][0] > 0
+
+
+def test_resnet20_throughput_against_its_torch_twin(tmp_path):
+    import pytest
+    pytest.importorskip("torch")
+    from benchmarks.train_throughput import torch_model
+    from tests.test_cifar_models import CIFAR_PINNED
+    assert sum(p.numel() for p in torch_model("resnet20").parameters()) == CIFAR_PINNED["resnet20"]
+    out = tmp_path / "tp.json"
+    proc = bench("benchmarks.train_throughput", "--models=resnet20", "--batch_sizes=8", "--rounds=1",
+                 "--steps=2", "--impls=fast,torch", "--no-epoch", f"--json={out}")
+    assert "| resnet20 | 8 |" in proc.stdout and "fast/torch" in proc.stdout
+    assert json.loads(out.read_text())["train"]["fast|resnet20|8"][0] > 0
