@@ -257,10 +257,11 @@ def _column(rows: Sequence[Mapping[str, Any]], key: str) -> tuple[np.ndarray, np
 
 
 def plot_curves(rows: Sequence[Mapping[str, Any]], path: str, title: Optional[str] = None, *, dpi: int = DPI) -> str:
-    """Training curves: loss (left) and accuracy (right) against epoch, train and test.
+    """Training curves: loss (left) and accuracy (right) against epoch, train and validation
+    (and test, for rows of runs made before validation splits, which logged it per epoch).
 
-    rows: dicts with keys ``epoch``, ``train_loss``, ``test_loss``, ``train_accuracy``,
-    ``test_accuracy`` (accuracy as a fraction in [0, 1] or a percentage: plotted as given);
+    rows: dicts with keys ``epoch``, ``train_loss``, ``val_loss``, ``train_accuracy``,
+    ``val_accuracy`` (accuracy as a fraction in [0, 1] or a percentage: plotted as given);
     a missing or None value just leaves that point out.  Epoch ticks are integers and
     the x range is the epochs +- 0.5.  ``title`` (e.g. the run's name: workdir and model)
     is shown above both panels.
@@ -268,7 +269,7 @@ def plot_curves(rows: Sequence[Mapping[str, Any]], path: str, title: Optional[st
     epochs = [r["epoch"] for r in rows if r.get("epoch") is not None]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.6))
     for ax, metric in ((ax_loss, "loss"), (ax_acc, "accuracy")):
-        for split, style in (("train", "-o"), ("test", "--s")):
+        for split, style in (("train", "-o"), ("val", "--s"), ("test", ":^")):
             x, y = _column(rows, f"{split}_{metric}")
             if x.size:
                 ax.plot(x, y, style, ms=3, lw=1.5, label=split)
