@@ -354,41 +354,80 @@ def log_axis(ax, values, axis: str = "x", *, min_decades: float = 0.65) -> None:
     a.set_minor_formatter(ticker.NullFormatter())
 
 
-def plot_scatter(points: Sequence[Mapping[str, Any]], x_key: str, y_key: str, label_key: Optional[str], path: str,
-                 title: Optional[str] = None, *, log_x: bool = False, log_y: bool = False,
-                 group_key: Optional[str] = None, xlabel: Optional[str] = None, ylabel: Optional[str] = None,
-                 dpi: int = DPI) -> str:
-    """Scatter of dict records, e.g. sweep results: test accuracy against parameter count.
+def plot_scatter(rows: Sequence[Mapping[str, Any]], path: str, title: Optional[str] = None, *,
+                 y_key: str = "final_acc_mean", err_key: str = "final_acc_std", dpi: int = DPI) -> Optional[str]:
+    """A sweep's chart (``launch.report``'s results.png): accuracy against parameters and against
+    FLOPs per example, both on log x axes (:func:`log_axis`), one labelled marker per
+    configuration with the std over seeds as error bars.
 
-    points: dicts holding at least ``x_key`` and ``y_key`` (records missing either are
-    skipped).  Each point is labelled with ``str(point[label_key])`` (None: no labels).
-    ``group_key`` colours points by that field, with a legend.  ``log_x`` / ``log_y`` use
-    log axes fitted to the data (:func:`log_axis`; e.g. ``log_x=True`` for parameter counts).
-    """
-    pts = [p for p in points if p.get(x_key) is not None and p.get(y_key) is not None]
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    groups: dict[Any, list] = {}
-    for p in pts:
-        groups.setdefault(p.get(group_key) if group_key else None, []).append(p)
-    for g, members in groups.items():
-        xs = [float(p[x_key]) for p in members]
-        ys = [float(p[y_key]) for p in members]
-        ax.scatter(xs, ys, s=28, label=None if g is None else str(g), zorder=3)
-        if label_key:
-            for p, x, y in zip(members, xs, ys):
-                ax.annotate(str(p.get(label_key, "")), (x, y), xytext=(4, 4), textcoords="offset points",
-                            fontsize=7)
-    if log_x:
-        log_axis(ax, [p[x_key] for p in pts], "x")
-    if log_y:
-        log_axis(ax, [p[y_key] for p in pts], "y")
-    ax.set_xlabel(xlabel or x_key)
-    ax.set_ylabel(ylabel or y_key)
-    ax.grid(True, which="both", alpha=0.3)
-    if group_key and pts:
-        ax.legend(fontsize=8, title=group_key, title_fontsize=8)
+    rows: dicts with ``config`` (the label), ``params``, ``flops``, ``y_key`` and ``err_key``
+    (None = no bar); rows without a positive x or a y are left out of that panel.  Returns
+    ``path``, or None (nothing written) when no row has a y."""
+    pts = [r for r in rows if isinstance(r.get(y_key), (int, float))]
+    if not pts:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    for ax, key, xlabel in ((axes[0], "params", "parameters"), (axes[1], "flops", "FLOPs per example (forward)")):
+        xs = []
+        for r in pts:
+            x = r.get(key)
+            if not isinstance(x, (int, float)) or x <= 0:
+                continue
+            xs.append(x)
+            err = r.get(err_key) or 0.0
+            ax.errorbar([x], [r[y_key]], yerr=[[err], [err]], fmt="o", capsize=4, label=str(r.get("config", "")))
+            ax.annotate(str(r.get("config", "")), (x, r[y_key]), textcoords="offset points", xytext=(5, 5),
+                        fontsize=7)
+        log_axis(ax, xs, "x")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("final test accuracy" if y_key == "final_acc_mean" else y_key)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_title("accuracy vs parameters")
+    axes[1].set_title("accuracy vs FLOPs")
     if title:
-        ax.set_title(title, fontsize=10)
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path, dpi)
+
+
+def curve_stats(metrics_runs: Sequence[Sequence[Mapping[str, Any]]], key: str = "test_accuracy"):
+    """(epochs, mean, std) of ``key`` over runs (each a list of metrics rows), per epoch; std is
+    0 where one run has that epoch."""
+    by_epoch: dict[int, list[float]] = {}
+    for rows in metrics_runs:
+        for i, row in enumerate(rows, 1):
+            v = row.get(key)
+            if isinstance(v, (int, float)) and math.isfinite(v):
+                by_epoch.setdefault(int(row.get("epoch", i)), []).append(float(v))
+    epochs = sorted(by_epoch)
+    means = [float(np.mean(by_epoch[e])) for e in epochs]
+    stds = [float(np.std(by_epoch[e], ddof=1)) if len(by_epoch[e]) > 1 else 0.0 for e in epochs]
+    return epochs, means, stds
+
+
+def plot_sweep_curves(rows: Sequence[Mapping[str, Any]], path: str, *, dpi: int = DPI) -> Optional[str]:
+    """A sweep's curves.png: test accuracy vs epoch per configuration (rows with ``config``,
+    ``n_seeds`` and ``curves``, a list of metrics rows per seed), mean over seeds with ± std
+    shaded.  Returns ``path``, or None (nothing written) when no row has a curve."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    drawn = False
+    for r in rows:
+        epochs, mean, std = curve_stats(r["curves"])
+        if not epochs:
+            continue
+        drawn = True
+        line, = ax.plot(epochs, mean, marker="o", markersize=3, label=f"{r['config']} (n={r['n_seeds']})")
+        ax.fill_between(epochs, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
+                        color=line.get_color(), alpha=0.2)
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test accuracy")
+    ax.set_title("test accuracy vs epoch (mean ± std over seeds)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, path, dpi)
 

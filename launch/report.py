@@ -36,7 +36,7 @@ from launch import study as study_lib
 
 STATUS = "status.json"  # the sweep's record of a run's state, in the run's directory
 COLUMNS = ("config", "n_seeds", "seeds", "params", "flops", "receptive_field", "final_acc_mean", "final_acc_std",
-           "best_acc_mean", "best_acc_std", "train_images_per_sec", "wall_seconds")
+           "final_acc_ci95", "best_acc_mean", "best_acc_std", "train_images_per_sec", "wall_seconds")
 
 
 def sweep_record(directory: str) -> Optional[dict]:
@@ -66,6 +66,15 @@ def _mean_std(values):
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
+def ci95(std, n):
+    """Half-width of the 95% confidence interval of a mean of ``n`` samples with sample std ``std``
+    (Student's t, n - 1 degrees of freedom); None for one sample."""
+    if std is None or n < 2:
+        return None
+    from scipy import stats  # a dependency of jax
+    return float(stats.t.ppf(0.975, n - 1)) * std / math.sqrt(n)
+
+
 def _settings(cfg) -> dict:
     """What defines a run's configuration: its config without the seed and the run fields, flat."""
     return {k: v for k, v in study_lib.flatten(study_lib.numbers_config(cfg)).items() if k != "seed"}
@@ -78,6 +87,8 @@ def _status(workdir: str, cfg, metrics: list[dict]) -> str:
         tail = st.get("log_tail") or []
         last = f": {tail[-1][:120]}" if tail else ""
         return f"failed ({st.get('reason') or 'exit ' + str(st.get('exit_code'))}) after {progress}{last}"
+    if st.get("status") == "stopped":
+        return st.get("reason") or f"stopped early after {progress}"
     if st.get("status") == "running":
         return f"running or killed ({progress} logged)"
     return f"unfinished ({progress} logged)"
@@ -146,7 +157,7 @@ def collect(directory: str) -> tuple[list[dict], list[tuple[str, str]]]:
             "params": first.get("params"),
             "flops": first.get("flops"),
             "receptive_field": first.get("receptive_field"),
-            "final_acc_mean": final_m, "final_acc_std": final_s,
+            "final_acc_mean": final_m, "final_acc_std": final_s, "final_acc_ci95": ci95(final_s, len(sums)),
             "best_acc_mean": best_m, "best_acc_std": best_s,
             "train_images_per_sec": ips, "wall_seconds": wall,
             "curves": [r["metrics"] for r in runs],
@@ -171,6 +182,11 @@ def pm(mean, std, n) -> str:
     return f"{mean:.4f} (n=1)" if n == 1 or std is None else f"{mean:.4f} ± {std:.4f}"
 
 
+def ci(row) -> str:
+    h, m = row.get("final_acc_ci95"), row.get("final_acc_mean")
+    return "-" if h is None or m is None else f"[{m - h:.4f}, {m + h:.4f}]"
+
+
 def _num(v, fmt="{:.1f}") -> str:
     return fmt.format(v) if isinstance(v, (int, float)) else "-"
 
@@ -180,19 +196,21 @@ def markdown(directory: str, rows, unfinished) -> str:
     out = [f"# Sweep results: {os.path.basename(os.path.abspath(directory))}", ""]
     if record:
         command = " ".join([f"--config={record.get('study')}", *record.get("overrides", [])])
-        out.append(f"- {len(record['runs'])} runs: `python -m launch.sweep {command}`")
-    out += ["", "| config | seeds | params | FLOPs/example | RF | final test acc | best test acc | train img/s | wall s |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        out.append(f"- {len(record['runs'])} runs: `python -m {record.get('tool', 'launch.sweep')} {command}`")
+        out += [f"- {note}" for note in record.get("notes", [])]
+    out += ["", "| config | seeds | params | FLOPs/example | RF | final test acc | 95% CI | best test acc | "
+                "train img/s | wall s |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         rf = r["receptive_field"]
         params = f"{r['params']:,}" if isinstance(r["params"], int) else "-"
         out.append(f"| {r['config']} | {r['n_seeds']} | {params} | {human(r['flops'])} | "
                    f"{rf if rf is not None else '-'} | "
-                   f"{pm(r['final_acc_mean'], r['final_acc_std'], r['n_seeds'])} | "
+                   f"{pm(r['final_acc_mean'], r['final_acc_std'], r['n_seeds'])} | {ci(r)} | "
                    f"{pm(r['best_acc_mean'], r['best_acc_std'], r['n_seeds'])} | "
                    f"{_num(r['train_images_per_sec'], '{:.0f}')} | {_num(r['wall_seconds'])} |")
-    out += ["", "Accuracy: mean ± sample std (ddof=1) over seeds; FLOPs per example, forward pass "
-                "(multiply-add = 2)."]
+    out += ["", "Accuracy: mean ± sample std (ddof=1) over seeds; 95% CI: the mean's 95% confidence interval "
+                "(Student's t); FLOPs per example, forward pass (multiply-add = 2)."]
     if unfinished:
         out += ["", f"## Not included ({len(unfinished)} unfinished or failed runs)", ""]
         out += [f"- `{name}`: {why}" for name, why in unfinished]
@@ -214,103 +232,6 @@ def write_csv(path: str, rows) -> None:
             w.writerow(cells)
 
 
-# --------------------------------------------------------------------------- plots
-
-
-def _plt():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def _readable_log_ticks(ax) -> None:
-    """1K/2K/5K-style labels on a log x axis (also on minor ticks, for narrow ranges)."""
-    from matplotlib.ticker import FuncFormatter
-
-    def fmt(x, _pos, minor=False):
-        if x <= 0:
-            return ""
-        lead = int(x / 10 ** math.floor(math.log10(x)) + 1e-6)
-        if minor and lead not in (2, 5):
-            return ""
-        for unit, div in (("G", 1e9), ("M", 1e6), ("K", 1e3), ("", 1)):
-            if x >= div:
-                return f"{x / div:g}{unit}"
-        return f"{x:g}"
-    ax.xaxis.set_major_formatter(FuncFormatter(fmt))
-    ax.xaxis.set_minor_formatter(FuncFormatter(lambda x, p: fmt(x, p, minor=True)))
-    ax.tick_params(axis="x", which="minor", labelsize=7)
-
-
-def plot_results(path: str, rows) -> bool:
-    pts = [r for r in rows if r["final_acc_mean"] is not None]
-    if not pts:
-        return False
-    plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
-    for ax, key, xlabel in ((axes[0], "params", "parameters"), (axes[1], "flops", "FLOPs per example (forward)")):
-        for r in pts:
-            x = r[key]
-            if not isinstance(x, (int, float)) or x <= 0:
-                continue
-            ax.errorbar([x], [r["final_acc_mean"]], yerr=[[r["final_acc_std"] or 0.0]] * 2,
-                        fmt="o", capsize=4, label=r["config"])
-            ax.annotate(r["config"], (x, r["final_acc_mean"]), textcoords="offset points", xytext=(5, 5),
-                        fontsize=7)
-        ax.set_xscale("log")
-        _readable_log_ticks(ax)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("final test accuracy")
-        ax.grid(True, which="both", alpha=0.3)
-    axes[0].set_title("accuracy vs parameters")
-    axes[1].set_title("accuracy vs FLOPs")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return True
-
-
-def curve_stats(metrics_runs: list[list[dict]], key: str = "test_accuracy"):
-    """(epochs, mean, std) over runs, per epoch; std is 0 where one run has that epoch."""
-    by_epoch: dict[int, list[float]] = {}
-    for rows in metrics_runs:
-        for i, row in enumerate(rows, 1):
-            v = row.get(key)
-            if isinstance(v, (int, float)) and math.isfinite(v):
-                by_epoch.setdefault(int(row.get("epoch", i)), []).append(float(v))
-    epochs = sorted(by_epoch)
-    means = [statistics.fmean(by_epoch[e]) for e in epochs]
-    stds = [statistics.stdev(by_epoch[e]) if len(by_epoch[e]) > 1 else 0.0 for e in epochs]
-    return epochs, means, stds
-
-
-def plot_curves(path: str, rows) -> bool:
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(8, 5))
-    drawn = False
-    for r in rows:
-        epochs, mean, std = curve_stats(r["curves"])
-        if not epochs:
-            continue
-        drawn = True
-        line, = ax.plot(epochs, mean, marker="o", markersize=3, label=f"{r['config']} (n={r['n_seeds']})")
-        ax.fill_between(epochs, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
-                        color=line.get_color(), alpha=0.2)
-    if drawn:
-        from matplotlib.ticker import MaxNLocator
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("test accuracy")
-        ax.set_title("test accuracy vs epoch (mean ± std over seeds)")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return drawn
-
-
 def report(directory: str, curves: bool = False, write: bool = True) -> list[dict]:
     """Aggregate ``directory``; write results.{csv,md,png} (and curves.png) unless ``write=False``.
 
@@ -329,9 +250,10 @@ def _write(directory: str, rows, unfinished, curves: bool) -> list[str]:
     with open(os.path.join(directory, "results.md"), "w") as f:
         f.write(markdown(directory, rows, unfinished))
     made = ["results.csv", "results.md"]
-    if plot_results(os.path.join(directory, "results.png"), rows):
+    from cnnjax import plots  # matplotlib only when a report is written
+    if plots.plot_scatter(rows, os.path.join(directory, "results.png")):
         made.append("results.png")
-    if curves and plot_curves(os.path.join(directory, "curves.png"), rows):
+    if curves and plots.plot_sweep_curves(rows, os.path.join(directory, "curves.png")):
         made.append("curves.png")
     return made
 

@@ -10,24 +10,20 @@
                 seed of everything.
 
 :func:`load` validates every run (:func:`cnnjax.config.from_dict`) and names it from its
-overrides; :meth:`Study.command` is the run's trainer command line.  Pure: no files written,
-no processes (those are :mod:`launch.sweep`'s).
+overrides.  Pure: no files written, no processes (those are :mod:`launch.sweep`'s).
 """
 from __future__ import annotations
 
-import ast
 import dataclasses
 import hashlib
 import importlib.util
 import os
-import typing
 from collections.abc import Mapping
 from typing import Any, Sequence
 
 from cnnjax import config as config_lib
 from experiments import common
 
-PROGRESS = "--config.progress=plain"  # the trainers' output goes to log files
 RECORD, RECORD_VERSION = "sweep.json", 2  # OUT/sweep.json: Study.record()
 _SAFE = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-")
 _MAX_NAME = 200
@@ -69,36 +65,6 @@ def run_name(overrides: Mapping[str, Any]) -> str:
     return name
 
 
-_TEXT_FIELDS = frozenset(f.name for f in config_lib.fields() if f.type is str or str in typing.get_args(f.type))
-
-
-def _reads_back_as_text(text: str) -> bool:
-    """Whether ml_collections parses ``text`` given to a new key (a Python literal) as this string."""
-    if text in ("true", "false"):
-        return False
-    try:
-        ast.literal_eval(text)
-    except (SyntaxError, ValueError):
-        return True
-    return False
-
-
-def flag_value(key: str, value, base: Mapping) -> str:
-    """``value`` as the text of ``--config.KEY=...`` that ml_collections parses back to ``value``.
-
-    A key the base config has as a string is parsed as a string (raw text); a new key (a model
-    option the base does not set) as a Python literal, so a string that looks like one is quoted."""
-    if isinstance(value, str):
-        node = base
-        for part in key.split("."):
-            node = node.get(part) if isinstance(node, Mapping) else None
-        known_text = isinstance(node, str) or key in _TEXT_FIELDS
-        return value if known_text or _reads_back_as_text(value) else repr(value)
-    if isinstance(value, (list, tuple)):
-        return repr(tuple(value))
-    return repr(value)
-
-
 # --------------------------------------------------------------------------- studies
 
 
@@ -115,11 +81,6 @@ class Study:
     cli_args: tuple[str, ...]         # the command's --config.KEY=VALUE overrides, verbatim
     base: dict                        # get_config() with those overrides
     runs: tuple[Run, ...]
-
-    def command(self, run: Run, workdir: str) -> list[str]:
-        """The trainer's arguments for ``run``: fixed order, so a rerun is the same command."""
-        own = [f"--config.{k}={flag_value(k, v, self.base)}" for k, v in flatten(run.overrides).items()]
-        return [f"--config={self.file}", *self.cli_args, *own, PROGRESS, f"--workdir={workdir}"]
 
     def record(self) -> dict:
         """What OUT/sweep.json holds: the study, the command's overrides, every run's overrides and

@@ -297,8 +297,9 @@ def test_plots_write_pngs(tmp_path):
     paths = [
         plots.plot_curves(rows, str(tmp_path / "curves.png")),
         plots.plot_confusion(np.array([[5, 1], [0, 0]]), ["a", "b"], str(tmp_path / "sub" / "conf.png"), "cm"),
-        plots.plot_scatter([dict(p=1e3, acc=0.8, m="x"), dict(p=1e5, acc=0.9, m="y"), dict(p=None, acc=1)],
-                           "p", "acc", "m", str(tmp_path / "scatter.png"), log_x=True),
+        plots.plot_scatter([dict(config="x", params=1e3, flops=2e4, final_acc_mean=0.8, final_acc_std=0.01),
+                            dict(config="y", params=1e5, flops=3e6, final_acc_mean=0.9, final_acc_std=None),
+                            dict(config="z", params=None, flops=None, final_acc_mean=1.0)], str(tmp_path / "scatter.png")),
         plots.plot_loss_curve([0, 1, 2], [1.0, 0.1, 0.0], str(tmp_path / "loss.png")),
         plots.plot_kernels(np.random.default_rng(0).normal(size=(3, 3, 2, 5)), str(tmp_path / "k.png")),
         plots.image_grid([np.zeros((4, 4)), np.ones((4, 4, 3))], ["a", "b"], str(tmp_path / "grid.png")),
@@ -319,12 +320,13 @@ def _labelled_ticks(axis):
 @pytest.mark.parametrize("xs", [[4.4e4], [2.1e4, 3e4, 6.2e4], [2e4, 6e5], [1.5e4, 1.4e6], [1e3, 4e5, 2e6]],
                          ids=["one-point", "half-decade", "1.5-decades", "2-decades", "3-decades"])
 def test_scatter_log_axis_fits_the_data_with_labelled_ticks(tmp_path, figures, xs):
-    points = [dict(flops=x, acc=0.8 + i / 100, name=f"c{i}") for i, x in enumerate(xs)]
-    plots.plot_scatter(points, "flops", "acc", "name", str(tmp_path / "sweep.png"), log_x=True)
-    ax = figures[0].axes[0]
-    lo, hi = ax.get_xlim()
-    assert min(xs) / 2.2 < lo < min(xs) and max(xs) < hi < max(xs) * 2.2  # no half-empty panel
-    assert len(_labelled_ticks(ax.xaxis)) >= 2, _labelled_ticks(ax.xaxis)
+    points = [dict(config=f"c{i}", params=x / 20, flops=x, final_acc_mean=0.8 + i / 100, final_acc_std=0.01)
+              for i, x in enumerate(xs)]
+    plots.plot_scatter(points, str(tmp_path / "sweep.png"))  # launch.report's accuracy vs params / FLOPs
+    for ax, scale in zip(figures[0].axes, (1 / 20, 1)):
+        lo, hi = ax.get_xlim()
+        assert min(xs) * scale / 2.2 < lo < min(xs) * scale and max(xs) * scale < hi < max(xs) * scale * 2.2
+        assert len(_labelled_ticks(ax.xaxis)) >= 2, _labelled_ticks(ax.xaxis)  # no half-empty panel
 
 
 def test_curves_of_one_epoch_have_integer_ticks_and_the_run_name(tmp_path, figures):

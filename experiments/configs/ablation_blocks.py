@@ -6,12 +6,10 @@ Models padded_cnn, separable_cnn, dilated_cnn, grouped_cnn (28,938 / 17,050 / 20
 params) x seeds 0,1,2 on Fashion-MNIST, 3 epochs, Adam 1e-3, batch 128: 12 runs.
 Results: OUT/results.md (accuracy vs params/FLOPs, mean ± std over seeds) and OUT/curves.png.
 
-Runtime on a 2-core CPU: ESTIMATE ~65 min, not measured at full size. Measured throughput
-(epoch 2 of a 7,680-image Fashion-MNIST run, two single-threaded runs in parallel on the shared
-2-core dev VM, load average 4-6): padded 503 img/s, separable 233, dilated 543, grouped 188 ->
-one epoch of 60k (+10k test) ~125 / 270 / 115 / 340 s; 3 seeds x 3 epochs x 850 s / 2 in
-parallel ~ 64 min plus ~15 s start-up per run. Separable and grouped are slow on CPU XLA
-despite fewer FLOPs (depthwise / grouped convs).
+Runtime: MEASURED 13.6 min (814 s wall, 12 runs) on Ray's local cluster of the shared 2-core dev
+VM, two runs at a time with 1 CPU each (the default), other jobs running (load average 5-12),
+2026-11-23: results/ablation_blocks (``--out=results/ablation_blocks``).  Separable and grouped
+convs are slow on CPU XLA despite fewer FLOPs (depthwise / grouped convs).
 """
 from cnnjax import config
 

@@ -1,0 +1,198 @@
+r"""Search a study's ranges with Ray Tune: random or Optuna sampling, ASHA stopping weak trials early.
+
+  python -m launch.search --config=experiments/configs/search_lr_wd.py --out=results/search_lr_wd
+
+A search study is a config file with ``get_config()`` (the base run, as for launch.sweep) and
+``get_search()``::
+
+    {"space": {"learning_rate": ("log", 1e-4, 1e-2), "weight_decay": ("log", 1e-6, 1e-3)},
+     "num_samples": 12, "algorithm": "optuna",        # or "random"
+     "metric": "test_accuracy", "mode": "max", "grace_period": 1, "reduction_factor": 2, "seed": 0}
+
+A range is ``("log", lo, hi)``, ``("uniform", lo, hi)``, ``("int", lo, hi)`` or ``("choice", [..])``;
+keys are settings of cnnjax/config.py (dotted for model options).  Sampled floats are rounded to
+3 significant digits, so a trial's name (``learning_rate=0.00123,weight_decay=4.5e-05``) is its
+config.  Each trial is a Tune trial declaring ``--cpus_per_run`` CPUs that trains in
+``OUT/runs/<name>`` with :func:`cnnjax.experiment.train_and_evaluate`, reporting every epoch's
+metrics to Tune; ASHA (``max_t`` = the config's epochs) stops the weak ones after 1, 2, 4, ...
+epochs (grace_period x reduction_factor^k).  A trial whose worker dies is restarted up to
+``--max_retries`` times and resumes from its checkpoint.  At the end ``launch.report`` writes the
+same OUT/results.{md,csv,png} as a sweep (stopped trials listed under the table with their
+epochs), and results.md says how many epochs ASHA trained against ``num_samples x epochs``.
+Ray: as for launch.sweep (``--ray_address``, ``--num_cpus``).
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import time
+
+from absl import flags
+
+from cnnjax import config as config_lib
+from cnnjax import workdir as workdir_lib
+from experiments import common
+from launch import report
+from launch import study as study_lib
+from launch import sweep
+
+UsageError = common.UsageError
+KINDS = ("log", "uniform", "int", "choice")
+
+
+def get_search(file: str) -> dict:
+    path = file.split(":", 1)[0]
+    spec = importlib.util.spec_from_file_location("_cnnjax_search", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_search"):
+        raise UsageError(f"{path} has no get_search(): not a search study (run a grid with launch.sweep)")
+    search = {"num_samples": 8, "algorithm": "optuna", "metric": "test_accuracy", "mode": "max",
+              "grace_period": 1, "reduction_factor": 2, "seed": 0, **module.get_search()}
+    space = search.get("space")
+    if not isinstance(space, dict) or not space:
+        raise UsageError(f"{path}: get_search() needs a non-empty 'space' of ranges")
+    for key, rng in space.items():
+        if not (isinstance(rng, tuple) and rng and rng[0] in KINDS and len(rng) == (2 if rng[0] == "choice" else 3)):
+            raise UsageError(f"{path}: space[{key!r}] must be ('log'|'uniform'|'int', lo, hi) or ('choice', [...]), "
+                             f"got {rng!r}")
+    if search["algorithm"] not in ("optuna", "random"):
+        raise UsageError(f"{path}: algorithm must be 'optuna' or 'random', got {search['algorithm']!r}")
+    return search
+
+
+def round3(value):
+    return float(f"{value:.3g}") if isinstance(value, float) else value
+
+
+def trial_overrides(sampled: dict) -> dict:
+    return {k: round3(v) for k, v in sampled.items()}
+
+
+def _validate(base: dict, search: dict, where: str) -> None:
+    """Every corner of the space must make a valid run: one error line before anything starts."""
+    corners = {k: (r[1][0] if r[0] == "choice" else r[1]) for k, r in search["space"].items()}
+    for overrides in (corners, {k: (r[1][-1] if r[0] == "choice" else r[2]) for k, r in search["space"].items()}):
+        try:
+            config_lib.from_dict(config_lib.apply(base, overrides))
+        except config_lib.ConfigError as e:
+            raise UsageError(f"{where}: {e}") from None
+
+
+def _trainable(sampled: dict, base: dict, out: str) -> None:
+    """One Tune trial (in its own worker process): train in OUT/runs/<name>, report each epoch's
+    metrics (the last one once summary.json is written: ASHA stops a trial at max_t)."""
+    from ray import tune
+    overrides = trial_overrides(sampled)
+    workdir = os.path.join(out, "runs", study_lib.run_name(overrides))
+    cfg = config_lib.apply(base, overrides) | {"progress": "plain"}
+    numbers = lambda row: {k: v for k, v in row.items() if isinstance(v, (int, float))}
+    last = []
+
+    def on_epoch(row):
+        if row["epoch"] < cfg["epochs"]:
+            tune.report(numbers(row))
+        last[:] = [row]
+    res = sweep._train(cfg, workdir, f"trial {os.path.basename(workdir)}", on_epoch=on_epoch)
+    if not res["ok"]:
+        raise RuntimeError(res["reason"])
+    tune.report(numbers(last[0]) if last else {"epoch": cfg["epochs"],
+                                               "test_accuracy": res["summary"]["final_test_accuracy"]})
+
+
+def _space(search: dict):
+    from ray import tune
+    make = {"log": lambda r: tune.loguniform(r[1], r[2]), "uniform": lambda r: tune.uniform(r[1], r[2]),
+            "int": lambda r: tune.randint(r[1], r[2] + 1), "choice": lambda r: tune.choice(list(r[1]))}
+    return {k: make[r[0]](r) for k, r in search["space"].items()}
+
+
+def run_search(out: str, file: str, base: dict, cli_args=(), *, ray_address=None, num_cpus=None,
+               cpus_per_run: float = 1, gpus_per_run: float = 0, max_retries: int = 3, echo=sweep._print) -> int:
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    search = get_search(file)
+    where = os.path.relpath(file.split(":", 1)[0])
+    base = config_lib.apply(base, {})
+    _validate(base, search, where)
+    epochs = config_lib.from_dict(base).epochs
+    out = os.path.abspath(out)
+    if report.sweep_record(out) is not None:
+        raise UsageError(f"{out} already holds a sweep or search; use another --out")
+    owns = sweep.init_ray(ray_address, num_cpus, echo)
+    t0 = time.time()
+    try:
+        algorithm = None
+        if search["algorithm"] == "optuna":
+            from ray.tune.search.optuna import OptunaSearch
+            algorithm = OptunaSearch(seed=search["seed"])
+        resources = {"cpu": cpus_per_run, **({"gpu": gpus_per_run} if gpus_per_run else {})}
+        tuner = tune.Tuner(
+            tune.with_resources(tune.with_parameters(_trainable, base=base, out=out), resources),
+            param_space=_space(search),
+            tune_config=tune.TuneConfig(
+                metric=search["metric"], mode=search["mode"], num_samples=search["num_samples"],
+                search_alg=algorithm, max_concurrent_trials=None,
+                scheduler=ASHAScheduler(time_attr="epoch", max_t=epochs,  # epochs, also after a resume
+                                        grace_period=search["grace_period"],
+                                        reduction_factor=search["reduction_factor"])),
+            run_config=tune.RunConfig(storage_path=os.path.join(out, "tune"), name="search", verbose=1,
+                                      failure_config=tune.FailureConfig(max_failures=max_retries)))
+        results = tuner.fit()
+    except KeyboardInterrupt:
+        echo("search interrupted")
+        return 130
+    finally:
+        if owns:
+            import ray
+            ray.shutdown()
+    runs, trained = [], 0
+    for result in results:
+        overrides = trial_overrides(result.config)
+        name = study_lib.run_name(overrides)
+        wd = os.path.join(out, "runs", name)
+        done = int((result.metrics or {}).get("epoch", 0))
+        trained += done
+        runs.append({"name": name, "overrides": overrides,
+                     "config": study_lib.numbers_config(config_lib.from_dict(config_lib.apply(base, overrides)))})
+        if result.error is not None:
+            status = {"status": "failed", "reason": " ".join(str(result.error).split())[:300]}
+        elif sweep.finished_summary(wd):
+            status = {"status": workdir_lib.FINISHED}
+        else:
+            status = {"status": "stopped", "reason": f"stopped by ASHA after {done} of {epochs} epochs"}
+        workdir_lib.write_json(os.path.join(wd, report.STATUS), status)
+    grid = search["num_samples"] * epochs
+    best = results.get_best_result()
+    note = (f"{search['algorithm']} search, ASHA (grace {search['grace_period']}, reduction factor "
+            f"{search['reduction_factor']}): {len(runs)} trials trained {trained} epochs, against "
+            f"{search['num_samples']} x {epochs} = {grid} without early stopping: {1 - trained / grid:.0%} of the "
+            f"epochs saved; {time.time() - t0:.0f}s wall.  Best: {study_lib.run_name(trial_overrides(best.config))} "
+            f"({search['metric']} {best.metrics.get(search['metric']):.4f}).")
+    workdir_lib.write_json(os.path.join(out, study_lib.RECORD),
+                           {"version": study_lib.RECORD_VERSION, "study": file, "overrides": list(cli_args),
+                            "tool": "launch.search", "notes": [note], "runs": runs,
+                            "search": {k: (list(v) if isinstance(v, tuple) else v) for k, v in search.items()
+                                       if k != "space"} | {"space": {k: list(v) for k, v in search["space"].items()},
+                                                           "epochs_trained": trained, "epochs_full": grid}})
+    rows = report.report(out, curves=True)
+    echo(note)
+    echo(f"report: {len(rows)} configurations -> {os.path.join(out, 'results.md')}")
+    return 0
+
+
+def main(argv):
+    from ml_collections import config_flags
+    f = flags.FLAGS
+    if f.config is None:
+        raise UsageError("--config=SEARCH_FILE is required, e.g. --config=experiments/configs/search_lr_wd.py")
+    file = config_flags.get_config_filename(f["config"])
+    cli_args, _ = sweep.command_overrides(__import__("sys").argv, f["config"])
+    out = f.out or os.path.join("sweeps", os.path.splitext(os.path.basename(file.split(":", 1)[0]))[0])
+    return run_search(out, file, f.config, cli_args, ray_address=f.ray_address, num_cpus=f.num_cpus,
+                      cpus_per_run=f.cpus_per_run, gpus_per_run=f.gpus_per_run, max_retries=f.max_retries)
+
+
+if __name__ == "__main__":
+    sweep.define_flags()
+    common.run(main)
