@@ -19,9 +19,9 @@ overrides).  Writes
   runs that did not finish (failed, interrupted, running, never started) are listed under
   the table and not averaged in;
 * ``DIR/results.png``: final test accuracy vs params and vs FLOPs (log x), one labelled marker
-  per configuration, error bars = std over seeds;
-* with ``--curves`` (or ``report(dir, curves=True)``): ``DIR/curves.png``, test accuracy vs
-  epoch per configuration (mean over seeds, shaded ± std), from metrics.jsonl.
+  per configuration, error bars = std over seeds (:func:`cnnjax.plots.plot_scatter`);
+* with ``--curves`` (or ``report(dir, curves=True)``): ``DIR/curves.png``, validation accuracy
+  vs epoch per configuration (mean over seeds, shaded ± std), from metrics.jsonl.
 
 ``report(dir)`` returns the rows (dicts) without needing the command line.
 """

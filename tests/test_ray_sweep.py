@@ -161,3 +161,21 @@ def test_two_process_gang_equals_one_process(grid, tmp_path):
             assert g[k] == pytest.approx(w[k], rel=1e-4, abs=1e-5), (k, g, w)
     ckpts = lambda d: sorted(os.listdir(Workdir(d).checkpoint_dir))  # one set of checkpoints, as one process
     assert ckpts(wd) == ckpts(os.path.join(ref_out, "runs", st.runs[0].name))
+
+
+@pytest.mark.slow
+def test_asha_search_ends_in_the_report(cluster, tmp_path):
+    from launch import search
+    path = tmp_path / "search.py"
+    path.write_text(STUDY.split("def get_sweep")[0].replace("padded_cnn", "seed_net") + '''
+def get_search():
+    return {"space": {"learning_rate": ("log", 1e-4, 1e-1)}, "num_samples": 4, "algorithm": "optuna"}
+''')
+    out = str(tmp_path / "out")
+    assert search.run_search(out, str(path), {**BASE, "model": "seed_net"}, echo=lambda line: None) == 0
+    record = json.load(open(os.path.join(out, "sweep.json")))
+    assert record["tool"] == "launch.search" and len(record["runs"]) == 4
+    assert 4 <= record["search"]["epochs_trained"] <= 12 == record["search"]["epochs_full"]
+    finished = [r for r in record["runs"] if Workdir(os.path.join(out, "runs", r["name"])).summary()]
+    assert finished and len(report_lib.report(out, write=False)) == len(finished)
+    assert "without early stopping" in open(os.path.join(out, "results.md")).read()

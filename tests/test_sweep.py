@@ -273,3 +273,37 @@ def test_launch_lists_no_train_settings():
         text = open(os.path.join(REPO, "launch", name)).read() if name.endswith(".py") else ""
         for word in ('"adamw"', '"onecycle"', '"flip_crop"', '"bfloat16"', "TRAIN_FLAGS", "MANAGEMENT_FLAGS"):
             assert word not in text, (name, word)
+
+
+# --------------------------------------------------------------------------- search studies (launch.search)
+
+SEARCH = '''
+from cnnjax import config
+
+def get_config():
+    return config.config_dict(model="seed_net", dataset="synthetic", num_train=512, num_test=128, epochs=3,
+                              batch_size=64)
+
+def get_search():
+    return {"space": {"learning_rate": ("log", 1e-4, 1e-1)}, "num_samples": 4, "algorithm": "random"}
+'''
+
+
+def test_search_study_ranges_defaults_and_names(tmp_path):
+    from launch import search
+    s = search.get_search(write_study(tmp_path, SEARCH))
+    assert s["space"] == {"learning_rate": ("log", 1e-4, 1e-1)} and s["metric"] == "test_accuracy"
+    assert s["grace_period"] == 1 and s["mode"] == "max"
+    assert search.trial_overrides({"learning_rate": 0.0012345678, "model": "x"}) == {"learning_rate": 0.00123,
+                                                                                      "model": "x"}
+    assert study_lib.run_name(search.trial_overrides({"learning_rate": 3.14159e-5})) == "learning_rate=3.14e-05"
+    for bad, message in [('("log", 1e-4)', "must be"), ('("normal", 0, 1)', "must be")]:
+        with pytest.raises(sweep.UsageError, match=message):
+            search.get_search(write_study(tmp_path, SEARCH.replace('("log", 1e-4, 1e-1)', bad), "bad.py"))
+
+
+def test_search_typo_is_one_line_exit_2_and_starts_nothing(tmp_path):
+    file = write_study(tmp_path, SEARCH.replace('"learning_rate"', '"lerning_rate"'))
+    r = cli("launch.search", f"--config={file}", f"--out={tmp_path / 'o'}")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "lerning_rate is not a setting" in r.stderr
+    assert not (tmp_path / "o").exists() and "ray:" not in r.stdout

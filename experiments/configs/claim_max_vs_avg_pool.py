@@ -1,7 +1,7 @@
 r"""Study, course claim (3): max pooling vs average pooling.
 
   python -m launch.sweep --config=experiments/configs/claim_max_vs_avg_pool.py \
-      --out=results/claims/max_vs_avg_pool --parallel=1
+      --out=results/claims/max_vs_avg_pool
 
 padded_cnn (ReLU, 28,938 params, pooling has none) with pool max vs avg (both 2x2 stride 2),
 x seeds 0,1,2: 6 runs; only the pooling changes.  Writes OUT/results.{md,csv,png} and
@@ -10,8 +10,9 @@ OUT/curves.png.
 SMALL BY DEFAULT (claims_base.py): ``--config.num_train=0 --config.epochs=15`` gives the
 full-size study (~30x longer).
 
-Runtime: MEASURED 3.3 min (196 s wall, 6 runs) with --parallel=1 on the shared 2-core dev VM
-(load average 5-7 from other jobs, CPU conv fast path of cnnjax.fastconv), 2026-11-23.
+Runtime: MEASURED 3.7 min (224 s wall, 6 runs) through Ray on the shared 2-core dev VM (two runs
+at a time, 1 CPU each; load average 5-13 from other jobs; CPU conv fast path of cnnjax.fastconv),
+2026-11-23.
 """
 from cnnjax import config
 from experiments.configs import claims_base

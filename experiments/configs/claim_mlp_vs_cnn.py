@@ -2,7 +2,7 @@ r"""Study, course claim (1): a fully connected network needs far more parameters
 the same job, and generalises worse on images.
 
   python -m launch.sweep --config=experiments/configs/claim_mlp_vs_cnn.py \
-      --out=results/claims/mlp_vs_cnn --parallel=1
+      --out=results/claims/mlp_vs_cnn
 
 Four configurations x seeds 0,1,2 (12 runs), same training (claims_base.py: Adam 1e-3, batch 128):
 
@@ -19,8 +19,9 @@ train_accuracy next to test_accuracy for the generalisation gap.
 SMALL BY DEFAULT (claims_base.py): ``--config.num_train=0 --config.epochs=15`` gives the
 full-size study (~30x longer).
 
-Runtime: MEASURED 3.3 min (200 s wall, 12 runs) with --parallel=1 on the shared 2-core dev VM
-(load average 5-7 from other jobs, CPU conv fast path of cnnjax.fastconv), 2026-11-23.
+Runtime: MEASURED 7.0 min (423 s wall, 12 runs) through Ray on the shared 2-core dev VM (two runs
+at a time, 1 CPU each; load average 5-13 from other jobs; CPU conv fast path of cnnjax.fastconv),
+2026-11-23.
 """
 from cnnjax import config
 from experiments.configs import claims_base

@@ -1,7 +1,7 @@
 r"""Study, course claim (2): ReLU trains much faster than sigmoid.
 
   python -m launch.sweep --config=experiments/configs/claim_relu_vs_sigmoid.py \
-      --out=results/claims/relu_vs_sigmoid --parallel=1
+      --out=results/claims/relu_vs_sigmoid
 
 padded_cnn (28,938 params whatever the activation) with activation relu vs sigmoid, and tanh
 as a third point, x seeds 0,1,2: 9 runs.  Only the activation changes (Adam 1e-3, batch 128,
@@ -11,8 +11,9 @@ mean ± std over seeds: the chart for this claim).
 SMALL BY DEFAULT (claims_base.py): ``--config.num_train=0 --config.epochs=15`` gives the
 full-size study (~30x longer).
 
-Runtime: MEASURED 5.4 min (327 s wall, 9 runs) with --parallel=1 on the shared 2-core dev VM
-(load average 5-7 from other jobs, CPU conv fast path of cnnjax.fastconv), 2026-11-23.
+Runtime: MEASURED 5.6 min (335 s wall, 9 runs) through Ray on the shared 2-core dev VM (two runs
+at a time, 1 CPU each; load average 5-13 from other jobs; CPU conv fast path of cnnjax.fastconv),
+2026-11-23.
 """
 from cnnjax import config
 from experiments.configs import claims_base
