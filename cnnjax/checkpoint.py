@@ -2,7 +2,8 @@
 
 Layout: ``<directory>/<epoch>/{state,meta}`` (Orbax ``CheckpointManager``: atomic
 writes, so a process killed mid-save leaves only an ignored temporary directory).  Kept:
-the latest ``keep`` checkpoints plus the best by test accuracy.  Each checkpoint's meta
+the latest ``keep`` checkpoints plus the best by validation accuracy (the ``metrics`` given to
+:meth:`Checkpoints.save`; never the test set).  Each checkpoint's meta
 records a digest of the state's bytes, checked on restore, so a damaged checkpoint is caught
 even where Orbax would read it.  A checkpoint that cannot be read or fails its digest is moved
 to ``corrupt_checkpoints/`` beside ``<directory>`` (never deleted) and the previous one is used
@@ -48,7 +49,7 @@ class Checkpoints:
         self.log = log
         policy = pp.AnyPreservationPolicy([
             pp.LatestN(n=keep),
-            pp.BestN(get_metric_fn=lambda m: m["test_accuracy"], n=1, keep_checkpoints_without_metrics=False),
+            pp.BestN(get_metric_fn=lambda m: m["val_accuracy"], n=1, keep_checkpoints_without_metrics=False),
         ])
         self.manager = ocp.CheckpointManager(
             self.directory, item_names=("state", "meta"),

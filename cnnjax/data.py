@@ -33,11 +33,12 @@ class DataError(ValueError):
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Dataset:
-    """A train/test image-classification dataset held in memory.
+    """A train/test (and optionally validation) image-classification dataset held in memory.
 
     Images are uint8 NHWC ``(N, H, W, C)``; labels are int32 ``(N,)`` in
-    ``[0, num_classes)``. ``mean`` and ``std`` are Python floats (tuples of C floats,
-    per channel, when C > 1: :func:`channel_stats`): the mean and
+    ``[0, num_classes)``.  ``val_images``/``val_labels`` are None when the dataset has no
+    validation split (:meth:`hold_out` makes one from the training set).  ``mean`` and ``std``
+    are Python floats (tuples of C floats, per channel, when C > 1: :func:`channel_stats`): the mean and
     (population) standard deviation of all train pixels scaled to ``[0, 1]``,
     computed once at construction (``std`` falls back to 1.0 when it would be 0,
     and both fall back to 0.0/1.0 for an empty train split).
@@ -50,13 +51,17 @@ class Dataset:
     test_labels: np.ndarray = dataclasses.field(repr=False)
     class_names: tuple[str, ...]
     source: str
+    val_images: np.ndarray | None = dataclasses.field(default=None, repr=False)
+    val_labels: np.ndarray | None = dataclasses.field(default=None, repr=False)
     mean: float = dataclasses.field(init=False)
     std: float = dataclasses.field(init=False)
 
     def __post_init__(self):
         object.__setattr__(self, "class_names", tuple(self.class_names))
         shapes = set()
-        for split in ("train", "test"):
+        if (self.val_images is None) != (self.val_labels is None):
+            raise DataError(f"{self.name}: val_images and val_labels go together")
+        for split in ("train", "test") + (("val",) if self.val_images is not None else ()):
             images = getattr(self, f"{split}_images")
             labels = np.asarray(getattr(self, f"{split}_labels"))
             if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4:
@@ -72,7 +77,7 @@ class Dataset:
             object.__setattr__(self, f"{split}_labels", labels.astype(np.int32, copy=False))
             shapes.add(images.shape[1:])
         if len(shapes) != 1:
-            raise DataError(f"{self.name}: train and test image shapes differ: {sorted(shapes)}")
+            raise DataError(f"{self.name}: the splits' image shapes differ: {sorted(shapes)}")
         # Exact pixel statistics from a 256-bin histogram: fast, no float copy of the images.
         counts = np.bincount(self.train_images.reshape(-1), minlength=256).astype(np.float64)
         n = counts.sum()
@@ -110,6 +115,27 @@ class Dataset:
             **dict(zip(("train_images", "train_labels"), first(num_train, self.train_images, self.train_labels))),
             **dict(zip(("test_images", "test_labels"), first(num_test, self.test_images, self.test_labels))),
         )
+
+    @property
+    def has_validation(self) -> bool:
+        return self.val_images is not None and len(self.val_images) > 0
+
+    def hold_out(self, size: float, seed: int) -> "Dataset":
+        """A validation split taken from the training set: ``size`` images (``size >= 1``) or that
+        fraction of them (``0 < size < 1``), chosen by ``seed``; the rest stay training images in
+        their order.  ``size == 0``, or a dataset that has its own validation split: unchanged.
+        Pixel statistics are recomputed on the remaining training images."""
+        if size == 0 or self.val_images is not None:
+            return self
+        n = len(self.train_labels)
+        count = int(size) if size >= 1 else int(round(size * n))
+        if not 0 < count < n:
+            raise ValueError(f"a validation split of {size} leaves {n - count} of {n} training images; "
+                             f"choose a validation_size between 1 and {n - 1} images or a fraction in (0, 1)")
+        chosen = np.zeros(n, bool)
+        chosen[np.random.default_rng(seed).permutation(n)[:count]] = True
+        return dataclasses.replace(self, train_images=self.train_images[~chosen], train_labels=self.train_labels[~chosen],
+                                   val_images=self.train_images[chosen], val_labels=self.train_labels[chosen])
 
 
 def normalize(images, mean: float, std: float):
@@ -653,15 +679,19 @@ def _load_tfds(name: str, data_dir: str | None) -> Dataset:
     finally:
         absl_logging.set_verbosity(level)
     image_key, label_key = _tfds_keys(train.dataset_info, label_key)
-    arrays = []
-    for source in (train, test):
-        # Per-record indexing (the Sequence protocol) works for real and mocked sources alike.
+
+    def arrays(source):  # per-record indexing (the Sequence protocol) works for real and mocked sources alike
         records = [source[i] for i in range(len(source))]
-        arrays.append(np.stack([np.asarray(r[image_key], np.uint8) for r in records]))
-        arrays.append(np.asarray([r[label_key] for r in records], np.int32))
+        return (np.stack([np.asarray(r[image_key], np.uint8) for r in records]),
+                np.asarray([r[label_key] for r in records], np.int32))
+
+    val = None
+    if "validation" in getattr(train.dataset_info, "splits", {}):  # the dataset's own validation split
+        val = arrays(tfds.data_source(name, split="validation", data_dir=data_dir, download=False))
     class_names = tuple(train.dataset_info.features[label_key].names)
     where = data_dir or "the default TFDS data_dir"
-    return Dataset(name, *arrays, class_names=class_names, source=f"tfds:{name} ({where})")
+    return Dataset(name, *arrays(train), *arrays(test), class_names=class_names, source=f"tfds:{name} ({where})",
+                   val_images=val[0] if val else None, val_labels=val[1] if val else None)
 
 
 def load(name: str, data_dir: str | None = None) -> Dataset:

@@ -47,7 +47,7 @@ class Setup(NamedTuple):
         ds = self.data
         return {"source": ds.source, "num_classes": ds.num_classes, "image_shape": list(ds.image_shape),
                 "mean": ds.mean, "std": ds.std, "num_train": len(ds.train_labels), "num_test": len(ds.test_labels),
-                "class_names": list(ds.class_names)}
+                "num_val": len(ds.val_labels) if ds.has_validation else 0, "class_names": list(ds.class_names)}
 
 
 def as_config(config: config_lib.TrainConfig | Mapping) -> config_lib.TrainConfig:
@@ -62,6 +62,7 @@ def build(cfg: config_lib.TrainConfig) -> Setup:
     """Load the data and build model and optimizer for ``cfg``; ValueError for anything that
     does not fit (no batch fits the training set, batch not divisible by the devices, ...)."""
     ds = data_lib.load(cfg.dataset, cfg.data_dir).subset(cfg.num_train or None, cfg.num_test or None)
+    ds = ds.hold_out(cfg.validation_size, cfg.seed)
     model = models.create(cfg.model, ds.num_classes, **cfg.model_options)
     arch = summary.summarize(model, ds.image_shape, cfg.model)
     if tuple(arch.rows[-1].output_shape) != (ds.num_classes,):
@@ -124,13 +125,16 @@ def train_and_evaluate(config: config_lib.TrainConfig | Mapping, workdir: str, *
     wd = Workdir(workdir)
     if os.path.exists(wd.path) and not os.path.isdir(wd.path):
         raise WorkdirError(f"--workdir {wd.path} exists and is not a directory")
-    wd.check_same_run(cfg)
+    cfg, predates = wd.resume_config(cfg)
+    if predates:
+        log(f"{wd.path} was made before the settings {', '.join(predates)} existed: resuming it as it was made "
+            f"({', '.join(f'{k}={getattr(cfg, k)!r}' for k in predates)})")
     if (done := _finished(wd, log)) is not None:
         return done
     setup = build(cfg)
     # One lock per job: the processes of a multi-process job share the directory (process 0 writes).
     with wd.lock() if jax.process_index() == 0 else contextlib.nullcontext():
-        wd.check_same_run(cfg)  # again, now that no other trainer can change the directory
+        wd.resume_config(cfg)  # again, now that no other trainer can change the directory
         if (done := _finished(wd, log)) is not None:
             return done
         if wd.config() is None and jax.process_index() == 0:
@@ -152,7 +156,7 @@ def _written_file(e: Exception) -> str:
 def _finished(wd: Workdir, log) -> dict | None:
     done = wd.summary()
     if done is not None:
-        log(f"{wd.path} already finished ({done['epochs']} epochs, test accuracy "
+        log(f"{wd.path} already finished ({done['epochs']} epochs, final test accuracy "
             f"{done['final_test_accuracy']:.4f}); nothing to do")
     return done
 
@@ -162,6 +166,9 @@ def _train(s: Setup, wd: Workdir, log, on_epoch) -> dict:
     primary = jax.process_index() == 0  # with several hosts only process 0 writes files (Orbax coordinates itself)
     checkpoints = ckpt_lib.Checkpoints(wd.checkpoint_dir, keep=cfg.keep_checkpoints, log=log)
     state, start, rows = _resume(s, wd, checkpoints, log)
+    if not ds.has_validation:
+        log(f"no validation split (config.validation_size is 0, as in work directories made before it existed): "
+            f"nothing is selected; the final epoch is reported")
     if primary:
         wd.write_metrics(rows)
     if s.mesh is not None:
@@ -186,19 +193,19 @@ def _train(s: Setup, wd: Workdir, log, on_epoch) -> dict:
                     f"train loss is {m['train_loss']} in epoch {epoch}; stopped with the checkpoints of epochs "
                     f"{checkpoints.epochs() or 'none'} kept. To retry with e.g. a lower config.learning_rate, "
                     f"use another --workdir (this one holds the run as configured)")
-            row = {"epoch": epoch, "step": int(state.step), **m, "test_loss": None, "test_accuracy": None,
+            row = {"epoch": epoch, "step": int(state.step), **m, "val_loss": None, "val_accuracy": None,
                    "learning_rate": float(s.schedule(int(state.step) - 1)),
                    "images_per_sec": s.steps_per_epoch * cfg.batch_size / train_seconds}
-            if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
-                ev = train.evaluate(s.model, state.variables(), ds, cfg.eval_batch_size, eval_step=eval_fn)
-                row.update(test_loss=ev["loss"], test_accuracy=ev["accuracy"])
+            if ds.has_validation and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
+                ev = train.evaluate(s.model, state.variables(), ds, cfg.eval_batch_size, "val", eval_step=eval_fn)
+                row.update(val_loss=ev["loss"], val_accuracy=ev["accuracy"])
             row["seconds"] = time.perf_counter() - t0
             rows.append(row)
             if primary:
                 wd.append_metrics(row)
                 _log_scalars(writer, row)
             if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs:
-                metrics = {"test_accuracy": row["test_accuracy"]} if row["test_accuracy"] is not None else None
+                metrics = {"val_accuracy": row["val_accuracy"]} if row["val_accuracy"] is not None else None
                 checkpoints.save(epoch, state, {"epoch": epoch, "step": row["step"]}, metrics)
             if primary:
                 plots.plot_curves(rows, wd.file("curves.png"), title=f"{os.path.basename(wd.path)}: {cfg.model}")
@@ -206,11 +213,17 @@ def _train(s: Setup, wd: Workdir, log, on_epoch) -> dict:
             if on_epoch is not None:
                 on_epoch(row)
         checkpoints.wait()
+        tests = _test_once(s, state, rows, checkpoints, eval_fn)
+        _log_scalars(writer, {"epoch": cfg.epochs, **{f"test_{m}_{k}": v for k, ev in tests.items()
+                                                       for m, v in ev.items() if m in ("loss", "accuracy")}})
     finally:
         checkpoints.close()
         if writer is not None:
             writer.close()
-    result = _summary(s, rows, int(state.step), time.perf_counter() - wall0)
+    log(f"test accuracy {tests['final']['accuracy']:.4f} (final epoch), {tests['selected']['accuracy']:.4f} "
+        f"(epoch {tests['selected']['epoch']}, selected by validation accuracy)" if ds.has_validation else
+        f"test accuracy {tests['final']['accuracy']:.4f} (final epoch)")
+    result = _summary(s, rows, tests, int(state.step), time.perf_counter() - wall0)
     if primary:
         wd.write_summary(result)
     return {"status": "finished", **result}
@@ -232,17 +245,40 @@ def _resume(s: Setup, wd: Workdir, checkpoints: ckpt_lib.Checkpoints, log):
     return state, start, [r for r in logged if r["epoch"] <= start]
 
 
-def _summary(s: Setup, rows: list[dict], steps: int, session_seconds: float) -> dict:
-    evaluated = [r for r in rows if r["test_accuracy"] is not None]
-    best = max(evaluated, key=lambda r: (r["test_accuracy"], -r["epoch"]))
+def selected_epoch(rows: list[dict], available: list[int] | None = None) -> int | None:
+    """The epoch with the highest validation accuracy (the earliest of equals) among ``available``
+    (default: all); None without validation metrics.  Test metrics are never consulted."""
+    scored = [r for r in rows if r.get("val_accuracy") is not None and (available is None or r["epoch"] in available)]
+    return max(scored, key=lambda r: (r["val_accuracy"], -r["epoch"]))["epoch"] if scored else None
+
+
+def _test_once(s: Setup, state, rows, checkpoints, eval_fn) -> dict:
+    """Test metrics, measured once at the end: of the final state and of the checkpoint that
+    validation selected (the same when it is the last epoch or there is no validation split)."""
+    ev = lambda variables: train.evaluate(s.model, variables, s.data, s.cfg.eval_batch_size, "test", eval_step=eval_fn)
+    final = {"epoch": rows[-1]["epoch"], **ev(state.variables())}
+    epoch = selected_epoch(rows, checkpoints.epochs())
+    if epoch is None or epoch == final["epoch"]:
+        return {"final": final, "selected": final}
+    target = train.abstract_state(s.model, s.tx, s.cfg.seed, s.data.image_shape)
+    best, _ = checkpoints.restore(epoch, target)
+    return {"final": final, "selected": {"epoch": epoch, **ev(train.replicate(best, s.mesh).variables())}}
+
+
+def _summary(s: Setup, rows: list[dict], tests: dict, steps: int, session_seconds: float) -> dict:
     cfg, arch = s.cfg, s.arch
+    selected = tests["selected"]
+    best_row = next(r for r in rows if r["epoch"] == selected["epoch"])
     return {
         "model": cfg.model, "model_options": config_lib.to_dict(cfg)["model_options"], "dataset": cfg.dataset,
         "params": arch.total_params, "flops": arch.total_flops,
         "receptive_field": None if arch.receptive_field is None else int(max(arch.receptive_field)),
         "epochs": cfg.epochs, "steps": steps,
-        "final_test_accuracy": rows[-1]["test_accuracy"], "final_test_loss": rows[-1]["test_loss"],
-        "best_test_accuracy": best["test_accuracy"], "best_epoch": best["epoch"],
+        "final_test_accuracy": tests["final"]["accuracy"], "final_test_loss": tests["final"]["loss"],
+        "final_val_accuracy": rows[-1].get("val_accuracy"),
+        "selected_epoch": selected["epoch"], "selected_val_accuracy": best_row.get("val_accuracy"),
+        "selected_test_accuracy": selected["accuracy"], "selected_test_loss": selected["loss"],
+        "num_val": len(s.data.val_labels) if s.data.has_validation else 0,
         "train_images_per_sec": statistics.median(r["images_per_sec"] for r in rows),
         "wall_seconds": sum(r["seconds"] for r in rows), "this_session_seconds": session_seconds,
     }
@@ -250,7 +286,8 @@ def _summary(s: Setup, rows: list[dict], steps: int, session_seconds: float) -> 
 
 def load_trained(workdir: str, which: str = "best") -> tuple[Any, dict, config_lib.TrainConfig, int]:
     """(model, variables, config, restored epoch) of a training workdir; ``which`` is 'best'
-    (highest test accuracy in metrics.jsonl) or 'latest' (newest readable checkpoint).
+    (highest validation accuracy in metrics.jsonl; the latest without a validation split) or
+    'latest' (newest readable checkpoint).
 
     Raises FileNotFoundError when the workdir has no config.json or no checkpoint."""
     if which not in ("best", "latest"):
@@ -269,9 +306,7 @@ def load_trained(workdir: str, which: str = "best") -> tuple[Any, dict, config_l
         if not epochs:
             raise FileNotFoundError(f"no checkpoint in {wd.checkpoint_dir}")
         if which == "best":
-            scored = [(r["test_accuracy"], -r["epoch"], r["epoch"]) for r in wd.metrics()
-                      if r.get("test_accuracy") is not None and r["epoch"] in epochs]
-            epoch = max(scored)[2] if scored else epochs[-1]
+            epoch = selected_epoch(wd.metrics(), epochs) or epochs[-1]
             try:
                 state, _ = ckpt.restore(epoch, target)
             except Exception as e:  # noqa: BLE001 - Orbax/tensorstore raise many kinds: one line instead
@@ -319,10 +354,10 @@ class _Progress:
             self.bar.close()
             self.bar = None
         if self.mode != "none":
-            test = (f" test_loss {row['test_loss']:.4f} test_acc {row['test_accuracy']:.4f}"
-                    if row.get("test_accuracy") is not None else "")
+            val = (f" val_loss {row['val_loss']:.4f} val_acc {row['val_accuracy']:.4f}"
+                   if row.get("val_accuracy") is not None else "")
             self.log(f"epoch {row['epoch']} step {row['step']} train_loss {row['train_loss']:.4f} "
-                     f"train_acc {row['train_accuracy']:.4f}{test} {row['images_per_sec']:,.0f} img/s "
+                     f"train_acc {row['train_accuracy']:.4f}{val} {row['images_per_sec']:,.0f} img/s "
                      f"{row['seconds']:.1f}s")
 
 

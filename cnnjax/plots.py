@@ -257,10 +257,11 @@ def _column(rows: Sequence[Mapping[str, Any]], key: str) -> tuple[np.ndarray, np
 
 
 def plot_curves(rows: Sequence[Mapping[str, Any]], path: str, title: Optional[str] = None, *, dpi: int = DPI) -> str:
-    """Training curves: loss (left) and accuracy (right) against epoch, train and test.
+    """Training curves: loss (left) and accuracy (right) against epoch, train and validation
+    (and test, for rows of runs made before validation splits, which logged it per epoch).
 
-    rows: dicts with keys ``epoch``, ``train_loss``, ``test_loss``, ``train_accuracy``,
-    ``test_accuracy`` (accuracy as a fraction in [0, 1] or a percentage: plotted as given);
+    rows: dicts with keys ``epoch``, ``train_loss``, ``val_loss``, ``train_accuracy``,
+    ``val_accuracy`` (accuracy as a fraction in [0, 1] or a percentage: plotted as given);
     a missing or None value just leaves that point out.  Epoch ticks are integers and
     the x range is the epochs +- 0.5.  ``title`` (e.g. the run's name: workdir and model)
     is shown above both panels.
@@ -268,7 +269,7 @@ def plot_curves(rows: Sequence[Mapping[str, Any]], path: str, title: Optional[st
     epochs = [r["epoch"] for r in rows if r.get("epoch") is not None]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.6))
     for ax, metric in ((ax_loss, "loss"), (ax_acc, "accuracy")):
-        for split, style in (("train", "-o"), ("test", "--s")):
+        for split, style in (("train", "-o"), ("val", "--s"), ("test", ":^")):
             x, y = _column(rows, f"{split}_{metric}")
             if x.size:
                 ax.plot(x, y, style, ms=3, lw=1.5, label=split)
@@ -389,7 +390,7 @@ def plot_scatter(rows: Sequence[Mapping[str, Any]], path: str, title: Optional[s
     return _save(fig, path, dpi)
 
 
-def curve_stats(metrics_runs: Sequence[Sequence[Mapping[str, Any]]], key: str = "test_accuracy"):
+def curve_stats(metrics_runs: Sequence[Sequence[Mapping[str, Any]]], key: str = "val_accuracy"):
     """(epochs, mean, std) of ``key`` over runs (each a list of metrics rows), per epoch; std is
     0 where one run has that epoch."""
     by_epoch: dict[int, list[float]] = {}
@@ -405,13 +406,15 @@ def curve_stats(metrics_runs: Sequence[Sequence[Mapping[str, Any]]], key: str = 
 
 
 def plot_sweep_curves(rows: Sequence[Mapping[str, Any]], path: str, *, dpi: int = DPI) -> Optional[str]:
-    """A sweep's curves.png: test accuracy vs epoch per configuration (rows with ``config``,
+    """A sweep's curves.png: validation accuracy vs epoch per configuration (rows with ``config``,
     ``n_seeds`` and ``curves``, a list of metrics rows per seed), mean over seeds with ± std
     shaded.  Returns ``path``, or None (nothing written) when no row has a curve."""
     fig, ax = plt.subplots(figsize=(8, 5))
     drawn = False
     for r in rows:
         epochs, mean, std = curve_stats(r["curves"])
+        if not epochs:  # runs made before validation splits logged test accuracy per epoch
+            epochs, mean, std = curve_stats(r["curves"], "test_accuracy")
         if not epochs:
             continue
         drawn = True
@@ -423,8 +426,8 @@ def plot_sweep_curves(rows: Sequence[Mapping[str, Any]], path: str, *, dpi: int 
         return None
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
-    ax.set_ylabel("test accuracy")
-    ax.set_title("test accuracy vs epoch (mean ± std over seeds)")
+    ax.set_ylabel("validation accuracy")
+    ax.set_title("validation accuracy vs epoch (mean ± std over seeds)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()

@@ -15,6 +15,7 @@ naming it.
 """
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import os
@@ -69,15 +70,17 @@ def read_json(path: str):
 
 def read_config(path: str) -> Optional[config_lib.TrainConfig]:
     """The TrainConfig in a config.json file, or None when there is none; WorkdirError naming
-    the file otherwise.  Settings added to the schema since it was written take their defaults;
-    the extra keys of files written before cnnjax.config existed are ignored."""
+    the file otherwise.  Settings added to the schema since it was written take the value that
+    reproduces the older run (e.g. no validation split); the extra keys of files written before
+    cnnjax.config existed are ignored."""
     raw = read_json(path)
     if raw is None:
         return None
     if not isinstance(raw, dict):
         raise WorkdirError(f"{path} is not a JSON object of settings")
     try:
-        return config_lib.from_dict({k: v for k, v in raw.items() if k not in _LEGACY_KEYS}, check_model=False)
+        return config_lib.from_dict({k: v for k, v in raw.items() if k not in _LEGACY_KEYS}, check_model=False,
+                                    older_run=True)
     except config_lib.ConfigError as e:
         raise WorkdirError(f"{path}: {e}") from None
 
@@ -111,17 +114,27 @@ class Workdir:
             raise FileNotFoundError(f"{self.file(CONFIG)} not found: is {self.path} a cnnjax training workdir?")
         return cfg
 
-    def check_same_run(self, cfg: config_lib.TrainConfig) -> None:
-        """WorkdirError when config.json holds a run whose numbers would differ from ``cfg``'s."""
+    def resume_config(self, cfg: config_lib.TrainConfig) -> tuple[config_lib.TrainConfig, list[str]]:
+        """(the config to train with, the settings config.json predates) for ``cfg`` in this
+        directory.  Settings added to cnnjax since config.json was written keep the values that
+        reproduce the older run (e.g. no validation split), so its usual command resumes it.
+        WorkdirError when config.json holds a run whose numbers would differ from ``cfg``'s."""
         old = self.config()
         if old is None:
-            return
+            return cfg, []
+        predates = [k for k in config_lib.to_dict(cfg) if k not in (self._written_keys() or ())]
+        cfg = dataclasses.replace(cfg, **{k: getattr(old, k) for k in predates})
         run = config_lib.run_fields()
         diffs = [f"{k}={getattr(old, k)!r} (now {getattr(cfg, k)!r})" for k in config_lib.to_dict(cfg)
                  if k not in run and getattr(old, k) != getattr(cfg, k)]
         if diffs:
             raise WorkdirError(f"workdir {self.path} holds a different run: {', '.join(diffs)}; "
                                f"use another --workdir, or the same config to resume")
+        return cfg, predates
+
+    def _written_keys(self) -> Optional[set]:
+        raw = read_json(self.file(CONFIG))
+        return set(raw) if isinstance(raw, dict) else None
 
     def write_config(self, cfg: config_lib.TrainConfig, data_info: dict) -> None:
         os.makedirs(self.path, exist_ok=True)

@@ -11,15 +11,17 @@ configuration is labelled by the settings that vary across the sweep's runs, e.g
 overrides).  Writes
 
 * ``DIR/results.csv`` and ``DIR/results.md``: one row per configuration with the number of
-  seeds, params, FLOPs per example, receptive field, final and best test accuracy as mean ±
-  sample std (ddof=1; "(n=1)" for a single seed), the 95% confidence interval of the final
-  accuracy's mean (Student's t), mean training images/s and mean wall time;
+  seeds, params, FLOPs per example, receptive field, the validation accuracy of the epoch it
+  selects, the test accuracy of that epoch and of the final one (the test set selects nothing)
+  as mean ± sample std (ddof=1; "(n=1)" for a single seed) with the 95% confidence interval of
+  the final one, the paired difference to the baseline row (the study's ``BASELINE``, or
+  ``--baseline=KEY=VALUE,...``) with its 95% interval, mean training images/s and wall time;
   runs that did not finish (failed, interrupted, running, never started) are listed under
   the table and not averaged in;
 * ``DIR/results.png``: final test accuracy vs params and vs FLOPs (log x), one labelled marker
   per configuration, error bars = std over seeds (:func:`cnnjax.plots.plot_scatter`);
-* with ``--curves`` (or ``report(dir, curves=True)``): ``DIR/curves.png``, test accuracy vs
-  epoch per configuration (mean over seeds, shaded ± std), from metrics.jsonl.
+* with ``--curves`` (or ``report(dir, curves=True)``): ``DIR/curves.png``, validation accuracy
+  vs epoch per configuration (mean over seeds, shaded ± std), from metrics.jsonl.
 
 ``report(dir)`` returns the rows (dicts) without needing the command line.
 """
@@ -36,8 +38,9 @@ from cnnjax import workdir as workdir_lib
 from launch import study as study_lib
 
 STATUS = "status.json"  # the sweep's record of a run's state, in the run's directory
-COLUMNS = ("config", "n_seeds", "seeds", "params", "flops", "receptive_field", "final_acc_mean", "final_acc_std",
-           "final_acc_ci95", "best_acc_mean", "best_acc_std", "train_images_per_sec", "wall_seconds")
+COLUMNS = ("config", "n_seeds", "seeds", "params", "flops", "receptive_field", "val_acc_mean", "val_acc_std",
+           "selected_acc_mean", "selected_acc_std", "final_acc_mean", "final_acc_std", "final_acc_ci95",
+           "delta_mean", "delta_ci95", "train_images_per_sec", "wall_seconds")
 
 
 def sweep_record(directory: str) -> Optional[dict]:
@@ -104,8 +107,34 @@ def _label_keys(record: dict, settings: list[dict]) -> list[str]:
     return sorted(varying, key=lambda k: order.index(k) if k in order else len(order))
 
 
-def collect(directory: str) -> tuple[list[dict], list[tuple[str, str]]]:
-    """(rows, unfinished) where unfinished is [(run name, why)]."""
+def _paired(rows: list[dict], baseline: Optional[dict]) -> None:
+    """Set each row's ``delta_mean`` / ``delta_ci95``: final test accuracy minus its baseline row's,
+    seed by seed (the seeds both have), and the 95% interval of that mean difference.  Baseline
+    rows are those with ``baseline``'s settings; a row's own is the one that shares the most of
+    its other settings (so a baseline of one setting is compared within each value of the others,
+    e.g. per training-set size).  Baseline rows get ``delta_mean = 0`` and ``is_baseline``."""
+    if not baseline:
+        return
+    wanted = {k: study_lib.value_text(v) for k, v in baseline.items()}
+    candidates = [r for r in rows if all(r["all_settings"].get(k) == v for k, v in wanted.items())]
+    for r in rows:
+        shared = lambda b: sum(r["all_settings"].get(k) == v for k, v in b["all_settings"].items())
+        best = max((shared(b) for b in candidates), default=None)
+        closest = [b for b in candidates if shared(b) == best]
+        ref = closest[0] if len(closest) == 1 else None
+        r["is_baseline"] = ref is r
+        if ref is None or ref is r:
+            r["delta_mean"], r["delta_ci95"] = (0.0, None) if ref is r else (None, None)
+            continue
+        mine, theirs = dict(zip(r["seeds"], r["finals"])), dict(zip(ref["seeds"], ref["finals"]))
+        diffs = [mine[s] - theirs[s] for s in mine if s in theirs and None not in (mine[s], theirs[s])]
+        mean, std = _mean_std(diffs)
+        r["delta_mean"], r["delta_ci95"], r["delta_n"] = mean, ci95(std, len(diffs)), len(diffs)
+
+
+def collect(directory: str, baseline: Optional[dict] = None) -> tuple[list[dict], list[tuple[str, str]]]:
+    """(rows, unfinished) where unfinished is [(run name, why)]; ``baseline`` (default: the
+    study's) picks the rows the others are compared with."""
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"no sweep directory {directory}")
     runs_dir = os.path.join(directory, "runs")
@@ -144,13 +173,19 @@ def collect(directory: str) -> tuple[list[dict], list[tuple[str, str]]]:
         items = {k: study_lib.value_text(settings[k]) for k in label_keys if k in settings}
         sums = [r["summary"] for r in runs]
         first = sums[0]
-        final_m, final_s = _mean_std([s.get("final_test_accuracy") for s in sums])
-        best_m, best_s = _mean_std([s.get("best_test_accuracy") for s in sums])
+        finals = [s.get("final_test_accuracy") for s in sums]
+        final_m, final_s = _mean_std(finals)
+        # Test accuracy of the epoch validation selected; summaries from before validation splits
+        # have none, and their test-selected "best" is not used.
+        sel_m, sel_s = _mean_std([s.get("selected_test_accuracy") for s in sums])
+        val_m, val_s = _mean_std([s.get("selected_val_accuracy") for s in sums])
         ips, _ = _mean_std([s.get("train_images_per_sec") for s in sums])
         wall, _ = _mean_std([s.get("wall_seconds") for s in sums])
         rows.append({
             "config": ",".join(f"{k}={v}" for k, v in items.items()) or "(base)",
             "settings": items,
+            "all_settings": {k: study_lib.value_text(v) for k, v in settings.items()},
+            "finals": finals,
             "n_seeds": len(sums),
             "seeds": [r["cfg"].seed for r in runs],
             "runs": [r["name"] for r in runs],
@@ -159,10 +194,12 @@ def collect(directory: str) -> tuple[list[dict], list[tuple[str, str]]]:
             "flops": first.get("flops"),
             "receptive_field": first.get("receptive_field"),
             "final_acc_mean": final_m, "final_acc_std": final_s, "final_acc_ci95": ci95(final_s, len(sums)),
-            "best_acc_mean": best_m, "best_acc_std": best_s,
+            "val_acc_mean": val_m, "val_acc_std": val_s, "selected_acc_mean": sel_m, "selected_acc_std": sel_s,
+            "delta_mean": None, "delta_ci95": None, "is_baseline": False,
             "train_images_per_sec": ips, "wall_seconds": wall,
             "curves": [r["metrics"] for r in runs],
         })
+    _paired(rows, baseline if baseline is not None else record.get("baseline"))
     return rows, unfinished
 
 
@@ -188,6 +225,15 @@ def ci(row) -> str:
     return "-" if h is None or m is None else f"[{m - h:.4f}, {m + h:.4f}]"
 
 
+def delta(row) -> str:
+    if row.get("is_baseline"):
+        return "baseline"
+    m, h = row.get("delta_mean"), row.get("delta_ci95")
+    if m is None:
+        return "-"
+    return f"{m:+.4f}" + (f" [{m - h:+.4f}, {m + h:+.4f}]" if h is not None else f" (n={row.get('delta_n', 1)})")
+
+
 def _num(v, fmt="{:.1f}") -> str:
     return fmt.format(v) if isinstance(v, (int, float)) else "-"
 
@@ -199,19 +245,26 @@ def markdown(directory: str, rows, unfinished) -> str:
         command = " ".join([f"--config={record.get('study')}", *record.get("overrides", [])])
         out.append(f"- {len(record['runs'])} runs: `python -m {record.get('tool', 'launch.sweep')} {command}`")
         out += [f"- {note}" for note in record.get("notes", [])]
-    out += ["", "| config | seeds | params | FLOPs/example | RF | final test acc | 95% CI | best test acc | "
-                "train img/s | wall s |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    baseline = record.get("baseline")
+    if baseline:
+        out.append(f"- baseline: {', '.join(f'{k}={study_lib.value_text(v)}' for k, v in baseline.items())}")
+    out += ["", "| config | seeds | params | FLOPs/example | RF | val acc (selected) | test acc (selected) | "
+                "final test acc | 95% CI | Δ final vs baseline [95% CI] | train img/s | wall s |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         rf = r["receptive_field"]
         params = f"{r['params']:,}" if isinstance(r["params"], int) else "-"
         out.append(f"| {r['config']} | {r['n_seeds']} | {params} | {human(r['flops'])} | "
                    f"{rf if rf is not None else '-'} | "
-                   f"{pm(r['final_acc_mean'], r['final_acc_std'], r['n_seeds'])} | {ci(r)} | "
-                   f"{pm(r['best_acc_mean'], r['best_acc_std'], r['n_seeds'])} | "
+                   f"{pm(r['val_acc_mean'], r['val_acc_std'], r['n_seeds'])} | "
+                   f"{pm(r['selected_acc_mean'], r['selected_acc_std'], r['n_seeds'])} | "
+                   f"{pm(r['final_acc_mean'], r['final_acc_std'], r['n_seeds'])} | {ci(r)} | {delta(r)} | "
                    f"{_num(r['train_images_per_sec'], '{:.0f}')} | {_num(r['wall_seconds'])} |")
-    out += ["", "Accuracy: mean ± sample std (ddof=1) over seeds; 95% CI: the mean's 95% confidence interval "
-                "(Student's t); FLOPs per example, forward pass (multiply-add = 2)."]
+    out += ["", "Accuracy: mean ± sample std (ddof=1) over seeds. Selected: the epoch with the best validation "
+                "accuracy (held out of the training set); its test accuracy is reported, never used to choose. "
+                "95% CI: the mean's 95% confidence interval (Student's t). Δ: final test accuracy minus the "
+                "baseline row's, paired by seed, with the 95% interval of the mean difference (an interval "
+                "excluding 0 is a difference beyond seed noise). FLOPs per example, forward pass (multiply-add = 2)."]
     if unfinished:
         out += ["", f"## Not included ({len(unfinished)} unfinished or failed runs)", ""]
         out += [f"- `{name}`: {why}" for name, why in unfinished]
@@ -233,13 +286,14 @@ def write_csv(path: str, rows) -> None:
             w.writerow(cells)
 
 
-def report(directory: str, curves: bool = False, write: bool = True) -> list[dict]:
+def report(directory: str, curves: bool = False, write: bool = True, baseline: Optional[dict] = None) -> list[dict]:
     """Aggregate ``directory``; write results.{csv,md,png} (and curves.png) unless ``write=False``.
 
     Returns one dict per configuration (keys: config, settings, n_seeds, seeds, runs, model,
-    params, flops, receptive_field, final_acc_mean/std, best_acc_mean/std, train_images_per_sec,
+    params, flops, receptive_field, val_acc_mean/std, selected_acc_mean/std, final_acc_mean/std/ci95,
+    delta_mean/ci95, train_images_per_sec,
     wall_seconds, curves)."""
-    rows, unfinished = collect(directory)
+    rows, unfinished = collect(directory, baseline)
     if write:
         _write(directory, rows, unfinished, curves)
     return rows
@@ -264,12 +318,18 @@ def main(argv):
 
     from experiments import common
     if len(argv) != 2:
-        common.fail("usage: python -m launch.report DIR [--curves]")
+        common.fail("usage: python -m launch.report DIR [--curves] [--baseline=KEY=VALUE,...]")
     directory = argv[1]
     if not os.path.isdir(os.path.join(directory, "runs")):
         common.fail(f"{directory} is not a sweep directory (no runs/ in it)")
+    baseline = None
+    if flags.FLAGS.baseline:
+        items = [item.split("=", 1) for item in flags.FLAGS.baseline]
+        if any(len(kv) != 2 for kv in items):
+            common.fail(f"--baseline must be KEY=VALUE items, got {','.join(flags.FLAGS.baseline)}")
+        baseline = dict(items)
     try:
-        rows, unfinished = collect(directory)
+        rows, unfinished = collect(directory, baseline)
     except ValueError as e:  # an unreadable sweep.json
         common.fail(str(e))
     made = _write(directory, rows, unfinished, flags.FLAGS.curves)
@@ -281,7 +341,9 @@ if __name__ == "__main__":
     from absl import app, flags
 
     from experiments import common
-    flags.DEFINE_bool("curves", False, "Also plot test accuracy vs epoch per configuration into DIR/curves.png.")
+    flags.DEFINE_bool("curves", False, "Also plot validation accuracy vs epoch per configuration into DIR/curves.png.")
+    flags.DEFINE_list("baseline", [], "Settings of the row to compare the others with (paired by seed), e.g. "
+                                      "model_options.activation=relu; default: the study's BASELINE.")
 
     def _main(argv):
         common.quiet()

@@ -7,7 +7,7 @@ A search study is a config file with ``get_config()`` (the base run, as for laun
 
     {"space": {"learning_rate": ("log", 1e-4, 1e-2), "weight_decay": ("log", 1e-6, 1e-3)},
      "num_samples": 12, "algorithm": "optuna",        # or "random"
-     "metric": "test_accuracy", "mode": "max", "grace_period": 1, "reduction_factor": 2, "seed": 0}
+     "metric": "val_accuracy", "mode": "max", "grace_period": 1, "reduction_factor": 2, "seed": 0}
 
 A range is ``("log", lo, hi)``, ``("uniform", lo, hi)``, ``("int", lo, hi)`` or ``("choice", [..])``;
 keys are settings of cnnjax/config.py (dotted for model options).  Sampled floats are rounded to
@@ -47,7 +47,7 @@ def get_search(file: str) -> dict:
     spec.loader.exec_module(module)
     if not hasattr(module, "get_search"):
         raise UsageError(f"{path} has no get_search(): not a search study (run a grid with launch.sweep)")
-    search = {"num_samples": 8, "algorithm": "optuna", "metric": "test_accuracy", "mode": "max",
+    search = {"num_samples": 8, "algorithm": "optuna", "metric": "val_accuracy", "mode": "max",
               "grace_period": 1, "reduction_factor": 2, "seed": 0, **module.get_search()}
     space = search.get("space")
     if not isinstance(space, dict) or not space:
@@ -97,7 +97,7 @@ def _trainable(sampled: dict, base: dict, out: str) -> None:
     if not res["ok"]:
         raise RuntimeError(res["reason"])
     tune.report(numbers(last[0]) if last else {"epoch": cfg["epochs"],
-                                               "test_accuracy": res["summary"]["final_test_accuracy"]})
+                                               "val_accuracy": res["summary"]["final_val_accuracy"]})
 
 
 def _space(search: dict):

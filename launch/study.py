@@ -19,7 +19,7 @@ import hashlib
 import importlib.util
 import os
 from collections.abc import Mapping
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 from cnnjax import config as config_lib
 from experiments import common
@@ -81,11 +81,13 @@ class Study:
     cli_args: tuple[str, ...]         # the command's --config.KEY=VALUE overrides, verbatim
     base: dict                        # get_config() with those overrides
     runs: tuple[Run, ...]
+    baseline: Optional[dict] = None   # the study's BASELINE settings, compared against in the report
 
     def record(self) -> dict:
         """What OUT/sweep.json holds: the study, the command's overrides, every run's overrides and
         config (without the settings that do not change the numbers, which may differ on a rerun)."""
         return {"version": RECORD_VERSION, "study": self.file, "overrides": list(self.cli_args),
+                "baseline": self.baseline,
                 "runs": [{"name": r.name, "overrides": r.overrides, "config": numbers_config(r.config)}
                          for r in self.runs]}
 
@@ -97,6 +99,12 @@ def numbers_config(cfg: config_lib.TrainConfig) -> dict:
 
 def get_sweep(file: str) -> list[dict]:
     """The override dicts of study file ``file`` (FILE[:ARG]; the ARG goes to get_config only)."""
+    return _sweep_and_baseline(file)[0]
+
+
+def _sweep_and_baseline(file: str) -> tuple[list[dict], Optional[dict]]:
+    """(get_sweep(), BASELINE) of a study file; BASELINE (optional) names the settings of the
+    row every other row is compared with, e.g. ``{"model_options.activation": "relu"}``."""
     path = file.split(":", 1)[0]
     spec = importlib.util.spec_from_file_location("_cnnjax_study", path)
     if spec is None or not os.path.isfile(path):
@@ -110,14 +118,17 @@ def get_sweep(file: str) -> list[dict]:
     if not isinstance(overrides, (list, tuple)) or not overrides \
             or not all(isinstance(o, Mapping) and all(isinstance(k, str) for k in o) for o in overrides):
         raise common.UsageError(f"{path}: get_sweep() must return a non-empty list of dicts of overrides")
-    return [dict(o) for o in overrides]
+    baseline = getattr(module, "BASELINE", None)
+    if baseline is not None and not (isinstance(baseline, Mapping) and baseline):
+        raise common.UsageError(f"{path}: BASELINE must be a non-empty dict of settings")
+    return [dict(o) for o in overrides], (flatten(baseline) if baseline else None)
 
 
 def load(file: str, base: Mapping, cli_args: Sequence[str], cli_keys: Sequence[str]) -> Study:
     """The study in ``file`` applied to ``base`` (its get_config() with the command line's
     overrides ``cli_args``, of keys ``cli_keys``).  Every run is validated before anything runs:
     UsageError naming the file, the run and the key otherwise."""
-    sweep = get_sweep(file)
+    sweep, baseline = _sweep_and_baseline(file)
     where = os.path.relpath(file.split(":", 1)[0])
     base = config_lib.apply(base, {})  # a plain dict
     try:
@@ -140,4 +151,6 @@ def load(file: str, base: Mapping, cli_args: Sequence[str], cli_keys: Sequence[s
         except config_lib.ConfigError as e:
             raise common.UsageError(f"{where}: run {name}: {e}") from None
         runs.append(Run(name, overrides, cfg))
-    return Study(file, tuple(cli_args), base, tuple(runs))
+    if baseline and not any(all(flatten(r.overrides).get(k) == v for k, v in baseline.items()) for r in runs):
+        raise common.UsageError(f"{where}: BASELINE {baseline} matches none of the runs")
+    return Study(file, tuple(cli_args), base, tuple(runs), baseline)

@@ -139,7 +139,7 @@ def test_config_json_reruns_the_same_run_bit_identically(tmp_path):
     proc = run_train(f"--config=experiments/configs/rerun.py:{first}", f"--workdir={again}")
     assert proc.returncode == 0, proc.stderr
     assert (again / "config.json").read_text() == (first / "config.json").read_text()
-    keys = ("epoch", "step", "train_loss", "train_accuracy", "test_loss", "test_accuracy")
+    keys = ("epoch", "step", "train_loss", "train_accuracy", "val_loss", "val_accuracy")
     assert [{k: r[k] for k in keys} for r in Workdir(again).metrics()] == \
            [{k: r[k] for k in keys} for r in Workdir(first).metrics()]
     for a, b in zip(jax.tree.leaves(experiment.load_trained(str(first), "latest")[1]),

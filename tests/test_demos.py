@@ -330,7 +330,7 @@ def test_scatter_log_axis_fits_the_data_with_labelled_ticks(tmp_path, figures, x
 
 
 def test_curves_of_one_epoch_have_integer_ticks_and_the_run_name(tmp_path, figures):
-    rows = [dict(epoch=1, train_loss=0.5, test_loss=0.6, train_accuracy=0.8, test_accuracy=0.75)]
+    rows = [dict(epoch=1, train_loss=0.5, val_loss=0.6, train_accuracy=0.8, val_accuracy=0.75)]
     plots.plot_curves(rows, str(tmp_path / "curves.png"), title="workdirs/lenet5: lenet5")
     fig = figures[0]
     assert fig._suptitle.get_text() == "workdirs/lenet5: lenet5"

@@ -19,7 +19,7 @@ from cnnjax.workdir import Workdir, WorkdirError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = dict(dataset="synthetic", num_train=640, num_test=200, batch_size=64, epochs=3, seed=0, progress="none")
-NUMBERS = ("epoch", "step", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "learning_rate")
+NUMBERS = ("epoch", "step", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate")
 
 
 def train(workdir, log=None, **over):
@@ -34,8 +34,14 @@ def params(workdir):
     return [np.asarray(a) for a in jax.tree.leaves(experiment.load_trained(str(workdir), "latest")[1])]
 
 
+def _tested(workdir):
+    s = Workdir(workdir).summary()
+    return {k: s[k] for k in ("final_test_accuracy", "final_test_loss", "selected_epoch", "selected_test_accuracy")}
+
+
 def assert_equals_reference(workdir, reference):
     assert numbers(workdir) == numbers(reference)
+    assert _tested(workdir) == _tested(reference)
     for a, b in zip(params(workdir), params(reference)):
         np.testing.assert_array_equal(a, b)
 
@@ -120,7 +126,7 @@ def test_every_checkpoint_gone_says_so_and_starts_again(copy, reference):
 
 
 def test_evaluate_on_a_damaged_best_checkpoint_is_one_line(copy):
-    best = max(Workdir(copy).metrics(), key=lambda r: (r["test_accuracy"], -r["epoch"]))["epoch"]
+    best = experiment.selected_epoch(Workdir(copy).metrics())
     path = largest_file(copy / "checkpoints" / str(best))
     with open(path, "r+b") as f:
         f.truncate(10)
@@ -245,7 +251,7 @@ def test_a_read_only_workdir_is_one_line(copy):
 def test_validation_failures_write_nothing(tmp_path):
     workdir = tmp_path / "new"
     one_error_line(cli(*cli_flags(workdir), "--config.batch_size=5000"), "config.batch_size 5000 is larger than "
-                   "the training set (640 images)")
+                   "the training set (576 images)")  # 640 less the 10% validation split
     assert not workdir.exists()
     proc = cli(*cli_flags(workdir))  # the corrected command is not refused
     assert proc.returncode == 0, proc.stderr

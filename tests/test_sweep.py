@@ -146,6 +146,7 @@ def test_dry_run_lists_the_runs_and_writes_nothing(tmp_path):
 STUDIES = {  # every study in experiments/configs and its number of runs
     "ablation_blocks": 12, "optimizers": 18, "dilation_pool": 18, "lenet_vs_padded": 9,
     "claim_mlp_vs_cnn": 12, "claim_relu_vs_sigmoid": 9, "claim_max_vs_avg_pool": 6, "claim_padding_stride": 12,
+    "small_data_defaults": 48,
 }
 
 
@@ -175,15 +176,37 @@ def fabricate(out, seed, final=None, best=None, curve=(), params=1000, flops=200
     wd = Workdir(os.path.join(out, "runs", name))
     wd.write_config(cfg, {})
     for e, acc in enumerate(curve, 1):
-        wd.append_metrics({"epoch": e, "test_accuracy": acc})
+        wd.append_metrics({"epoch": e, "val_accuracy": acc})
     with open(wd.file("metrics.jsonl"), "a") as f:
         f.write('{"epoch": 9, "test_acc')  # a line cut short by a kill is ignored
     if final is not None:
         wd.write_summary({"params": params, "flops": flops, "receptive_field": 16, "final_test_accuracy": final,
-                          "best_test_accuracy": best, "train_images_per_sec": 100.0 * final, "wall_seconds": 10.0})
+                          "selected_test_accuracy": best, "selected_val_accuracy": best - 0.01,
+                          "train_images_per_sec": 100.0 * final, "wall_seconds": 10.0})
     if status:
         json.dump(status, open(wd.file("status.json"), "w"))
     return name
+
+
+def test_report_paired_difference_to_the_baseline_by_seed(tmp_path):
+    """relu vs sigmoid over seeds 0..2: differences 0.02, 0.03, 0.04 -> mean 0.03, sd 0.01,
+    95% half-width t(0.975, 2) * 0.01 / sqrt(3) = 4.3027 * 0.005774 = 0.024841."""
+    out = str(tmp_path)
+    for seed, (relu, sigmoid) in enumerate([(0.82, 0.80), (0.83, 0.80), (0.85, 0.81)]):
+        fabricate(out, seed, relu, relu, model_options={"activation": "relu"})
+        fabricate(out, seed, sigmoid, sigmoid, model_options={"activation": "sigmoid"})
+    fabricate(out, 3, 0.5, 0.5, model_options={"activation": "sigmoid"})  # no relu partner: not paired
+    json.dump({"version": 2, "study": "s.py", "overrides": [], "runs": [],
+               "baseline": {"model_options.activation": "sigmoid"}}, open(os.path.join(out, "sweep.json"), "w"))
+    rows = {r["config"]: r for r in report_lib.report(out)}
+    relu, sigmoid = rows["model_options.activation=relu"], rows["model_options.activation=sigmoid"]
+    assert sigmoid["is_baseline"] and sigmoid["delta_mean"] == 0.0
+    assert relu["delta_mean"] == pytest.approx(0.03) and relu["delta_ci95"] == pytest.approx(0.024841, abs=1e-6)
+    assert "| +0.0300 [+0.0052, +0.0548] |" in open(os.path.join(out, "results.md")).read()
+    # the command line's --baseline wins over the study's
+    flipped = {r["config"]: r for r in report_lib.report(out, write=False,
+                                                          baseline={"model_options.activation": "relu"})}
+    assert flipped["model_options.activation=sigmoid"]["delta_mean"] == pytest.approx(-0.03)
 
 
 def test_report_mean_std_and_unfinished(tmp_path):
@@ -207,14 +230,15 @@ def test_report_mean_std_and_unfinished(tmp_path):
     b, a = rows
     assert a["n_seeds"] == 3 and a["seeds"] == [0, 1, 2] and a["model"] == "lenet5"
     assert a["final_acc_mean"] == pytest.approx(0.82) and a["final_acc_std"] == pytest.approx(0.02)
-    assert a["best_acc_mean"] == pytest.approx(0.86) and a["best_acc_std"] == pytest.approx(math.sqrt(0.0003))
+    assert a["selected_acc_mean"] == pytest.approx(0.86) and a["selected_acc_std"] == pytest.approx(math.sqrt(0.0003))
+    assert a["val_acc_mean"] == pytest.approx(0.85)
     assert a["train_images_per_sec"] == pytest.approx(82.0) and a["wall_seconds"] == 10.0
     assert b["n_seeds"] == 1 and b["final_acc_mean"] == pytest.approx(0.70) and b["final_acc_std"] is None
 
     md = open(os.path.join(out, "results.md")).read()
     assert "`python -m launch.sweep --config=s.py --config.epochs=3`" in md
-    assert ("| model=lenet5 | 3 | 1,000 | 20.00K | 16 | 0.8200 ± 0.0200 | [0.7703, 0.8697] | 0.8600 ± 0.0173 | "
-            "82 | 10.0 |") in md
+    assert ("| model=lenet5 | 3 | 1,000 | 20.00K | 16 | 0.8500 ± 0.0173 | 0.8600 ± 0.0173 | 0.8200 ± 0.0200 | "
+            "[0.7703, 0.8697] | - | 82 | 10.0 |") in md
     assert "0.7000 (n=1)" in md
     below = md.split("## Not included", 1)[1]
     assert "35x35,seed=1`: failed (exit 3) after 1/3 epochs: nan loss" in below

@@ -20,11 +20,15 @@ from cnnjax.workdir import Workdir
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = dict(dataset="synthetic", num_train=640, num_test=200, batch_size=64, epochs=3, seed=0)
-NUMBERS = ("epoch", "step", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "learning_rate")
+NUMBERS = ("epoch", "step", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate")
 
 
 def numbers(workdir):
-    return [{k: r[k] for k in NUMBERS} for r in Workdir(workdir).metrics()]
+    """Every epoch's numbers plus the test numbers measured once at the end."""
+    summary = Workdir(workdir).summary() or {}
+    tested = {k: summary.get(k) for k in ("final_test_accuracy", "final_test_loss", "selected_epoch",
+                                          "selected_test_accuracy")}
+    return [{k: r[k] for k in NUMBERS} for r in Workdir(workdir).metrics()] + [tested]
 
 
 def params_of(workdir, which="latest"):
@@ -60,16 +64,20 @@ def reference(tmp_path_factory):
 def test_training_on_synthetic_learns_and_writes_the_workdir(reference):
     rows = Workdir(reference).metrics()
     assert [r["epoch"] for r in rows] == [1, 2, 3]
-    assert rows[-1]["test_accuracy"] > 0.9 and rows[-1]["train_loss"] < rows[0]["train_loss"]
+    assert rows[-1]["val_accuracy"] > 0.9 and rows[-1]["train_loss"] < rows[0]["train_loss"]
+    assert all("test_accuracy" not in r for r in rows)  # the test set is measured once, at the end
     for name in ("config.json", "metrics.jsonl", "summary.json", "curves.png"):
         assert os.path.getsize(reference / name) > 0, name
     assert any(n.startswith("events.out.tfevents") for n in os.listdir(reference))
     result = json.loads((reference / "summary.json").read_text())
-    assert result["status"] == "finished" and result["params"] == 28_938 and result["steps"] == 3 * (640 // 64)
-    assert result["best_test_accuracy"] == max(r["test_accuracy"] for r in rows)
+    assert result["status"] == "finished" and result["params"] == 28_938 and result["steps"] == 3 * (576 // 64)
+    best = max(rows, key=lambda r: (r["val_accuracy"], -r["epoch"]))
+    assert result["selected_epoch"] == best["epoch"] and result["selected_val_accuracy"] == best["val_accuracy"]
+    assert result["final_test_accuracy"] > 0.9 and result["num_val"] == 64  # 10% of 640
     config = json.loads((reference / "config.json").read_text())
     assert config == {**config_lib.to_dict(TrainConfig()), **SMALL, "progress": "plain"}  # every setting
-    assert json.loads((reference / "data.json").read_text())["num_train"] == 640
+    data_json = json.loads((reference / "data.json").read_text())
+    assert (data_json["num_train"], data_json["num_val"]) == (576, 64)
 
 
 def test_same_seed_same_numbers_in_process(tmp_path, reference):
@@ -216,8 +224,8 @@ def test_evaluate_cli_restores_best_and_writes_confusion(reference):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     result = json.loads((reference / "summary.json").read_text())
-    assert f"test accuracy {result['best_test_accuracy']:.4f}" in proc.stdout
-    assert f"epoch {result['best_epoch']}" in proc.stdout and "bar_0deg" in proc.stdout
+    assert f"test accuracy {result['selected_test_accuracy']:.4f}" in proc.stdout
+    assert f"epoch {result['selected_epoch']}" in proc.stdout and "bar_0deg" in proc.stdout
     assert os.path.getsize(reference / "confusion.png") > 0
     evaluation = json.loads((reference / "evaluation.json").read_text())
     assert sum(map(sum, evaluation["confusion"])) == 200
@@ -291,12 +299,12 @@ def test_switching_epoch_loop_on_resume_gives_the_same_run(tmp_path, reference):
     workdir = tmp_path / "scan_then_steps"
 
     def assert_matches_reference():
-        rows, ref = numbers(workdir), numbers(reference)
+        rows, ref = numbers(workdir)[:-1], numbers(reference)[:-1]
         assert [(r["epoch"], r["step"]) for r in rows] == [(r["epoch"], r["step"]) for r in ref]
         for a, b in zip(rows, ref):
-            np.testing.assert_allclose([a["train_loss"], a["test_loss"]], [b["train_loss"], b["test_loss"]],
+            np.testing.assert_allclose([a["train_loss"], a["val_loss"]], [b["train_loss"], b["val_loss"]],
                                        rtol=1e-4)
-            assert abs(a["test_accuracy"] - b["test_accuracy"]) <= 1 / 200
+            assert abs(a["val_accuracy"] - b["val_accuracy"]) <= 1 / 64
 
     first = run_cli(*cli_flags(workdir), "--config.epoch_loop=scan")
     assert first.returncode == 0, first.stderr
@@ -307,3 +315,50 @@ def test_switching_epoch_loop_on_resume_gives_the_same_run(tmp_path, reference):
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stdout and "epoch 2" in resumed.stdout
     assert_matches_reference()
+
+
+def test_selection_follows_validation_never_test(tmp_path, monkeypatch):
+    """A constructed case where they disagree: the test labels are shifted by one class, so the
+    better the model gets, the worse its test accuracy.  The selected epoch, the kept best
+    checkpoint and load_trained('best') follow validation accuracy; test is only reported."""
+    import dataclasses
+    ds = data.synthetic(640, 200, seed=0)
+    shifted = dataclasses.replace(ds, test_labels=(ds.test_labels + 1) % ds.num_classes)
+    monkeypatch.setattr(data, "load", lambda name, data_dir=None: shifted)
+    workdir = tmp_path / "disagree"
+    result = experiment.train_and_evaluate(dict(SMALL, progress="none"), str(workdir),
+                                           log=lambda s: None)
+    rows = Workdir(workdir).metrics()
+    by_val = max(rows, key=lambda r: (r["val_accuracy"], -r["epoch"]))["epoch"]
+    model = models.create("padded_cnn")
+    target = train.abstract_state(model, train.make_optimizer(TrainConfig(**SMALL), 9), 0, ds.image_shape)
+    ckpt = checkpoint.Checkpoints(str(workdir / "checkpoints"))
+    assert ckpt.epochs() == [1, 2, 3]
+    test_of = {e: train.evaluate(model, ckpt.restore(e, target)[0].variables(), shifted)["accuracy"] for e in (1, 2, 3)}
+    ckpt.close()
+    by_test = max(test_of, key=lambda e: (test_of[e], -e))
+    assert by_val != by_test, (rows, test_of)  # the case really disagrees
+    assert result["selected_epoch"] == by_val
+    assert result["selected_test_accuracy"] == pytest.approx(test_of[by_val])
+    assert experiment.load_trained(str(workdir), "best")[3] == by_val
+
+
+def test_a_work_directory_made_before_validation_splits_resumes_without_one(tmp_path):
+    """Its config.json has no validation_size: the same command (whose default is now a split)
+    resumes it as it was made, says so, and selects nothing by the test set."""
+    workdir = tmp_path / "old"
+    experiment.train_and_evaluate(dict(SMALL, progress="none", validation_size=0, epochs=3), str(workdir),
+                                  log=lambda s: None)
+    config = json.loads((workdir / "config.json").read_text())
+    del config["validation_size"]
+    (workdir / "config.json").write_text(json.dumps(config))
+    os.remove(workdir / "summary.json")
+    import shutil
+    shutil.rmtree(workdir / "checkpoints" / "3")
+    said = []
+    result = experiment.train_and_evaluate(dict(SMALL, progress="none"), str(workdir), log=said.append)
+    assert any("made before the settings validation_size existed" in s and "validation_size=0.0" in s
+               for s in said), said
+    assert any("no validation split" in s for s in said), said
+    assert result["num_val"] == 0 and result["selected_epoch"] == 3
+    assert result["selected_test_accuracy"] == result["final_test_accuracy"]

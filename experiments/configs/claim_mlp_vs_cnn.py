@@ -31,6 +31,9 @@ def get_config():
     return claims_base.small_config()
 
 
+BASELINE = {"model": "padded_cnn"}  # results.md compares every row with it, paired by seed
+
+
 def get_sweep():
     cnns = config.sweep("model", ["seed_net", "padded_cnn"])
     mlps = config.product(config.sweep("model", ["mlp"]),

@@ -23,5 +23,8 @@ def get_config():
     return claims_base.small_config()
 
 
+BASELINE = {"model_options.activation": "relu"}  # results.md compares every row with it, paired by seed
+
+
 def get_sweep():
     return config.product(claims_base.SEEDS, config.sweep("model_options.activation", ["relu", "sigmoid", "tanh"]))

@@ -23,6 +23,9 @@ def get_config():
                               learning_rate=1e-3, optimizer="adam")
 
 
+BASELINE = {"model_options.pool": "max"}  # results.md compares every row with it, paired by seed
+
+
 def get_sweep():
     return config.product(config.sweep("seed", [0, 1, 2]),
                           config.sweep("model_options.dilation", [1, 2, 3]),

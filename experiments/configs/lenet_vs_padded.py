@@ -22,6 +22,9 @@ def get_config():
                               optimizer="adam")
 
 
+BASELINE = {"model": "padded_cnn"}  # results.md compares every row with it, paired by seed
+
+
 def get_sweep():
     return config.product(config.sweep("seed", [0, 1, 2]),
                           config.sweep("model", ["lenet5", "seed_net", "padded_cnn"]))

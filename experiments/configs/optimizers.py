@@ -22,6 +22,9 @@ def get_config():
                               schedule="constant", weight_decay=1e-4)
 
 
+BASELINE = {"optimizer": "adam"}  # results.md compares every row with it, paired by seed
+
+
 def get_sweep():
     return config.product(config.sweep("seed", [0, 1]),
                           config.sweep("optimizer", ["sgd", "adam", "adamw"]),

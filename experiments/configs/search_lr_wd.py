@@ -21,5 +21,5 @@ def get_config():
 
 def get_search():
     return {"space": {"learning_rate": ("log", 1e-4, 1e-2), "weight_decay": ("log", 1e-6, 1e-3)},
-            "num_samples": 12, "algorithm": "optuna", "metric": "test_accuracy", "mode": "max",
+            "num_samples": 12, "algorithm": "optuna", "metric": "val_accuracy", "mode": "max",
             "grace_period": 1, "reduction_factor": 2, "seed": 0}
