@@ -17,8 +17,11 @@ class UsageError(Exception):
 
 
 def fail(message: str) -> NoReturn:
-    """Print ``error: message`` (one line) on stderr and exit with status 2."""
-    print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
+    """Print ``error: message`` (one line) on stderr and exit with status 2.  Exceptions that
+    only surface while the interpreter shuts down (e.g. Orbax read coroutines abandoned by the
+    failure) are not printed after it: the line above says what went wrong."""
+    print(f"error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+    sys.unraisablehook = lambda unraisable: None
     sys.exit(2)
 
 

@@ -15,7 +15,7 @@ from cnnjax.workdir import Workdir
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = ["--config.model=padded_cnn", "--config.dataset=synthetic", "--config.num_train=512",
           "--config.num_test=128", "--config.epochs=2", "--config.batch_size=64", "--config.progress=plain"]
-NUMBERS = ("epoch", "step", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "learning_rate")
+NUMBERS = ("epoch", "step", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate")
 
 
 def trainer(workdir, *extra):

@@ -30,7 +30,7 @@ def get_sweep():
     return config.product(config.sweep("seed", [0, 1]), config.sweep("model", ["padded_cnn", "seed_net"]),
                           config.sweep("learning_rate", [1e-3, 3e-3]))
 '''
-NUMBERS = ("epoch", "step", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "learning_rate")
+NUMBERS = ("epoch", "step", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate")
 
 
 @pytest.fixture(scope="module")

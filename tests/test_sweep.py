@@ -292,7 +292,7 @@ def get_search():
 def test_search_study_ranges_defaults_and_names(tmp_path):
     from launch import search
     s = search.get_search(write_study(tmp_path, SEARCH))
-    assert s["space"] == {"learning_rate": ("log", 1e-4, 1e-1)} and s["metric"] == "test_accuracy"
+    assert s["space"] == {"learning_rate": ("log", 1e-4, 1e-1)} and s["metric"] == "val_accuracy"
     assert s["grace_period"] == 1 and s["mode"] == "max"
     assert search.trial_overrides({"learning_rate": 0.0012345678, "model": "x"}) == {"learning_rate": 0.00123,
                                                                                       "model": "x"}
