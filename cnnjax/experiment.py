@@ -52,10 +52,11 @@ class Setup(NamedTuple):
 
 def as_config(config: config_lib.TrainConfig | Mapping) -> config_lib.TrainConfig:
     """A validated TrainConfig from a TrainConfig, a ConfigDict or a plain mapping."""
-    cfg = config if isinstance(config, config_lib.TrainConfig) else config_lib.from_dict(config, check_model=False)
-    cfg.validate()
-    config_lib.check_model_options(cfg)
-    return cfg
+    if not isinstance(config, config_lib.TrainConfig):
+        return config_lib.from_dict(config)  # types, values and the model's options
+    config.validate()
+    config_lib.check_model_options(config)
+    return config
 
 
 def build(cfg: config_lib.TrainConfig) -> Setup:

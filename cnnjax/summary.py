@@ -60,17 +60,23 @@ class Summary:
         (out_h * out_w * k_h * k_w * C_in / groups values, which a library conv may build:
         ``flops / (2 * C_out)`` for a conv row).  Used to refuse batches that cannot fit."""
         activations = sum(math.prod(r.output_shape) for r in self.rows)
-        patches = max((r.flops // (2 * r.output_shape[-1]) for r in self.rows if len(r.output_shape) == 3
-                       and r.output_shape[-1]), default=0)
+        patches = max((_patch_values(r) for r in self.rows), default=0)
         return 4 * (activations * (2 if train else 1) + patches)
 
     def largest_layer(self) -> LayerRow:
         """The row with the most output values plus patch values per example."""
-        return max(self.rows, key=lambda r: math.prod(r.output_shape) + (
-            r.flops // (2 * r.output_shape[-1]) if len(r.output_shape) == 3 and r.output_shape[-1] else 0))
+        return max(self.rows, key=lambda r: math.prod(r.output_shape) + _patch_values(r))
 
     def table(self) -> str:
         return format_table(self)
+
+
+def _patch_values(row: LayerRow) -> int:
+    """Values in a spatial layer's patch matrix per example (out_h * out_w * k_h * k_w * C_in /
+    groups = ``flops / (2 * C_out)`` for a conv); 0 for non-spatial rows."""
+    if len(row.output_shape) != 3 or not row.output_shape[-1]:
+        return 0
+    return row.flops // (2 * row.output_shape[-1])
 
 
 def _count(tree) -> int:

@@ -73,7 +73,11 @@ def read_config(path: str) -> Optional[config_lib.TrainConfig]:
     the file otherwise.  Settings added to the schema since it was written take the value that
     reproduces the older run (e.g. no validation split); the extra keys of files written before
     cnnjax.config existed are ignored."""
-    raw = read_json(path)
+    return _parse_config(read_json(path), path)
+
+
+def _parse_config(raw, path: str) -> Optional[config_lib.TrainConfig]:
+    """:func:`read_config` of ``raw``, the parsed contents of ``path`` (None: no file)."""
     if raw is None:
         return None
     if not isinstance(raw, dict):
@@ -119,10 +123,11 @@ class Workdir:
         directory.  Settings added to cnnjax since config.json was written keep the values that
         reproduce the older run (e.g. no validation split), so its usual command resumes it.
         WorkdirError when config.json holds a run whose numbers would differ from ``cfg``'s."""
-        old = self.config()
+        raw = read_json(self.file(CONFIG))  # read once: its keys and its config
+        old = _parse_config(raw, self.file(CONFIG))
         if old is None:
             return cfg, []
-        predates = [k for k in config_lib.to_dict(cfg) if k not in (self._written_keys() or ())]
+        predates = [k for k in config_lib.to_dict(cfg) if k not in raw]
         cfg = dataclasses.replace(cfg, **{k: getattr(old, k) for k in predates})
         run = config_lib.run_fields()
         diffs = [f"{k}={getattr(old, k)!r} (now {getattr(cfg, k)!r})" for k in config_lib.to_dict(cfg)
@@ -131,10 +136,6 @@ class Workdir:
             raise WorkdirError(f"workdir {self.path} holds a different run: {', '.join(diffs)}; "
                                f"use another --workdir, or the same config to resume")
         return cfg, predates
-
-    def _written_keys(self) -> Optional[set]:
-        raw = read_json(self.file(CONFIG))
-        return set(raw) if isinstance(raw, dict) else None
 
     def write_config(self, cfg: config_lib.TrainConfig, data_info: dict) -> None:
         os.makedirs(self.path, exist_ok=True)

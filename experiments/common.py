@@ -53,10 +53,7 @@ def train_config(holder):
         value = holder.value
         if value is None:
             raise UsageError("--config: get_config() returned None")
-        cfg = config_lib.from_dict(value, check_model=False)
-        cfg.validate()
-        config_lib.check_model_options(cfg)
-        return cfg
+        return config_lib.from_dict(value)  # types, values and the model's options
     except (OSError, config_lib.ConfigError) as e:
         raise UsageError(f"{os.path.relpath(where)}: {e}") from None
 
