@@ -21,8 +21,26 @@ def fail(message: str) -> NoReturn:
     only surface while the interpreter shuts down (e.g. Orbax read coroutines abandoned by the
     failure) are not printed after it: the line above says what went wrong."""
     print(f"error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
-    sys.unraisablehook = lambda unraisable: None
+    _silence_stderr()
     sys.exit(2)
+
+
+def _silence_stderr() -> None:
+    """Nothing reaches stderr after the error line: Orbax/TensorStore threads abandoned by the
+    failure may raise while the interpreter shuts down (e.g. 'Event loop is closed' from a
+    TensorStore callback, printed through ``sys.excepthook`` from a C++ thread), which the line
+    above already explains.  stdout is left alone."""
+    import threading
+    sys.unraisablehook = lambda unraisable: None
+    sys.excepthook = lambda *exc_info: None
+    threading.excepthook = lambda args: None
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stderr.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # stderr without a file descriptor (e.g. captured)
+        pass
+    sys.stderr = open(os.devnull, "w")
 
 
 def define_config_flag():
