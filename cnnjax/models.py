@@ -141,12 +141,15 @@ class PaddedCNN(nn.Module):
 class VGGBN(nn.Module):
     """Small VGG-style net for the accuracy target under 100K params: two stages of
     [3x3 conv, batch norm, act] x 2 + max pool 2 (widths 24, 48; one stage per width), dropout, dense.
-    60,322 params on 28x28x1 (batch-norm scale/bias included; running stats are not params)."""
+    60,322 params on 28x28x1 (batch-norm scale/bias included; running stats are not params).
+    ``bn_momentum``, ``bn_scale``: as in :class:`Airbench`."""
     num_classes: int = 10
     widths: Sequence[int] = (24, 48)
     activation: str = "relu"
     pool: str = "max"
     dropout: float = 0.3
+    bn_momentum: float = 0.9
+    bn_scale: bool = True
     conv_impl: str = "auto"
 
     @nn.compact
@@ -156,7 +159,7 @@ class VGGBN(nn.Module):
             for j in (1, 2):
                 x = blocks.Conv(width, 3, padding="same", use_bias=False, impl=self.conv_impl,
                                 name=f"conv{stage}_{j}")(x)
-                x = act(nn.BatchNorm(use_running_average=not train, momentum=0.9, name=f"bn{stage}_{j}")(x))
+                x = act(_batch_norm(train, f"bn{stage}_{j}", momentum=self.bn_momentum, use_scale=self.bn_scale)(x))
             x = blocks.pool_block(self.pool, window=2, impl=self.conv_impl, name=f"pool{stage}")(x)
         x = nn.Dropout(self.dropout, deterministic=not train)(_flatten(x))
         return nn.Dense(self.num_classes, name="fc")(x)
@@ -358,19 +361,25 @@ class Airbench(nn.Module):
     1,971,640 params on 32x32x3 (airbench's PyTorch count is 1,972,792: it also counts the
     1,152 frozen BN weights).  Differences: airbench initialises the whitening conv from the
     training set's patch covariance (eigenvectors, frozen) -- here it is a learned conv -- and
-    runs in fp16 with channels-last; ``block_conv`` swaps the groups' 3x3 convs (as in ResNet)."""
+    runs in fp16 with channels-last; ``block_conv`` swaps the groups' 3x3 convs (as in ResNet).
+    config.whiten_init does airbench's data-dependent init (it needs whiten_width = 2*2*2*C).
+
+    Batch norm: ``bn_momentum`` is Flax's (running = momentum * running + (1 - momentum) * batch;
+    PyTorch's momentum is 1 minus it), ``bn_scale=True`` adds a trained scale per channel."""
     num_classes: int = 10
     widths: Sequence[int] = (64, 256, 256)
     whiten_width: int = 24
     scaling_factor: float = 1 / 9
     block_conv: str = "conv"
     groups: int = 4
+    bn_momentum: float = 0.6
+    bn_scale: bool = False
     conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         act = functools.partial(nn.gelu, approximate=False)  # torch.nn.GELU
-        bn = functools.partial(_batch_norm, train, momentum=0.6, epsilon=1e-12, use_scale=False)
+        bn = functools.partial(_batch_norm, train, momentum=self.bn_momentum, epsilon=1e-12, use_scale=self.bn_scale)
         x = act(blocks.Conv(self.whiten_width, 2, padding=0, impl=self.conv_impl, name="whiten")(x))
         for g, width in enumerate(self.widths, start=1):
             conv = functools.partial(_conv3x3, self.block_conv, width, 1, groups=self.groups, impl=self.conv_impl,
@@ -499,6 +508,11 @@ def _check(name: str, factory, num_classes, kw: dict) -> None:
             raise ValueError(f"{name}: groups={groups} must divide both widths {tuple(opts['widths'])}")
     if "block_conv" in opts:
         _check_block_conv(name, cls, opts, bad)
+    if "bn_momentum" in opts and not (isinstance(opts["bn_momentum"], (int, float)) and not
+                                      isinstance(opts["bn_momentum"], bool) and 0 <= opts["bn_momentum"] < 1):
+        bad("bn_momentum", "a number in [0, 1) (Flax's: the running statistics' weight on their old value)")
+    if "bn_scale" in opts and not isinstance(opts["bn_scale"], (bool, np.bool_)):
+        bad("bn_scale", "true or false")
 
 
 def _check_block_conv(name, cls, opts, bad) -> None:
