@@ -1,7 +1,5 @@
 """Speedrun features (issue 15): weight EMA, test-time augmentation, batch-norm options and
 airbench's data-dependent whitening init -- values checked by hand on tiny cases."""
-import dataclasses
-import json
 import os
 import shutil
 from typing import Any, NamedTuple
