@@ -41,6 +41,15 @@ def digest(state) -> str:
     return h.hexdigest()
 
 
+def _on_disk(state: train.TrainState) -> dict:
+    """What a checkpoint stores: the state's fields by name, without ``ema`` when no moving
+    average is kept -- the layout of checkpoints written before ``ema`` existed, so they restore."""
+    fields = state._asdict()
+    if fields["ema"] is None:
+        del fields["ema"]
+    return fields
+
+
 class Checkpoints:
     """Save / restore TrainStates keyed by epoch."""
 
@@ -69,7 +78,7 @@ class Checkpoints:
             raise OSError(errno.ENOSPC, f"No space left on device: a checkpoint needs about {need:,} bytes, "
                                         f"{free:,} are free", self.directory)
         meta = {**meta, "digest": digest(state)}
-        self.manager.save(epoch, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+        self.manager.save(epoch, args=ocp.args.Composite(state=ocp.args.StandardSave(_on_disk(state)),
                                                          meta=ocp.args.JsonSave(meta)), metrics=metrics)
 
     def wait(self) -> None:
@@ -78,9 +87,9 @@ class Checkpoints:
     def restore(self, epoch: int, target: train.TrainState) -> tuple[train.TrainState, dict]:
         """(state, meta) of ``epoch``; CorruptCheckpoint when its bytes fail the recorded digest
         (checkpoints from before digests were recorded are not checked)."""
-        out = self.manager.restore(epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(target),
+        out = self.manager.restore(epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(_on_disk(target)),
                                                                   meta=ocp.args.JsonRestore()))
-        state, meta = train.TrainState(*out["state"]), dict(out["meta"])
+        state, meta = train.TrainState(**out["state"]), dict(out["meta"])
         if "digest" in meta and digest(state) != meta["digest"]:
             raise CorruptCheckpoint(f"checkpoint of epoch {epoch} in {self.directory} does not match its "
                                     f"digest: its data is damaged")

@@ -31,6 +31,7 @@ AUGMENTATIONS = ("none", "flip", "crop", "flip_crop")
 COMPUTE_DTYPES = ("float32", "bfloat16")
 EPOCH_LOOPS = ("auto", "steps", "scan")
 PROGRESS = ("auto", "bar", "plain", "none")
+TTA = ("none", "flip", "flip_shift")
 
 
 class ConfigError(ValueError):
@@ -92,6 +93,14 @@ class TrainConfig:
                                     "optimizer steps.")
     crop_padding: int = setting(2, "Zero padding (pixels per side) of augment=crop/flip_crop's random crop "
                                 "(4: the CIFAR standard).")
+    ema_decay: float = setting(0.0, "Exponential moving average of the weights and batch-norm statistics, updated "
+                               "every optimizer step (ema = decay*ema + (1-decay)*new, starting from the initial "
+                               "weights) and used for every evaluation; in [0, 1), 0 = off.")
+    tta: str = setting("none", "Test-time augmentation of every evaluation: flip averages the logits of each image and "
+                       "its mirror; flip_shift also of both mirrored 1-pixel diagonal shifts (airbench94's level 2).",
+                       choices=TTA)
+    whiten_init: bool = setting(False, "Before training, set the model's 2x2 'whiten' conv (airbench family) from "
+                                "the eigenvectors of the training images' patch covariance and freeze its kernel.")
 
     def __post_init__(self):  # canonical model options: sorted keys, tuples (equal after a JSON round trip)
         object.__setattr__(self, "model_options", _canonical(dict(self.model_options or {})))
@@ -123,6 +132,7 @@ class TrainConfig:
         }
         checks["grad_accum_steps"] = positive("grad_accum_steps")
         checks["crop_padding"] = (0 <= self.crop_padding <= 64, f"must be in [0, 64], got {self.crop_padding}")
+        checks["ema_decay"] = (0 <= self.ema_decay < 1, f"must be in [0, 1) (0 = off), got {self.ema_decay}")
         for f in dataclasses.fields(self):
             choices = f.metadata["choices"]
             if choices and getattr(self, f.name) not in choices:
@@ -224,6 +234,9 @@ def check_model_options(cfg: TrainConfig) -> None:
     except ValueError as e:
         key = "config.model_options" if cfg.model in models.available() else "config.model"
         raise ConfigError(f"{key}: {e}") from None
+    if cfg.whiten_init and "whiten_width" not in models.options(cfg.model):
+        raise ConfigError(f"config.whiten_init needs a model with a 'whiten' patch conv (the airbench family); "
+                          f"{cfg.model} has none")
 
 
 def to_dict(cfg: TrainConfig) -> dict:

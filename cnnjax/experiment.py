@@ -75,6 +75,8 @@ def build(cfg: config_lib.TrainConfig) -> Setup:
         raise ValueError(f"config.batch_size {cfg.batch_size} is larger than the training set "
                          f"({len(ds.train_labels)} images)")
     _check_memory(cfg, arch)
+    if cfg.whiten_init and (problem := train.whitening_problem(model, ds.image_shape)):
+        raise ValueError(problem)
     mesh = train.data_parallel_mesh()  # data-parallel over every device there is
     if mesh is not None and cfg.batch_size % mesh.size:
         raise ValueError(f"config.batch_size {cfg.batch_size} must be a multiple of the number of devices "
@@ -178,7 +180,7 @@ def _train(s: Setup, wd: Workdir, log, on_epoch) -> dict:
     images, labels = train.replicate((ds.train_images, ds.train_labels), s.mesh)
     run_epoch = train.make_epoch_runner(s.model, s.tx, cfg, ds.mean, ds.std, ds.num_classes, s.mesh,
                                         fused=None if cfg.epoch_loop == "auto" else cfg.epoch_loop == "scan")
-    eval_fn = train.make_eval_step(s.model, ds.mean, ds.std, ds.num_classes, cfg.compute_dtype)
+    eval_fn = train.make_eval_step(s.model, ds.mean, ds.std, ds.num_classes, cfg.compute_dtype, cfg.tta)
     bar = _Progress(cfg.progress, log)
     writer = _tensorboard(wd.path, start) if primary else None
     from cnnjax import plots  # matplotlib only when a run actually trains
@@ -198,7 +200,8 @@ def _train(s: Setup, wd: Workdir, log, on_epoch) -> dict:
                    "learning_rate": float(s.schedule(int(state.step) - 1)),
                    "images_per_sec": s.steps_per_epoch * cfg.batch_size / train_seconds}
             if ds.has_validation and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
-                ev = train.evaluate(s.model, state.variables(), ds, cfg.eval_batch_size, "val", eval_step=eval_fn)
+                ev = train.evaluate(s.model, state.eval_variables(), ds, cfg.eval_batch_size, "val",
+                                    eval_step=eval_fn)
                 row.update(val_loss=ev["loss"], val_accuracy=ev["accuracy"])
             row["seconds"] = time.perf_counter() - t0
             rows.append(row)
@@ -234,12 +237,14 @@ def _resume(s: Setup, wd: Workdir, checkpoints: ckpt_lib.Checkpoints, log):
     """(state, last finished epoch, its metrics rows): from the newest readable checkpoint, or fresh."""
     cfg = s.cfg
     logged = wd.metrics()
-    restored = checkpoints.restore_latest(train.abstract_state(s.model, s.tx, cfg.seed, s.data.image_shape))
-    if restored:
+    restored = checkpoints.restore_latest(_abstract_state(s))
+    if restored:  # (a whitening init is in the checkpoint: never redone)
         start, state, _ = restored
         log(f"resuming {wd.path} from the checkpoint of epoch {start}")
     else:
-        start, state = 0, train.init_state(s.model, s.tx, cfg.seed, s.data.image_shape)
+        start, state = 0, train.init_state(s.model, s.tx, cfg.seed, s.data.image_shape, ema=cfg.ema_decay > 0)
+        if cfg.whiten_init:
+            state = train.init_whitening(state, s.data.train_images, s.data.mean, s.data.std)
         if logged:
             log(f"no readable checkpoint in {wd.checkpoint_dir}: starting {wd.path} again from epoch 1 "
                 f"({len(logged)} logged epochs are redone)")
@@ -257,13 +262,16 @@ def _test_once(s: Setup, state, rows, checkpoints, eval_fn) -> dict:
     """Test metrics, measured once at the end: of the final state and of the checkpoint that
     validation selected (the same when it is the last epoch or there is no validation split)."""
     ev = lambda variables: train.evaluate(s.model, variables, s.data, s.cfg.eval_batch_size, "test", eval_step=eval_fn)
-    final = {"epoch": rows[-1]["epoch"], **ev(state.variables())}
+    final = {"epoch": rows[-1]["epoch"], **ev(state.eval_variables())}
     epoch = selected_epoch(rows, checkpoints.epochs())
     if epoch is None or epoch == final["epoch"]:
         return {"final": final, "selected": final}
-    target = train.abstract_state(s.model, s.tx, s.cfg.seed, s.data.image_shape)
-    best, _ = checkpoints.restore(epoch, target)
-    return {"final": final, "selected": {"epoch": epoch, **ev(train.replicate(best, s.mesh).variables())}}
+    best, _ = checkpoints.restore(epoch, _abstract_state(s))
+    return {"final": final, "selected": {"epoch": epoch, **ev(train.replicate(best, s.mesh).eval_variables())}}
+
+
+def _abstract_state(s: Setup):
+    return train.abstract_state(s.model, s.tx, s.cfg.seed, s.data.image_shape, ema=s.cfg.ema_decay > 0)
 
 
 def _summary(s: Setup, rows: list[dict], tests: dict, steps: int, session_seconds: float) -> dict:
@@ -286,7 +294,8 @@ def _summary(s: Setup, rows: list[dict], tests: dict, steps: int, session_second
 
 
 def load_trained(workdir: str, which: str = "best") -> tuple[Any, dict, config_lib.TrainConfig, int]:
-    """(model, variables, config, restored epoch) of a training workdir; ``which`` is 'best'
+    """(model, variables, config, restored epoch) of a training workdir (the variables its
+    evaluations used: the moving average with config.ema_decay); ``which`` is 'best'
     (highest validation accuracy in metrics.jsonl; the latest without a validation split) or
     'latest' (newest readable checkpoint).
 
@@ -298,7 +307,7 @@ def load_trained(workdir: str, which: str = "best") -> tuple[Any, dict, config_l
     info = wd.data_info()
     model = models.create(cfg.model, info["num_classes"], **cfg.model_options)
     tx = train.make_optimizer(cfg, steps_per_epoch=1)  # the schedule does not change the state's structure
-    target = train.abstract_state(model, tx, cfg.seed, info["image_shape"])
+    target = train.abstract_state(model, tx, cfg.seed, info["image_shape"], ema=cfg.ema_decay > 0)
     if not os.path.isdir(wd.checkpoint_dir):
         raise FileNotFoundError(f"no checkpoint in {wd.path} (no {os.path.basename(wd.checkpoint_dir)}/)")
     ckpt = ckpt_lib.Checkpoints(wd.checkpoint_dir, keep=cfg.keep_checkpoints)
@@ -322,7 +331,7 @@ def load_trained(workdir: str, which: str = "best") -> tuple[Any, dict, config_l
             epoch, state, _ = restored
     finally:
         ckpt.close()
-    return model, state.variables(), cfg, epoch
+    return model, state.eval_variables(), cfg, epoch
 
 
 # --------------------------------------------------------------------------- display and logging

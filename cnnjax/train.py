@@ -37,6 +37,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from cnnjax import data as data_lib
+from cnnjax import config as config_lib
 from cnnjax.config import TrainConfig
 
 class TrainState(NamedTuple):
@@ -46,9 +47,14 @@ class TrainState(NamedTuple):
     batch_stats: Any        # {} for models without batch norm
     opt_state: Any
     rng: jax.Array          # the run's raw PRNG key (uint32[2]); per-step/epoch keys are folded in
+    ema: Any = None         # config.ema_decay > 0: the moving average of variables() (same tree); else None
 
     def variables(self) -> dict:
         return {"params": self.params, **({"batch_stats": self.batch_stats} if self.batch_stats else {})}
+
+    def eval_variables(self) -> dict:
+        """What every evaluation uses: the weights' moving average when one is kept, else the weights."""
+        return self.variables() if self.ema is None else self.ema
 
 
 def make_schedule(cfg: TrainConfig, steps_per_epoch: int) -> optax.Schedule:
@@ -69,24 +75,100 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> optax.GradientTran
         return make_accumulating_optimizer(cfg, steps_per_epoch)
     lr = make_schedule(cfg, steps_per_epoch)
     if cfg.optimizer == "adamw":
-        return optax.adamw(lr, weight_decay=cfg.weight_decay)
-    base = optax.adam(lr) if cfg.optimizer == "adam" else optax.sgd(lr, momentum=cfg.momentum or None)
-    if cfg.weight_decay:
-        return optax.chain(optax.add_decayed_weights(cfg.weight_decay), base)
-    return base
+        base = optax.adamw(lr, weight_decay=cfg.weight_decay)
+    else:
+        base = optax.adam(lr) if cfg.optimizer == "adam" else optax.sgd(lr, momentum=cfg.momentum or None)
+        if cfg.weight_decay:
+            base = optax.chain(optax.add_decayed_weights(cfg.weight_decay), base)
+    return freeze_whitening(base) if cfg.whiten_init else base
 
 
-def init_state(model: nn.Module, tx: optax.GradientTransformation, seed: int, image_shape) -> TrainState:
-    """Fresh state.  Parameters are drawn from ``fold_in(key(seed), 0)``."""
+#: the parameter that config.whiten_init sets from the data and then freezes
+WHITEN_KERNEL = ("whiten", "kernel")
+
+
+def freeze_whitening(tx: optax.GradientTransformation) -> optax.GradientTransformation:
+    """``tx`` for every parameter but the 'whiten' conv's kernel, which gets zero updates
+    (``optax.set_to_zero``: no step, no weight decay, no optimizer moments), as airbench freezes it."""
+    def labels(params):
+        return jax.tree_util.tree_map_with_path(
+            lambda path, _: "frozen" if tuple(getattr(k, "key", k) for k in path[-2:]) == WHITEN_KERNEL else "trained",
+            params)
+    return optax.multi_transform({"trained": tx, "frozen": optax.set_to_zero()}, labels)
+
+
+def init_state(model: nn.Module, tx: optax.GradientTransformation, seed: int, image_shape,
+               ema: bool = False) -> TrainState:
+    """Fresh state.  Parameters are drawn from ``fold_in(key(seed), 0)``; with ``ema`` the
+    moving average starts as a copy of the initial variables."""
     rng = jax.random.PRNGKey(seed)
     variables = model.init(jax.random.fold_in(rng, 0), jnp.zeros((1, *image_shape), jnp.float32), train=False)
     params = variables["params"]
-    return TrainState(jnp.zeros((), jnp.int32), params, variables.get("batch_stats", {}), tx.init(params), rng)
+    state = TrainState(jnp.zeros((), jnp.int32), params, variables.get("batch_stats", {}), tx.init(params), rng)
+    return restart_ema(state) if ema else state
 
 
-def abstract_state(model, tx, seed, image_shape) -> TrainState:
+def restart_ema(state: TrainState) -> TrainState:
+    """``state`` with its moving average set to a copy of its current variables (a copy: the
+    training step donates the state, and two fields must not share one buffer)."""
+    return state._replace(ema=jax.tree.map(jnp.copy, state.variables()))
+
+
+def abstract_state(model, tx, seed, image_shape, ema: bool = False) -> TrainState:
     """Shapes and dtypes of ``init_state`` without allocating (for checkpoint restore)."""
-    return jax.eval_shape(lambda: init_state(model, tx, seed, image_shape))
+    return jax.eval_shape(lambda: init_state(model, tx, seed, image_shape, ema))
+
+
+#: how many training images (the first ones) airbench94 estimates the patch covariance from
+WHITEN_IMAGES = 5000
+
+
+def whitening_kernel(images, mean: float, std: float, kernel_size: int = 2, eps: float = 5e-4) -> np.ndarray:
+    """airbench94's data-dependent init of its patch-whitening conv, as an HWIO kernel
+    (k, k, C, 2*k*k*C) float32.
+
+    ``images``: uint8 (N, H, W, C), normalised with ``mean``/``std`` as in training.  From every
+    k x k patch p (flattened in (kh, kw, c) order, the kernel's HWI order; d = k*k*C values) the
+    uncentred covariance S = E[p p^T] (d x d, float64) is eigendecomposed, S = sum l_i v_i v_i^T;
+    output channel i < d is v_i / sqrt(l_i + eps) (largest eigenvalue first) and channel d + i its
+    negative.  Channel i then has E[y_i y_j] = delta_ij * l_i / (l_i + eps): whitened patches
+    (up to eps), the negatives letting the following GELU pass both signs."""
+    x = (np.asarray(images, np.float64) - mean) / std
+    n, h, w, c = x.shape
+    k = kernel_size
+    patches = np.stack([x[:, i:h - k + 1 + i, j:w - k + 1 + j, :] for i in range(k) for j in range(k)], axis=3)
+    patches = patches.reshape(-1, k * k * c)  # (N*H'*W', d) in (kh, kw, c) order
+    cov = patches.T @ patches / len(patches)
+    eigenvalues, eigenvectors = np.linalg.eigh(cov)  # ascending
+    eigenvalues, eigenvectors = eigenvalues[::-1], eigenvectors[:, ::-1]
+    scaled = eigenvectors / np.sqrt(np.maximum(eigenvalues, 0) + eps)  # column i: v_i / sqrt(l_i + eps)
+    kernel = np.concatenate([scaled, -scaled], axis=1)  # (d, 2d)
+    return kernel.reshape(k, k, c, 2 * k * k * c).astype(np.float32)
+
+
+def whitening_problem(model: nn.Module, image_shape) -> str | None:
+    """Why ``config.whiten_init`` cannot initialise ``model`` on images of ``image_shape`` (None if it can)."""
+    shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, *image_shape), jnp.float32))
+    kernel = shapes["params"].get(WHITEN_KERNEL[0], {}).get(WHITEN_KERNEL[1])
+    if kernel is None:
+        return "config.whiten_init needs a model with a 'whiten' patch conv (the airbench family)"
+    kh, kw, c, width = kernel.shape
+    if kh != kw or width != 2 * kh * kw * c:
+        return (f"config.whiten_init fills the 'whiten' conv's 2*{kh}*{kw}*{c} = {2 * kh * kw * c} channels "
+                f"({kh}x{kw} patches of {c}-channel images, and their negatives); set "
+                f"config.model_options.whiten_width={2 * kh * kw * c} (it is {width})")
+    return None
+
+
+def init_whitening(state: TrainState, images, mean: float, std: float) -> TrainState:
+    """``state`` with its 'whiten' kernel from :func:`whitening_kernel` of the first
+    :data:`WHITEN_IMAGES` of ``images`` (uint8 NHWC) and its moving average restarted from it."""
+    params = dict(state.params)
+    kh = params[WHITEN_KERNEL[0]][WHITEN_KERNEL[1]].shape[0]
+    kernel = whitening_kernel(images[:WHITEN_IMAGES], mean, std, kh)
+    params[WHITEN_KERNEL[0]] = {**params[WHITEN_KERNEL[0]], WHITEN_KERNEL[1]: jnp.asarray(kernel)}
+    state = state._replace(params=params)
+    return state if state.ema is None else restart_ema(state)
 
 
 def epoch_permutation(rng, epoch: int, n: int):
@@ -179,7 +261,13 @@ def make_update(model: nn.Module, tx: optax.GradientTransformation, cfg: TrainCo
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {"loss": loss, "correct": jnp.sum(jnp.argmax(logits, -1) == y)}
-        return TrainState(state.step + 1, params, batch_stats, opt_state, state.rng), metrics
+        new = TrainState(state.step + 1, params, batch_stats, opt_state, state.rng)
+        if state.ema is not None:  # ema <- decay * ema + (1 - decay) * new, every optimizer step
+            rate = 1 - cfg.ema_decay
+            if cfg.grad_accum_steps > 1:  # MultiSteps: the weights change on every k-th micro-batch only
+                rate = jnp.where((state.step + 1) % cfg.grad_accum_steps == 0, rate, 0.0)
+            new = new._replace(ema=optax.incremental_update(new.variables(), state.ema, rate))
+        return new, metrics
 
     return update
 
@@ -220,18 +308,42 @@ def make_train_epoch(model: nn.Module, tx: optax.GradientTransformation, cfg: Tr
     return epoch
 
 
+def tta_logits(logits_fn: Callable, x, tta: str = "none"):
+    """Test-time augmentation (airbench94's ``infer``) of a (B, H, W, C) batch: the logits
+    ``logits_fn(view)`` (B, classes) averaged over views of ``x``.
+
+    * 'none': x itself;
+    * 'flip': (f(x) + f(mirror x)) / 2, mirror = reversed width axis;
+    * 'flip_shift': flip(x) / 2 + (flip(x shifted down-right) + flip(x shifted up-left)) / 4, a
+      shift moving the image one pixel along both axes with reflect padding (6 views)."""
+    mirror = lambda v: 0.5 * logits_fn(v) + 0.5 * logits_fn(v[:, :, ::-1, :])
+    if tta == "none":
+        return logits_fn(x)
+    if tta == "flip":
+        return mirror(x)
+    if tta == "flip_shift":
+        _, h, w, _ = x.shape
+        padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+        shifted = 0.5 * mirror(padded[:, :h, :w]) + 0.5 * mirror(padded[:, 2:, 2:])
+        return 0.5 * mirror(x) + 0.5 * shifted
+    raise ValueError(f"unknown tta {tta!r}")
+
+
 def make_eval_step(model: nn.Module, mean: float, std: float, num_classes: int,
-                   compute_dtype: str = "float32") -> Callable:
+                   compute_dtype: str = "float32", tta: str = "none") -> Callable:
     """``eval_step(variables, images_u8, labels, mask) -> (loss_sum, correct_sum, predictions)``,
-    the model run in ``compute_dtype`` (as trained), the loss in float32."""
+    the model run in ``compute_dtype`` (as trained), its logits averaged over the views of
+    :func:`tta_logits`, the loss in float32."""
     compute = jnp.dtype(compute_dtype)
+    if tta not in config_lib.TTA:
+        raise ValueError(f"config.tta must be one of {', '.join(config_lib.TTA)}; got {tta!r}")
 
     @jax.jit
     def eval_step(variables, images, labels, mask):
         x = data_lib.normalize(images, mean, std)
         if compute != jnp.float32:
             variables, x = cast_floats(variables, compute), x.astype(compute)
-        logits = model.apply(variables, x, train=False).astype(jnp.float32)
+        logits = tta_logits(lambda v: model.apply(variables, v, train=False).astype(jnp.float32), x, tta)
         loss = cross_entropy(logits, labels, num_classes)
         pred = jnp.argmax(logits, -1)
         return jnp.sum(loss * mask), jnp.sum((pred == labels) * mask), pred
@@ -240,13 +352,15 @@ def make_eval_step(model: nn.Module, mean: float, std: float, num_classes: int,
 
 
 def evaluate(model: nn.Module, variables, dataset: data_lib.Dataset, batch_size: int = 1000,
-             split: str = "test", eval_step: Callable | None = None, compute_dtype: str = "float32") -> dict:
+             split: str = "test", eval_step: Callable | None = None, compute_dtype: str = "float32",
+             tta: str = "none") -> dict:
     """Loss, accuracy, per-class accuracy and confusion matrix (rows = true class) on a split;
-    the model runs in ``compute_dtype`` unless an ``eval_step`` is given."""
+    the model runs in ``compute_dtype`` with test-time augmentation ``tta`` unless an
+    ``eval_step`` is given."""
     images = getattr(dataset, f"{split}_images")
     labels = getattr(dataset, f"{split}_labels")
     n = len(labels)
-    eval_step = eval_step or make_eval_step(model, dataset.mean, dataset.std, dataset.num_classes, compute_dtype)
+    eval_step = eval_step or make_eval_step(model, dataset.mean, dataset.std, dataset.num_classes, compute_dtype, tta)
     loss = correct = 0.0
     preds = []
     for start in range(0, n, batch_size):
