@@ -92,6 +92,9 @@ class TrainConfig:
                                     "optimizer steps.")
     crop_padding: int = setting(2, "Zero padding (pixels per side) of augment=crop/flip_crop's random crop "
                                 "(4: the CIFAR standard).")
+    target_accuracy: float = setting(0.0, "Stop after the first evaluation whose validation accuracy is >= this "
+                                     "fraction (0 = off; needs a validation split); the test set is then measured "
+                                     "once. summary.json records the epoch and the wall time to it.")
 
     def __post_init__(self):  # canonical model options: sorted keys, tuples (equal after a JSON round trip)
         object.__setattr__(self, "model_options", _canonical(dict(self.model_options or {})))
@@ -123,6 +126,11 @@ class TrainConfig:
         }
         checks["grad_accum_steps"] = positive("grad_accum_steps")
         checks["crop_padding"] = (0 <= self.crop_padding <= 64, f"must be in [0, 64], got {self.crop_padding}")
+        checks["target_accuracy"] = (
+            0 <= self.target_accuracy <= 1 and (self.target_accuracy == 0 or self.validation_size > 0),
+            f"must be in [0, 1], got {self.target_accuracy}" if not 0 <= self.target_accuracy <= 1 else
+            f"needs a validation split (it stops on validation accuracy, never on test accuracy): set "
+            f"config.validation_size > 0, got {self.validation_size}")
         for f in dataclasses.fields(self):
             choices = f.metadata["choices"]
             if choices and getattr(self, f.name) not in choices:

@@ -1,0 +1,80 @@
+"""Time to a target accuracy: config.target_accuracy stops a run at the first evaluation whose
+validation accuracy reaches it (the test set measured once, afterwards); launch.speedrun times
+seeds of a recipe and tabulates them; benchmarks.speedrun_torch is the PyTorch mirror."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from cnnjax import config as config_lib
+from cnnjax import experiment, train
+from cnnjax.workdir import Workdir
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# 576 training images after the 64 held out: 9 steps of 64 per epoch
+TINY = dict(dataset="synthetic", num_train=640, num_test=200, validation_size=64, batch_size=64, epochs=12,
+            learning_rate=1e-3, schedule="constant", seed=0, progress="none", checkpoint_every=100)
+TARGET = 0.9  # epoch 1 reaches 0.84, epoch 2 0.95 of the 64 validation images
+
+
+@pytest.fixture
+def count_evaluations(monkeypatch):
+    """{'val': n, 'test': n}: how often train.evaluate ran on each split."""
+    counts = {"val": 0, "test": 0}
+    real = train.evaluate
+
+    def counting(model, variables, dataset, batch_size=1000, split="test", **kw):
+        counts[split] += 1
+        return real(model, variables, dataset, batch_size, split, **kw)
+
+    monkeypatch.setattr(train, "evaluate", counting)
+    return counts
+
+
+def test_run_stops_at_first_evaluation_at_or_above_target_and_tests_once(tmp_path, count_evaluations):
+    workdir = tmp_path / "run"
+    result = experiment.train_and_evaluate(dict(TINY, target_accuracy=TARGET), str(workdir), log=lambda s: None)
+    rows = Workdir(workdir).metrics()
+    stop = rows[-1]["epoch"]
+    assert 1 < stop < TINY["epochs"], rows  # stopped early, and not trivially at the first evaluation
+    assert rows[-1]["val_accuracy"] >= TARGET
+    assert all(r["val_accuracy"] < TARGET for r in rows[:-1])
+    assert count_evaluations == {"val": stop, "test": 1}  # one test evaluation, after the stop
+    summary = Workdir(workdir).summary()
+    assert {k: summary[k] for k in result} == result
+    assert summary["target_reached"] is True and summary["target_epoch"] == stop == summary["epochs_trained"]
+    assert summary["selected_epoch"] == stop and summary["final_test_accuracy"] == summary["selected_test_accuracy"]
+    assert 0 < summary["time_to_target_seconds"] <= summary["this_session_seconds"]
+    # the clock covers the epochs up to the stop (compilation included), not the data loading
+    assert summary["time_to_target_seconds"] >= sum(r["seconds"] for r in rows)
+    assert summary["data_load_seconds"] > 0
+    # finished: the same command trains no further and tests nothing
+    again = experiment.train_and_evaluate(dict(TINY, target_accuracy=TARGET), str(workdir), log=lambda s: None)
+    assert again["epochs_trained"] == stop and len(Workdir(workdir).metrics()) == stop
+    assert count_evaluations["test"] == 1
+
+
+def test_target_never_reached_trains_the_whole_budget(tmp_path):
+    result = experiment.train_and_evaluate(dict(TINY, epochs=2, target_accuracy=1.0), str(tmp_path / "r"),
+                                           log=lambda s: None)
+    assert result["target_reached"] is False and result["target_epoch"] is None
+    assert result["time_to_target_seconds"] is None and result["epochs_trained"] == 2
+
+
+def test_target_without_validation_split_is_a_config_error():
+    with pytest.raises(config_lib.ConfigError, match=r"^config\.target_accuracy needs a validation split"):
+        config_lib.from_dict(dict(TINY, validation_size=0, target_accuracy=0.9))
+    with pytest.raises(config_lib.ConfigError, match=r"^config\.target_accuracy must be in \[0, 1\]"):
+        config_lib.from_dict(dict(TINY, target_accuracy=91.5))
+
+
+def test_train_cli_refuses_target_without_validation_in_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "experiments.train", f"--workdir={tmp_path}/w",
+                           "--config.validation_size=0", "--config.target_accuracy=0.9"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("error: ")
+    assert "config.target_accuracy" in proc.stderr
+    assert not os.path.exists(tmp_path / "w")
