@@ -62,12 +62,18 @@ def as_config(config: config_lib.TrainConfig | Mapping) -> config_lib.TrainConfi
     return config
 
 
+def load_data(cfg: config_lib.TrainConfig) -> data_lib.Dataset:
+    """``cfg``'s dataset: its first num_train / num_test images, the validation split held out
+    of the training set by ``cfg.seed`` (uint8 NHWC, as :class:`cnnjax.data.Dataset`)."""
+    ds = data_lib.load(cfg.dataset, cfg.data_dir).subset(cfg.num_train or None, cfg.num_test or None)
+    return ds.hold_out(cfg.validation_size, cfg.seed)
+
+
 def build(cfg: config_lib.TrainConfig) -> Setup:
     """Load the data and build model and optimizer for ``cfg``; ValueError for anything that
     does not fit (no batch fits the training set, batch not divisible by the devices, ...)."""
     t0 = time.perf_counter()
-    ds = data_lib.load(cfg.dataset, cfg.data_dir).subset(cfg.num_train or None, cfg.num_test or None)
-    ds = ds.hold_out(cfg.validation_size, cfg.seed)
+    ds = load_data(cfg)
     load_seconds = time.perf_counter() - t0
     model = models.create(cfg.model, ds.num_classes, **cfg.model_options)
     arch = summary.summarize(model, ds.image_shape, cfg.model)

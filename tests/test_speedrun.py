@@ -78,3 +78,35 @@ def test_train_cli_refuses_target_without_validation_in_one_line(tmp_path):
     assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("error: ")
     assert "config.target_accuracy" in proc.stderr
     assert not os.path.exists(tmp_path / "w")
+
+
+def test_torch_mirror_trains_a_tiny_config_and_stops_at_the_target():
+    pytest.importorskip("torch")
+    from benchmarks import speedrun_torch
+    lines = []
+    rec = speedrun_torch.run(dict(TINY, target_accuracy=TARGET), log=lines.append)
+    assert rec["impl"] == "torch" and rec["target_reached"] is True
+    assert rec["epochs_trained"] == rec["target_epoch"] < TINY["epochs"]
+    assert rec["final_val_accuracy"] >= TARGET
+    evaluated = [float(l.split("val_acc ")[1].split()[0]) for l in lines if l.startswith("torch epoch")]
+    assert len(evaluated) == rec["target_epoch"] and all(a < TARGET for a in evaluated[:-1])
+    assert 0 <= rec["final_test_accuracy"] <= 1 and rec["time_to_target_seconds"] > 0
+    assert sum(l.startswith("torch test accuracy") for l in lines) == 1
+
+
+def test_torch_twins_have_cnnjax_parameter_counts_and_the_same_schedule():
+    pytest.importorskip("torch")
+    import numpy as np
+    from benchmarks import speedrun_torch
+    from cnnjax import models, summary
+    for name, options in (("padded_cnn", {}), ("vgg_bn", {"widths": (8, 16), "dropout": 0.1})):
+        cfg = config_lib.from_dict(dict(TINY, model=name, model_options=options))
+        net = speedrun_torch.make_model(cfg, (28, 28, 1), 10)
+        expected = summary.summarize(models.create(name, 10, **options), (28, 28, 1), name).total_params
+        assert sum(p.numel() for p in net.parameters()) == expected
+    cfg = config_lib.from_dict(dict(TINY, schedule="onecycle", epochs=3))
+    lrs = speedrun_torch.learning_rates(cfg, 9)
+    assert lrs.shape == (27,) and lrs.max() == pytest.approx(cfg.learning_rate, rel=1e-3)
+    with pytest.raises(ValueError, match="config.model_options.activation"):
+        speedrun_torch.check(config_lib.from_dict(dict(TINY, model_options={"activation": "tanh"})))
+    assert np.all(np.diff(lrs[:8]) > 0)  # warming up
