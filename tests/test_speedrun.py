@@ -110,3 +110,59 @@ def test_torch_twins_have_cnnjax_parameter_counts_and_the_same_schedule():
     with pytest.raises(ValueError, match="config.model_options.activation"):
         speedrun_torch.check(config_lib.from_dict(dict(TINY, model_options={"activation": "tanh"})))
     assert np.all(np.diff(lrs[:8]) > 0)  # warming up
+
+
+SPEEDRUN_FLAGS = [f"--config.{k}={v}" for k, v in TINY.items() if k != "progress"] + \
+    ["--config.model=padded_cnn", "--config.model_options={}", "--config.augment=none", "--config.label_smoothing=0.0"]
+
+
+def run_speedrun(*args):
+    return subprocess.run([sys.executable, "-m", "launch.speedrun", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_launch_speedrun_tabulates_seeds_with_the_torch_ratio(tmp_path):
+    pytest.importorskip("torch")
+    out = tmp_path / "out"
+    proc = run_speedrun("--config=experiments/configs/speedrun.py:0.915", f"--target={TARGET}", "--seeds=2",
+                        "--torch", "--noisolate", f"--out={out}", *SPEEDRUN_FLAGS)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((out / "results.json").read_text())
+    assert result["target"] == TARGET and result["seeds"] == [0, 1]
+    for row in result["runs"]:
+        for impl in ("cnnjax", "torch"):
+            rec = row[impl]
+            assert rec["impl"] == impl and rec["seed"] == row["seed"] and rec["target_reached"]
+            assert rec["final_val_accuracy"] >= TARGET and rec["time_to_target_seconds"] > 0
+        summary = json.loads((out / "runs" / f"seed={row['seed']}" / "summary.json").read_text())
+        assert row["cnnjax"]["time_to_target_seconds"] == summary["time_to_target_seconds"]
+        assert row["cnnjax"]["final_test_accuracy"] == summary["final_test_accuracy"]
+    cnnjax = result["summary"]["cnnjax"]
+    times = sorted(r["cnnjax"]["time_to_target_seconds"] for r in result["runs"])
+    assert cnnjax["median_seconds"] == pytest.approx(sum(times) / 2)
+    tests = [100 * r["cnnjax"]["final_test_accuracy"] for r in result["runs"]]
+    assert cnnjax["test_mean"] == pytest.approx(sum(tests) / 2)
+    assert cnnjax["test_reached_fraction"] == sum(t >= 100 * TARGET for t in tests) / 2
+    assert cnnjax["median_load_seconds"] > 0
+    ratio = result["summary"]["ratio"]["median_of_medians"]
+    assert ratio == pytest.approx(cnnjax["median_seconds"] / result["summary"]["torch"]["median_seconds"])
+    md = (out / "results.md").read_text()
+    for text in ("| seed | cnnjax s to target | epoch | val % | test % | torch s to target", "median s to target",
+                 "test % mean ± std", "seeds with test >= 90%", "median data load s", f"**{ratio:.2f}x**"):
+        assert text in md and text in proc.stdout, text
+    assert "Load average" in md and "load average before / after each seed" in proc.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--target=0.92"], "--config: ValueError: no speedrun recipe for target '0.92'"),
+    (["--target=93", "--config=experiments/configs/speedrun.py"], "--target must be a fraction"),
+    (["--target=0.93", "--config.validation_size=0"], "config.target_accuracy needs a validation split"),
+    (["--config=experiments/configs/default.py"], "no target"),
+    (["--seeds=0"], "--seeds must be >= 1"),
+])
+def test_launch_speedrun_bad_input_is_one_error_line_and_writes_nothing(tmp_path, args, message):
+    proc = run_speedrun(*args, f"--out={tmp_path}/out")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.startswith("error: ") and proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert message in proc.stderr
+    assert not os.path.exists(tmp_path / "out")
