@@ -37,16 +37,6 @@ from experiments import common
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPEEDRUN = os.path.join(REPO_ROOT, "experiments", "configs", "speedrun.py")
 
-_CONFIG = common.define_config_flag(SPEEDRUN)
-_TARGET = flags.DEFINE_string("target", None, "Target test accuracy as a fraction, e.g. 0.93: picks the variant "
-                              "of experiments/configs/speedrun.py, or sets --config's target_accuracy.")
-_SEEDS = flags.DEFINE_integer("seeds", 5, "Number of seeds (runs per implementation).")
-_FIRST_SEED = flags.DEFINE_integer("first_seed", 0, "The first seed.")
-_OUT = flags.DEFINE_string("out", None, "Output directory (default results/speedrun/<target>).")
-_TORCH = flags.DEFINE_bool("torch", False, "Also time the PyTorch eager mirror (benchmarks/speedrun_torch.py) "
-                           "of each run, interleaved.")
-_ISOLATE = flags.DEFINE_bool("isolate", True, "Each run in a fresh process (its own start-up and compilation).")
-
 
 def _config_from_target(argv: list[str]) -> list[str]:
     """``argv`` with ``--config=experiments/configs/speedrun.py:TARGET`` added when it has
@@ -57,6 +47,20 @@ def _config_from_target(argv: list[str]) -> list[str]:
     if target is None and "--target" in argv[1:-1]:
         target = argv[argv.index("--target") + 1]
     return argv if target is None else [argv[0], f"--config={SPEEDRUN}:{target}", *argv[1:]]
+
+
+if __name__ == "__main__":  # before --config is defined: config_flags reads sys.argv when it is
+    sys.argv = _config_from_target(sys.argv)
+_CONFIG = common.define_config_flag(SPEEDRUN)
+_TARGET = flags.DEFINE_string("target", None, "Target test accuracy as a fraction, e.g. 0.93: picks the variant "
+                              "of experiments/configs/speedrun.py, or sets --config's target_accuracy (over "
+                              "--config.target_accuracy).")
+_SEEDS = flags.DEFINE_integer("seeds", 5, "Number of seeds (runs per implementation).")
+_FIRST_SEED = flags.DEFINE_integer("first_seed", 0, "The first seed.")
+_OUT = flags.DEFINE_string("out", None, "Output directory (default results/speedrun/<target>).")
+_TORCH = flags.DEFINE_bool("torch", False, "Also time the PyTorch eager mirror (benchmarks/speedrun_torch.py) "
+                           "of each run, interleaved.")
+_ISOLATE = flags.DEFINE_bool("isolate", True, "Each run in a fresh process (its own start-up and compilation).")
 
 
 # --------------------------------------------------------------------------- one run of each kind
@@ -274,5 +278,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    sys.argv = _config_from_target(sys.argv)
     common.run(main)

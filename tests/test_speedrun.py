@@ -166,3 +166,40 @@ def test_launch_speedrun_bad_input_is_one_error_line_and_writes_nothing(tmp_path
     assert proc.stderr.startswith("error: ") and proc.stderr.strip().count("\n") == 0, proc.stderr
     assert message in proc.stderr
     assert not os.path.exists(tmp_path / "out")
+
+
+def test_speedrun_config_variants_are_valid_recipes_the_torch_mirror_takes():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("speedrun_cfg", os.path.join(REPO, "experiments/configs/speedrun.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for name, (target, _) in module.GOALS.items():
+        cfg = config_lib.from_dict(module.get_config(name))  # model and options checked too
+        assert cfg.target_accuracy == target and cfg.validation_size > 0
+        assert cfg.checkpoint_every >= cfg.epochs  # a checkpoint only at the stop / the end of the budget
+        assert module.variant(str(100 * target).rstrip("0").rstrip(".")) == name
+        if importlib.util.find_spec("torch") is not None:
+            from benchmarks import speedrun_torch
+            speedrun_torch.check(cfg)
+    with pytest.raises(ValueError, match="no speedrun recipe for target '0.92'"):
+        module.get_config("0.92")
+
+
+def test_torch_augmentation_flips_and_shifts_like_cnnjax():
+    torch = pytest.importorskip("torch")
+    import numpy as np
+    from benchmarks import speedrun_torch
+    x = torch.randint(1, 256, (64, 2, 6, 5), dtype=torch.uint8)  # no zeros: padding is recognisable
+    g = torch.Generator().manual_seed(0)
+    flipped = speedrun_torch.augment(x, "flip", 2, g)
+    same, mirrored = (flipped == x).flatten(1).all(1), (flipped == x.flip(3)).flatten(1).all(1)
+    assert bool((same | mirrored).all()) and 10 < int(mirrored.sum()) < 54
+    cropped = speedrun_torch.augment(x, "crop", 2, g).numpy()
+    padded = np.pad(x.numpy(), ((0, 0), (0, 0), (2, 2), (2, 2)))
+    shifts = set()
+    for i in range(64):
+        hits = [(dy, dx) for dy in range(5) for dx in range(5)
+                if np.array_equal(cropped[i], padded[i, :, dy:dy + 6, dx:dx + 5])]
+        assert len(hits) == 1
+        shifts.add(hits[0])
+    assert len(shifts) > 10  # offsets 0..2*pad in both directions

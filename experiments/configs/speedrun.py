@@ -6,13 +6,14 @@ the test set once.  ``python -m launch.speedrun --target=0.93 --seeds=5`` times 
 
   0.915 (alias 91.5)  goal 15 s on 2 CPU cores: padded_cnn, Adam one-cycle (peak 4e-3),
                       batch 128, 8-epoch budget
-  0.93  (alias 93)    goal 60 s: vgg_bn (60k params, BN, dropout 0.3), Adam one-cycle 4e-3,
-                      batch 128, horizontal flips, label smoothing 0.1, 12-epoch budget
-  0.94  (alias 94)    goal 5 min: vgg_bn widened to (32, 64), flips + 2-pixel shifts, label
-                      smoothing 0.1, 30-epoch budget
+  0.93  (alias 93)    goal 60 s: recipes.py's vgg_bn (60k params, BN, dropout 0.3; 93.70% test
+                      after 20 epochs): Adam cosine 2e-3, batch 64, horizontal flips, label
+                      smoothing 0.1, 20-epoch budget
+  0.94  (alias 94)    goal 5 min: the same with vgg_bn widened to (32, 64), 30-epoch budget (untried)
 
-First recipes from existing features and a few short trials on a loaded machine; the tuning
-(and the EMA / test-time augmentation / whitening-init options being added) comes later.
+First recipes from existing features; one short trial of 0.915 on a loaded machine (see the
+comments at RECIPES).  None meets its time goal yet: the tuning, the small Airbench-style 28x28
+models and the EMA / test-time augmentation / whitening-init options being added come later.
 Common to all: 5,000 validation images held out of the 60,000 (chosen by the seed),
 evaluation every epoch, a checkpoint only at the stop and at the end of the budget (one kept),
 2,000-image evaluation batches.  The epoch budget sets the schedule's length: a run that stops
@@ -22,13 +23,16 @@ from cnnjax import config
 
 COMMON = dict(validation_size=5000, eval_every=1, eval_batch_size=2000, keep_checkpoints=1, progress="plain")
 RECIPES = {
+    # trial (1 seed, loaded machine): val 91.64% in epoch 7 of 8, test 91.42% -- under the target
     "0.915": dict(COMMON, target_accuracy=0.915, model="padded_cnn", epochs=8, batch_size=128, optimizer="adam",
                   learning_rate=4e-3, schedule="onecycle", checkpoint_every=8),
-    "0.93": dict(COMMON, target_accuracy=0.93, model="vgg_bn", epochs=12, batch_size=128, optimizer="adam",
-                 learning_rate=4e-3, schedule="onecycle", augment="flip", label_smoothing=0.1, checkpoint_every=12),
+    # recipes.py's vgg_bn (93.70% test after its 20 epochs), stopped at the target
+    "0.93": dict(COMMON, target_accuracy=0.93, model="vgg_bn", epochs=20, batch_size=64, optimizer="adam",
+                 learning_rate=2e-3, schedule="cosine", augment="flip", label_smoothing=0.1, checkpoint_every=20),
+    # untried: vgg_bn widened, a longer budget
     "0.94": dict(COMMON, target_accuracy=0.94, model="vgg_bn", model_options={"widths": (32, 64)}, epochs=30,
-                 batch_size=128, optimizer="adam", learning_rate=4e-3, schedule="onecycle", augment="flip_crop",
-                 crop_padding=2, label_smoothing=0.1, checkpoint_every=30),
+                 batch_size=64, optimizer="adam", learning_rate=2e-3, schedule="cosine", augment="flip",
+                 label_smoothing=0.1, checkpoint_every=30),
 }
 ALIASES = {"91.5": "0.915", "93": "0.93", "94": "0.94"}
 #: each recipe's goal: (target test accuracy, wall seconds on 2 CPU cores, median over 5 seeds)
