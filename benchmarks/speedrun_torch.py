@@ -223,7 +223,8 @@ def _train(cfg, ds, lrs, steps: int, load_seconds: float, log) -> dict:
         rates.append(steps * cfg.batch_size / (time.perf_counter() - t0))
         if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
             val_acc = evaluate(model, val_images, val_labels, normalize, cfg.eval_batch_size)["accuracy"]
-            log(f"torch epoch {epoch} train_loss {float(loss.detach()):.4f} val_acc {val_acc:.4f} {rates[-1]:,.0f} img/s")
+            log(f"torch epoch {epoch} train_loss {float(loss.detach()):.4f} val_acc {val_acc:.4f} "
+                f"{rates[-1]:,.0f} img/s")
             if cfg.target_accuracy and val_acc >= cfg.target_accuracy:
                 reached, seconds = epoch, time.perf_counter() - wall0
                 break

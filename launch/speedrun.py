@@ -109,8 +109,8 @@ class _Runner:
 # --------------------------------------------------------------------------- the table
 
 
-def _fmt_s(s: Optional[float]) -> str:
-    return "not reached" if s is None else f"{s:.1f}"
+def _fmt_s(s: Optional[float], reached: bool = False) -> str:
+    return f"{s:.1f}" if s is not None else "untimed (resumed)" if reached else "not reached"
 
 
 def _fmt_acc(a: Optional[float]) -> str:
@@ -122,7 +122,8 @@ def aggregate(runs: list[dict], target: float) -> dict:
     infinite, so the median is None when half or more did not), median epochs of those that
     reached it, mean and sample std of the test accuracy at the stop (percent), the fraction of
     seeds whose test accuracy reached the target, median data load seconds."""
-    seconds = [r["time_to_target_seconds"] if r["target_reached"] else float("inf") for r in runs]
+    seconds = [r["time_to_target_seconds"] if r["time_to_target_seconds"] is not None else float("inf")
+               for r in runs]  # a run resumed from a checkpoint is not timed: it counts as not reached
     median = statistics.median(seconds) if seconds else float("inf")
     tests = [100 * r["final_test_accuracy"] for r in runs]
     reached = [r for r in runs if r["target_reached"]]
@@ -151,7 +152,7 @@ def table(result: dict) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in runs:
         j = r["cnnjax"]
-        row = [str(r["seed"]), _fmt_s(j["time_to_target_seconds"]), str(j["target_epoch"] or "-"),
+        row = [str(r["seed"]), _fmt_s(j["time_to_target_seconds"], j["target_reached"]), str(j["target_epoch"] or "-"),
                _fmt_acc(j["final_val_accuracy"]), _fmt_acc(j["final_test_accuracy"])]
         if has_torch:
             t, x = r["torch"], ratio(j, r["torch"])
@@ -204,10 +205,10 @@ def speedrun(cfg, seeds: list[int], out: str, *, with_torch: bool = False, isola
             if with_torch:
                 row["torch"] = runner(run_torch, config)
             runs.append(row)
+            loads.append(_loadavg())
             echo(f"seed {seed}: cnnjax {_fmt_s(row['cnnjax']['time_to_target_seconds'])} s" +
                  (f", torch {_fmt_s(row['torch']['time_to_target_seconds'])} s" if with_torch else "") +
-                 f" (load average {os.getloadavg()[0]:.2f})")
-            loads.append(_loadavg())
+                 f" (load average {'/'.join(map(str, loads[-1]))})")
     finally:
         runner.close()
     summary = {impl: aggregate([r[impl] for r in runs], cfg.target_accuracy)
@@ -269,8 +270,13 @@ def main(argv):
     out = _OUT.value or os.path.join("results", "speedrun", f"{cfg.target_accuracy:g}")
     if os.path.exists(out) and not os.path.isdir(out):
         raise common.UsageError(f"--out {out} exists and is not a directory")
+    seeds = list(range(_FIRST_SEED.value, _FIRST_SEED.value + _SEEDS.value))
+    from cnnjax import workdir as workdir_lib
+    for seed in seeds:  # a run directory holding another recipe: refused before anything runs
+        run_dir = workdir_lib.Workdir(os.path.join(out, "runs", f"seed={seed}"))
+        run_dir.resume_config(dataclasses.replace(cfg, seed=seed))
     command = "python -m launch.speedrun " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    result = speedrun(cfg, list(range(_FIRST_SEED.value, _FIRST_SEED.value + _SEEDS.value)), out,
+    result = speedrun(cfg, seeds, out,
                       with_torch=_TORCH.value, isolate=_ISOLATE.value, command=command)
     print(f"\n{table(result)}\n\nload average before / after each seed: "
           f"{', '.join(f'{l[0]:.2f}' for l in result['load_average'] if l)}\n"

@@ -203,3 +203,33 @@ def test_torch_augmentation_flips_and_shifts_like_cnnjax():
         assert len(hits) == 1
         shifts.add(hits[0])
     assert len(shifts) > 10  # offsets 0..2*pad in both directions
+
+
+def test_launch_speedrun_refuses_an_out_dir_holding_another_recipe(tmp_path):
+    out = tmp_path / "out"
+    run_dir = out / "runs" / "seed=0"
+    experiment.train_and_evaluate(dict(TINY, epochs=1, target_accuracy=TARGET), str(run_dir), log=lambda s: None)
+    before = sorted(p.name for p in out.rglob("*"))
+    proc = run_speedrun("--config=experiments/configs/speedrun.py:0.915", f"--target={TARGET}", "--seeds=1",
+                        f"--out={out}", *SPEEDRUN_FLAGS, "--config.learning_rate=0.01")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr[-2000:]
+    assert proc.stderr.startswith("error: ") and "holds a different run" in proc.stderr
+    assert sorted(p.name for p in out.rglob("*")) == before and not (out / "results.json").exists()
+
+
+def test_aggregate_counts_unreached_and_untimed_seeds_as_slowest():
+    """(In a subprocess: launch.speedrun defines --config, as experiments.summary does.)"""
+    code = """
+import json
+from launch import speedrun
+rec = lambda s, reached, test: {"time_to_target_seconds": s, "target_reached": reached, "target_epoch": 3 if reached
+    else None, "final_test_accuracy": test, "data_load_seconds": 1.0, "train_images_per_sec": 100.0}
+runs = [rec(10.0, True, 0.95), rec(None, False, 0.85), rec(30.0, True, 0.91), rec(None, True, 0.93)]
+print(json.dumps([speedrun.aggregate(runs, 0.92), speedrun.aggregate(runs[:3], 0.92)]))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    four, three = json.loads(proc.stdout)
+    assert four["median_seconds"] is None  # half of the seeds have no time: the median is not finite
+    assert three["median_seconds"] == 30.0 and three["reached_val"] == 2 and three["median_epochs"] == 3
+    assert four["test_reached_fraction"] == 0.5 and three["test_mean"] == pytest.approx(90.333, abs=1e-3)
