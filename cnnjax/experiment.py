@@ -169,7 +169,7 @@ def _written_file(e: Exception) -> str:
 def _finished(wd: Workdir, log) -> dict | None:
     done = wd.summary()
     if done is not None:
-        log(f"{wd.path} already finished ({done['epochs']} epochs, final test accuracy "
+        log(f"{wd.path} already finished ({done.get('epochs_trained', done['epochs'])} epochs, final test accuracy "
             f"{done['final_test_accuracy']:.4f}); nothing to do")
     return done
 

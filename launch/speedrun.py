@@ -49,6 +49,7 @@ def _config_from_target(argv: list[str]) -> list[str]:
     return argv if target is None else [argv[0], f"--config={SPEEDRUN}:{target}", *argv[1:]]
 
 
+_GIVEN = sys.argv[1:]  # the command as typed, for the results
 if __name__ == "__main__":  # before --config is defined: config_flags reads sys.argv when it is
     sys.argv = _config_from_target(sys.argv)
 _CONFIG = common.define_config_flag(SPEEDRUN)
@@ -179,6 +180,17 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _versions(packages) -> dict:
+    from importlib import metadata
+    out = {}
+    for p in packages:
+        try:
+            out[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            out[p] = None
+    return out
+
+
 def _loadavg() -> list[float]:
     try:
         return [round(x, 2) for x in os.getloadavg()]
@@ -220,6 +232,7 @@ def speedrun(cfg, seeds: list[int], out: str, *, with_torch: bool = False, isola
                             "median_per_seed": statistics.median(per_seed) if per_seed else None}
     result = {"target": cfg.target_accuracy, "command": command, "config": config_lib.to_dict(cfg),
               "seeds": seeds, "runs": runs, "summary": summary, "machine": train_throughput.machine_info(),
+              "software": _versions(("jax", "jaxlib", "flax", "optax", "numpy") + (("torch",) if with_torch else ())),
               "load_average": loads, "total_seconds": time.time() - t0,
               "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     _write(out, result)
@@ -232,7 +245,8 @@ def _write(out: str, result: dict) -> None:
     m, loads = result["machine"], result["load_average"]
     text = (f"# Speedrun: {100 * result['target']:g}% Fashion-MNIST test accuracy\n\n"
             f"`{result['command']}`\n\n{table(result)}\n\n"
-            f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}; {result['date']}.  "
+            f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}; "
+            f"{', '.join(f'{k} {v}' for k, v in result['software'].items())}; {result['date']}.  "
             f"Load average (1/5/15 min) before the first run and after each seed: "
             f"{'; '.join('/'.join(f'{x:.2f}' for x in l) for l in loads)}.  Time to target: wall seconds from the "
             f"start of training (compilation included) to the end of the evaluation whose validation accuracy "
@@ -275,7 +289,7 @@ def main(argv):
     for seed in seeds:  # a run directory holding another recipe: refused before anything runs
         run_dir = workdir_lib.Workdir(os.path.join(out, "runs", f"seed={seed}"))
         run_dir.resume_config(dataclasses.replace(cfg, seed=seed))
-    command = "python -m launch.speedrun " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = "python -m launch.speedrun " + " ".join(shlex.quote(a) for a in _GIVEN)
     result = speedrun(cfg, seeds, out,
                       with_torch=_TORCH.value, isolate=_ISOLATE.value, command=command)
     print(f"\n{table(result)}\n\nload average before / after each seed: "

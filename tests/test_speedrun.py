@@ -151,6 +151,8 @@ def test_launch_speedrun_tabulates_seeds_with_the_torch_ratio(tmp_path):
                  "test % mean ± std", "seeds with test >= 90%", "median data load s", f"**{ratio:.2f}x**"):
         assert text in md and text in proc.stdout, text
     assert "Load average" in md and "load average before / after each seed" in proc.stdout
+    assert f"`python -m launch.speedrun --config=experiments/configs/speedrun.py:0.915 --target={TARGET}" in md
+    assert "jax " in md and "torch " in md
 
 
 @pytest.mark.parametrize("args, message", [
