@@ -54,6 +54,13 @@ def test_run_stops_at_first_evaluation_at_or_above_target_and_tests_once(tmp_pat
     again = experiment.train_and_evaluate(dict(TINY, target_accuracy=TARGET), str(workdir), log=lambda s: None)
     assert again["epochs_trained"] == stop and len(Workdir(workdir).metrics()) == stop
     assert count_evaluations["test"] == 1
+    # interrupted after the stop's checkpoint, before summary.json: resuming trains no further either,
+    # and the time to target of a resumed run is not reported (only a run timed from scratch counts)
+    os.remove(workdir / "summary.json")
+    resumed = experiment.train_and_evaluate(dict(TINY, target_accuracy=TARGET), str(workdir), log=lambda s: None)
+    assert len(Workdir(workdir).metrics()) == stop and count_evaluations == {"val": stop, "test": 2}
+    assert resumed["target_epoch"] == stop and resumed["time_to_target_seconds"] is None
+    assert resumed["final_test_accuracy"] == summary["final_test_accuracy"]
 
 
 def test_target_never_reached_trains_the_whole_budget(tmp_path):
