@@ -242,3 +242,14 @@ print(json.dumps([speedrun.aggregate(runs, 0.92), speedrun.aggregate(runs[:3], 0
     assert four["median_seconds"] is None  # half of the seeds have no time: the median is not finite
     assert three["median_seconds"] == 30.0 and three["reached_val"] == 2 and three["median_epochs"] == 3
     assert four["test_reached_fraction"] == 0.5 and three["test_mean"] == pytest.approx(90.333, abs=1e-3)
+
+
+def test_launch_speedrun_isolates_each_run_in_a_fresh_process_by_default(tmp_path):
+    out = tmp_path / "out"
+    proc = run_speedrun("--config=experiments/configs/speedrun.py:0.915", f"--target={TARGET}", "--seeds=1",
+                        f"--out={out}", *SPEEDRUN_FLAGS)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((out / "results.json").read_text())
+    rec = result["runs"][0]["cnnjax"]
+    assert rec["target_reached"] and rec["time_to_target_seconds"] > 0 and "torch" not in result["summary"]
+    assert "stopped after" in proc.stdout  # the child's log reaches this process's stdout
