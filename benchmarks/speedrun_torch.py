@@ -89,7 +89,8 @@ def check(cfg) -> None:
 
 
 def make_model(cfg, image_shape: tuple, num_classes: int):
-    """The torch twin of ``cfg.model`` (NCHW input) with Flax's init scheme (see the module doc)."""
+    """The torch twin of ``cfg.model`` for ``image_shape`` = (H, W, C) images, taking float32
+    (B, C, H, W) input, returning (B, num_classes) logits, with Flax's init scheme (module doc)."""
     import torch
     import torch.nn as tnn
 
@@ -134,8 +135,9 @@ def learning_rates(cfg, steps_per_epoch: int):
 
 
 def augment(x, kind: str, pad: int, generator):
-    """Random flips / crops of a uint8 NCHW batch, as :func:`cnnjax.train.augment_batch` does them
-    (flip first; zero padding of ``pad`` pixels, crop back to H x W)."""
+    """Random flips / crops of a uint8 (B, C, H, W) batch, as :func:`cnnjax.train.augment_batch` does
+    them to its (B, H, W, C) batch (flip first; zero padding of ``pad`` pixels, crop back to H x W);
+    same shape and dtype out."""
     import torch
     import torch.nn.functional as F
     b, c, h, w = x.shape
@@ -152,7 +154,8 @@ def augment(x, kind: str, pad: int, generator):
 
 
 def evaluate(model, images, labels, normalize: Callable, batch_size: int) -> dict:
-    """Loss (no smoothing) and accuracy of ``model`` on uint8 NCHW ``images``."""
+    """Mean loss (no smoothing) and accuracy (a fraction) of ``model`` on uint8 (N, C, H, W)
+    ``images`` and int64 (N,) ``labels``; ``normalize`` maps a uint8 batch to float32."""
     import torch
     import torch.nn.functional as F
     model.eval()
