@@ -207,7 +207,6 @@ def speedrun(cfg, seeds: list[int], out: str, *, with_torch: bool = False, isola
     and returns the results dict."""
     from benchmarks import train_throughput
     from cnnjax import config as config_lib
-    os.makedirs(os.path.join(out, "runs"), exist_ok=True)
     loads, runs, runner = [_loadavg()], [], _Runner(isolate)
     t0 = time.time()
     try:
@@ -241,6 +240,7 @@ def speedrun(cfg, seeds: list[int], out: str, *, with_torch: bool = False, isola
 
 def _write(out: str, result: dict) -> None:
     from cnnjax import workdir as workdir_lib
+    os.makedirs(out, exist_ok=True)
     workdir_lib.write_json(os.path.join(out, "results.json"), result)
     m, loads = result["machine"], result["load_average"]
     text = (f"# Speedrun: {100 * result['target']:g}% Fashion-MNIST test accuracy\n\n"
@@ -290,8 +290,7 @@ def main(argv):
         run_dir = workdir_lib.Workdir(os.path.join(out, "runs", f"seed={seed}"))
         run_dir.resume_config(dataclasses.replace(cfg, seed=seed))
     command = "python -m launch.speedrun " + " ".join(shlex.quote(a) for a in _GIVEN)
-    result = speedrun(cfg, seeds, out,
-                      with_torch=_TORCH.value, isolate=_ISOLATE.value, command=command)
+    result = speedrun(cfg, seeds, out, with_torch=_TORCH.value, isolate=_ISOLATE.value, command=command)
     print(f"\n{table(result)}\n\nload average before / after each seed: "
           f"{', '.join(f'{l[0]:.2f}' for l in result['load_average'] if l)}\n"
           f"results: {os.path.join(out, 'results.md')}, {os.path.join(out, 'results.json')}")
