@@ -101,6 +101,9 @@ class TrainConfig:
                        choices=TTA)
     whiten_init: bool = setting(False, "Before training, set the model's 2x2 'whiten' conv (airbench family) from "
                                 "the eigenvectors of the training images' patch covariance and freeze its kernel.")
+    target_accuracy: float = setting(0.0, "Stop after the first evaluation whose validation accuracy is >= this "
+                                     "fraction (0 = off; needs a validation split); the test set is then measured "
+                                     "once. summary.json records the epoch and the wall time to it.")
 
     def __post_init__(self):  # canonical model options: sorted keys, tuples (equal after a JSON round trip)
         object.__setattr__(self, "model_options", _canonical(dict(self.model_options or {})))
@@ -133,6 +136,11 @@ class TrainConfig:
         checks["grad_accum_steps"] = positive("grad_accum_steps")
         checks["crop_padding"] = (0 <= self.crop_padding <= 64, f"must be in [0, 64], got {self.crop_padding}")
         checks["ema_decay"] = (0 <= self.ema_decay < 1, f"must be in [0, 1) (0 = off), got {self.ema_decay}")
+        checks["target_accuracy"] = (
+            0 <= self.target_accuracy <= 1 and (self.target_accuracy == 0 or self.validation_size > 0),
+            f"must be in [0, 1], got {self.target_accuracy}" if not 0 <= self.target_accuracy <= 1 else
+            f"needs a validation split (it stops on validation accuracy, never on test accuracy): set "
+            f"config.validation_size > 0, got {self.validation_size}")
         for f in dataclasses.fields(self):
             choices = f.metadata["choices"]
             if choices and getattr(self, f.name) not in choices:

@@ -4,7 +4,9 @@ The work directory (files: :mod:`cnnjax.workdir`) holds everything a researcher 
 trust, resume and re-make the run.  Rerunning with the same config resumes from the latest
 readable checkpoint and ends with bit-identical parameters and metrics to an uninterrupted
 run; a finished run is not repeated; a config whose numbers would differ is refused; one
-process trains in a directory at a time.  Every check of the config, the data and the model
+process trains in a directory at a time.  With ``target_accuracy`` the run stops after the
+first evaluation whose validation accuracy reaches it, and is then finished (time-to-target
+fields of summary.json: :func:`_target_record`).  Every check of the config, the data and the model
 happens before anything is written.
 """
 from __future__ import annotations
@@ -42,6 +44,7 @@ class Setup(NamedTuple):
     tx: Any
     schedule: Any
     mesh: Any
+    load_seconds: float = 0.0  # wall time of reading the data and splitting off the validation set
 
     def data_info(self) -> dict:
         ds = self.data
@@ -59,11 +62,19 @@ def as_config(config: config_lib.TrainConfig | Mapping) -> config_lib.TrainConfi
     return config
 
 
+def load_data(cfg: config_lib.TrainConfig) -> data_lib.Dataset:
+    """``cfg``'s dataset: its first num_train / num_test images, the validation split held out
+    of the training set by ``cfg.seed`` (uint8 NHWC, as :class:`cnnjax.data.Dataset`)."""
+    ds = data_lib.load(cfg.dataset, cfg.data_dir).subset(cfg.num_train or None, cfg.num_test or None)
+    return ds.hold_out(cfg.validation_size, cfg.seed)
+
+
 def build(cfg: config_lib.TrainConfig) -> Setup:
     """Load the data and build model and optimizer for ``cfg``; ValueError for anything that
     does not fit (no batch fits the training set, batch not divisible by the devices, ...)."""
-    ds = data_lib.load(cfg.dataset, cfg.data_dir).subset(cfg.num_train or None, cfg.num_test or None)
-    ds = ds.hold_out(cfg.validation_size, cfg.seed)
+    t0 = time.perf_counter()
+    ds = load_data(cfg)
+    load_seconds = time.perf_counter() - t0
     model = models.create(cfg.model, ds.num_classes, **cfg.model_options)
     arch = summary.summarize(model, ds.image_shape, cfg.model)
     if tuple(arch.rows[-1].output_shape) != (ds.num_classes,):
@@ -81,7 +92,8 @@ def build(cfg: config_lib.TrainConfig) -> Setup:
     if mesh is not None and cfg.batch_size % mesh.size:
         raise ValueError(f"config.batch_size {cfg.batch_size} must be a multiple of the number of devices "
                          f"({mesh.size})")
-    return Setup(cfg, ds, model, arch, steps, train.make_optimizer(cfg, steps), train.make_schedule(cfg, steps), mesh)
+    return Setup(cfg, ds, model, arch, steps, train.make_optimizer(cfg, steps), train.make_schedule(cfg, steps), mesh,
+                 load_seconds)
 
 
 def available_memory() -> int | None:
@@ -159,12 +171,13 @@ def _written_file(e: Exception) -> str:
 def _finished(wd: Workdir, log) -> dict | None:
     done = wd.summary()
     if done is not None:
-        log(f"{wd.path} already finished ({done['epochs']} epochs, final test accuracy "
+        log(f"{wd.path} already finished ({done.get('epochs_trained', done['epochs'])} epochs, final test accuracy "
             f"{done['final_test_accuracy']:.4f}); nothing to do")
     return done
 
 
 def _train(s: Setup, wd: Workdir, log, on_epoch) -> dict:
+    wall0 = time.perf_counter()  # the clock of time_to_target_seconds (see _target_record)
     cfg, ds = s.cfg, s.data
     primary = jax.process_index() == 0  # with several hosts only process 0 writes files (Orbax coordinates itself)
     checkpoints = ckpt_lib.Checkpoints(wd.checkpoint_dir, keep=cfg.keep_checkpoints, log=log)
@@ -184,9 +197,10 @@ def _train(s: Setup, wd: Workdir, log, on_epoch) -> dict:
     bar = _Progress(cfg.progress, log)
     writer = _tensorboard(wd.path, start) if primary else None
     from cnnjax import plots  # matplotlib only when a run actually trains
-    wall0 = time.perf_counter()
+    reached, to_target = _reached_target(cfg, rows), None
+    last = cfg.epochs if reached is None else start  # a resumed run that had stopped trains no further
     try:
-        for epoch in range(start + 1, cfg.epochs + 1):
+        for epoch in range(start + 1, last + 1):
             bar.start_epoch(epoch, cfg.epochs, s.steps_per_epoch, cfg.batch_size)
             t0 = time.perf_counter()
             state, m = run_epoch(state, images, labels, epoch, bar.on_step)
@@ -205,20 +219,28 @@ def _train(s: Setup, wd: Workdir, log, on_epoch) -> dict:
                 row.update(val_loss=ev["loss"], val_accuracy=ev["accuracy"])
             row["seconds"] = time.perf_counter() - t0
             rows.append(row)
+            if (reached := _reached_target(cfg, rows)) is not None:
+                to_target = time.perf_counter() - wall0 if start == 0 else None  # timed from scratch only
             if primary:
                 wd.append_metrics(row)
                 _log_scalars(writer, row)
-            if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs:
+            if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs or reached is not None:
                 metrics = {"val_accuracy": row["val_accuracy"]} if row["val_accuracy"] is not None else None
                 checkpoints.save(epoch, state, {"epoch": epoch, "step": row["step"]}, metrics)
-            if primary:
+            if primary and not cfg.target_accuracy:  # a timed run plots once, after the clock stops
                 plots.plot_curves(rows, wd.file("curves.png"), title=f"{os.path.basename(wd.path)}: {cfg.model}")
             bar.end_epoch(row)
             if on_epoch is not None:
                 on_epoch(row)
+            if reached is not None:
+                log(f"validation accuracy {row['val_accuracy']:.4f} >= target {cfg.target_accuracy} in epoch "
+                    f"{epoch}: stopped" + (f" after {to_target:.1f}s" if to_target is not None else ""))
+                break
+        if primary and cfg.target_accuracy:
+            plots.plot_curves(rows, wd.file("curves.png"), title=f"{os.path.basename(wd.path)}: {cfg.model}")
         checkpoints.wait()
         tests = _test_once(s, state, rows, checkpoints, eval_fn)
-        _log_scalars(writer, {"epoch": cfg.epochs, **{f"test_{m}_{k}": v for k, ev in tests.items()
+        _log_scalars(writer, {"epoch": rows[-1]["epoch"], **{f"test_{m}_{k}": v for k, ev in tests.items()
                                                        for m, v in ev.items() if m in ("loss", "accuracy")}})
     finally:
         checkpoints.close()
@@ -227,10 +249,33 @@ def _train(s: Setup, wd: Workdir, log, on_epoch) -> dict:
     log(f"test accuracy {tests['final']['accuracy']:.4f} (final epoch), {tests['selected']['accuracy']:.4f} "
         f"(epoch {tests['selected']['epoch']}, selected by validation accuracy)" if ds.has_validation else
         f"test accuracy {tests['final']['accuracy']:.4f} (final epoch)")
-    result = _summary(s, rows, tests, int(state.step), time.perf_counter() - wall0)
+    result = {**_summary(s, rows, tests, int(state.step), time.perf_counter() - wall0),
+              **_target_record(cfg, rows, reached, to_target, s.load_seconds)}
     if primary:
         wd.write_summary(result)
     return {"status": "finished", **result}
+
+
+def _reached_target(cfg: config_lib.TrainConfig, rows: list[dict]) -> int | None:
+    """The first epoch of ``rows`` whose validation accuracy is >= ``cfg.target_accuracy``
+    (None: no target, or not reached).  Test metrics are never consulted."""
+    return next((r["epoch"] for r in rows if cfg.target_accuracy and r.get("val_accuracy") is not None
+                 and r["val_accuracy"] >= cfg.target_accuracy), None)
+
+
+def _target_record(cfg: config_lib.TrainConfig, rows: list[dict], reached: int | None, seconds: float | None,
+                   load_seconds: float) -> dict:
+    """summary.json's time-to-target fields.  ``time_to_target_seconds`` (wall seconds, None when
+    the target was not reached or the run resumed from a checkpoint) runs from the start of
+    training -- state initialisation, the training set placed on the device, every jit
+    compilation, the training epochs, their validation evaluations, metrics lines and the
+    checkpoints of earlier epochs -- to the end of the evaluation that reached the target.  Out
+    of it: reading the data and splitting off the validation set (``data_load_seconds``, this
+    session's), building and checking the model, the work directory's config, the checkpoint
+    of the target epoch, the test evaluation and this summary."""
+    return {"target_accuracy": cfg.target_accuracy, "target_reached": reached is not None, "target_epoch": reached,
+            "time_to_target_seconds": seconds, "epochs_trained": rows[-1]["epoch"],
+            "data_load_seconds": load_seconds}
 
 
 def _resume(s: Setup, wd: Workdir, checkpoints: ckpt_lib.Checkpoints, log):

@@ -43,17 +43,19 @@ def _silence_stderr() -> None:
     sys.stderr = open(os.devnull, "w")
 
 
-def define_config_flag():
-    """``--config=FILE[:ARG]`` plus ``--config.KEY=VALUE`` overrides of any setting (ml_collections
-    ``config_flags``); keys a file does not have, e.g. model options, may be added from the
-    command line and are checked by :func:`train_config`."""
+def define_config_flag(default: str | None = None):
+    """``--config=FILE[:ARG]`` (default ``default``, else experiments/configs/default.py) plus
+    ``--config.KEY=VALUE`` overrides of any setting (ml_collections ``config_flags``); keys a file
+    does not have, e.g. model options, may be added from the command line and are checked by
+    :func:`train_config`."""
     import os
 
     from ml_collections import config_flags
-    default = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), DEFAULT_CONFIG)
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    default = default or os.path.join(repo, DEFAULT_CONFIG)
     return config_flags.DEFINE_config_file(
-        "config", default, f"Experiment config file (default {DEFAULT_CONFIG}); a file may take an argument "
-        "after ':'. Override any setting with --config.KEY=VALUE; the settings are in cnnjax/config.py.",
+        "config", default, f"Experiment config file (default {os.path.relpath(default, repo)}); a file may take an "
+        "argument after ':'. Override any setting with --config.KEY=VALUE; the settings are in cnnjax/config.py.",
         lock_config=False, accept_new_attributes=True)
 
 

@@ -1,0 +1,271 @@
+"""A speedrun recipe (a cnnjax :class:`~cnnjax.config.TrainConfig`) trained in PyTorch eager on the
+CPU, stopped the way cnnjax stops it, so ``launch.speedrun --torch`` can give the record as a ratio.
+
+    python -m benchmarks.speedrun_torch --config=experiments/configs/speedrun.py:0.915 --seed=0
+
+:func:`run` returns the same per-run record as the cnnjax side (:func:`record`): wall seconds to
+the target, the epoch, validation and test accuracy, data load seconds.  torch is imported
+lazily (the ``bench`` extra); it runs on ``len(os.sched_getaffinity(0))`` threads (the
+machine's cores, as XLA's CPU client uses them).
+
+Mirrored exactly:
+  * the data: :func:`cnnjax.experiment.load_data` -- same images, same validation images
+    held out by the seed, same normalisation ``(x / 255 - mean) / std`` with the training
+    split's statistics; uint8 batches gathered by index, the last incomplete batch dropped;
+  * the architectures (models ``padded_cnn`` and ``vgg_bn`` with its ``widths`` / ``dropout``
+    options; the twins of :mod:`benchmarks.train_throughput`), with the same parameter counts
+    and Flax's init scheme: LeCun-normal (truncated at 2 sigma) weights, zero biases, BN scale
+    1 / bias 0 (the values differ: other random draws);
+  * optimizer (Adam / AdamW / SGD with momentum; weight decay as cnnjax applies it: L2 in the
+    gradient for adam/sgd, decoupled for adamw) and the learning rate of every step, taken
+    from :func:`cnnjax.train.make_schedule` itself;
+  * the loss (softmax cross-entropy with the same label smoothing), the augmentation (per-image
+    random horizontal flip, then a random crop of the image zero-padded by ``crop_padding``,
+    on the uint8 pixels before normalisation), the batch size, the epoch budget;
+  * the stop rule and the clock: evaluation on the validation split every ``eval_every``
+    epochs (and after the last); stop after the first whose accuracy is >= ``target_accuracy``;
+    the test set measured once, afterwards.  Time to target runs from the end of data loading
+    (model creation and init, tensors, every epoch and evaluation included) to the end of
+    that evaluation -- as cnnjax's (see cnnjax.experiment._target_record).
+
+Not mirrored:
+  * random streams: data order, flips, crops, dropout and init draw from torch's generator
+    seeded with the seed, not JAX's keys (same distributions, different samples);
+  * BatchNorm's running variance: torch updates it with the unbiased batch variance, Flax with
+    the biased one (normalisation in training is the same);
+  * checkpoints, metrics files and plots (cnnjax writes a checkpoint at the stop, after its
+    clock stops; its per-epoch metrics lines are inside its clock);
+  * settings without a twin here raise ValueError: other models or model options,
+    ``compute_dtype=bfloat16``, ``grad_accum_steps > 1``.  Neither are the library features
+    being added for the speedrun (EMA of weights, test-time augmentation, whitening init,
+    BN options): add each in :func:`_train` / :func:`make_model` where marked when they land.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from typing import Callable
+
+SUPPORTED_OPTIONS = {"padded_cnn": (), "vgg_bn": ("widths", "dropout")}
+
+
+def threads() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def record(impl: str, cfg, *, reached: int | None, seconds: float | None, epochs_trained: int,
+           val_accuracy: float | None, test_accuracy: float, load_seconds: float, images_per_sec: float,
+           train_seconds: float) -> dict:
+    """One timed run: ``seconds`` = wall seconds to the target (None: not reached);
+    accuracies are fractions; ``images_per_sec`` = median training images/s over epochs."""
+    return {"impl": impl, "seed": cfg.seed, "target_accuracy": cfg.target_accuracy,
+            "target_reached": reached is not None, "target_epoch": reached, "time_to_target_seconds": seconds,
+            "epochs_trained": epochs_trained, "final_val_accuracy": val_accuracy,
+            "final_test_accuracy": test_accuracy, "data_load_seconds": load_seconds,
+            "train_images_per_sec": images_per_sec, "wall_seconds": train_seconds}
+
+
+def check(cfg) -> None:
+    """ValueError naming the setting this mirror cannot reproduce."""
+    if cfg.model not in SUPPORTED_OPTIONS:
+        raise ValueError(f"config.model {cfg.model!r}: benchmarks.speedrun_torch has no twin of it; "
+                         f"models: {', '.join(SUPPORTED_OPTIONS)}")
+    extra = sorted(set(cfg.model_options) - set(SUPPORTED_OPTIONS[cfg.model]))
+    if extra:
+        raise ValueError(f"config.model_options.{extra[0]}: benchmarks.speedrun_torch's {cfg.model} twin does "
+                         f"not take it (it takes: {', '.join(SUPPORTED_OPTIONS[cfg.model]) or 'none'})")
+    if cfg.compute_dtype != "float32":
+        raise ValueError("config.compute_dtype: benchmarks.speedrun_torch runs float32 only")
+    if cfg.grad_accum_steps != 1:
+        raise ValueError("config.grad_accum_steps: benchmarks.speedrun_torch does not accumulate gradients")
+
+
+def make_model(cfg, image_shape: tuple, num_classes: int):
+    """The torch twin of ``cfg.model`` for ``image_shape`` = (H, W, C) images, taking float32
+    (B, C, H, W) input, returning (B, num_classes) logits, with Flax's init scheme (module doc)."""
+    import torch
+    import torch.nn as tnn
+
+    from benchmarks import train_throughput as twins
+    h, w, c = image_shape
+    if cfg.model == "vgg_bn":
+        opts = cfg.model_options
+        net = twins.torch_vgg_bn(tuple(opts.get("widths", (24, 48))), opts.get("dropout", 0.3), h, c, num_classes)
+    else:
+        if (h, w, c, num_classes) != (28, 28, 1, 10):
+            raise ValueError(f"config.model {cfg.model}: the torch twin is built for 28x28x1 images and 10 classes")
+        net = twins.torch_model(cfg.model)
+    for m in net.modules():
+        if isinstance(m, (tnn.Conv2d, tnn.Linear)):
+            fan_in = m.weight[0].numel()  # (in / groups) * kh * kw, or in_features
+            std = 1.0 / math.sqrt(fan_in) / 0.87962566103423978  # flax lecun_normal: truncated normal
+            torch.nn.init.trunc_normal_(m.weight, 0.0, std, -2 * std, 2 * std)
+            if m.bias is not None:
+                torch.nn.init.zeros_(m.bias)
+    return net
+
+
+def make_optimizer(cfg, params):
+    import torch
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.learning_rate, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def learning_rates(cfg, steps_per_epoch: int):
+    """The learning rate of every optimizer step, float64 ``(epochs * steps_per_epoch,)``, from
+    cnnjax's own schedule (step i uses entry i, as optax does)."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from cnnjax import train
+    schedule = train.make_schedule(cfg, steps_per_epoch)
+    return np.asarray(jax.vmap(schedule)(jnp.arange(cfg.epochs * steps_per_epoch)), np.float64)
+
+
+def augment(x, kind: str, pad: int, generator):
+    """Random flips / crops of a uint8 (B, C, H, W) batch, as :func:`cnnjax.train.augment_batch` does
+    them to its (B, H, W, C) batch (flip first; zero padding of ``pad`` pixels, crop back to H x W);
+    same shape and dtype out."""
+    import torch
+    import torch.nn.functional as F
+    b, c, h, w = x.shape
+    if kind in ("flip", "flip_crop"):
+        flip = torch.rand(b, generator=generator) < 0.5
+        x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    if kind in ("crop", "flip_crop"):
+        padded = F.pad(x, (pad, pad, pad, pad))
+        oy, ox = torch.randint(0, 2 * pad + 1, (2, b), generator=generator)
+        rows = (oy[:, None] + torch.arange(h))[:, None, :, None]
+        cols = (ox[:, None] + torch.arange(w))[:, None, None, :]
+        x = padded[torch.arange(b)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
+    return x
+
+
+def evaluate(model, images, labels, normalize: Callable, batch_size: int) -> dict:
+    """Mean loss (no smoothing) and accuracy (a fraction) of ``model`` on uint8 (N, C, H, W)
+    ``images`` and int64 (N,) ``labels``; ``normalize`` maps a uint8 batch to float32."""
+    import torch
+    import torch.nn.functional as F
+    model.eval()
+    loss = correct = 0.0
+    with torch.no_grad():
+        for start in range(0, len(labels), batch_size):
+            logits = model(normalize(images[start:start + batch_size]))
+            y = labels[start:start + batch_size]
+            loss += float(F.cross_entropy(logits, y, reduction="sum"))
+            correct += int((logits.argmax(-1) == y).sum())
+    n = max(len(labels), 1)
+    return {"loss": loss / n, "accuracy": correct / n}
+
+
+def run(config, *, log: Callable[[str], None] = print) -> dict:
+    """Train ``config`` (TrainConfig or mapping, validated) in PyTorch eager; returns
+    :func:`record`.  ValueError for a setting this mirror does not reproduce (:func:`check`)."""
+    from cnnjax import experiment
+    cfg = experiment.as_config(config)
+    check(cfg)
+    t0 = time.perf_counter()
+    ds = experiment.load_data(cfg)
+    load_seconds = time.perf_counter() - t0
+    if cfg.target_accuracy and not ds.has_validation:
+        raise ValueError("config.target_accuracy needs a validation split")
+    import torch
+    torch.set_num_threads(threads())
+    steps = len(ds.train_labels) // cfg.batch_size
+    if steps == 0:
+        raise ValueError(f"config.batch_size {cfg.batch_size} is larger than the training set")
+    lrs = learning_rates(cfg, steps)  # cnnjax builds its schedule before its clock starts too
+    return _train(cfg, ds, lrs, steps, load_seconds, log)
+
+
+def _train(cfg, ds, lrs, steps: int, load_seconds: float, log) -> dict:
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    wall0 = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    model = make_model(cfg, ds.image_shape, ds.num_classes)  # (EMA / whitening init: here, when mirrored)
+    opt = make_optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
+    as_nchw = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2)))
+    images, labels = as_nchw(ds.train_images), torch.from_numpy(ds.train_labels.astype(np.int64))
+    val_images, val_labels = as_nchw(ds.val_images), torch.from_numpy(ds.val_labels.astype(np.int64))
+    shape = (1, -1, 1, 1)
+    mean, std = torch.tensor(ds.mean).reshape(shape), torch.tensor(ds.std).reshape(shape)
+    normalize = lambda x: (x.float() / 255.0 - mean) / std
+    reached = seconds = val_acc = None
+    rates, epoch, step = [], 0, 0
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        t0 = time.perf_counter()
+        order = torch.randperm(len(labels), generator=generator)
+        for i in range(steps):
+            idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            x = images[idx]
+            if cfg.augment != "none":
+                x = augment(x, cfg.augment, cfg.crop_padding, generator)
+            for group in opt.param_groups:
+                group["lr"] = float(lrs[step])
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(normalize(x)), labels[idx], label_smoothing=cfg.label_smoothing)
+            loss.backward()
+            opt.step()
+            step += 1
+        rates.append(steps * cfg.batch_size / (time.perf_counter() - t0))
+        if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+            val_acc = evaluate(model, val_images, val_labels, normalize, cfg.eval_batch_size)["accuracy"]
+            log(f"torch epoch {epoch} train_loss {float(loss.detach()):.4f} val_acc {val_acc:.4f} "
+                f"{rates[-1]:,.0f} img/s")
+            if cfg.target_accuracy and val_acc >= cfg.target_accuracy:
+                reached, seconds = epoch, time.perf_counter() - wall0
+                break
+    train_seconds = time.perf_counter() - wall0
+    test_images, test_labels = as_nchw(ds.test_images), torch.from_numpy(ds.test_labels.astype(np.int64))
+    test = evaluate(model, test_images, test_labels, normalize, cfg.eval_batch_size)  # once, at the end
+    log(f"torch test accuracy {test['accuracy']:.4f}" + (f"; target reached in epoch {reached} after "
+                                                          f"{seconds:.1f}s" if reached else ""))
+    return record("torch", cfg, reached=reached, seconds=seconds, epochs_trained=epoch, val_accuracy=val_acc,
+                  test_accuracy=test["accuracy"], load_seconds=load_seconds,
+                  images_per_sec=float(np.median(rates)), train_seconds=train_seconds)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--config", default="experiments/configs/speedrun.py:0.915", help="config file FILE[:ARG]")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="override a setting")
+    args = ap.parse_args(argv)
+    import importlib.util
+
+    from cnnjax import config as config_lib
+    path, _, arg = args.config.partition(":")
+    spec = importlib.util.spec_from_file_location("_speedrun_config", path)
+    if spec is None or not os.path.isfile(path):
+        print(f"error: --config: {path} is not a file", file=sys.stderr)
+        sys.exit(2)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    try:
+        base = module.get_config(arg) if arg else module.get_config()
+        overrides = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}
+        cfg = config_lib.from_dict(config_lib.apply(base, {**overrides, "seed": args.seed}))
+        print(json.dumps(run(cfg), indent=1))
+    except (ValueError, json.JSONDecodeError) as e:
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

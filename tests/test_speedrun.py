@@ -1,0 +1,255 @@
+"""Time to a target accuracy: config.target_accuracy stops a run at the first evaluation whose
+validation accuracy reaches it (the test set measured once, afterwards); launch.speedrun times
+seeds of a recipe and tabulates them; benchmarks.speedrun_torch is the PyTorch mirror."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from cnnjax import config as config_lib
+from cnnjax import experiment, train
+from cnnjax.workdir import Workdir
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# 576 training images after the 64 held out: 9 steps of 64 per epoch
+TINY = dict(dataset="synthetic", num_train=640, num_test=200, validation_size=64, batch_size=64, epochs=12,
+            learning_rate=1e-3, schedule="constant", seed=0, progress="none", checkpoint_every=100)
+TARGET = 0.9  # epoch 1 reaches 0.84, epoch 2 0.95 of the 64 validation images
+
+
+@pytest.fixture
+def count_evaluations(monkeypatch):
+    """{'val': n, 'test': n}: how often train.evaluate ran on each split."""
+    counts = {"val": 0, "test": 0}
+    real = train.evaluate
+
+    def counting(model, variables, dataset, batch_size=1000, split="test", **kw):
+        counts[split] += 1
+        return real(model, variables, dataset, batch_size, split, **kw)
+
+    monkeypatch.setattr(train, "evaluate", counting)
+    return counts
+
+
+def test_run_stops_at_first_evaluation_at_or_above_target_and_tests_once(tmp_path, count_evaluations):
+    workdir = tmp_path / "run"
+    result = experiment.train_and_evaluate(dict(TINY, target_accuracy=TARGET), str(workdir), log=lambda s: None)
+    rows = Workdir(workdir).metrics()
+    stop = rows[-1]["epoch"]
+    assert 1 < stop < TINY["epochs"], rows  # stopped early, and not trivially at the first evaluation
+    assert rows[-1]["val_accuracy"] >= TARGET
+    assert all(r["val_accuracy"] < TARGET for r in rows[:-1])
+    assert count_evaluations == {"val": stop, "test": 1}  # one test evaluation, after the stop
+    summary = Workdir(workdir).summary()
+    assert {k: summary[k] for k in result} == result
+    assert summary["target_reached"] is True and summary["target_epoch"] == stop == summary["epochs_trained"]
+    assert summary["selected_epoch"] == stop and summary["final_test_accuracy"] == summary["selected_test_accuracy"]
+    assert 0 < summary["time_to_target_seconds"] <= summary["this_session_seconds"]
+    # the clock covers the epochs up to the stop (compilation included), not the data loading
+    assert summary["time_to_target_seconds"] >= sum(r["seconds"] for r in rows)
+    assert summary["data_load_seconds"] > 0
+    # finished: the same command trains no further and tests nothing
+    again = experiment.train_and_evaluate(dict(TINY, target_accuracy=TARGET), str(workdir), log=lambda s: None)
+    assert again["epochs_trained"] == stop and len(Workdir(workdir).metrics()) == stop
+    assert count_evaluations["test"] == 1
+    # interrupted after the stop's checkpoint, before summary.json: resuming trains no further either,
+    # and the time to target of a resumed run is not reported (only a run timed from scratch counts)
+    os.remove(workdir / "summary.json")
+    resumed = experiment.train_and_evaluate(dict(TINY, target_accuracy=TARGET), str(workdir), log=lambda s: None)
+    assert len(Workdir(workdir).metrics()) == stop and count_evaluations == {"val": stop, "test": 2}
+    assert resumed["target_epoch"] == stop and resumed["time_to_target_seconds"] is None
+    assert resumed["final_test_accuracy"] == summary["final_test_accuracy"]
+
+
+def test_target_never_reached_trains_the_whole_budget(tmp_path):
+    result = experiment.train_and_evaluate(dict(TINY, epochs=2, target_accuracy=1.0), str(tmp_path / "r"),
+                                           log=lambda s: None)
+    assert result["target_reached"] is False and result["target_epoch"] is None
+    assert result["time_to_target_seconds"] is None and result["epochs_trained"] == 2
+
+
+def test_target_without_validation_split_is_a_config_error():
+    with pytest.raises(config_lib.ConfigError, match=r"^config\.target_accuracy needs a validation split"):
+        config_lib.from_dict(dict(TINY, validation_size=0, target_accuracy=0.9))
+    with pytest.raises(config_lib.ConfigError, match=r"^config\.target_accuracy must be in \[0, 1\]"):
+        config_lib.from_dict(dict(TINY, target_accuracy=91.5))
+
+
+def test_train_cli_refuses_target_without_validation_in_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "experiments.train", f"--workdir={tmp_path}/w",
+                           "--config.validation_size=0", "--config.target_accuracy=0.9"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("error: ")
+    assert "config.target_accuracy" in proc.stderr
+    assert not os.path.exists(tmp_path / "w")
+
+
+def test_torch_mirror_trains_a_tiny_config_and_stops_at_the_target():
+    pytest.importorskip("torch")
+    from benchmarks import speedrun_torch
+    lines = []
+    rec = speedrun_torch.run(dict(TINY, target_accuracy=TARGET), log=lines.append)
+    assert rec["impl"] == "torch" and rec["target_reached"] is True
+    assert rec["epochs_trained"] == rec["target_epoch"] < TINY["epochs"]
+    assert rec["final_val_accuracy"] >= TARGET
+    evaluated = [float(l.split("val_acc ")[1].split()[0]) for l in lines if l.startswith("torch epoch")]
+    assert len(evaluated) == rec["target_epoch"] and all(a < TARGET for a in evaluated[:-1])
+    assert 0 <= rec["final_test_accuracy"] <= 1 and rec["time_to_target_seconds"] > 0
+    assert sum(l.startswith("torch test accuracy") for l in lines) == 1
+
+
+def test_torch_twins_have_cnnjax_parameter_counts_and_the_same_schedule():
+    pytest.importorskip("torch")
+    import numpy as np
+    from benchmarks import speedrun_torch
+    from cnnjax import models, summary
+    for name, options in (("padded_cnn", {}), ("vgg_bn", {"widths": (8, 16), "dropout": 0.1})):
+        cfg = config_lib.from_dict(dict(TINY, model=name, model_options=options))
+        net = speedrun_torch.make_model(cfg, (28, 28, 1), 10)
+        expected = summary.summarize(models.create(name, 10, **options), (28, 28, 1), name).total_params
+        assert sum(p.numel() for p in net.parameters()) == expected
+    cfg = config_lib.from_dict(dict(TINY, schedule="onecycle", epochs=3))
+    lrs = speedrun_torch.learning_rates(cfg, 9)
+    assert lrs.shape == (27,) and lrs.max() == pytest.approx(cfg.learning_rate, rel=1e-3)
+    with pytest.raises(ValueError, match="config.model_options.activation"):
+        speedrun_torch.check(config_lib.from_dict(dict(TINY, model_options={"activation": "tanh"})))
+    assert np.all(np.diff(lrs[:8]) > 0)  # warming up
+
+
+SPEEDRUN_FLAGS = [f"--config.{k}={v}" for k, v in TINY.items() if k != "progress"] + \
+    ["--config.model=padded_cnn", "--config.model_options={}", "--config.augment=none", "--config.label_smoothing=0.0"]
+
+
+def run_speedrun(*args):
+    return subprocess.run([sys.executable, "-m", "launch.speedrun", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_launch_speedrun_tabulates_seeds_with_the_torch_ratio(tmp_path):
+    pytest.importorskip("torch")
+    out = tmp_path / "out"
+    proc = run_speedrun("--config=experiments/configs/speedrun.py:0.915", f"--target={TARGET}", "--seeds=2",
+                        "--torch", "--noisolate", f"--out={out}", *SPEEDRUN_FLAGS)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((out / "results.json").read_text())
+    assert result["target"] == TARGET and result["seeds"] == [0, 1]
+    for row in result["runs"]:
+        for impl in ("cnnjax", "torch"):
+            rec = row[impl]
+            assert rec["impl"] == impl and rec["seed"] == row["seed"] and rec["target_reached"]
+            assert rec["final_val_accuracy"] >= TARGET and rec["time_to_target_seconds"] > 0
+        summary = json.loads((out / "runs" / f"seed={row['seed']}" / "summary.json").read_text())
+        assert row["cnnjax"]["time_to_target_seconds"] == summary["time_to_target_seconds"]
+        assert row["cnnjax"]["final_test_accuracy"] == summary["final_test_accuracy"]
+    cnnjax = result["summary"]["cnnjax"]
+    times = sorted(r["cnnjax"]["time_to_target_seconds"] for r in result["runs"])
+    assert cnnjax["median_seconds"] == pytest.approx(sum(times) / 2)
+    tests = [100 * r["cnnjax"]["final_test_accuracy"] for r in result["runs"]]
+    assert cnnjax["test_mean"] == pytest.approx(sum(tests) / 2)
+    assert cnnjax["test_reached_fraction"] == sum(t >= 100 * TARGET for t in tests) / 2
+    assert cnnjax["median_load_seconds"] > 0
+    ratio = result["summary"]["ratio"]["median_of_medians"]
+    assert ratio == pytest.approx(cnnjax["median_seconds"] / result["summary"]["torch"]["median_seconds"])
+    md = (out / "results.md").read_text()
+    for text in ("| seed | cnnjax s to target | epoch | val % | test % | torch s to target", "median s to target",
+                 "test % mean ± std", "seeds with test >= 90%", "median data load s", f"**{ratio:.2f}x**"):
+        assert text in md and text in proc.stdout, text
+    assert "Load average" in md and "load average before / after each seed" in proc.stdout
+    assert f"`python -m launch.speedrun --config=experiments/configs/speedrun.py:0.915 --target={TARGET}" in md
+    assert "jax " in md and "torch " in md
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--target=0.92"], "--config: ValueError: no speedrun recipe for target '0.92'"),
+    (["--target=93", "--config=experiments/configs/speedrun.py"], "--target must be a fraction"),
+    (["--target=0.93", "--config.validation_size=0"], "config.target_accuracy needs a validation split"),
+    (["--config=experiments/configs/default.py"], "no target"),
+    (["--seeds=0"], "--seeds must be >= 1"),
+])
+def test_launch_speedrun_bad_input_is_one_error_line_and_writes_nothing(tmp_path, args, message):
+    proc = run_speedrun(*args, f"--out={tmp_path}/out")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.startswith("error: ") and proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert message in proc.stderr
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_speedrun_config_variants_are_valid_recipes_the_torch_mirror_takes():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("speedrun_cfg", os.path.join(REPO, "experiments/configs/speedrun.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for name, (target, _) in module.GOALS.items():
+        cfg = config_lib.from_dict(module.get_config(name))  # model and options checked too
+        assert cfg.target_accuracy == target and cfg.validation_size > 0
+        assert cfg.checkpoint_every >= cfg.epochs  # a checkpoint only at the stop / the end of the budget
+        assert module.variant(str(100 * target).rstrip("0").rstrip(".")) == name
+        if importlib.util.find_spec("torch") is not None:
+            from benchmarks import speedrun_torch
+            speedrun_torch.check(cfg)
+    with pytest.raises(ValueError, match="no speedrun recipe for target '0.92'"):
+        module.get_config("0.92")
+
+
+def test_torch_augmentation_flips_and_shifts_like_cnnjax():
+    torch = pytest.importorskip("torch")
+    import numpy as np
+    from benchmarks import speedrun_torch
+    x = torch.randint(1, 256, (64, 2, 6, 5), dtype=torch.uint8)  # no zeros: padding is recognisable
+    g = torch.Generator().manual_seed(0)
+    flipped = speedrun_torch.augment(x, "flip", 2, g)
+    same, mirrored = (flipped == x).flatten(1).all(1), (flipped == x.flip(3)).flatten(1).all(1)
+    assert bool((same | mirrored).all()) and 10 < int(mirrored.sum()) < 54
+    cropped = speedrun_torch.augment(x, "crop", 2, g).numpy()
+    padded = np.pad(x.numpy(), ((0, 0), (0, 0), (2, 2), (2, 2)))
+    shifts = set()
+    for i in range(64):
+        hits = [(dy, dx) for dy in range(5) for dx in range(5)
+                if np.array_equal(cropped[i], padded[i, :, dy:dy + 6, dx:dx + 5])]
+        assert len(hits) == 1
+        shifts.add(hits[0])
+    assert len(shifts) > 10  # offsets 0..2*pad in both directions
+
+
+def test_launch_speedrun_refuses_an_out_dir_holding_another_recipe(tmp_path):
+    out = tmp_path / "out"
+    run_dir = out / "runs" / "seed=0"
+    experiment.train_and_evaluate(dict(TINY, epochs=1, target_accuracy=TARGET), str(run_dir), log=lambda s: None)
+    before = sorted(p.name for p in out.rglob("*"))
+    proc = run_speedrun("--config=experiments/configs/speedrun.py:0.915", f"--target={TARGET}", "--seeds=1",
+                        f"--out={out}", *SPEEDRUN_FLAGS, "--config.learning_rate=0.01")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr[-2000:]
+    assert proc.stderr.startswith("error: ") and "holds a different run" in proc.stderr
+    assert sorted(p.name for p in out.rglob("*")) == before and not (out / "results.json").exists()
+
+
+def test_aggregate_counts_unreached_and_untimed_seeds_as_slowest():
+    """(In a subprocess: launch.speedrun defines --config, as experiments.summary does.)"""
+    code = """
+import json
+from launch import speedrun
+rec = lambda s, reached, test: {"time_to_target_seconds": s, "target_reached": reached, "target_epoch": 3 if reached
+    else None, "final_test_accuracy": test, "data_load_seconds": 1.0, "train_images_per_sec": 100.0}
+runs = [rec(10.0, True, 0.95), rec(None, False, 0.85), rec(30.0, True, 0.91), rec(None, True, 0.93)]
+print(json.dumps([speedrun.aggregate(runs, 0.92), speedrun.aggregate(runs[:3], 0.92)]))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    four, three = json.loads(proc.stdout)
+    assert four["median_seconds"] is None  # half of the seeds have no time: the median is not finite
+    assert three["median_seconds"] == 30.0 and three["reached_val"] == 2 and three["median_epochs"] == 3
+    assert four["test_reached_fraction"] == 0.5 and three["test_mean"] == pytest.approx(90.333, abs=1e-3)
+
+
+def test_launch_speedrun_isolates_each_run_in_a_fresh_process_by_default(tmp_path):
+    out = tmp_path / "out"
+    proc = run_speedrun("--config=experiments/configs/speedrun.py:0.915", f"--target={TARGET}", "--seeds=1",
+                        f"--out={out}", *SPEEDRUN_FLAGS)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((out / "results.json").read_text())
+    rec = result["runs"][0]["cnnjax"]
+    assert rec["target_reached"] and rec["time_to_target_seconds"] > 0 and "torch" not in result["summary"]
+    assert "stopped after" in proc.stdout  # the child's log reaches this process's stdout
