@@ -67,13 +67,23 @@ def state(workdir: str) -> str:
         return "partial"
 
 
+def _as_recorded(run_config):
+    """A run's recorded config with the settings added since it was recorded filled in as such
+    runs had them (``config.from_dict(older_run=True)``), so a new setting does not turn an
+    existing OUT into 'a different sweep'; a record that does not parse is compared as it is."""
+    try:
+        return config_lib.to_dict(config_lib.from_dict(run_config, check_model=False, older_run=True))
+    except (config_lib.ConfigError, TypeError):
+        return run_config
+
+
 def check_record(out: str, st: study_lib.Study) -> bool:
     """Whether OUT/sweep.json must be written; UsageError when it records a different sweep."""
     old = report.sweep_record(out)
     if old is None:
         return True
-    old_runs = {r.get("name"): r.get("config") for r in old.get("runs", []) if isinstance(r, dict)}
-    new_runs = {r["name"]: r["config"] for r in json.loads(json.dumps(st.record()))["runs"]}
+    old_runs = {r.get("name"): _as_recorded(r.get("config")) for r in old.get("runs", []) if isinstance(r, dict)}
+    new_runs = {r["name"]: _as_recorded(r["config"]) for r in json.loads(json.dumps(st.record()))["runs"]}
     if old_runs == new_runs:
         return False
     added = [n for n in new_runs if n not in old_runs]

@@ -115,6 +115,13 @@ def test_changed_sweep_is_refused(tmp_path):
     assert open(os.path.join(out, "sweep.json")).read() == record
     # settings that do not change the numbers may differ: the same sweep
     assert sweep.check_record(out, load(file, "--config.epochs=1", keep_checkpoints=1)) is False
+    # a record made before a setting existed (its configs lack the key): still the same sweep
+    older = json.loads(record)
+    for run in older["runs"]:
+        del run["config"]["tta"]
+    json.dump(older, open(os.path.join(out, "sweep.json"), "w"))
+    assert sweep.check_record(out, load(file, "--config.epochs=1")) is False
+    json.dump(json.loads(record), open(os.path.join(out, "sweep.json"), "w"))
     # the CLI says so in one line, exit 2
     r = cli("launch.sweep", f"--config={file}", f"--out={out}")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "holds a different sweep" in r.stderr
