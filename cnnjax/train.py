@@ -127,13 +127,14 @@ def whitening_kernel(images, mean: float, std: float, kernel_size: int = 2, eps:
     """airbench94's data-dependent init of its patch-whitening conv, as an HWIO kernel
     (k, k, C, 2*k*k*C) float32.
 
-    ``images``: uint8 (N, H, W, C), normalised with ``mean``/``std`` as in training.  From every
+    ``images``: uint8 (N, H, W, C), normalised as in training (:func:`cnnjax.data.normalize`:
+    ``(x / 255 - mean) / std``, ``mean``/``std`` in units of the [0, 1] pixel range).  From every
     k x k patch p (flattened in (kh, kw, c) order, the kernel's HWI order; d = k*k*C values) the
     uncentred covariance S = E[p p^T] (d x d, float64) is eigendecomposed, S = sum l_i v_i v_i^T;
     output channel i < d is v_i / sqrt(l_i + eps) (largest eigenvalue first) and channel d + i its
     negative.  Channel i then has E[y_i y_j] = delta_ij * l_i / (l_i + eps): whitened patches
     (up to eps), the negatives letting the following GELU pass both signs."""
-    x = (np.asarray(images, np.float64) - mean) / std
+    x = np.asarray(data_lib.normalize(images, mean, std), np.float64)  # exactly what the model sees
     n, h, w, c = x.shape
     k = kernel_size
     patches = np.stack([x[:, i:h - k + 1 + i, j:w - k + 1 + j, :] for i in range(k) for j in range(k)], axis=3)

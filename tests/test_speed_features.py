@@ -204,10 +204,10 @@ def test_whitening_kernel_whitens_patches():
     rng = np.random.default_rng(0)
     smooth = rng.normal(size=(200, 9, 9, 2)).cumsum(axis=1).cumsum(axis=2) / 3  # strongly correlated pixels
     images = np.clip(smooth * 20 + 128, 0, 255).astype(np.uint8)
-    mean, std = 128.0, 40.0
+    mean, std = 0.5, 0.16  # of pixels / 255, as cnnjax.data.normalize takes them
     kernel = train.whitening_kernel(images, mean, std, kernel_size=2)
     assert kernel.shape == (2, 2, 2, 16)
-    x = ((images.astype(np.float64) - mean) / std).astype(np.float32)
+    x = ((images.astype(np.float64) / 255 - mean) / std).astype(np.float32)  # what the model sees
     y = jax.lax.conv_general_dilated(x, kernel, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
     y = np.asarray(y, np.float64).reshape(-1, 16)
     second = y.T @ y / len(y)
