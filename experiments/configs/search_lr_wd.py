@@ -5,7 +5,7 @@ r"""Search study: learning rate x weight decay for padded_cnn on Fashion-MNIST, 
 
 Optuna (TPE, seed 0) samples 12 trials from learning_rate in [1e-4, 1e-2] and weight_decay in
 [1e-6, 1e-3] (both log-uniform; Adam, weight decay as L2 in the gradient); Ray Tune's ASHA
-scheduler compares trials on test accuracy after 1, 2 epochs (grace period 1, reduction factor 2)
+scheduler compares trials on validation accuracy (10% of the 10,000 held out) after 1, 2 epochs (grace period 1, reduction factor 2)
 and stops the weak ones; the others run the full 4 epochs.  padded_cnn, the first 10,000
 Fashion-MNIST training images (full test set), batch 128, cosine schedule.  Two trials at a time
 on a 2-core machine.  Writes OUT/results.{md,csv,png} (one row per trial; the stopped ones listed
