@@ -50,7 +50,15 @@ import sys
 import time
 from typing import Callable
 
-SUPPORTED_OPTIONS = {"padded_cnn": (), "vgg_bn": ("widths", "dropout")}
+AIRBENCH_OPTIONS = ("widths", "whiten_width", "bn_momentum", "bn_scale", "block_conv")
+SUPPORTED_OPTIONS = {"padded_cnn": (), "vgg_bn": ("widths", "dropout"), "airbench": AIRBENCH_OPTIONS,
+                     "airbench28_s": AIRBENCH_OPTIONS, "airbench28_m": AIRBENCH_OPTIONS,
+                     "airbench28_l": AIRBENCH_OPTIONS}
+#: cnnjax's registry defaults of the airbench family (cnnjax.models.Airbench and its partials)
+AIRBENCH_DEFAULTS = {"airbench": dict(widths=(64, 256, 256), whiten_width=24),
+                     "airbench28_s": dict(widths=(8, 16, 16), whiten_width=8),
+                     "airbench28_m": dict(widths=(16, 32, 32), whiten_width=8),
+                     "airbench28_l": dict(widths=(32, 64, 64), whiten_width=8)}
 
 
 def threads() -> int:
@@ -82,6 +90,9 @@ def check(cfg) -> None:
     if extra:
         raise ValueError(f"config.model_options.{extra[0]}: benchmarks.speedrun_torch's {cfg.model} twin does "
                          f"not take it (it takes: {', '.join(SUPPORTED_OPTIONS[cfg.model]) or 'none'})")
+    if cfg.model_options.get("block_conv", "conv") != "conv":
+        raise ValueError(f"config.model_options.block_conv: benchmarks.speedrun_torch's {cfg.model} twin has the "
+                         f"plain 3x3 conv only (block_conv='conv'), not {cfg.model_options['block_conv']!r}")
     if cfg.compute_dtype != "float32":
         raise ValueError("config.compute_dtype: benchmarks.speedrun_torch runs float32 only")
     if cfg.grad_accum_steps != 1:
@@ -96,6 +107,8 @@ def make_model(cfg, image_shape: tuple, num_classes: int):
 
     from benchmarks import train_throughput as twins
     h, w, c = image_shape
+    if cfg.model in AIRBENCH_DEFAULTS:
+        return torch_airbench(image_shape, num_classes, **{**AIRBENCH_DEFAULTS[cfg.model], **cfg.model_options})
     if cfg.model == "vgg_bn":
         opts = cfg.model_options
         net = twins.torch_vgg_bn(tuple(opts.get("widths", (24, 48))), opts.get("dropout", 0.3), h, c, num_classes)
@@ -110,6 +123,74 @@ def make_model(cfg, image_shape: tuple, num_classes: int):
             torch.nn.init.trunc_normal_(m.weight, 0.0, std, -2 * std, 2 * std)
             if m.bias is not None:
                 torch.nn.init.zeros_(m.bias)
+    return net
+
+
+def _lecun_normal_(weight) -> None:
+    """Flax's default kernel init: LeCun normal truncated at 2 sigma (fan_in = weight[0].numel())."""
+    import torch
+    std = 1.0 / math.sqrt(weight[0].numel()) / 0.87962566103423978
+    torch.nn.init.trunc_normal_(weight, 0.0, std, -2 * std, 2 * std)
+
+
+def torch_airbench(image_shape: tuple, num_classes: int, *, widths=(64, 256, 256), whiten_width: int = 24,
+                   bn_momentum: float = 0.6, bn_scale: bool = False, block_conv: str = "conv"):
+    """cnnjax's :class:`~cnnjax.models.Airbench` in torch.nn (NCHW), modules named as cnnjax's:
+    ``whiten`` 2x2 valid conv (+bias) to ``whiten_width``, exact GELU; per width a group [``conv1``
+    3x3 pad 1 no bias, max pool 2 (floor: 27 -> 13 -> 6 -> 3), ``bn1``, GELU, ``conv2``, ``bn2``,
+    GELU]; max pool 3 (3 -> 1); ``fc`` without bias; times 1/9.  BN: eps 1e-12, torch momentum
+    ``1 - bn_momentum`` (cnnjax's is Flax's), and without ``bn_scale`` no weight at all (bias only:
+    the same parameter count as cnnjax, where airbench94 freezes a weight of ones).  Init as
+    cnnjax's: whiten and fc LeCun normal (truncated), group convs :func:`cnnjax.models.dirac_init`
+    (uniform +-1/sqrt(fan_in), the first min(C_in, C_out) filters the identity), zero biases."""
+    from collections import OrderedDict
+
+    import torch
+    import torch.nn as tnn
+    if block_conv != "conv":
+        raise ValueError(f"block_conv {block_conv!r}: the torch airbench twin has block_conv='conv' only")
+
+    class Scale(tnn.Module):
+        def __init__(self, factor):
+            super().__init__()
+            self.factor = factor
+
+        def forward(self, x):
+            return x * self.factor
+
+    def bn(width):
+        m = tnn.BatchNorm2d(width, eps=1e-12, momentum=1 - bn_momentum)
+        if not bn_scale:
+            m.register_parameter("weight", None)  # F.batch_norm: no weight = scale 1, nothing to train
+        return m
+
+    h, w, c = image_shape
+    h, w = h - 1, w - 1  # the 2x2 valid whitening conv
+    layers, c_in = [("whiten", tnn.Conv2d(c, whiten_width, 2, padding=0, bias=True)), ("whiten_act", tnn.GELU())], \
+        whiten_width
+    for g, width in enumerate(widths, start=1):
+        layers += [(f"group{g}_conv1", tnn.Conv2d(c_in, width, 3, padding=1, bias=False)),
+                   (f"group{g}_pool", tnn.MaxPool2d(2)), (f"group{g}_bn1", bn(width)), (f"group{g}_act1", tnn.GELU()),
+                   (f"group{g}_conv2", tnn.Conv2d(width, width, 3, padding=1, bias=False)),
+                   (f"group{g}_bn2", bn(width)), (f"group{g}_act2", tnn.GELU())]
+        c_in, h, w = width, h // 2, w // 2
+    h, w = h // 3, w // 3
+    if h < 1 or w < 1:
+        raise ValueError(f"airbench: {image_shape[0]}x{image_shape[1]} images are too small for its pools")
+    layers += [("pool", tnn.MaxPool2d(3)), ("flatten", tnn.Flatten()),
+               ("fc", tnn.Linear(c_in * h * w, num_classes, bias=False)), ("scale", Scale(1 / 9))]
+    net = tnn.Sequential(OrderedDict(layers))
+    with torch.no_grad():
+        _lecun_normal_(net.whiten.weight)
+        net.whiten.bias.zero_()
+        _lecun_normal_(net.fc.weight)
+        for name, m in net.named_children():
+            if name.endswith(("_conv1", "_conv2")):
+                bound = 1.0 / math.sqrt(m.weight[0].numel())  # variance_scaling(1/3, fan_in, uniform)
+                m.weight.uniform_(-bound, bound)
+                n = min(m.in_channels, m.out_channels)
+                m.weight[:n] = 0.0
+                m.weight[torch.arange(n), torch.arange(n), 1, 1] = 1.0
     return net
 
 
