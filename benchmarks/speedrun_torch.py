@@ -234,16 +234,68 @@ def augment(x, kind: str, pad: int, generator):
     return x
 
 
-def evaluate(model, images, labels, normalize: Callable, batch_size: int) -> dict:
+def init_whitening(model, images, mean: float, std: float) -> None:
+    """Set ``model.whiten``'s kernel, in place, to :func:`cnnjax.train.whitening_kernel` of the first
+    :data:`cnnjax.train.WHITEN_IMAGES` of ``images`` (uint8 NHWC: the training split after the
+    validation hold-out, as cnnjax's ``init_whitening`` takes them), HWIO -> OIHW, and freeze it
+    (``requires_grad`` False: no step, no weight decay, no moments, as optax.set_to_zero); the bias trains."""
+    import torch
+
+    from cnnjax import train
+    weight = model.whiten.weight
+    kernel = train.whitening_kernel(images[:train.WHITEN_IMAGES], mean, std, weight.shape[-1])
+    with torch.no_grad():
+        weight.copy_(torch.from_numpy(kernel.transpose(3, 2, 0, 1)))
+    weight.requires_grad_(False)
+
+
+def make_ema(model, decay: float):
+    """The moving average of ``model``'s parameters and buffers (BN running statistics) as cnnjax
+    keeps it: starts as a copy of the current weights; each ``update_parameters(model)`` (after every
+    optimizer step) sets ema = decay * ema + (1 - decay) * new, in optax.incremental_update's form.
+    (BN's integer ``num_batches_tracked`` -- unused with a momentum, and absent in Flax -- is copied.)"""
+    import torch
+    from torch.optim.swa_utils import AveragedModel
+    rate = 1.0 - decay  # optax.incremental_update(new, old, rate) = rate * new + (1 - rate) * old
+
+    @torch.no_grad()
+    def avg_fn(ema, new, n_averaged):
+        return rate * new + (1.0 - rate) * ema if ema.is_floating_point() else new
+
+    ema = AveragedModel(model, avg_fn=avg_fn, use_buffers=True)
+    ema.update_parameters(model)  # the first update copies (n_averaged 0): the average starts here
+    return ema
+
+
+def tta_logits(logits_fn: Callable, x, tta: str = "none"):
+    """:func:`cnnjax.train.tta_logits` on a (B, C, H, W) batch: the same views (mirror = reversed
+    width axis; 'flip_shift' adds both mirrored one-pixel diagonal shifts with reflect padding)
+    with the same weights."""
+    import torch.nn.functional as F
+    mirror = lambda v: 0.5 * logits_fn(v) + 0.5 * logits_fn(v.flip(3))
+    if tta == "none":
+        return logits_fn(x)
+    if tta == "flip":
+        return mirror(x)
+    if tta == "flip_shift":
+        h, w = x.shape[2:]
+        padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+        shifted = 0.5 * mirror(padded[:, :, :h, :w]) + 0.5 * mirror(padded[:, :, 2:, 2:])
+        return 0.5 * mirror(x) + 0.5 * shifted
+    raise ValueError(f"unknown tta {tta!r}")
+
+
+def evaluate(model, images, labels, normalize: Callable, batch_size: int, tta: str = "none") -> dict:
     """Mean loss (no smoothing) and accuracy (a fraction) of ``model`` on uint8 (N, C, H, W)
-    ``images`` and int64 (N,) ``labels``; ``normalize`` maps a uint8 batch to float32."""
+    ``images`` and int64 (N,) ``labels`` with test-time augmentation ``tta`` (:func:`tta_logits`);
+    ``normalize`` maps a uint8 batch to float32."""
     import torch
     import torch.nn.functional as F
     model.eval()
     loss = correct = 0.0
     with torch.no_grad():
         for start in range(0, len(labels), batch_size):
-            logits = model(normalize(images[start:start + batch_size]))
+            logits = tta_logits(model, normalize(images[start:start + batch_size]), tta)
             y = labels[start:start + batch_size]
             loss += float(F.cross_entropy(logits, y, reduction="sum"))
             correct += int((logits.argmax(-1) == y).sum())
@@ -262,6 +314,11 @@ def run(config, *, log: Callable[[str], None] = print) -> dict:
     load_seconds = time.perf_counter() - t0
     if cfg.target_accuracy and not ds.has_validation:
         raise ValueError("config.target_accuracy needs a validation split")
+    if cfg.whiten_init:  # cnnjax checks this before its clock too (experiment.build)
+        from cnnjax import models, train
+        model = models.create(cfg.model, ds.num_classes, **cfg.model_options)
+        if problem := train.whitening_problem(model, ds.image_shape):
+            raise ValueError(problem)
     import torch
     torch.set_num_threads(threads())
     steps = len(ds.train_labels) // cfg.batch_size
@@ -271,6 +328,18 @@ def run(config, *, log: Callable[[str], None] = print) -> dict:
     return _train(cfg, ds, lrs, steps, load_seconds, log)
 
 
+def setup(cfg, ds):
+    """(model, ema, optimizer) for ``cfg`` on ``ds`` (a cnnjax Dataset): the twin (:func:`make_model`),
+    its whitening conv set and frozen with ``whiten_init`` (:func:`init_whitening`), the moving
+    average with ``ema_decay`` > 0 started from those weights (:func:`make_ema`; else None), the
+    optimizer over the parameters that train."""
+    model = make_model(cfg, ds.image_shape, ds.num_classes)
+    if cfg.whiten_init:
+        init_whitening(model, ds.train_images, ds.mean, ds.std)
+    ema = make_ema(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    return model, ema, make_optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
+
+
 def _train(cfg, ds, lrs, steps: int, load_seconds: float, log) -> dict:
     import numpy as np
     import torch
@@ -278,8 +347,8 @@ def _train(cfg, ds, lrs, steps: int, load_seconds: float, log) -> dict:
     wall0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
-    model = make_model(cfg, ds.image_shape, ds.num_classes)  # (EMA / whitening init: here, when mirrored)
-    opt = make_optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
+    model, ema, opt = setup(cfg, ds)  # inside the clock, as cnnjax's init (and whitening: experiment._resume)
+    evaluated = model if ema is None else ema  # every evaluation uses the average when one is kept
     as_nchw = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2)))
     images, labels = as_nchw(ds.train_images), torch.from_numpy(ds.train_labels.astype(np.int64))
     val_images, val_labels = as_nchw(ds.val_images), torch.from_numpy(ds.val_labels.astype(np.int64))
@@ -303,10 +372,12 @@ def _train(cfg, ds, lrs, steps: int, load_seconds: float, log) -> dict:
             loss = F.cross_entropy(model(normalize(x)), labels[idx], label_smoothing=cfg.label_smoothing)
             loss.backward()
             opt.step()
+            if ema is not None:
+                ema.update_parameters(model)
             step += 1
         rates.append(steps * cfg.batch_size / (time.perf_counter() - t0))
         if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
-            val_acc = evaluate(model, val_images, val_labels, normalize, cfg.eval_batch_size)["accuracy"]
+            val_acc = evaluate(evaluated, val_images, val_labels, normalize, cfg.eval_batch_size, cfg.tta)["accuracy"]
             log(f"torch epoch {epoch} train_loss {float(loss.detach()):.4f} val_acc {val_acc:.4f} "
                 f"{rates[-1]:,.0f} img/s")
             if cfg.target_accuracy and val_acc >= cfg.target_accuracy:
@@ -314,7 +385,7 @@ def _train(cfg, ds, lrs, steps: int, load_seconds: float, log) -> dict:
                 break
     train_seconds = time.perf_counter() - wall0
     test_images, test_labels = as_nchw(ds.test_images), torch.from_numpy(ds.test_labels.astype(np.int64))
-    test = evaluate(model, test_images, test_labels, normalize, cfg.eval_batch_size)  # once, at the end
+    test = evaluate(evaluated, test_images, test_labels, normalize, cfg.eval_batch_size, cfg.tta)  # once, at the end
     log(f"torch test accuracy {test['accuracy']:.4f}" + (f"; target reached in epoch {reached} after "
                                                           f"{seconds:.1f}s" if reached else ""))
     return record("torch", cfg, reached=reached, seconds=seconds, epochs_trained=epoch, val_accuracy=val_acc,
