@@ -16,6 +16,20 @@ Mirrored exactly:
     options; the twins of :mod:`benchmarks.train_throughput`), with the same parameter counts
     and Flax's init scheme: LeCun-normal (truncated at 2 sigma) weights, zero biases, BN scale
     1 / bias 0 (the values differ: other random draws);
+  * the airbench family (``airbench``, ``airbench28_s`` / ``_m`` / ``_l``; options ``widths``,
+    ``whiten_width``, ``bn_momentum``, ``bn_scale``, ``block_conv='conv'``), :func:`torch_airbench`:
+    the same layers and floor-mode pools (27 -> 13 -> 6 -> 3 -> 1 on 28x28), exact GELU, the 1/9
+    output scaling, BN eps 1e-12 with torch momentum ``1 - bn_momentum``, no BN weight at all
+    without ``bn_scale`` (the same parameter count), cnnjax's ``dirac_init`` for the group convs;
+    given Flax's weights it computes cnnjax's logits (tests/test_speedrun.py);
+  * ``whiten_init``: the kernel of :func:`cnnjax.train.whitening_kernel` itself from the same
+    images (the first ``WHITEN_IMAGES`` of the training split after the hold-out), frozen (its
+    bias trains), set inside the clock as cnnjax sets it;
+  * ``ema_decay``: the moving average of the parameters and BN running statistics after every
+    optimizer step (``torch.optim.swa_utils.AveragedModel``, ``use_buffers=True``), from the
+    initial (post-whitening) weights, used for every evaluation, validation and test;
+  * ``tta`` 'none' / 'flip' / 'flip_shift': the views and weights of :func:`cnnjax.train.tta_logits`
+    (reflect padding) in every evaluation;
   * optimizer (Adam / AdamW / SGD with momentum; weight decay as cnnjax applies it: L2 in the
     gradient for adam/sgd, decoupled for adamw) and the learning rate of every step, taken
     from :func:`cnnjax.train.make_schedule` itself;
@@ -32,13 +46,14 @@ Not mirrored:
   * random streams: data order, flips, crops, dropout and init draw from torch's generator
     seeded with the seed, not JAX's keys (same distributions, different samples);
   * BatchNorm's running variance: torch updates it with the unbiased batch variance, Flax with
-    the biased one (normalisation in training is the same);
+    the biased one (normalisation in training is the same); the EMA averages those statistics;
   * checkpoints, metrics files and plots (cnnjax writes a checkpoint at the stop, after its
     clock stops; its per-epoch metrics lines are inside its clock);
-  * settings without a twin here raise ValueError: other models or model options,
-    ``compute_dtype=bfloat16``, ``grad_accum_steps > 1``.  Neither are the library features
-    being added for the speedrun (EMA of weights, test-time augmentation, whitening init,
-    BN options): add each in :func:`_train` / :func:`make_model` where marked when they land.
+  * float rounding: the EMA, whitening and TTA arithmetic is the same, but torch's and XLA's
+    kernels round differently;
+  * settings without a twin here raise ValueError: other models or model options (airbench's
+    ``block_conv`` other than 'conv', ``groups``, ``scaling_factor``, ``conv_impl``),
+    ``compute_dtype=bfloat16``, ``grad_accum_steps > 1`` (so EMA with gradient accumulation too).
 """
 from __future__ import annotations
 

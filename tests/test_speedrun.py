@@ -175,7 +175,7 @@ WHITE = dict(TINY, model="airbench28_s", whiten_init=True, ema_decay=0.8, tta="f
              weight_decay=1e-3)
 
 
-def _steps(speedrun_torch, cfg, model, ema, opt, ds, n):
+def _steps(cfg, model, ema, opt, ds, n):
     """``n`` training steps as the mirror's loop takes them; the weights after each (float64)."""
     import torch
     import torch.nn.functional as F
@@ -206,7 +206,7 @@ def test_torch_whitening_init_is_cnnjax_kernel_frozen_and_ema_averages_every_ste
     assert not model.whiten.weight.requires_grad and model.whiten.bias.requires_grad
     start = {k: v.detach().double().clone() for k, v in model.state_dict().items()}
     assert all(torch.equal(start[k], v.double()) for k, v in ema.module.state_dict().items())  # starts here
-    after = _steps(speedrun_torch, cfg, model, ema, opt, ds, 3)
+    after = _steps(cfg, model, ema, opt, ds, 3)
     assert torch.equal(model.whiten.weight, torch.from_numpy(kernel.transpose(3, 2, 0, 1)))  # frozen
     assert not torch.equal(after[-1]["whiten.bias"], start["whiten.bias"])  # the bias trains
     d = cfg.ema_decay
