@@ -16,6 +16,20 @@ Mirrored exactly:
     options; the twins of :mod:`benchmarks.train_throughput`), with the same parameter counts
     and Flax's init scheme: LeCun-normal (truncated at 2 sigma) weights, zero biases, BN scale
     1 / bias 0 (the values differ: other random draws);
+  * the airbench family (``airbench``, ``airbench28_s`` / ``_m`` / ``_l``; options ``widths``,
+    ``whiten_width``, ``bn_momentum``, ``bn_scale``, ``block_conv='conv'``), :func:`torch_airbench`:
+    the same layers and floor-mode pools (27 -> 13 -> 6 -> 3 -> 1 on 28x28), exact GELU, the 1/9
+    output scaling, BN eps 1e-12 with torch momentum ``1 - bn_momentum``, no BN weight at all
+    without ``bn_scale`` (the same parameter count), cnnjax's ``dirac_init`` for the group convs;
+    given Flax's weights it computes cnnjax's logits (tests/test_speedrun.py);
+  * ``whiten_init``: the kernel of :func:`cnnjax.train.whitening_kernel` itself from the same
+    images (the first ``WHITEN_IMAGES`` of the training split after the hold-out), frozen (its
+    bias trains), set inside the clock as cnnjax sets it;
+  * ``ema_decay``: the moving average of the parameters and BN running statistics after every
+    optimizer step (``torch.optim.swa_utils.AveragedModel``, ``use_buffers=True``), from the
+    initial (post-whitening) weights, used for every evaluation, validation and test;
+  * ``tta`` 'none' / 'flip' / 'flip_shift': the views and weights of :func:`cnnjax.train.tta_logits`
+    (reflect padding) in every evaluation;
   * optimizer (Adam / AdamW / SGD with momentum; weight decay as cnnjax applies it: L2 in the
     gradient for adam/sgd, decoupled for adamw) and the learning rate of every step, taken
     from :func:`cnnjax.train.make_schedule` itself;
@@ -32,13 +46,14 @@ Not mirrored:
   * random streams: data order, flips, crops, dropout and init draw from torch's generator
     seeded with the seed, not JAX's keys (same distributions, different samples);
   * BatchNorm's running variance: torch updates it with the unbiased batch variance, Flax with
-    the biased one (normalisation in training is the same);
+    the biased one (normalisation in training is the same); the EMA averages those statistics;
   * checkpoints, metrics files and plots (cnnjax writes a checkpoint at the stop, after its
     clock stops; its per-epoch metrics lines are inside its clock);
-  * settings without a twin here raise ValueError: other models or model options,
-    ``compute_dtype=bfloat16``, ``grad_accum_steps > 1``.  Neither are the library features
-    being added for the speedrun (EMA of weights, test-time augmentation, whitening init,
-    BN options): add each in :func:`_train` / :func:`make_model` where marked when they land.
+  * float rounding: the EMA, whitening and TTA arithmetic is the same, but torch's and XLA's
+    kernels round differently;
+  * settings without a twin here raise ValueError: other models or model options (airbench's
+    ``block_conv`` other than 'conv', ``groups``, ``scaling_factor``, ``conv_impl``),
+    ``compute_dtype=bfloat16``, ``grad_accum_steps > 1`` (so EMA with gradient accumulation too).
 """
 from __future__ import annotations
 
@@ -50,7 +65,15 @@ import sys
 import time
 from typing import Callable
 
-SUPPORTED_OPTIONS = {"padded_cnn": (), "vgg_bn": ("widths", "dropout")}
+AIRBENCH_OPTIONS = ("widths", "whiten_width", "bn_momentum", "bn_scale", "block_conv")
+SUPPORTED_OPTIONS = {"padded_cnn": (), "vgg_bn": ("widths", "dropout"), "airbench": AIRBENCH_OPTIONS,
+                     "airbench28_s": AIRBENCH_OPTIONS, "airbench28_m": AIRBENCH_OPTIONS,
+                     "airbench28_l": AIRBENCH_OPTIONS}
+#: cnnjax's registry defaults of the airbench family (cnnjax.models.Airbench and its partials)
+AIRBENCH_DEFAULTS = {"airbench": dict(widths=(64, 256, 256), whiten_width=24),
+                     "airbench28_s": dict(widths=(8, 16, 16), whiten_width=8),
+                     "airbench28_m": dict(widths=(16, 32, 32), whiten_width=8),
+                     "airbench28_l": dict(widths=(32, 64, 64), whiten_width=8)}
 
 
 def threads() -> int:
@@ -82,6 +105,9 @@ def check(cfg) -> None:
     if extra:
         raise ValueError(f"config.model_options.{extra[0]}: benchmarks.speedrun_torch's {cfg.model} twin does "
                          f"not take it (it takes: {', '.join(SUPPORTED_OPTIONS[cfg.model]) or 'none'})")
+    if cfg.model_options.get("block_conv", "conv") != "conv":
+        raise ValueError(f"config.model_options.block_conv: benchmarks.speedrun_torch's {cfg.model} twin has the "
+                         f"plain 3x3 conv only (block_conv='conv'), not {cfg.model_options['block_conv']!r}")
     if cfg.compute_dtype != "float32":
         raise ValueError("config.compute_dtype: benchmarks.speedrun_torch runs float32 only")
     if cfg.grad_accum_steps != 1:
@@ -96,6 +122,8 @@ def make_model(cfg, image_shape: tuple, num_classes: int):
 
     from benchmarks import train_throughput as twins
     h, w, c = image_shape
+    if cfg.model in AIRBENCH_DEFAULTS:
+        return torch_airbench(image_shape, num_classes, **{**AIRBENCH_DEFAULTS[cfg.model], **cfg.model_options})
     if cfg.model == "vgg_bn":
         opts = cfg.model_options
         net = twins.torch_vgg_bn(tuple(opts.get("widths", (24, 48))), opts.get("dropout", 0.3), h, c, num_classes)
@@ -110,6 +138,74 @@ def make_model(cfg, image_shape: tuple, num_classes: int):
             torch.nn.init.trunc_normal_(m.weight, 0.0, std, -2 * std, 2 * std)
             if m.bias is not None:
                 torch.nn.init.zeros_(m.bias)
+    return net
+
+
+def _lecun_normal_(weight) -> None:
+    """Flax's default kernel init: LeCun normal truncated at 2 sigma (fan_in = weight[0].numel())."""
+    import torch
+    std = 1.0 / math.sqrt(weight[0].numel()) / 0.87962566103423978
+    torch.nn.init.trunc_normal_(weight, 0.0, std, -2 * std, 2 * std)
+
+
+def torch_airbench(image_shape: tuple, num_classes: int, *, widths=(64, 256, 256), whiten_width: int = 24,
+                   bn_momentum: float = 0.6, bn_scale: bool = False, block_conv: str = "conv"):
+    """cnnjax's :class:`~cnnjax.models.Airbench` in torch.nn (NCHW), modules named as cnnjax's:
+    ``whiten`` 2x2 valid conv (+bias) to ``whiten_width``, exact GELU; per width a group [``conv1``
+    3x3 pad 1 no bias, max pool 2 (floor: 27 -> 13 -> 6 -> 3), ``bn1``, GELU, ``conv2``, ``bn2``,
+    GELU]; max pool 3 (3 -> 1); ``fc`` without bias; times 1/9.  BN: eps 1e-12, torch momentum
+    ``1 - bn_momentum`` (cnnjax's is Flax's), and without ``bn_scale`` no weight at all (bias only:
+    the same parameter count as cnnjax, where airbench94 freezes a weight of ones).  Init as
+    cnnjax's: whiten and fc LeCun normal (truncated), group convs :func:`cnnjax.models.dirac_init`
+    (uniform +-1/sqrt(fan_in), the first min(C_in, C_out) filters the identity), zero biases."""
+    from collections import OrderedDict
+
+    import torch
+    import torch.nn as tnn
+    if block_conv != "conv":
+        raise ValueError(f"block_conv {block_conv!r}: the torch airbench twin has block_conv='conv' only")
+
+    class Scale(tnn.Module):
+        def __init__(self, factor):
+            super().__init__()
+            self.factor = factor
+
+        def forward(self, x):
+            return x * self.factor
+
+    def bn(width):
+        m = tnn.BatchNorm2d(width, eps=1e-12, momentum=1 - bn_momentum)
+        if not bn_scale:
+            m.register_parameter("weight", None)  # F.batch_norm: no weight = scale 1, nothing to train
+        return m
+
+    h, w, c = image_shape
+    h, w = h - 1, w - 1  # the 2x2 valid whitening conv
+    layers, c_in = [("whiten", tnn.Conv2d(c, whiten_width, 2, padding=0, bias=True)), ("whiten_act", tnn.GELU())], \
+        whiten_width
+    for g, width in enumerate(widths, start=1):
+        layers += [(f"group{g}_conv1", tnn.Conv2d(c_in, width, 3, padding=1, bias=False)),
+                   (f"group{g}_pool", tnn.MaxPool2d(2)), (f"group{g}_bn1", bn(width)), (f"group{g}_act1", tnn.GELU()),
+                   (f"group{g}_conv2", tnn.Conv2d(width, width, 3, padding=1, bias=False)),
+                   (f"group{g}_bn2", bn(width)), (f"group{g}_act2", tnn.GELU())]
+        c_in, h, w = width, h // 2, w // 2
+    h, w = h // 3, w // 3
+    if h < 1 or w < 1:
+        raise ValueError(f"airbench: {image_shape[0]}x{image_shape[1]} images are too small for its pools")
+    layers += [("pool", tnn.MaxPool2d(3)), ("flatten", tnn.Flatten()),
+               ("fc", tnn.Linear(c_in * h * w, num_classes, bias=False)), ("scale", Scale(1 / 9))]
+    net = tnn.Sequential(OrderedDict(layers))
+    with torch.no_grad():
+        _lecun_normal_(net.whiten.weight)
+        net.whiten.bias.zero_()
+        _lecun_normal_(net.fc.weight)
+        for name, m in net.named_children():
+            if name.endswith(("_conv1", "_conv2")):
+                bound = 1.0 / math.sqrt(m.weight[0].numel())  # variance_scaling(1/3, fan_in, uniform)
+                m.weight.uniform_(-bound, bound)
+                n = min(m.in_channels, m.out_channels)
+                m.weight[:n] = 0.0
+                m.weight[torch.arange(n), torch.arange(n), 1, 1] = 1.0
     return net
 
 
@@ -153,16 +249,68 @@ def augment(x, kind: str, pad: int, generator):
     return x
 
 
-def evaluate(model, images, labels, normalize: Callable, batch_size: int) -> dict:
+def init_whitening(model, images, mean: float, std: float) -> None:
+    """Set ``model.whiten``'s kernel, in place, to :func:`cnnjax.train.whitening_kernel` of the first
+    :data:`cnnjax.train.WHITEN_IMAGES` of ``images`` (uint8 NHWC: the training split after the
+    validation hold-out, as cnnjax's ``init_whitening`` takes them), HWIO -> OIHW, and freeze it
+    (``requires_grad`` False: no step, no weight decay, no moments, as optax.set_to_zero); the bias trains."""
+    import torch
+
+    from cnnjax import train
+    weight = model.whiten.weight
+    kernel = train.whitening_kernel(images[:train.WHITEN_IMAGES], mean, std, weight.shape[-1])
+    with torch.no_grad():
+        weight.copy_(torch.from_numpy(kernel.transpose(3, 2, 0, 1)))
+    weight.requires_grad_(False)
+
+
+def make_ema(model, decay: float):
+    """The moving average of ``model``'s parameters and buffers (BN running statistics) as cnnjax
+    keeps it: starts as a copy of the current weights; each ``update_parameters(model)`` (after every
+    optimizer step) sets ema = decay * ema + (1 - decay) * new, in optax.incremental_update's form.
+    (BN's integer ``num_batches_tracked`` -- unused with a momentum, and absent in Flax -- is copied.)"""
+    import torch
+    from torch.optim.swa_utils import AveragedModel
+    rate = 1.0 - decay  # optax.incremental_update(new, old, rate) = rate * new + (1 - rate) * old
+
+    @torch.no_grad()
+    def avg_fn(ema, new, n_averaged):
+        return rate * new + (1.0 - rate) * ema if ema.is_floating_point() else new
+
+    ema = AveragedModel(model, avg_fn=avg_fn, use_buffers=True)
+    ema.update_parameters(model)  # the first update copies (n_averaged 0): the average starts here
+    return ema
+
+
+def tta_logits(logits_fn: Callable, x, tta: str = "none"):
+    """:func:`cnnjax.train.tta_logits` on a (B, C, H, W) batch: the same views (mirror = reversed
+    width axis; 'flip_shift' adds both mirrored one-pixel diagonal shifts with reflect padding)
+    with the same weights."""
+    import torch.nn.functional as F
+    mirror = lambda v: 0.5 * logits_fn(v) + 0.5 * logits_fn(v.flip(3))
+    if tta == "none":
+        return logits_fn(x)
+    if tta == "flip":
+        return mirror(x)
+    if tta == "flip_shift":
+        h, w = x.shape[2:]
+        padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+        shifted = 0.5 * mirror(padded[:, :, :h, :w]) + 0.5 * mirror(padded[:, :, 2:, 2:])
+        return 0.5 * mirror(x) + 0.5 * shifted
+    raise ValueError(f"unknown tta {tta!r}")
+
+
+def evaluate(model, images, labels, normalize: Callable, batch_size: int, tta: str = "none") -> dict:
     """Mean loss (no smoothing) and accuracy (a fraction) of ``model`` on uint8 (N, C, H, W)
-    ``images`` and int64 (N,) ``labels``; ``normalize`` maps a uint8 batch to float32."""
+    ``images`` and int64 (N,) ``labels`` with test-time augmentation ``tta`` (:func:`tta_logits`);
+    ``normalize`` maps a uint8 batch to float32."""
     import torch
     import torch.nn.functional as F
     model.eval()
     loss = correct = 0.0
     with torch.no_grad():
         for start in range(0, len(labels), batch_size):
-            logits = model(normalize(images[start:start + batch_size]))
+            logits = tta_logits(model, normalize(images[start:start + batch_size]), tta)
             y = labels[start:start + batch_size]
             loss += float(F.cross_entropy(logits, y, reduction="sum"))
             correct += int((logits.argmax(-1) == y).sum())
@@ -181,6 +329,11 @@ def run(config, *, log: Callable[[str], None] = print) -> dict:
     load_seconds = time.perf_counter() - t0
     if cfg.target_accuracy and not ds.has_validation:
         raise ValueError("config.target_accuracy needs a validation split")
+    if cfg.whiten_init:  # cnnjax checks this before its clock too (experiment.build)
+        from cnnjax import models, train
+        model = models.create(cfg.model, ds.num_classes, **cfg.model_options)
+        if problem := train.whitening_problem(model, ds.image_shape):
+            raise ValueError(problem)
     import torch
     torch.set_num_threads(threads())
     steps = len(ds.train_labels) // cfg.batch_size
@@ -190,6 +343,18 @@ def run(config, *, log: Callable[[str], None] = print) -> dict:
     return _train(cfg, ds, lrs, steps, load_seconds, log)
 
 
+def setup(cfg, ds):
+    """(model, ema, optimizer) for ``cfg`` on ``ds`` (a cnnjax Dataset): the twin (:func:`make_model`),
+    its whitening conv set and frozen with ``whiten_init`` (:func:`init_whitening`), the moving
+    average with ``ema_decay`` > 0 started from those weights (:func:`make_ema`; else None), the
+    optimizer over the parameters that train."""
+    model = make_model(cfg, ds.image_shape, ds.num_classes)
+    if cfg.whiten_init:
+        init_whitening(model, ds.train_images, ds.mean, ds.std)
+    ema = make_ema(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    return model, ema, make_optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
+
+
 def _train(cfg, ds, lrs, steps: int, load_seconds: float, log) -> dict:
     import numpy as np
     import torch
@@ -197,8 +362,8 @@ def _train(cfg, ds, lrs, steps: int, load_seconds: float, log) -> dict:
     wall0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
-    model = make_model(cfg, ds.image_shape, ds.num_classes)  # (EMA / whitening init: here, when mirrored)
-    opt = make_optimizer(cfg, [p for p in model.parameters() if p.requires_grad])
+    model, ema, opt = setup(cfg, ds)  # inside the clock, as cnnjax's init (and whitening: experiment._resume)
+    evaluated = model if ema is None else ema  # every evaluation uses the average when one is kept
     as_nchw = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2)))
     images, labels = as_nchw(ds.train_images), torch.from_numpy(ds.train_labels.astype(np.int64))
     val_images, val_labels = as_nchw(ds.val_images), torch.from_numpy(ds.val_labels.astype(np.int64))
@@ -222,10 +387,12 @@ def _train(cfg, ds, lrs, steps: int, load_seconds: float, log) -> dict:
             loss = F.cross_entropy(model(normalize(x)), labels[idx], label_smoothing=cfg.label_smoothing)
             loss.backward()
             opt.step()
+            if ema is not None:
+                ema.update_parameters(model)
             step += 1
         rates.append(steps * cfg.batch_size / (time.perf_counter() - t0))
         if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
-            val_acc = evaluate(model, val_images, val_labels, normalize, cfg.eval_batch_size)["accuracy"]
+            val_acc = evaluate(evaluated, val_images, val_labels, normalize, cfg.eval_batch_size, cfg.tta)["accuracy"]
             log(f"torch epoch {epoch} train_loss {float(loss.detach()):.4f} val_acc {val_acc:.4f} "
                 f"{rates[-1]:,.0f} img/s")
             if cfg.target_accuracy and val_acc >= cfg.target_accuracy:
@@ -233,7 +400,7 @@ def _train(cfg, ds, lrs, steps: int, load_seconds: float, log) -> dict:
                 break
     train_seconds = time.perf_counter() - wall0
     test_images, test_labels = as_nchw(ds.test_images), torch.from_numpy(ds.test_labels.astype(np.int64))
-    test = evaluate(model, test_images, test_labels, normalize, cfg.eval_batch_size)  # once, at the end
+    test = evaluate(evaluated, test_images, test_labels, normalize, cfg.eval_batch_size, cfg.tta)  # once, at the end
     log(f"torch test accuracy {test['accuracy']:.4f}" + (f"; target reached in epoch {reached} after "
                                                           f"{seconds:.1f}s" if reached else ""))
     return record("torch", cfg, reached=reached, seconds=seconds, epochs_trained=epoch, val_accuracy=val_acc,

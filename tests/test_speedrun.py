@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from cnnjax import config as config_lib
@@ -106,7 +107,9 @@ def test_torch_twins_have_cnnjax_parameter_counts_and_the_same_schedule():
     import numpy as np
     from benchmarks import speedrun_torch
     from cnnjax import models, summary
-    for name, options in (("padded_cnn", {}), ("vgg_bn", {"widths": (8, 16), "dropout": 0.1})):
+    for name, options in (("padded_cnn", {}), ("vgg_bn", {"widths": (8, 16), "dropout": 0.1}), ("airbench28_s", {}),
+                          ("airbench28_m", {}), ("airbench28_l", {}),
+                          ("airbench28_s", {"bn_scale": True, "widths": (4, 8, 12), "whiten_width": 6})):
         cfg = config_lib.from_dict(dict(TINY, model=name, model_options=options))
         net = speedrun_torch.make_model(cfg, (28, 28, 1), 10)
         expected = summary.summarize(models.create(name, 10, **options), (28, 28, 1), name).total_params
@@ -117,6 +120,135 @@ def test_torch_twins_have_cnnjax_parameter_counts_and_the_same_schedule():
     with pytest.raises(ValueError, match="config.model_options.activation"):
         speedrun_torch.check(config_lib.from_dict(dict(TINY, model_options={"activation": "tanh"})))
     assert np.all(np.diff(lrs[:8]) > 0)  # warming up
+    with pytest.raises(ValueError, match="config.model_options.block_conv"):
+        speedrun_torch.check(config_lib.from_dict(dict(TINY, model="airbench28_s",
+                                                       model_options={"block_conv": "separable"})))
+
+
+def _flax_into_torch(variables, net):
+    """Copy Flax airbench variables into the torch twin (HWIO -> OIHW, dense (in, out) -> (out, in))."""
+    import torch
+    sd = {}
+    for name, p in variables["params"].items():
+        for k, a in p.items():
+            a = np.asarray(a)
+            key = {"kernel": "weight", "scale": "weight", "bias": "bias"}[k]
+            sd[f"{name}.{key}"] = a.transpose(3, 2, 0, 1) if a.ndim == 4 else (a.T if k == "kernel" else a)
+    for name, p in variables.get("batch_stats", {}).items():
+        sd[f"{name}.running_mean"], sd[f"{name}.running_var"] = np.asarray(p["mean"]), np.asarray(p["var"])
+    net.load_state_dict({k: torch.tensor(a) for k, a in sd.items()}, strict=False)
+    assert {k for k, _ in net.named_parameters()} <= set(sd)
+
+
+@pytest.mark.parametrize("options", [{}, {"bn_scale": True, "bn_momentum": 0.8}])
+def test_torch_airbench_computes_cnnjax_airbench_given_its_weights(options):
+    """Same layers, pools (27 -> 13 -> 6 -> 3 -> 1), exact GELU, 1/9 scaling, BN eps and momentum:
+    with Flax's weights copied in, the same logits (eval and train mode) and running statistics."""
+    torch = pytest.importorskip("torch")
+    import jax
+    import jax.numpy as jnp
+    from benchmarks import speedrun_torch
+    from cnnjax import models
+    cfg = config_lib.from_dict(dict(TINY, model="airbench28_s", model_options=options))
+    net = speedrun_torch.make_model(cfg, (28, 28, 1), 10)
+    w = net.group2_conv1.weight.detach()  # dirac init: the first min(C_in, C_out) = 8 filters the identity
+    assert torch.equal(w[:8, :, 1, 1], torch.eye(8)) and float(w[:8].abs().sum()) == 8
+    assert float(w[8:].abs().max()) <= 1 / (9 * 8) ** 0.5 and net.group1_bn1.momentum == pytest.approx(
+        1 - options.get("bn_momentum", 0.6)) and net.group1_bn1.eps == 1e-12
+    model = models.create("airbench28_s", 10, **options)
+    variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 28, 28, 1)))
+    variables = jax.tree.map(lambda a: a + 0.1 * jax.random.normal(jax.random.PRNGKey(1), a.shape), variables)
+    variables["batch_stats"] = jax.tree.map(jnp.abs, variables["batch_stats"])  # variances stay positive
+    _flax_into_torch(variables, net)
+    x = np.random.default_rng(0).normal(size=(8, 28, 28, 1)).astype(np.float32)
+    xt = torch.tensor(x.transpose(0, 3, 1, 2))
+    net.eval()
+    np.testing.assert_allclose(net(xt).detach().numpy(), model.apply(variables, x), atol=1e-5)
+    net.train()
+    logits, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
+    np.testing.assert_allclose(net(xt).detach().numpy(), logits, atol=1e-5)
+    np.testing.assert_allclose(net.group3_bn2.running_mean.numpy(), updates["batch_stats"]["group3_bn2"]["mean"],
+                               atol=1e-5)
+
+
+WHITE = dict(TINY, model="airbench28_s", whiten_init=True, ema_decay=0.8, tta="flip_shift", learning_rate=1e-2,
+             weight_decay=1e-3)
+
+
+def _steps(cfg, model, ema, opt, ds, n):
+    """``n`` training steps as the mirror's loop takes them; the weights after each (float64)."""
+    import torch
+    import torch.nn.functional as F
+    x = torch.from_numpy(ds.train_images[:n * cfg.batch_size].transpose(0, 3, 1, 2).copy())
+    y = torch.from_numpy(ds.train_labels[:n * cfg.batch_size].astype(np.int64))
+    model.train()
+    after = []
+    for i in range(n):
+        xb = (x[i * cfg.batch_size:(i + 1) * cfg.batch_size].float() / 255 - ds.mean) / ds.std
+        opt.zero_grad()
+        F.cross_entropy(model(xb), y[i * cfg.batch_size:(i + 1) * cfg.batch_size]).backward()
+        opt.step()
+        ema.update_parameters(model)
+        after.append({k: v.detach().double().clone() for k, v in model.state_dict().items()})
+    return after
+
+
+def test_torch_whitening_init_is_cnnjax_kernel_frozen_and_ema_averages_every_step():
+    torch = pytest.importorskip("torch")
+    from benchmarks import speedrun_torch
+    cfg = config_lib.from_dict(WHITE)
+    ds = experiment.load_data(cfg)
+    torch.manual_seed(0)
+    model, ema, opt = speedrun_torch.setup(cfg, ds)
+    # cnnjax's kernel, from the first WHITEN_IMAGES training images after the hold-out, HWIO -> OIHW
+    kernel = train.whitening_kernel(ds.train_images[:train.WHITEN_IMAGES], ds.mean, ds.std, 2)
+    assert torch.equal(model.whiten.weight, torch.from_numpy(kernel.transpose(3, 2, 0, 1)))
+    assert not model.whiten.weight.requires_grad and model.whiten.bias.requires_grad
+    start = {k: v.detach().double().clone() for k, v in model.state_dict().items()}
+    assert all(torch.equal(start[k], v.double()) for k, v in ema.module.state_dict().items())  # starts here
+    after = _steps(cfg, model, ema, opt, ds, 3)
+    assert torch.equal(model.whiten.weight, torch.from_numpy(kernel.transpose(3, 2, 0, 1)))  # frozen
+    assert not torch.equal(after[-1]["whiten.bias"], start["whiten.bias"])  # the bias trains
+    d = cfg.ema_decay
+    averaged = ema.module.state_dict()
+    for k, w0 in start.items():
+        if k.endswith("num_batches_tracked"):
+            continue
+        hand = d * (d * (d * w0 + (1 - d) * after[0][k]) + (1 - d) * after[1][k]) + (1 - d) * after[2][k]
+        np.testing.assert_allclose(averaged[k].double().numpy(), hand.numpy(), rtol=1e-5, atol=1e-6, err_msg=k)
+        if "running" in k or k.endswith(("conv1.weight", "fc.weight")):
+            assert not torch.allclose(hand, after[2][k]), k  # an average, not the latest weights
+    np.testing.assert_allclose(averaged["whiten.weight"].numpy(), kernel.transpose(3, 2, 0, 1), rtol=1e-6)
+
+
+@pytest.mark.parametrize("tta", ["none", "flip", "flip_shift"])
+def test_torch_tta_is_cnnjax_tta_logits(tta):
+    """A linear model with the same weights on both sides: the same views with the same weights."""
+    torch = pytest.importorskip("torch")
+    import jax.numpy as jnp
+    from benchmarks import speedrun_torch
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 5, 6, 2)).astype(np.float32)  # NHWC, not square, 2 channels
+    w = rng.normal(size=(5 * 6 * 2, 3)).astype(np.float32)
+    jax_fn = lambda v: v.reshape(len(v), -1) @ jnp.asarray(w)
+    torch_fn = lambda v: v.permute(0, 2, 3, 1).reshape(len(v), -1) @ torch.from_numpy(w)
+    expected = np.asarray(train.tta_logits(jax_fn, jnp.asarray(x), tta))
+    got = speedrun_torch.tta_logits(torch_fn, torch.from_numpy(x.transpose(0, 3, 1, 2).copy()), tta).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    if tta != "none":
+        assert not np.allclose(got, jax_fn(jnp.asarray(x)), atol=1e-3)  # the views matter
+
+
+def test_torch_mirror_runs_airbench_with_whitening_ema_and_tta_to_a_target():
+    pytest.importorskip("torch")
+    from benchmarks import speedrun_torch
+    lines = []
+    rec = speedrun_torch.run(dict(WHITE, target_accuracy=0.5), log=lines.append)
+    assert rec["target_reached"] is True and 1 <= rec["target_epoch"] == rec["epochs_trained"] < WHITE["epochs"]
+    assert rec["final_val_accuracy"] >= 0.5 and rec["time_to_target_seconds"] > 0
+    assert sum(l.startswith("torch test accuracy") for l in lines) == 1
+    with pytest.raises(ValueError, match="whiten_width=8"):
+        speedrun_torch.run(dict(WHITE, model_options={"whiten_width": 6}, target_accuracy=0.5))
 
 
 SPEEDRUN_FLAGS = [f"--config.{k}={v}" for k, v in TINY.items() if k != "progress"] + \
