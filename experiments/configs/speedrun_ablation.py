@@ -1,0 +1,32 @@
+r"""Study: what each trick of the 91.5% speedrun recipe buys (airbench's ablation table).
+
+  python -m launch.sweep --config=experiments/configs/speedrun_ablation.py \
+      --out=results/speedrun_ablation --cpus_per_run=1
+
+The recipe speedrun.py:0.915 (airbench28_m, 4-epoch budget) trained for its whole budget (no
+stop at the target, so every row is compared at the same number of epochs), then the same with
+one trick removed at a time, seeds 0 and 1; results.md pairs every row with the full recipe.
+"""
+from cnnjax import config
+from experiments.configs import speedrun
+
+FULL = {"whiten_init": True}  # the recipe as it is (one key, to name the row)
+WITHOUT = {
+    "no whitening init": {"whiten_init": False},
+    "no EMA": {"ema_decay": 0.0},
+    "no test-time augmentation": {"tta": "none"},
+    "no label smoothing": {"label_smoothing": 0.0},
+    "no flips": {"augment": "none"},
+    "cosine instead of one-cycle": {"schedule": "cosine"},
+}
+
+
+def get_config():
+    return config.config_dict(**dict(speedrun.RECIPES["0.915"], target_accuracy=0.0))
+
+
+BASELINE = FULL
+
+
+def get_sweep():
+    return config.product(config.sweep("seed", [0, 1]), [FULL, *WITHOUT.values()])
