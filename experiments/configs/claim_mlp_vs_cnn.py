@@ -19,9 +19,9 @@ train_accuracy next to test_accuracy for the generalisation gap.
 SMALL BY DEFAULT (claims_base.py): ``--config.num_train=0 --config.epochs=15`` gives the
 full-size study (~30x longer).
 
-Runtime: MEASURED 7.0 min (423 s wall, 12 runs) through Ray on the shared 2-core dev VM (two runs
-at a time, 1 CPU each; load average 5-13 from other jobs; CPU conv fast path of cnnjax.fastconv),
-2026-11-23.
+Runtime: MEASURED 2.7 min (164 s wall, 12 runs) through Ray on the shared 2-core dev VM (two runs
+at a time, 1 CPU each; 1/5/15-min load average 4.1/5.1/5.7 at the end, from other jobs; CPU conv fast
+path of cnnjax.fastconv; 10% validation split, label smoothing 0.1), 2026-11-23.
 """
 from cnnjax import config
 from experiments.configs import claims_base
