@@ -14,7 +14,7 @@ Four configurations x seeds 0,1,2 (12 runs), same training (claims_base.py: Adam
 The grid is not a product (``hidden`` is an mlp option only): it is the two CNNs plus the
 product of mlp with two ``hidden`` sizes.  Writes OUT/results.{md,csv,png} (results.png: final
 test accuracy vs parameters, log x) and OUT/curves.png.  metrics.jsonl of each run has
-train_accuracy next to test_accuracy for the generalisation gap.
+each epoch's train_accuracy (summary.json the final test accuracy) for the generalisation gap.
 
 SMALL BY DEFAULT (claims_base.py): ``--config.num_train=0 --config.epochs=15`` gives the
 full-size study (~30x longer).

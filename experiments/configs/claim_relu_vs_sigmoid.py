@@ -5,7 +5,7 @@ r"""Study, course claim (2): ReLU trains much faster than sigmoid.
 
 padded_cnn (28,938 params whatever the activation) with activation relu vs sigmoid, and tanh
 as a third point, x seeds 0,1,2: 9 runs.  Only the activation changes (Adam 1e-3, batch 128,
-max pooling).  Writes OUT/results.{md,csv,png} and OUT/curves.png (test accuracy vs epoch,
+max pooling).  Writes OUT/results.{md,csv,png} and OUT/curves.png (validation accuracy vs epoch,
 mean ± std over seeds: the chart for this claim).
 
 SMALL BY DEFAULT (claims_base.py): ``--config.num_train=0 --config.epochs=15`` gives the
