@@ -153,7 +153,7 @@ def test_dry_run_lists_the_runs_and_writes_nothing(tmp_path):
 STUDIES = {  # every study in experiments/configs and its number of runs
     "ablation_blocks": 12, "optimizers": 18, "dilation_pool": 18, "lenet_vs_padded": 9,
     "claim_mlp_vs_cnn": 12, "claim_relu_vs_sigmoid": 9, "claim_max_vs_avg_pool": 6, "claim_padding_stride": 12,
-    "small_data_defaults": 48,
+    "small_data_defaults": 48, "label_smoothing_seeds": 40, "speedrun_ablation": 14,
 }
 
 
