@@ -133,16 +133,15 @@ def make_model(cfg, image_shape: tuple, num_classes: int):
         net = twins.torch_model(cfg.model)
     for m in net.modules():
         if isinstance(m, (tnn.Conv2d, tnn.Linear)):
-            fan_in = m.weight[0].numel()  # (in / groups) * kh * kw, or in_features
-            std = 1.0 / math.sqrt(fan_in) / 0.87962566103423978  # flax lecun_normal: truncated normal
-            torch.nn.init.trunc_normal_(m.weight, 0.0, std, -2 * std, 2 * std)
+            _lecun_normal_(m.weight)
             if m.bias is not None:
                 torch.nn.init.zeros_(m.bias)
     return net
 
 
 def _lecun_normal_(weight) -> None:
-    """Flax's default kernel init: LeCun normal truncated at 2 sigma (fan_in = weight[0].numel())."""
+    """Flax's default kernel init: LeCun normal truncated at 2 sigma (fan_in = weight[0].numel():
+    (in / groups) * kh * kw for a conv, in_features for a linear layer)."""
     import torch
     std = 1.0 / math.sqrt(weight[0].numel()) / 0.87962566103423978
     torch.nn.init.trunc_normal_(weight, 0.0, std, -2 * std, 2 * std)

@@ -197,6 +197,7 @@ def _train(s: Setup, wd: Workdir, log, on_epoch) -> dict:
     bar = _Progress(cfg.progress, log)
     writer = _tensorboard(wd.path, start) if primary else None
     from cnnjax import plots  # matplotlib only when a run actually trains
+    plot = lambda: plots.plot_curves(rows, wd.file("curves.png"), title=f"{os.path.basename(wd.path)}: {cfg.model}")
     reached, to_target = _reached_target(cfg, rows), None
     last = cfg.epochs if reached is None else start  # a resumed run that had stopped trains no further
     try:
@@ -228,7 +229,7 @@ def _train(s: Setup, wd: Workdir, log, on_epoch) -> dict:
                 metrics = {"val_accuracy": row["val_accuracy"]} if row["val_accuracy"] is not None else None
                 checkpoints.save(epoch, state, {"epoch": epoch, "step": row["step"]}, metrics)
             if primary and not cfg.target_accuracy:  # a timed run plots once, after the clock stops
-                plots.plot_curves(rows, wd.file("curves.png"), title=f"{os.path.basename(wd.path)}: {cfg.model}")
+                plot()
             bar.end_epoch(row)
             if on_epoch is not None:
                 on_epoch(row)
@@ -237,7 +238,7 @@ def _train(s: Setup, wd: Workdir, log, on_epoch) -> dict:
                     f"{epoch}: stopped" + (f" after {to_target:.1f}s" if to_target is not None else ""))
                 break
         if primary and cfg.target_accuracy:
-            plots.plot_curves(rows, wd.file("curves.png"), title=f"{os.path.basename(wd.path)}: {cfg.model}")
+            plot()
         checkpoints.wait()
         tests = _test_once(s, state, rows, checkpoints, eval_fn)
         _log_scalars(writer, {"epoch": rows[-1]["epoch"], **{f"test_{m}_{k}": v for k, ev in tests.items()
