@@ -386,7 +386,7 @@ class Airbench(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        act = functools.partial(nn.gelu, approximate=False)  # torch.nn.GELU
+        act = ops.gelu  # exact, as torch.nn.GELU()
         bn = functools.partial(_batch_norm, train, momentum=self.bn_momentum, epsilon=1e-12, use_scale=self.bn_scale)
         x = act(blocks.Conv(self.whiten_width, 2, padding=0, impl=self.conv_impl, name="whiten")(x))
         for g, width in enumerate(self.widths, start=1):

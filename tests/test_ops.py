@@ -343,3 +343,17 @@ def test_gradients_match_finite_differences(name):
         _check_grad(lambda a: loss(ops.max_pool2d(a, 2)), x, eps=1e-4)
     else:
         _check_grad(lambda a: loss(ops.avg_pool2d(a, 3, 1, 1)), x)
+
+
+def test_gelu_is_exact_gelu_with_its_hand_derivative():
+    # Phi(1) = 0.8413447, phi(1) = 0.2419707: gelu(1) = Phi(1), gelu'(1) = Phi(1) + phi(1);
+    # gelu'(0) = 1/2; gelu(-1) = -(1 - Phi(1))
+    x = jnp.array([-1.0, 0.0, 1.0])
+    np.testing.assert_allclose(ops.gelu(x), [-0.1586553, 0.0, 0.8413447], atol=1e-6)
+    np.testing.assert_allclose(jax.vmap(jax.grad(ops.gelu))(x), [1 - 0.8413447 - 0.2419707, 0.5, 1.0833154],
+                               atol=1e-6)
+    # the same function as jax's erfc form, values and gradients, over the range that matters
+    z = jnp.linspace(-10.0, 10.0, 2001)
+    exact = lambda v: jax.nn.gelu(v, approximate=False)
+    np.testing.assert_allclose(ops.gelu(z), exact(z), atol=2e-6)
+    np.testing.assert_allclose(jax.vmap(jax.grad(ops.gelu))(z), jax.vmap(jax.grad(exact))(z), atol=2e-6)
