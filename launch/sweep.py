@@ -78,7 +78,11 @@ def _as_recorded(run_config):
 
 
 def check_record(out: str, st: study_lib.Study) -> bool:
-    """Whether OUT/sweep.json must be written; UsageError when it records a different sweep."""
+    """Whether OUT/sweep.json must be (re)written; UsageError when it records a different sweep.
+
+    A sweep that keeps every recorded run as it was and adds runs (more seeds, another value) is
+    the same sweep grown: the record is rewritten, the finished runs are reused.  A recorded run
+    that changed or is missing makes it a different sweep."""
     old = report.sweep_record(out)
     if old is None:
         return True
@@ -86,13 +90,14 @@ def check_record(out: str, st: study_lib.Study) -> bool:
     new_runs = {r["name"]: _as_recorded(r["config"]) for r in json.loads(json.dumps(st.record()))["runs"]}
     if old_runs == new_runs:
         return False
-    added = [n for n in new_runs if n not in old_runs]
     changed = [n for n in new_runs if n in old_runs and old_runs[n] != new_runs[n]]
-    why = (f"this command adds run {added[0]}" if added else
-           f"run {changed[0]}: " + ", ".join(f"{k} was {(old_runs[changed[0]] or {}).get(k)!r}, now {v!r}"
+    missing = [n for n in old_runs if n not in new_runs]
+    if not changed and not missing:
+        return True
+    why = (f"run {changed[0]}: " + ", ".join(f"{k} was {(old_runs[changed[0]] or {}).get(k)!r}, now {v!r}"
                                              for k, v in new_runs[changed[0]].items()
                                              if (old_runs[changed[0]] or {}).get(k) != v)[:200]
-           if changed else f"this command lacks run {next(n for n in old_runs if n not in new_runs)}")
+           if changed else f"this command lacks run {missing[0]}")
     raise UsageError(f"{out} holds a different sweep ({old.get('study')}, {len(old_runs)} runs; {why}); "
                      f"use another --out")
 
