@@ -68,18 +68,31 @@ _ISOLATE = flags.DEFINE_bool("isolate", True, "Each run in a fresh process (its 
 
 
 def run_cnnjax(config: dict, workdir: str) -> dict:
-    """One cnnjax run of ``config`` in ``workdir``; its record (benchmarks.speedrun_torch.record)."""
+    """One cnnjax run of ``config`` in ``workdir``; its record (benchmarks.speedrun_torch.record),
+    or :func:`diverged` when the loss became NaN/inf (the seed did not reach the target)."""
     from cnnjax import xla_cpu
     xla_cpu.configure()  # before JAX starts its backend in this process
     from benchmarks import speedrun_torch
     from cnnjax import config as config_lib
     from cnnjax import experiment
     cfg = config_lib.from_dict(config)
-    s = experiment.train_and_evaluate(cfg, workdir, log=lambda line: print(line, flush=True))
+    try:
+        s = experiment.train_and_evaluate(cfg, workdir, log=lambda line: print(line, flush=True))
+    except experiment.NonFiniteLoss as e:
+        print(f"seed {cfg.seed}: {e}", flush=True)
+        return diverged("cnnjax", cfg, str(e))
     return speedrun_torch.record("cnnjax", cfg, reached=s["target_epoch"], seconds=s["time_to_target_seconds"],
                                  epochs_trained=s["epochs_trained"], val_accuracy=s["final_val_accuracy"],
                                  test_accuracy=s["final_test_accuracy"], load_seconds=s["data_load_seconds"],
                                  images_per_sec=s["train_images_per_sec"], train_seconds=s["wall_seconds"])
+
+
+def diverged(impl: str, cfg, error: str) -> dict:
+    """The record of a run whose training diverged: not reached, no accuracies or times, ``error`` why."""
+    return {"impl": impl, "seed": cfg.seed, "target_accuracy": cfg.target_accuracy, "target_reached": False,
+            "target_epoch": None, "time_to_target_seconds": None, "epochs_trained": None, "final_val_accuracy": None,
+            "final_test_accuracy": None, "data_load_seconds": None, "train_images_per_sec": None,
+            "wall_seconds": None, "error": " ".join(error.split())}
 
 
 def run_torch(config: dict) -> dict:
@@ -110,8 +123,12 @@ class _Runner:
 # --------------------------------------------------------------------------- the table
 
 
-def _fmt_s(s: Optional[float], reached: bool = False) -> str:
-    return f"{s:.1f}" if s is not None else "untimed (resumed)" if reached else "not reached"
+def _fmt_s(s: Optional[float], reached: bool = False, error: Optional[str] = None) -> str:
+    return f"{s:.1f}" if s is not None else "untimed (resumed)" if reached else "diverged" if error else "not reached"
+
+
+def _fmt_num(x: Optional[float], spec: str) -> str:
+    return "-" if x is None else format(x, spec)
 
 
 def _fmt_acc(a: Optional[float]) -> str:
@@ -122,20 +139,25 @@ def aggregate(runs: list[dict], target: float) -> dict:
     """Over seeds: median wall seconds to target (a seed that did not reach it counts as
     infinite, so the median is None when half or more did not), median epochs of those that
     reached it, mean and sample std of the test accuracy at the stop (percent), the fraction of
-    seeds whose test accuracy reached the target, median data load seconds."""
+    seeds whose test accuracy reached the target, median data load seconds.  A diverged seed
+    (no test accuracy) counts as not reached and is left out of the means and medians of the rest."""
     seconds = [r["time_to_target_seconds"] if r["time_to_target_seconds"] is not None else float("inf")
                for r in runs]  # a run resumed from a checkpoint is not timed: it counts as not reached
     median = statistics.median(seconds) if seconds else float("inf")
-    tests = [100 * r["final_test_accuracy"] for r in runs]
+    tests = [100 * r["final_test_accuracy"] for r in runs if r["final_test_accuracy"] is not None]
     reached = [r for r in runs if r["target_reached"]]
+    measured = lambda key: [r[key] for r in runs if r[key] is not None]
     return {"seeds": len(runs), "median_seconds": None if median == float("inf") else median,
             "reached_val": len(reached),
             "median_epochs": statistics.median(r["target_epoch"] for r in reached) if reached else None,
             "test_mean": statistics.fmean(tests) if tests else None,
             "test_std": statistics.stdev(tests) if len(tests) > 1 else None,
-            "test_reached_fraction": sum(r["final_test_accuracy"] >= target for r in runs) / max(len(runs), 1),
-            "median_load_seconds": statistics.median(r["data_load_seconds"] for r in runs) if runs else None,
-            "median_images_per_sec": statistics.median(r["train_images_per_sec"] for r in runs) if runs else None}
+            "test_reached_fraction": sum(t >= 100 * target for t in tests) / max(len(runs), 1),
+            "diverged": sum(r.get("error") is not None for r in runs),
+            "median_load_seconds": statistics.median(measured("data_load_seconds")) if measured(
+                "data_load_seconds") else None,
+            "median_images_per_sec": statistics.median(measured("train_images_per_sec")) if measured(
+                "train_images_per_sec") else None}
 
 
 def ratio(cnnjax: dict, torch: dict) -> Optional[float]:
@@ -153,13 +175,16 @@ def table(result: dict) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in runs:
         j = r["cnnjax"]
-        row = [str(r["seed"]), _fmt_s(j["time_to_target_seconds"], j["target_reached"]), str(j["target_epoch"] or "-"),
+        row = [str(r["seed"]), _fmt_s(j["time_to_target_seconds"], j["target_reached"], j.get("error")),
+               str(j["target_epoch"] or "-"),
                _fmt_acc(j["final_val_accuracy"]), _fmt_acc(j["final_test_accuracy"])]
         if has_torch:
             t, x = r["torch"], ratio(j, r["torch"])
             row += [_fmt_s(t["time_to_target_seconds"]), str(t["target_epoch"] or "-"),
                     _fmt_acc(t["final_test_accuracy"]), "-" if x is None else f"{x:.2f}x"]
         lines.append("| " + " | ".join(row) + " |")
+    lines += [f"\nseed {r['seed']} ({impl}): {r[impl]['error']}" for r in runs for impl in ("cnnjax", "torch")
+              if r.get(impl, {}).get("error")]
     head = ["impl", "median s to target", "seeds reaching target (val)", "median epochs", "test % mean ± std",
             f"seeds with test >= {100 * target:g}%", "median data load s", "median train img/s"]
     lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -168,10 +193,12 @@ def table(result: dict) -> str:
             continue
         std = "" if a["test_std"] is None else f" ± {a['test_std']:.2f}"
         lines.append("| " + " | ".join([
-            impl, _fmt_s(a["median_seconds"]), f"{a['reached_val']}/{a['seeds']}",
-            "-" if a["median_epochs"] is None else f"{a['median_epochs']:g}", f"{a['test_mean']:.2f}{std}",
-            f"{a['test_reached_fraction']:.0%}", f"{a['median_load_seconds']:.1f}",
-            f"{a['median_images_per_sec']:,.0f}"]) + " |")
+            impl, _fmt_s(a["median_seconds"]), f"{a['reached_val']}/{a['seeds']}" + (
+                f" ({a['diverged']} diverged)" if a.get("diverged") else ""),
+            "-" if a["median_epochs"] is None else f"{a['median_epochs']:g}",
+            "-" if a["test_mean"] is None else f"{a['test_mean']:.2f}{std}",
+            f"{a['test_reached_fraction']:.0%}", _fmt_num(a["median_load_seconds"], ".1f"),
+            _fmt_num(a["median_images_per_sec"], ",.0f")]) + " |")
     if "ratio" in result["summary"]:
         x = result["summary"]["ratio"]
         lines += ["", "cnnjax time / torch time to target: " + (
@@ -217,7 +244,7 @@ def speedrun(cfg, seeds: list[int], out: str, *, with_torch: bool = False, isola
                 row["torch"] = runner(run_torch, config)
             runs.append(row)
             loads.append(_loadavg())
-            echo(f"seed {seed}: cnnjax {_fmt_s(row['cnnjax']['time_to_target_seconds'])} s" +
+            echo(f"seed {seed}: cnnjax {_fmt_s(row['cnnjax']['time_to_target_seconds'], error=row['cnnjax'].get('error'))} s" +
                  (f", torch {_fmt_s(row['torch']['time_to_target_seconds'])} s" if with_torch else "") +
                  f" (load average {'/'.join(map(str, loads[-1]))})")
     finally:

@@ -386,3 +386,31 @@ def test_launch_speedrun_isolates_each_run_in_a_fresh_process_by_default(tmp_pat
     rec = result["runs"][0]["cnnjax"]
     assert rec["target_reached"] and rec["time_to_target_seconds"] > 0 and "torch" not in result["summary"]
     assert "stopped after" in proc.stdout  # the child's log reaches this process's stdout
+
+
+def test_a_diverged_seed_counts_as_not_reached_and_the_other_seeds_are_kept(tmp_path):
+    """A NaN loss in one seed (SGD at learning rate 1e30 for seed 1 only) is recorded as diverged, the
+    sweep goes on and results.md/json are written with the other seeds' numbers."""
+    code = f"""
+import json, sys
+from launch import speedrun
+from cnnjax import config as config_lib
+run = speedrun.run_cnnjax
+def run_cnnjax(config, workdir):
+    return run(dict(config, learning_rate=1e30, optimizer="sgd") if config["seed"] == 1 else config, workdir)
+speedrun.run_cnnjax = run_cnnjax
+cfg = config_lib.from_dict(dict({TINY!r}, target_accuracy={TARGET}))
+result = speedrun.speedrun(cfg, [0, 1], {str(tmp_path / "out")!r}, isolate=False, echo=lambda s: None)
+print(json.dumps(result["summary"]))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])["cnnjax"]
+    assert summary["seeds"] == 2 and summary["reached_val"] == 1 and summary["diverged"] == 1
+    assert summary["median_seconds"] is None  # one of two seeds has no time
+    result = json.loads((tmp_path / "out" / "results.json").read_text())
+    good, bad = result["runs"][0]["cnnjax"], result["runs"][1]["cnnjax"]
+    assert good["target_reached"] and summary["test_mean"] == pytest.approx(100 * good["final_test_accuracy"])
+    assert bad["final_test_accuracy"] is None and bad["time_to_target_seconds"] is None and "loss is nan" in bad["error"]
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert "| 1 | diverged |" in md and "1/2 (1 diverged)" in md and "seed 1 (cnnjax):" in md
