@@ -31,7 +31,8 @@ import subprocess
 import sys
 import time
 
-MODELS = ("padded_cnn", "separable_cnn", "dilated_cnn", "grouped_cnn", "lenet5", "resnet20", "airbench")
+MODELS = ("padded_cnn", "separable_cnn", "dilated_cnn", "grouped_cnn", "lenet5", "resnet20", "airbench",
+          "airbench28_m", "airbench28_l")
 IMAGE_SHAPE = (28, 28, 1)
 POOL_IMAGES = 4096  # distinct images each worker gathers its batches from
 MEAN, STD = 0.2860, 0.3530  # Fashion-MNIST
@@ -234,8 +235,9 @@ def torch_model(name):
     import torch.nn as tnn
     if name == "resnet20":
         return torch_resnet20()
-    if name == "airbench":
-        return torch_airbench()
+    if name.startswith("airbench"):  # the speedrun mirror's twin (cnnjax's parameter count: no BN weights)
+        from benchmarks import speedrun_torch
+        return speedrun_torch.torch_airbench(model_input(name)[0], 10, **speedrun_torch.AIRBENCH_DEFAULTS[name])
     if name == "vgg_bn":
         return torch_vgg_bn()
     if name == "lenet5":
@@ -297,25 +299,6 @@ def torch_vgg_bn(widths=(24, 48), dropout=0.3, image_size=28, channels=1, num_cl
         layers.append(tnn.MaxPool2d(2))
         size //= 2
     return tnn.Sequential(*layers, tnn.Flatten(), tnn.Dropout(dropout), tnn.Linear(c_in * size * size, num_classes))
-
-
-def torch_airbench():
-    """cnnjax's ``airbench`` in torch.nn (airbench94's make_net, fp32, no whitening init):
-    1,972,792 params, 1,152 of them the BN weights airbench freezes (cnnjax has none)."""
-    import torch.nn as tnn
-
-    def group(c_in, c_out):
-        return [tnn.Conv2d(c_in, c_out, 3, padding="same", bias=False), tnn.MaxPool2d(2),
-                tnn.BatchNorm2d(c_out, eps=1e-12, momentum=0.4), tnn.GELU(),
-                tnn.Conv2d(c_out, c_out, 3, padding="same", bias=False),
-                tnn.BatchNorm2d(c_out, eps=1e-12, momentum=0.4), tnn.GELU()]
-
-    net = tnn.Sequential(tnn.Conv2d(3, 24, 2, padding=0, bias=True), tnn.GELU(), *group(24, 64), *group(64, 256),
-                         *group(256, 256), tnn.MaxPool2d(3), tnn.Flatten(), tnn.Linear(256, 10, bias=False))
-    for m in net.modules():
-        if isinstance(m, tnn.BatchNorm2d):
-            m.weight.requires_grad = False
-    return net
 
 
 def worker_main(kind):
