@@ -283,6 +283,13 @@ def find_idx_dir(name: str, data_dir: str | None) -> str | None:
     return None
 
 
+def _add_channel_axis(images: np.ndarray) -> np.ndarray:
+    """(N, H, W) -> (N, H, W, 1) with C-order strides.  (``images[..., None]`` gives the new axis
+    stride 0: numpy does not mind, but ``torch.from_numpy`` keeps it and PyTorch then takes a
+    slower conv path -- 40-50 instead of 28 ms per airbench28_m step on 2 cores.)"""
+    return np.ascontiguousarray(images).reshape(*images.shape, 1)
+
+
 def load_idx_dir(directory, name) -> Dataset:
     """Load the four IDX files in ``directory`` into a :class:`Dataset`.
 
@@ -316,9 +323,9 @@ def load_idx_dir(directory, name) -> Dataset:
                             f"got [{labels.min()}, {labels.max()}]")
     return Dataset(
         name=name,
-        train_images=arrays["train_images"][..., None],
+        train_images=_add_channel_axis(arrays["train_images"]),
         train_labels=arrays["train_labels"],
-        test_images=arrays["test_images"][..., None],
+        test_images=_add_channel_axis(arrays["test_images"]),
         test_labels=arrays["test_labels"],
         class_names=class_names,
         source=f"idx:{directory}",
@@ -343,7 +350,7 @@ def _bars(rng: np.random.Generator, labels: np.ndarray, size: int, num_classes: 
     # Soft (1-pixel) edges across and at the ends of the bar.
     ink = np.clip(half_width + 0.5 - across, 0, 1) * np.clip(half_len + 0.5 - along, 0, 1) * brightness
     ink = ink + rng.normal(0.0, 0.05, ink.shape)
-    return np.clip(np.rint(ink * 255), 0, 255).astype(np.uint8)[..., None]
+    return _add_channel_axis(np.clip(np.rint(ink * 255), 0, 255).astype(np.uint8))
 
 
 def synthetic(num_train: int = 2000, num_test: int = 500, *, image_size: int = 28,

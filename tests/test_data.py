@@ -123,6 +123,9 @@ def test_load_idx_dir(tmp_path, gz):
     np.testing.assert_array_equal(ds.test_labels, arrays["test_labels"])
     assert ds.num_classes == 10 and ds.class_names[9] == "Ankle boot"
     assert ds.image_shape == (28, 28, 1)
+    # plain C-order strides, no stride-0 channel axis (which torch.from_numpy would keep)
+    for images in (ds.train_images, ds.test_images, data.synthetic(8, 4).train_images):
+        assert images.strides == np.empty(images.shape, np.uint8).strides
 
 
 def test_load_idx_dir_count_mismatch_names_both_files(tmp_path):
