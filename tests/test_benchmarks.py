@@ -57,3 +57,16 @@ def test_resnet20_throughput_against_its_torch_twin(tmp_path):
                  "--steps=2", "--impls=fast,torch", "--no-epoch", f"--json={out}")
     assert "| resnet20 | 8 |" in proc.stdout and "fast/torch" in proc.stdout
     assert json.loads(out.read_text())["train"]["fast|resnet20|8"][0] > 0
+
+
+def test_step_profile_lists_the_steps_operations_with_shapes_and_sources():
+    proc = bench("benchmarks.step_profile", "--config=experiments/configs/default.py", "--set", "dataset=\"synthetic\"",
+                 "--set", "batch_size=32", "--steps=2", "--rounds=1", "--top=5")
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("padded_cnn, batch 32: ") and "ms/step" in lines[0] and "load average" in lines[0]
+    rows = lines[3:]
+    assert len(rows) == 5 and lines[2].split()[:3] == ["ms/step", "share", "operation"]
+    times = [float(r.split()[0]) for r in rows]
+    assert times == sorted(times, reverse=True) and times[0] > 0
+    # shapes of padded_cnn's step (batch 32) and model sources come from the dumped HLO
+    assert any("f32[32," in r for r in rows) and any("jvp(PaddedCNN)" in r for r in rows)
