@@ -100,9 +100,12 @@ def freeze_whitening(tx: optax.GradientTransformation) -> optax.GradientTransfor
 def init_state(model: nn.Module, tx: optax.GradientTransformation, seed: int, image_shape,
                ema: bool = False) -> TrainState:
     """Fresh state.  Parameters are drawn from ``fold_in(key(seed), 0)``; with ``ema`` the
-    moving average starts as a copy of the initial variables."""
+    moving average starts as a copy of the initial variables.  ``model.init`` runs jitted: one
+    compilation instead of one per operation (airbench28_m: 2.4 s instead of 7.4 s on 2 cores,
+    inside a speedrun's clock)."""
     rng = jax.random.PRNGKey(seed)
-    variables = model.init(jax.random.fold_in(rng, 0), jnp.zeros((1, *image_shape), jnp.float32), train=False)
+    init = jax.jit(functools.partial(model.init, train=False))
+    variables = init(jax.random.fold_in(rng, 0), jnp.zeros((1, *image_shape), jnp.float32))
     params = variables["params"]
     state = TrainState(jnp.zeros((), jnp.int32), params, variables.get("batch_stats", {}), tx.init(params), rng)
     return restart_ema(state) if ema else state

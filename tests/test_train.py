@@ -362,3 +362,18 @@ def test_a_work_directory_made_before_validation_splits_resumes_without_one(tmp_
     assert any("no validation split" in s for s in said), said
     assert result["num_val"] == 0 and result["selected_epoch"] == 3
     assert result["selected_test_accuracy"] == result["final_test_accuracy"]
+
+
+def test_init_state_draws_the_parameters_model_init_draws():
+    """init_state jits model.init (one compilation, not one per operation); the parameters and
+    BN statistics are bit for bit those of the plain call with the same key."""
+    import jax.numpy as jnp
+    model = models.create("airbench28_s", 10)
+    tx = optax.adam(1e-3)
+    state = train.init_state(model, tx, 3, (28, 28, 1), ema=True)
+    plain = model.init(jax.random.fold_in(jax.random.PRNGKey(3), 0), jnp.zeros((1, 28, 28, 1)), train=False)
+    for got, want in ((state.params, plain["params"]), (state.batch_stats, plain["batch_stats"]),
+                      (state.ema["params"], plain["params"])):
+        assert jax.tree.structure(got) == jax.tree.structure(want)
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+            np.testing.assert_array_equal(a, b)
