@@ -177,9 +177,12 @@ def _finished(wd: Workdir, log) -> dict | None:
 
 
 def _train(s: Setup, wd: Workdir, log, on_epoch) -> dict:
-    wall0 = time.perf_counter()  # the clock of time_to_target_seconds (see _target_record)
     cfg, ds = s.cfg, s.data
     primary = jax.process_index() == 0  # with several hosts only process 0 writes files (Orbax coordinates itself)
+    # imports before the clock, like JAX's own: tensorboardX (which imports torch, ~1.5 s) and matplotlib
+    summary_writer = _summary_writer_class() if primary else None
+    from cnnjax import plots  # matplotlib only when a run actually trains
+    wall0 = time.perf_counter()  # the clock of time_to_target_seconds (see _target_record)
     checkpoints = ckpt_lib.Checkpoints(wd.checkpoint_dir, keep=cfg.keep_checkpoints, log=log)
     state, start, rows = _resume(s, wd, checkpoints, log)
     if not ds.has_validation:
@@ -195,8 +198,7 @@ def _train(s: Setup, wd: Workdir, log, on_epoch) -> dict:
                                         fused=None if cfg.epoch_loop == "auto" else cfg.epoch_loop == "scan")
     eval_fn = train.make_eval_step(s.model, ds.mean, ds.std, ds.num_classes, cfg.compute_dtype, cfg.tta)
     bar = _Progress(cfg.progress, log)
-    writer = _tensorboard(wd.path, start) if primary else None
-    from cnnjax import plots  # matplotlib only when a run actually trains
+    writer = summary_writer(wd.path, purge_step=start + 1 if start else None) if summary_writer else None
     plot = lambda: plots.plot_curves(rows, wd.file("curves.png"), title=f"{os.path.basename(wd.path)}: {cfg.model}")
     reached, to_target = _reached_target(cfg, rows), None
     last = cfg.epochs if reached is None else start  # a resumed run that had stopped trains no further
@@ -271,8 +273,8 @@ def _target_record(cfg: config_lib.TrainConfig, rows: list[dict], reached: int |
     training -- state initialisation, the training set placed on the device, every jit
     compilation, the training epochs, their validation evaluations, metrics lines and the
     checkpoints of earlier epochs -- to the end of the evaluation that reached the target.  Out
-    of it: reading the data and splitting off the validation set (``data_load_seconds``, this
-    session's), building and checking the model, the work directory's config, the checkpoint
+    of it: importing tensorboardX and matplotlib, reading the data and splitting off the validation
+    set (``data_load_seconds``, this session's), building and checking the model, the work directory's config, the checkpoint
     of the target epoch, the test evaluation and this summary."""
     return {"target_accuracy": cfg.target_accuracy, "target_reached": reached is not None, "target_epoch": reached,
             "time_to_target_seconds": seconds, "epochs_trained": rows[-1]["epoch"],
@@ -417,14 +419,15 @@ class _Progress:
                      f"{row['seconds']:.1f}s")
 
 
-def _tensorboard(workdir: str, start: int):
-    """Event files in ``workdir``; a resumed run hides the events of epochs after ``start``
-    (they are trained again), so TensorBoard shows each epoch once."""
+def _summary_writer_class():
+    """tensorboardX's SummaryWriter, or None when it is not installed (the run goes on without
+    event files).  A resumed run opens it with ``purge_step`` = the first epoch it trains again,
+    so TensorBoard shows each epoch once."""
     try:
         from tensorboardX import SummaryWriter
-    except ImportError:  # optional: the run goes on without event files
+    except ImportError:
         return None
-    return SummaryWriter(workdir, purge_step=start + 1 if start else None)
+    return SummaryWriter
 
 
 def _log_scalars(writer, row: dict) -> None:
