@@ -371,9 +371,9 @@ class Airbench(nn.Module):
     whiten_width 8 = 2*2*2*1 (so config.whiten_init applies), group widths s (8, 16, 16), m (16, 32, 32),
     l (32, 64, 64).  Shapes (NHWC) on (N, 28, 28, 1): whiten 2x2 valid -> (N, 27, 27, 8); group 1 conv
     'same' then max pool 2 -> 13x13; group 2 -> 6x6; group 3 -> 3x3; max pool 3 -> (N, 1, 1, w3); dense
-    -> (N, 10).  Params (10 classes, no BN scale): s 9,496, m 36,232, l 141,544.  Sized by measured
-    train throughput (batch 256, per-step jit, this 2-core CPU under load average ~8-11): s 1,384 img/s,
-    m 401-755, l 232-471; aimed at ~91.5% in ~15 s, ~93% in ~1 min and ~94% in ~5 min of training."""
+    -> (N, 10).  Params (10 classes, no BN scale): s 9,496, m 36,232, l 141,544.  Training
+    throughput on this 2-core CPU (benchmarks.train_throughput, quiet): m 6,892 img/s at batch 64 and
+    4,521 at 256, l 3,778 and 2,165 -- batch 64 keeps the activations in the caches (docs/speedrun.md)."""
     num_classes: int = 10
     widths: Sequence[int] = (64, 256, 256)
     whiten_width: int = 24
