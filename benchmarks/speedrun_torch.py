@@ -84,11 +84,12 @@ def threads() -> int:
         return os.cpu_count() or 1
 
 
-def record(impl: str, cfg, *, reached: int | None, seconds: float | None, epochs_trained: int,
-           val_accuracy: float | None, test_accuracy: float, load_seconds: float, images_per_sec: float,
-           train_seconds: float) -> dict:
+def record(impl: str, cfg, *, reached: int | None, seconds: float | None, epochs_trained: int | None,
+           val_accuracy: float | None, test_accuracy: float | None, load_seconds: float | None,
+           images_per_sec: float | None, train_seconds: float | None) -> dict:
     """One timed run: ``seconds`` = wall seconds to the target (None: not reached);
-    accuracies are fractions; ``images_per_sec`` = median training images/s over epochs."""
+    accuracies are fractions; ``images_per_sec`` = median training images/s over epochs.  None
+    for what a run that did not finish (launch.speedrun.diverged) never measured."""
     return {"impl": impl, "seed": cfg.seed, "target_accuracy": cfg.target_accuracy,
             "target_reached": reached is not None, "target_epoch": reached, "time_to_target_seconds": seconds,
             "epochs_trained": epochs_trained, "final_val_accuracy": val_accuracy,
@@ -407,26 +408,31 @@ def _train(cfg, ds, lrs, steps: int, load_seconds: float, log) -> dict:
                   images_per_sec=float(np.median(rates)), train_seconds=train_seconds)
 
 
+def load_config(spec: str, overrides: list[str] = (), **values):
+    """A TrainConfig from a config file ``FILE[:ARG]`` (its ``get_config``), ``KEY=JSON`` overrides,
+    then ``values``.  ValueError (a bad file, setting or value) or json.JSONDecodeError."""
+    import importlib.util
+
+    from cnnjax import config as config_lib
+    path, _, arg = spec.partition(":")
+    module_spec = importlib.util.spec_from_file_location("_loaded_config", path)
+    if module_spec is None or not os.path.isfile(path):
+        raise ValueError(f"--config: {path} is not a file")
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    base = module.get_config(arg) if arg else module.get_config()
+    overridden = {k: json.loads(v) for k, v in (s.split("=", 1) for s in overrides)}
+    return config_lib.from_dict(config_lib.apply(base, {**overridden, **values}))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", default="experiments/configs/speedrun.py:0.915", help="config file FILE[:ARG]")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="override a setting")
     args = ap.parse_args(argv)
-    import importlib.util
-
-    from cnnjax import config as config_lib
-    path, _, arg = args.config.partition(":")
-    spec = importlib.util.spec_from_file_location("_speedrun_config", path)
-    if spec is None or not os.path.isfile(path):
-        print(f"error: --config: {path} is not a file", file=sys.stderr)
-        sys.exit(2)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     try:
-        base = module.get_config(arg) if arg else module.get_config()
-        overrides = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}
-        cfg = config_lib.from_dict(config_lib.apply(base, {**overrides, "seed": args.seed}))
+        cfg = load_config(args.config, args.set, seed=args.seed)
         print(json.dumps(run(cfg), indent=1))
     except (ValueError, json.JSONDecodeError) as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)

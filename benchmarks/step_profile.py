@@ -11,10 +11,12 @@ median wall time over ``--rounds`` rounds of ``--steps`` steps, then runs ``--st
 ``jax.profiler`` and lists the operations (XLA fusions, YNNPACK calls) by time per step.  Not
 attributed: convolutions XLA hands to Eigen's thread pool (the default with ``xla_cpu.FLAGS``)
 -- their events end when the work is queued (a 3x3 conv at batch 256 shows 0.5 ms of its ~3) --
-so wall time minus the listed sum is mostly convolutions, plus dispatch.  Shapes and op names come from the optimised HLO, dumped to a temporary directory
-(``--xla_dump_to``).  Under the profiler the step runs slower than it does alone; read the list
-for shares, not for absolute times.  Needs the ``whiten_init`` data only when the config sets it
-(then the real dataset is loaded, as the trainer does).
+so wall time minus the listed sum is mostly convolutions, plus dispatch.  Shapes and op names
+come from the optimised HLO, dumped to a temporary directory (``--xla_dump_to``).  Under the
+profiler the step runs slower than it does alone; read the list for shares, not for absolute
+times.  The config's dataset is loaded as the trainer loads it (:func:`cnnjax.experiment.build`:
+its shape, statistics and, with ``whiten_init``, the whitening images); the timed steps gather
+from random images.
 """
 from __future__ import annotations
 
@@ -33,22 +35,6 @@ import time
 #: profiler events that are bookkeeping, not XLA operations
 _NOT_OPS = ("ThunkExecutor", "ThreadpoolListener", "SlinkyThreadPool", "CommonPjRtLoadedExecutable", "ParseArguments",
             "PjitFunction", "$", "end: ")
-
-
-def load_config(spec: str, overrides: list[str]):
-    """A TrainConfig from ``FILE[:ARG]`` and ``KEY=JSON`` overrides (as benchmarks.speedrun_torch reads them)."""
-    import importlib.util
-
-    from cnnjax import config as config_lib
-    path, _, arg = spec.partition(":")
-    module_spec = importlib.util.spec_from_file_location("_profiled_config", path)
-    if module_spec is None or not os.path.isfile(path):
-        raise ValueError(f"--config: {path} is not a file")
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    base = module.get_config(arg) if arg else module.get_config()
-    values = {k: json.loads(v) for k, v in (s.split("=", 1) for s in overrides)}
-    return config_lib.from_dict(config_lib.apply(base, values))
 
 
 def hlo_ops(dump_dir: str) -> dict[str, tuple[str, str]]:
@@ -93,9 +79,10 @@ def main(argv=None):
     import jax
     import numpy as np
 
+    from benchmarks import speedrun_torch
     from cnnjax import experiment, train
     try:
-        cfg = load_config(args.config, args.set)
+        cfg = speedrun_torch.load_config(args.config, args.set)
     except (ValueError, json.JSONDecodeError) as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         sys.exit(2)

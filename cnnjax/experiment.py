@@ -274,8 +274,8 @@ def _target_record(cfg: config_lib.TrainConfig, rows: list[dict], reached: int |
     compilation, the training epochs, their validation evaluations, metrics lines and the
     checkpoints of earlier epochs -- to the end of the evaluation that reached the target.  Out
     of it: importing tensorboardX and matplotlib, reading the data and splitting off the validation
-    set (``data_load_seconds``, this session's), building and checking the model, the work directory's config, the checkpoint
-    of the target epoch, the test evaluation and this summary."""
+    set (``data_load_seconds``, this session's), building and checking the model, the work
+    directory's config, the checkpoint of the target epoch, the test evaluation and this summary."""
     return {"target_accuracy": cfg.target_accuracy, "target_reached": reached is not None, "target_epoch": reached,
             "time_to_target_seconds": seconds, "epochs_trained": rows[-1]["epoch"],
             "data_load_seconds": load_seconds}

@@ -296,7 +296,11 @@ def gelu(x):
     is ``x / 2 * erfc(-x / sqrt(2))`` and XLA's CPU erfc costs ~6x its erf; the derivative
     ``Phi(x) + x * phi(x)`` is given by hand so the backward pass is one elementwise loop
     (autodiff of the formula left XLA materialised broadcasts)."""
-    return x * (0.5 + 0.5 * lax.erf(x * np.asarray(_SQRT_HALF, x.dtype)))
+    return x * _normal_cdf(x)
+
+
+def _normal_cdf(x):
+    return 0.5 + 0.5 * lax.erf(x * np.asarray(_SQRT_HALF, x.dtype))
 
 
 _SQRT_HALF = float(np.sqrt(0.5))
@@ -306,6 +310,6 @@ _INV_SQRT_2PI = float(1 / np.sqrt(2 * np.pi))
 @gelu.defjvp
 def _gelu_jvp(primals, tangents):
     (x,), (t,) = primals, tangents
-    cdf = 0.5 + 0.5 * lax.erf(x * np.asarray(_SQRT_HALF, x.dtype))
+    cdf = _normal_cdf(x)
     pdf = jnp.exp(-0.5 * x * x) * np.asarray(_INV_SQRT_2PI, x.dtype)
     return x * cdf, t * (cdf + x * pdf)

@@ -89,10 +89,10 @@ def run_cnnjax(config: dict, workdir: str) -> dict:
 
 def diverged(impl: str, cfg, error: str) -> dict:
     """The record of a run whose training diverged: not reached, no accuracies or times, ``error`` why."""
-    return {"impl": impl, "seed": cfg.seed, "target_accuracy": cfg.target_accuracy, "target_reached": False,
-            "target_epoch": None, "time_to_target_seconds": None, "epochs_trained": None, "final_val_accuracy": None,
-            "final_test_accuracy": None, "data_load_seconds": None, "train_images_per_sec": None,
-            "wall_seconds": None, "error": " ".join(error.split())}
+    from benchmarks import speedrun_torch
+    return {**speedrun_torch.record(impl, cfg, reached=None, seconds=None, epochs_trained=None, val_accuracy=None,
+                                    test_accuracy=None, load_seconds=None, images_per_sec=None, train_seconds=None),
+            "error": " ".join(error.split())}
 
 
 def run_torch(config: dict) -> dict:
@@ -146,7 +146,7 @@ def aggregate(runs: list[dict], target: float) -> dict:
     median = statistics.median(seconds) if seconds else float("inf")
     tests = [100 * r["final_test_accuracy"] for r in runs if r["final_test_accuracy"] is not None]
     reached = [r for r in runs if r["target_reached"]]
-    measured = lambda key: [r[key] for r in runs if r[key] is not None]
+    median_of = lambda key: statistics.median(xs) if (xs := [r[key] for r in runs if r[key] is not None]) else None
     return {"seeds": len(runs), "median_seconds": None if median == float("inf") else median,
             "reached_val": len(reached),
             "median_epochs": statistics.median(r["target_epoch"] for r in reached) if reached else None,
@@ -154,10 +154,8 @@ def aggregate(runs: list[dict], target: float) -> dict:
             "test_std": statistics.stdev(tests) if len(tests) > 1 else None,
             "test_reached_fraction": sum(t >= 100 * target for t in tests) / max(len(runs), 1),
             "diverged": sum(r.get("error") is not None for r in runs),
-            "median_load_seconds": statistics.median(measured("data_load_seconds")) if measured(
-                "data_load_seconds") else None,
-            "median_images_per_sec": statistics.median(measured("train_images_per_sec")) if measured(
-                "train_images_per_sec") else None}
+            "median_load_seconds": median_of("data_load_seconds"),
+            "median_images_per_sec": median_of("train_images_per_sec")}
 
 
 def ratio(cnnjax: dict, torch: dict) -> Optional[float]:
