@@ -37,7 +37,8 @@ Mirrored exactly:
     random horizontal flip, then a random crop of the image zero-padded by ``crop_padding``,
     on the uint8 pixels before normalisation), the batch size, the epoch budget;
   * the stop rule and the clock: evaluation on the validation split every ``eval_every``
-    epochs (and after the last); stop after the first whose accuracy is >= ``target_accuracy``;
+    epochs (and after the last); stop after the first whose accuracy is >= ``target_accuracy`` +
+    ``target_margin`` (``config.stop_accuracy``);
     the test set measured once, afterwards.  Time to target runs from the end of data loading
     (model creation and init, tensors, every epoch and evaluation included) to the end of
     that evaluation -- as cnnjax's (see cnnjax.experiment._target_record).
@@ -395,7 +396,7 @@ def _train(cfg, ds, lrs, steps: int, load_seconds: float, log) -> dict:
             val_acc = evaluate(evaluated, val_images, val_labels, normalize, cfg.eval_batch_size, cfg.tta)["accuracy"]
             log(f"torch epoch {epoch} train_loss {float(loss.detach()):.4f} val_acc {val_acc:.4f} "
                 f"{rates[-1]:,.0f} img/s")
-            if cfg.target_accuracy and val_acc >= cfg.target_accuracy:
+            if cfg.stop_accuracy and val_acc >= cfg.stop_accuracy:
                 reached, seconds = epoch, time.perf_counter() - wall0
                 break
     train_seconds = time.perf_counter() - wall0

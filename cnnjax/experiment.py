@@ -5,7 +5,7 @@ trust, resume and re-make the run.  Rerunning with the same config resumes from 
 readable checkpoint and ends with bit-identical parameters and metrics to an uninterrupted
 run; a finished run is not repeated; a config whose numbers would differ is refused; one
 process trains in a directory at a time.  With ``target_accuracy`` the run stops after the
-first evaluation whose validation accuracy reaches it, and is then finished (time-to-target
+first evaluation whose validation accuracy reaches it (plus ``target_margin``), and is then finished (time-to-target
 fields of summary.json: :func:`_target_record`).  Every check of the config, the data and the model
 happens before anything is written.
 """
@@ -236,7 +236,7 @@ def _train(s: Setup, wd: Workdir, log, on_epoch) -> dict:
             if on_epoch is not None:
                 on_epoch(row)
             if reached is not None:
-                log(f"validation accuracy {row['val_accuracy']:.4f} >= target {cfg.target_accuracy} in epoch "
+                log(f"validation accuracy {row['val_accuracy']:.4f} >= {_stop_rule(cfg)} in epoch "
                     f"{epoch}: stopped" + (f" after {to_target:.1f}s" if to_target is not None else ""))
                 break
         if primary and cfg.target_accuracy:
@@ -260,10 +260,15 @@ def _train(s: Setup, wd: Workdir, log, on_epoch) -> dict:
 
 
 def _reached_target(cfg: config_lib.TrainConfig, rows: list[dict]) -> int | None:
-    """The first epoch of ``rows`` whose validation accuracy is >= ``cfg.target_accuracy``
-    (None: no target, or not reached).  Test metrics are never consulted."""
-    return next((r["epoch"] for r in rows if cfg.target_accuracy and r.get("val_accuracy") is not None
-                 and r["val_accuracy"] >= cfg.target_accuracy), None)
+    """The first epoch of ``rows`` whose validation accuracy is >= ``cfg.stop_accuracy`` (the
+    target plus its margin; None: no target, or not reached).  Test metrics are never consulted."""
+    return next((r["epoch"] for r in rows if cfg.stop_accuracy and r.get("val_accuracy") is not None
+                 and r["val_accuracy"] >= cfg.stop_accuracy), None)
+
+
+def _stop_rule(cfg: config_lib.TrainConfig) -> str:
+    """'target 0.93' or 'target 0.94 + margin 0.003', for log lines."""
+    return f"target {cfg.target_accuracy:g}" + (f" + margin {cfg.target_margin:g}" if cfg.target_margin else "")
 
 
 def _target_record(cfg: config_lib.TrainConfig, rows: list[dict], reached: int | None, seconds: float | None,

@@ -64,6 +64,25 @@ def test_run_stops_at_first_evaluation_at_or_above_target_and_tests_once(tmp_pat
     assert resumed["final_test_accuracy"] == summary["final_test_accuracy"]
 
 
+def test_margin_stops_at_target_plus_margin_and_records_the_target(tmp_path):
+    # epoch 1 (0.84) is above the target 0.8 but not above 0.8 + 0.1: the run goes on to epoch 2
+    result = experiment.train_and_evaluate(dict(TINY, target_accuracy=0.8, target_margin=0.1), str(tmp_path / "r"),
+                                           log=lambda s: None)
+    rows = Workdir(tmp_path / "r").metrics()
+    assert 0.8 <= rows[0]["val_accuracy"] < 0.9 <= rows[-1]["val_accuracy"] and len(rows) == 2, rows
+    assert result["target_accuracy"] == 0.8 and result["target_epoch"] == 2 == result["epochs_trained"]
+
+
+def test_stop_accuracy_is_target_plus_margin_exactly():
+    cfg = config_lib.from_dict(dict(TINY, target_accuracy=0.94, target_margin=0.003))
+    assert cfg.stop_accuracy == 0.943 and 4715 / 5000 >= cfg.stop_accuracy  # 0.94 + 0.003 is 0.9430000000000001
+    assert config_lib.from_dict(dict(TINY, target_margin=0.003)).stop_accuracy == 0  # no target: never stops
+    with pytest.raises(config_lib.ConfigError, match=r"^config\.target_margin must be >= 0"):
+        config_lib.from_dict(dict(TINY, target_accuracy=0.9, target_margin=-0.01))
+    with pytest.raises(config_lib.ConfigError, match=r"^config\.target_margin must be >= 0 with target_accuracy"):
+        config_lib.from_dict(dict(TINY, target_accuracy=0.99, target_margin=0.02))
+
+
 def test_target_never_reached_trains_the_whole_budget(tmp_path):
     result = experiment.train_and_evaluate(dict(TINY, epochs=2, target_accuracy=1.0), str(tmp_path / "r"),
                                            log=lambda s: None)
@@ -88,16 +107,18 @@ def test_train_cli_refuses_target_without_validation_in_one_line(tmp_path):
     assert not os.path.exists(tmp_path / "w")
 
 
-def test_torch_mirror_trains_a_tiny_config_and_stops_at_the_target():
+@pytest.mark.parametrize("target,margin", [(TARGET, 0.0), (0.8, TARGET - 0.8)])
+def test_torch_mirror_trains_a_tiny_config_and_stops_at_the_target(target, margin):
     pytest.importorskip("torch")
     from benchmarks import speedrun_torch
     lines = []
-    rec = speedrun_torch.run(dict(TINY, target_accuracy=TARGET), log=lines.append)
+    rec = speedrun_torch.run(dict(TINY, target_accuracy=target, target_margin=margin), log=lines.append)
     assert rec["impl"] == "torch" and rec["target_reached"] is True
     assert rec["epochs_trained"] == rec["target_epoch"] < TINY["epochs"]
     assert rec["final_val_accuracy"] >= TARGET
     evaluated = [float(l.split("val_acc ")[1].split()[0]) for l in lines if l.startswith("torch epoch")]
     assert len(evaluated) == rec["target_epoch"] and all(a < TARGET for a in evaluated[:-1])
+    assert rec["target_accuracy"] == target
     assert 0 <= rec["final_test_accuracy"] <= 1 and rec["time_to_target_seconds"] > 0
     assert sum(l.startswith("torch test accuracy") for l in lines) == 1
 
