@@ -242,11 +242,10 @@ def augment(x, kind: str, pad: int, generator):
         flip = torch.rand(b, generator=generator) < 0.5
         x = torch.where(flip[:, None, None, None], x.flip(3), x)
     if kind in ("crop", "flip_crop"):
-        padded = F.pad(x, (pad, pad, pad, pad))
         oy, ox = torch.randint(0, 2 * pad + 1, (2, b), generator=generator)
-        rows = (oy[:, None] + torch.arange(h))[:, None, :, None]
-        cols = (ox[:, None] + torch.arange(w))[:, None, None, :]
-        x = padded[torch.arange(b)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
+        # every H x W window of the padded images as a view (B, C, 2*pad+1, 2*pad+1, H, W), one picked per image
+        windows = F.pad(x, (pad, pad, pad, pad)).unfold(2, h, 1).unfold(3, w, 1)
+        x = windows[torch.arange(b), :, oy, ox]
     return x
 
 

@@ -312,6 +312,22 @@ def make_train_epoch(model: nn.Module, tx: optax.GradientTransformation, cfg: Tr
     return epoch
 
 
+def tta_views(x, tta: str = "none"):
+    """(views (V, B, H, W, C), weights (V,)) of :func:`tta_logits` for a (B, H, W, C) batch."""
+    flip = lambda v: v[:, :, ::-1, :]
+    if tta == "none":
+        return x[None], jnp.ones(1, jnp.float32)
+    if tta == "flip":
+        return jnp.stack([x, flip(x)]), jnp.full(2, 0.5, jnp.float32)
+    if tta == "flip_shift":
+        _, h, w, _ = x.shape
+        padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+        down, up = padded[:, :h, :w], padded[:, 2:, 2:]
+        return (jnp.stack([x, flip(x), down, flip(down), up, flip(up)]),
+                jnp.array([0.25, 0.25, 0.125, 0.125, 0.125, 0.125], jnp.float32))
+    raise ValueError(f"unknown tta {tta!r}")
+
+
 def tta_logits(logits_fn: Callable, x, tta: str = "none"):
     """Test-time augmentation (airbench94's ``infer``) of a (B, H, W, C) batch: the logits
     ``logits_fn(view)`` (B, classes) averaged over views of ``x``.
@@ -319,18 +335,14 @@ def tta_logits(logits_fn: Callable, x, tta: str = "none"):
     * 'none': x itself;
     * 'flip': (f(x) + f(mirror x)) / 2, mirror = reversed width axis;
     * 'flip_shift': flip(x) / 2 + (flip(x shifted down-right) + flip(x shifted up-left)) / 4, a
-      shift moving the image one pixel along both axes with reflect padding (6 views)."""
-    mirror = lambda v: 0.5 * logits_fn(v) + 0.5 * logits_fn(v[:, :, ::-1, :])
+      shift moving the image one pixel along both axes with reflect padding (6 views).
+
+    The views run one after another through one traced ``logits_fn`` (``lax.map``): a jitted
+    evaluation compiles the model once, not once per view."""
     if tta == "none":
         return logits_fn(x)
-    if tta == "flip":
-        return mirror(x)
-    if tta == "flip_shift":
-        _, h, w, _ = x.shape
-        padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
-        shifted = 0.5 * mirror(padded[:, :h, :w]) + 0.5 * mirror(padded[:, 2:, 2:])
-        return 0.5 * mirror(x) + 0.5 * shifted
-    raise ValueError(f"unknown tta {tta!r}")
+    views, weights = tta_views(x, tta)
+    return jnp.tensordot(weights, jax.lax.map(logits_fn, views), axes=1)
 
 
 def make_eval_step(model: nn.Module, mean: float, std: float, num_classes: int,

@@ -155,6 +155,11 @@ def test_tta_averages_exactly_airbench_views():
     fj = lambda v: jnp.reshape(v, (v.shape[0], -1)) @ w
     for tta in config_lib.TTA:
         np.testing.assert_allclose(train.tta_logits(fj, jnp.asarray(x), tta), want[tta], rtol=1e-5, atol=1e-5)
+    # the views share one traced model: a jitted evaluation compiles the model once, not once per view
+    traced = []
+    counting = lambda v: (traced.append(v.shape), fj(v))[1]
+    jax.jit(lambda v: train.tta_logits(counting, v, "flip_shift"))(jnp.asarray(x))
+    assert traced == [(2, 4, 4, 1)]
 
 
 def test_evaluate_with_flip_tta_scores_the_averaged_logits():
