@@ -1,5 +1,6 @@
 """Where one training step's time goes: the XLA operations of a config's jitted training step,
-by time per step, with their output shapes and the model code they come from.
+by time per step, with their output shapes and the model code they come from; and what a run
+pays once (parameter init, whitening init, compiling the training and evaluation steps).
 
     python -m benchmarks.step_profile --config=experiments/configs/speedrun.py:0.915
     python -m benchmarks.step_profile --config=experiments/configs/default.py --set batch_size=256 --top=40
@@ -88,9 +89,14 @@ def main(argv=None):
         sys.exit(2)
     s = experiment.build(cfg)
     ds, batch = s.data, cfg.batch_size
-    state = train.init_state(s.model, s.tx, cfg.seed, ds.image_shape, ema=cfg.ema_decay > 0)
+    fixed = {}  # seconds of what a run does once, inside a speedrun's clock
+    t0 = time.perf_counter()
+    state = jax.block_until_ready(train.init_state(s.model, s.tx, cfg.seed, ds.image_shape, ema=cfg.ema_decay > 0))
+    fixed["init_state"] = time.perf_counter() - t0
     if cfg.whiten_init:
-        state = train.init_whitening(state, ds.train_images, ds.mean, ds.std)
+        t0 = time.perf_counter()
+        state = jax.block_until_ready(train.init_whitening(state, ds.train_images, ds.mean, ds.std))
+        fixed["init_whitening"] = time.perf_counter() - t0
     rng = np.random.default_rng(0)
     n = 16 * batch
     images = jax.device_put(rng.integers(0, 256, (n, *ds.image_shape), dtype=np.uint8))
@@ -100,7 +106,15 @@ def main(argv=None):
     t0 = time.perf_counter()
     state, m = step(state, images, labels, order, 0)
     jax.block_until_ready(m)
-    compile_s = time.perf_counter() - t0
+    fixed["first training step (compiles)"] = time.perf_counter() - t0
+    evaluate = train.make_eval_step(s.model, ds.mean, ds.std, ds.num_classes, cfg.compute_dtype, cfg.tta)
+    eval_batch = (rng.integers(0, 256, (cfg.eval_batch_size, *ds.image_shape), dtype=np.uint8),
+                  rng.integers(0, ds.num_classes, cfg.eval_batch_size).astype(np.int32),
+                  np.ones(cfg.eval_batch_size, np.float32))
+    for name in ("first evaluation batch (compiles)", "next evaluation batch"):
+        t0 = time.perf_counter()
+        jax.block_until_ready(evaluate(state.eval_variables(), *eval_batch))
+        fixed[name] = time.perf_counter() - t0
     times = []
     for r in range(args.rounds):
         t0 = time.perf_counter()
@@ -118,7 +132,9 @@ def main(argv=None):
     total = sum(per_op.values())
     load = "/".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"{cfg.model}, batch {batch}: {wall:.1f} ms/step median of {args.rounds} rounds "
-          f"({batch / wall * 1e3:,.0f} img/s; first step with compilation {compile_s:.1f} s; load average {load})")
+          f"({batch / wall * 1e3:,.0f} img/s; load average {load})")
+    print(f"once per run: " + ", ".join(f"{k} {v:.2f} s" for k, v in fixed.items())
+          + f" (evaluation: {cfg.eval_batch_size} images, tta {cfg.tta})")
     print(f"under the profiler: operations {total:.1f} ms/step in {len(per_op)} kinds (Eigen convolutions are "
           f"not attributed: most of the rest of the wall time); top {args.top}:")
     print(f"{'ms/step':>8} {'share':>6}  {'operation':<34} {'output shape':<28} source")

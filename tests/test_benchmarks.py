@@ -64,8 +64,11 @@ def test_step_profile_lists_the_steps_operations_with_shapes_and_sources():
                  "--set", "batch_size=32", "--steps=2", "--rounds=1", "--top=5")
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("padded_cnn, batch 32: ") and "ms/step" in lines[0] and "load average" in lines[0]
-    rows = lines[3:]
-    assert len(rows) == 5 and lines[2].split()[:3] == ["ms/step", "share", "operation"]
+    once = dict(part.rsplit(" ", 2)[:2] for part in lines[1].split(" (evaluation")[0][len("once per run: "):].split(", "))
+    assert list(once) == ["init_state", "first training step (compiles)", "first evaluation batch (compiles)",
+                          "next evaluation batch"] and all(float(v) > 0 for v in once.values()), lines[1]
+    rows = lines[4:]
+    assert len(rows) == 5 and lines[3].split()[:3] == ["ms/step", "share", "operation"]
     times = [float(r.split()[0]) for r in rows]
     assert times == sorted(times, reverse=True) and times[0] > 0
     # shapes of padded_cnn's step (batch 32) and model sources come from the dumped HLO
