@@ -237,7 +237,7 @@ def augment(x, kind: str, pad: int, generator):
     same shape and dtype out."""
     import torch
     import torch.nn.functional as F
-    b, c, h, w = x.shape
+    b, _, h, w = x.shape
     if kind in ("flip", "flip_crop"):
         flip = torch.rand(b, generator=generator) < 0.5
         x = torch.where(flip[:, None, None, None], x.flip(3), x)

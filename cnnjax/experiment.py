@@ -5,9 +5,9 @@ trust, resume and re-make the run.  Rerunning with the same config resumes from 
 readable checkpoint and ends with bit-identical parameters and metrics to an uninterrupted
 run; a finished run is not repeated; a config whose numbers would differ is refused; one
 process trains in a directory at a time.  With ``target_accuracy`` the run stops after the
-first evaluation whose validation accuracy reaches it (plus ``target_margin``), and is then finished (time-to-target
-fields of summary.json: :func:`_target_record`).  Every check of the config, the data and the model
-happens before anything is written.
+first evaluation whose validation accuracy reaches it (plus ``target_margin``), and is then
+finished (time-to-target fields of summary.json: :func:`_target_record`).  Every check of the
+config, the data and the model happens before anything is written.
 """
 from __future__ import annotations
 
