@@ -410,16 +410,12 @@ def _train(cfg, ds, lrs, steps: int, load_seconds: float, log) -> dict:
 
 def load_config(spec: str, overrides: list[str] = (), **values):
     """A TrainConfig from a config file ``FILE[:ARG]`` (its ``get_config``), ``KEY=JSON`` overrides,
-    then ``values``.  ValueError (a bad file, setting or value) or json.JSONDecodeError."""
-    import importlib.util
-
+    then ``values``.  experiments.common.UsageError (not a file), ValueError (a bad setting or
+    value) or json.JSONDecodeError."""
     from cnnjax import config as config_lib
-    path, _, arg = spec.partition(":")
-    module_spec = importlib.util.spec_from_file_location("_loaded_config", path)
-    if module_spec is None or not os.path.isfile(path):
-        raise ValueError(f"--config: {path} is not a file")
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
+    from experiments import common
+    _, _, arg = spec.partition(":")
+    module = common.config_module(spec)
     base = module.get_config(arg) if arg else module.get_config()
     overridden = {k: json.loads(v) for k, v in (s.split("=", 1) for s in overrides)}
     return config_lib.from_dict(config_lib.apply(base, {**overridden, **values}))
@@ -431,10 +427,11 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="override a setting")
     args = ap.parse_args(argv)
+    from experiments import common
     try:
         cfg = load_config(args.config, args.set, seed=args.seed)
         print(json.dumps(run(cfg), indent=1))
-    except (ValueError, json.JSONDecodeError) as e:
+    except (common.UsageError, ValueError, json.JSONDecodeError) as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         sys.exit(2)
 

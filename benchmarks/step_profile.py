@@ -82,9 +82,10 @@ def main(argv=None):
 
     from benchmarks import speedrun_torch
     from cnnjax import experiment, train
+    from experiments import common
     try:
         cfg = speedrun_torch.load_config(args.config, args.set)
-    except (ValueError, json.JSONDecodeError) as e:
+    except (common.UsageError, ValueError, json.JSONDecodeError) as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         sys.exit(2)
     s = experiment.build(cfg)

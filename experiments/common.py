@@ -59,6 +59,19 @@ def define_config_flag(default: str | None = None):
         lock_config=False, accept_new_attributes=True)
 
 
+def config_module(file: str):
+    """The Python module of a config or study file ``FILE[:ARG]`` (ARG is not read here), run from
+    its path; UsageError when FILE is not a file."""
+    import importlib.util
+    path = file.split(":", 1)[0]
+    spec = importlib.util.spec_from_file_location("_cnnjax_config_file", path)
+    if spec is None or not os.path.isfile(path):
+        raise UsageError(f"--config: {path} is not a file")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def train_config(holder):
     """The validated :class:`cnnjax.config.TrainConfig` of a ``--config`` flag (UsageError naming
     the file and the key otherwise)."""

@@ -23,7 +23,6 @@ Ray: as for launch.sweep (``--ray_address``, ``--num_cpus``).
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import time
 
@@ -42,9 +41,7 @@ KINDS = ("log", "uniform", "int", "choice")
 
 def get_search(file: str) -> dict:
     path = file.split(":", 1)[0]
-    spec = importlib.util.spec_from_file_location("_cnnjax_search", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = common.config_module(file)
     if not hasattr(module, "get_search"):
         raise UsageError(f"{path} has no get_search(): not a search study (run a grid with launch.sweep)")
     search = {"num_samples": 8, "algorithm": "optuna", "metric": "val_accuracy", "mode": "max",

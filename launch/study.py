@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.util
 import os
 from collections.abc import Mapping
 from typing import Any, Optional, Sequence
@@ -106,11 +105,7 @@ def _sweep_and_baseline(file: str) -> tuple[list[dict], Optional[dict]]:
     """(get_sweep(), BASELINE) of a study file; BASELINE (optional) names the settings of the
     row every other row is compared with, e.g. ``{"model_options.activation": "relu"}``."""
     path = file.split(":", 1)[0]
-    spec = importlib.util.spec_from_file_location("_cnnjax_study", path)
-    if spec is None or not os.path.isfile(path):
-        raise common.UsageError(f"--config: {path} is not a file")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = common.config_module(file)
     if not hasattr(module, "get_sweep"):
         raise common.UsageError(f"{path} has no get_sweep(): it is one run's config, not a study "
                                 f"(train it with python -m experiments.train --config={path})")
