@@ -36,9 +36,9 @@ Mirrored exactly:
   * the loss (softmax cross-entropy with the same label smoothing), the augmentation (per-image
     random horizontal flip, then a random crop of the image zero-padded by ``crop_padding``,
     on the uint8 pixels before normalisation), the batch size, the epoch budget;
-  * the stop rule and the clock: evaluation on the validation split every ``eval_every``
-    epochs (and after the last); stop after the first whose accuracy is >= ``target_accuracy`` +
-    ``target_margin`` (``config.stop_accuracy``);
+  * the stop rule and the clock: evaluation on the validation split after the epochs that
+    ``TrainConfig.evaluates_after`` names (``eval_every``, ``eval_delay``, the last); stop after
+    the first whose accuracy is >= ``target_accuracy`` + ``target_margin`` (``stop_accuracy``);
     the test set measured once, afterwards.  Time to target runs from the end of data loading
     (model creation and init, tensors, every epoch and evaluation included) to the end of
     that evaluation -- as cnnjax's (see cnnjax.experiment._target_record).
@@ -391,7 +391,7 @@ def _train(cfg, ds, lrs, steps: int, load_seconds: float, log) -> dict:
                 ema.update_parameters(model)
             step += 1
         rates.append(steps * cfg.batch_size / (time.perf_counter() - t0))
-        if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+        if cfg.evaluates_after(epoch):
             val_acc = evaluate(evaluated, val_images, val_labels, normalize, cfg.eval_batch_size, cfg.tta)["accuracy"]
             log(f"torch epoch {epoch} train_loss {float(loss.detach()):.4f} val_acc {val_acc:.4f} "
                 f"{rates[-1]:,.0f} img/s")

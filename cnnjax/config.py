@@ -83,6 +83,9 @@ class TrainConfig:
     compute_dtype: str = setting("float32", "bfloat16 = mixed precision (float32 weights, optimizer and loss).",
                                  choices=COMPUTE_DTYPES)
     eval_every: int = setting(1, "Evaluate every N epochs (and after the last).")
+    eval_delay: int = setting(0, "Epochs trained before the first evaluation: evaluate after epochs > eval_delay "
+                              "that are multiples of eval_every, and always after the last (eval_delay=epochs: "
+                              "once, at the end). Evaluation never changes training.")
     eval_batch_size: int = setting(1000, "Images per evaluation batch (memory only; same numbers).", run=True)
     checkpoint_every: int = setting(1, "Checkpoint every N epochs (and after the last).", run=True)
     keep_checkpoints: int = setting(3, "Keep the latest N checkpoints (plus the best).", run=True)
@@ -118,6 +121,10 @@ class TrainConfig:
         """The validation accuracy at which a run stops: target_accuracy + target_margin (0 = never)."""
         return round(self.target_accuracy + self.target_margin, 9) if self.target_accuracy else 0.0
 
+    def evaluates_after(self, epoch: int) -> bool:
+        """Whether the validation split is measured after (1-based) ``epoch``."""
+        return (epoch > self.eval_delay and epoch % self.eval_every == 0) or epoch == self.epochs
+
     def validate(self) -> None:
         """Raise ConfigError naming the first bad value."""
         def positive(name):
@@ -126,6 +133,7 @@ class TrainConfig:
             "epochs": positive("epochs"),
             "batch_size": positive("batch_size"),
             "eval_every": positive("eval_every"),
+            "eval_delay": (self.eval_delay >= 0, f"must be >= 0, got {self.eval_delay}"),
             "eval_batch_size": positive("eval_batch_size"),
             "checkpoint_every": positive("checkpoint_every"),
             "keep_checkpoints": positive("keep_checkpoints"),

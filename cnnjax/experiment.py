@@ -216,7 +216,7 @@ def _train(s: Setup, wd: Workdir, log, on_epoch) -> dict:
             row = {"epoch": epoch, "step": int(state.step), **m, "val_loss": None, "val_accuracy": None,
                    "learning_rate": float(s.schedule(int(state.step) - 1)),
                    "images_per_sec": s.steps_per_epoch * cfg.batch_size / train_seconds}
-            if ds.has_validation and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
+            if ds.has_validation and cfg.evaluates_after(epoch):
                 ev = train.evaluate(s.model, state.eval_variables(), ds, cfg.eval_batch_size, "val",
                                     eval_step=eval_fn)
                 row.update(val_loss=ev["loss"], val_accuracy=ev["accuracy"])

@@ -73,6 +73,36 @@ def test_margin_stops_at_target_plus_margin_and_records_the_target(tmp_path):
     assert result["target_accuracy"] == 0.8 and result["target_epoch"] == 2 == result["epochs_trained"]
 
 
+def test_evaluation_schedule_follows_eval_every_and_eval_delay():
+    def evaluated(**kw):
+        cfg = config_lib.from_dict(dict(TINY, epochs=10, **kw))
+        return [e for e in range(1, 11) if cfg.evaluates_after(e)]
+    assert evaluated() == list(range(1, 11))
+    assert evaluated(eval_every=3) == [3, 6, 9, 10]
+    assert evaluated(eval_delay=4) == [5, 6, 7, 8, 9, 10]
+    assert evaluated(eval_every=3, eval_delay=4) == [6, 9, 10]
+    assert evaluated(eval_delay=10) == evaluated(eval_delay=99) == [10]  # a fixed budget: once, at the end
+    with pytest.raises(config_lib.ConfigError, match=r"^config\.eval_delay must be >= 0, got -1"):
+        config_lib.from_dict(dict(TINY, eval_delay=-1))
+
+
+def test_eval_delay_skips_evaluations_and_the_stop_before_it_without_changing_training(tmp_path, count_evaluations):
+    # epoch 2 (0.95) would stop the run; with eval_delay=2 the first evaluation, and the stop, is after epoch 3
+    delayed = experiment.train_and_evaluate(dict(TINY, target_accuracy=TARGET, eval_delay=2), str(tmp_path / "d"),
+                                            log=lambda s: None)
+    rows = Workdir(tmp_path / "d").metrics()
+    assert [r["val_accuracy"] is None for r in rows] == [True, True, False] and rows[-1]["val_accuracy"] >= TARGET
+    assert delayed["target_epoch"] == 3 == delayed["epochs_trained"] and count_evaluations == {"val": 1, "test": 1}
+    # the same three epochs evaluated after each: the same training, bit for bit
+    experiment.train_and_evaluate(dict(TINY, epochs=3), str(tmp_path / "e"), log=lambda s: None)
+    every = Workdir(tmp_path / "e").metrics()
+    assert [r["val_accuracy"] is None for r in every] == [False, False, False]
+    for key in ("step", "train_loss", "train_accuracy"):
+        assert [r[key] for r in rows] == [r[key] for r in every], key
+    assert rows[-1]["val_accuracy"] == every[-1]["val_accuracy"]
+    assert delayed["final_test_accuracy"] == Workdir(tmp_path / "e").summary()["final_test_accuracy"]
+
+
 def test_stop_accuracy_is_target_plus_margin_exactly():
     cfg = config_lib.from_dict(dict(TINY, target_accuracy=0.94, target_margin=0.003))
     assert cfg.stop_accuracy == 0.943 and 4715 / 5000 >= cfg.stop_accuracy  # 0.94 + 0.003 is 0.9430000000000001
@@ -107,17 +137,19 @@ def test_train_cli_refuses_target_without_validation_in_one_line(tmp_path):
     assert not os.path.exists(tmp_path / "w")
 
 
-@pytest.mark.parametrize("target,margin", [(TARGET, 0.0), (0.8, TARGET - 0.8)])
-def test_torch_mirror_trains_a_tiny_config_and_stops_at_the_target(target, margin):
+@pytest.mark.parametrize("target,margin,delay", [(TARGET, 0.0, 0), (0.8, TARGET - 0.8, 0), (TARGET, 0.0, 2)])
+def test_torch_mirror_trains_a_tiny_config_and_stops_at_the_target(target, margin, delay):
     pytest.importorskip("torch")
     from benchmarks import speedrun_torch
     lines = []
-    rec = speedrun_torch.run(dict(TINY, target_accuracy=target, target_margin=margin), log=lines.append)
+    rec = speedrun_torch.run(dict(TINY, target_accuracy=target, target_margin=margin, eval_delay=delay),
+                             log=lines.append)
     assert rec["impl"] == "torch" and rec["target_reached"] is True
-    assert rec["epochs_trained"] == rec["target_epoch"] < TINY["epochs"]
+    assert delay < rec["epochs_trained"] == rec["target_epoch"] < TINY["epochs"]
     assert rec["final_val_accuracy"] >= TARGET
+    epochs = [int(l.split()[2]) for l in lines if l.startswith("torch epoch")]
     evaluated = [float(l.split("val_acc ")[1].split()[0]) for l in lines if l.startswith("torch epoch")]
-    assert len(evaluated) == rec["target_epoch"] and all(a < TARGET for a in evaluated[:-1])
+    assert epochs == list(range(delay + 1, rec["target_epoch"] + 1)) and all(a < TARGET for a in evaluated[:-1])
     assert rec["target_accuracy"] == target
     assert 0 <= rec["final_test_accuracy"] <= 1 and rec["time_to_target_seconds"] > 0
     assert sum(l.startswith("torch test accuracy") for l in lines) == 1
