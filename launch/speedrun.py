@@ -100,8 +100,25 @@ def run_torch(config: dict) -> dict:
     return speedrun_torch.run(config, log=lambda line: print(line, flush=True))
 
 
+def _end_with(parent: int) -> None:
+    """In a spawned run: terminate this process once ``parent`` (the launcher) is gone.  A killed
+    launcher does not take its worker with it, and the worker would train on unseen for minutes,
+    sharing the cores with whatever is timed next (a run killed mid-epoch resumes from its last
+    checkpoint)."""
+    import signal
+    import threading
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="end-with-launcher", daemon=True).start()
+
+
 class _Runner:
-    """Calls a run function here, or in a fresh spawned process per call (``isolate``)."""
+    """Calls a run function here, or in a fresh spawned process per call (``isolate``) that ends
+    with the launcher."""
 
     def __init__(self, isolate: bool):
         self.pool = None
@@ -109,7 +126,8 @@ class _Runner:
             import concurrent.futures
             import multiprocessing
             self.pool = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                                               max_tasks_per_child=1)
+                                                               max_tasks_per_child=1, initializer=_end_with,
+                                                               initargs=(os.getpid(),))
 
     def __call__(self, fn, *args):
         sys.stdout.flush()

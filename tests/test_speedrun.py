@@ -441,6 +441,43 @@ def test_launch_speedrun_isolates_each_run_in_a_fresh_process_by_default(tmp_pat
     assert "stopped after" in proc.stdout  # the child's log reaches this process's stdout
 
 
+def _children(pid: int) -> list[int]:
+    kids = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                if entry.isdigit() and int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                    kids.append(int(entry))
+        except (OSError, IndexError, ValueError):
+            pass
+    return kids
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_killed_launcher_takes_its_training_worker_with_it(tmp_path):
+    import signal
+    import time
+    log = open(tmp_path / "log", "w")
+    never = ["--target=1.0", "--config.epochs=100000", "--config.learning_rate=1e-12"]  # trains until killed
+    launcher = subprocess.Popen([sys.executable, "-m", "launch.speedrun", "--config=experiments/configs/speedrun.py:0.915",
+                                 "--seeds=1", f"--out={tmp_path / 'out'}", *SPEEDRUN_FLAGS, *never],
+                                cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.time() + 300
+    while "epoch 2 " not in (tmp_path / "log").read_text():  # the worker is training
+        assert launcher.poll() is None and time.time() < deadline, (tmp_path / "log").read_text()[-3000:]
+        time.sleep(0.5)
+    workers = [k for k in _children(launcher.pid) if "spawn_main" in open(f"/proc/{k}/cmdline").read()]
+    assert workers
+    launcher.send_signal(signal.SIGKILL)
+    launcher.wait()
+    assert "stopped" not in (tmp_path / "log").read_text()
+    deadline = time.time() + 30
+    while any(os.path.exists(f"/proc/{k}") and open(f"/proc/{k}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+              for k in workers):
+        assert time.time() < deadline, "the worker outlived its launcher by 30 s"
+        time.sleep(0.2)
+
+
 def test_a_diverged_seed_counts_as_not_reached_and_the_other_seeds_are_kept(tmp_path):
     """A NaN loss in one seed (SGD at learning rate 1e30 for seed 1 only) is recorded as diverged, the
     sweep goes on and results.md/json are written with the other seeds' numbers."""
