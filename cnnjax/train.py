@@ -109,9 +109,15 @@ def init_state(model: nn.Module, tx: optax.GradientTransformation, seed: int, im
     compilation instead of one per operation (airbench28_m: 2.4 s instead of 7.4 s on 2 cores,
     inside a speedrun's clock), compiled at XLA's backend optimisation level 1, not 3: the same
     bits as the plain call for every registered model, compiled 2-4x faster (airbench28_l
-    0.5 s instead of 1.6 s, resnet20 1.3 s instead of 3.6 s) for a function that runs once."""
-    rng = jax.random.PRNGKey(seed)
+    0.5 s instead of 1.6 s, resnet20 1.3 s instead of 3.6 s) for a function that runs once.
+    Call it outside ``jit`` (a jit with compiler options must be top-level); for shapes under a
+    trace use :func:`abstract_state`."""
     init = jax.jit(functools.partial(model.init, train=False), compiler_options=_ONCE)
+    return _state(init, tx, seed, image_shape, ema)
+
+
+def _state(init: Callable, tx, seed: int, image_shape, ema: bool) -> TrainState:
+    rng = jax.random.PRNGKey(seed)
     variables = init(jax.random.fold_in(rng, 0), jnp.zeros((1, *image_shape), jnp.float32))
     params = variables["params"]
     state = TrainState(jnp.zeros((), jnp.int32), params, variables.get("batch_stats", {}), tx.init(params), rng)
@@ -126,7 +132,7 @@ def restart_ema(state: TrainState) -> TrainState:
 
 def abstract_state(model, tx, seed, image_shape, ema: bool = False) -> TrainState:
     """Shapes and dtypes of ``init_state`` without allocating (for checkpoint restore)."""
-    return jax.eval_shape(lambda: init_state(model, tx, seed, image_shape, ema))
+    return jax.eval_shape(lambda: _state(functools.partial(model.init, train=False), tx, seed, image_shape, ema))
 
 
 #: how many training images (the first ones) airbench94 estimates the patch covariance from
