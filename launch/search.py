@@ -86,8 +86,8 @@ def _trainable(sampled: dict, base: dict, out: str) -> None:
     numbers = lambda row: {k: v for k, v in row.items() if isinstance(v, (int, float))}
     last = []
 
-    def on_epoch(row):
-        if row["epoch"] < cfg["epochs"]:
+    def on_epoch(row):  # only evaluated epochs (eval_every, eval_delay): Tune refuses a result without the metric
+        if row["epoch"] < cfg["epochs"] and row["val_accuracy"] is not None:
             tune.report(numbers(row))
         last[:] = [row]
     res = sweep._train(cfg, workdir, f"trial {os.path.basename(workdir)}", on_epoch=on_epoch)

@@ -164,7 +164,8 @@ def test_two_process_gang_equals_one_process(grid, tmp_path):
 
 
 @pytest.mark.slow
-def test_asha_search_ends_in_the_report(cluster, tmp_path):
+@pytest.mark.parametrize("evaluation", [{}, {"eval_delay": 1}])  # epoch 1 without a val_accuracy to report
+def test_asha_search_ends_in_the_report(cluster, tmp_path, evaluation):
     from launch import search
     path = tmp_path / "search.py"
     path.write_text(STUDY.split("def get_sweep")[0].replace("padded_cnn", "seed_net") + '''
@@ -172,7 +173,7 @@ def get_search():
     return {"space": {"learning_rate": ("log", 1e-4, 1e-1)}, "num_samples": 4, "algorithm": "optuna"}
 ''')
     out = str(tmp_path / "out")
-    assert search.run_search(out, str(path), {**BASE, "model": "seed_net"}, echo=lambda line: None) == 0
+    assert search.run_search(out, str(path), {**BASE, "model": "seed_net", **evaluation}, echo=lambda line: None) == 0
     record = json.load(open(os.path.join(out, "sweep.json")))
     assert record["tool"] == "launch.search" and len(record["runs"]) == 4
     assert 4 <= record["search"]["epochs_trained"] <= 12 == record["search"]["epochs_full"]
