@@ -6,9 +6,8 @@ pays once (parameter init, whitening init, compiling the training and evaluation
     python -m benchmarks.step_profile --config=experiments/configs/default.py --set batch_size=256 --top=40
 
 The step is cnnjax's own (:func:`cnnjax.experiment.build`, :func:`cnnjax.train.make_train_step`:
-gather, augmentation, normalisation, forward, backward, optimizer, EMA) on random uint8 images of
-the dataset's shape, after ``xla_cpu.configure()`` as the trainer runs it.  It prints the step's
-median wall time over ``--rounds`` rounds of ``--steps`` steps, then runs ``--steps`` more under
+gather, augmentation, normalisation, forward, backward, optimizer, EMA) on the config's training
+images, after ``xla_cpu.configure()`` as the trainer runs it.  It prints the step's median wall time over ``--rounds`` rounds of ``--steps`` steps, then runs ``--steps`` more under
 ``jax.profiler`` and lists the operations (XLA fusions, YNNPACK calls) by time per step.  Not
 attributed: convolutions XLA hands to Eigen's thread pool (the default with ``xla_cpu.FLAGS``)
 -- their events end when the work is queued (a 3x3 conv at batch 256 shows 0.5 ms of its ~3) --
@@ -17,7 +16,8 @@ come from the optimised HLO, dumped to a temporary directory (``--xla_dump_to``)
 profiler the step runs slower than it does alone; read the list for shares, not for absolute
 times.  The config's dataset is loaded as the trainer loads it (:func:`cnnjax.experiment.build`:
 its shape, statistics and, with ``whiten_init``, the whitening images); the timed steps gather
-from random images.
+from its first 16 batches of training images and labels (XLA's kernels take the same time on
+noise; PyTorch's would not: benchmarks/RESULTS.md).
 """
 from __future__ import annotations
 
@@ -99,9 +99,13 @@ def main(argv=None):
         state = jax.block_until_ready(train.init_whitening(state, ds.train_images, ds.mean, ds.std))
         fixed["init_whitening"] = time.perf_counter() - t0
     rng = np.random.default_rng(0)
-    n = 16 * batch
-    images = jax.device_put(rng.integers(0, 256, (n, *ds.image_shape), dtype=np.uint8))
-    labels = jax.device_put(rng.integers(0, ds.num_classes, n).astype(np.int32))
+    n = min(16, len(ds.train_labels) // batch) * batch
+    if n == 0:
+        print(f"error: batch_size {batch} is larger than the training set ({len(ds.train_labels)} images)",
+              file=sys.stderr)
+        sys.exit(2)
+    images = jax.device_put(ds.train_images[:n])
+    labels = jax.device_put(ds.train_labels[:n].astype(np.int32))
     order = jax.device_put(rng.permutation(n).astype(np.int32))
     step = train.make_train_step(s.model, s.tx, cfg, ds.mean, ds.std, ds.num_classes)
     t0 = time.perf_counter()
@@ -109,9 +113,8 @@ def main(argv=None):
     jax.block_until_ready(m)
     fixed["first training step (compiles)"] = time.perf_counter() - t0
     evaluate = train.make_eval_step(s.model, ds.mean, ds.std, ds.num_classes, cfg.compute_dtype, cfg.tta)
-    eval_batch = (rng.integers(0, 256, (cfg.eval_batch_size, *ds.image_shape), dtype=np.uint8),
-                  rng.integers(0, ds.num_classes, cfg.eval_batch_size).astype(np.int32),
-                  np.ones(cfg.eval_batch_size, np.float32))
+    e = min(cfg.eval_batch_size, len(ds.test_labels))
+    eval_batch = (ds.test_images[:e], ds.test_labels[:e].astype(np.int32), np.ones(e, np.float32))
     for name in ("first evaluation batch (compiles)", "next evaluation batch"):
         t0 = time.perf_counter()
         jax.block_until_ready(evaluate(state.eval_variables(), *eval_batch))
@@ -120,14 +123,14 @@ def main(argv=None):
     for r in range(args.rounds):
         t0 = time.perf_counter()
         for i in range(args.steps):
-            state, m = step(state, images, labels, order, i % 16)
+            state, m = step(state, images, labels, order, i % (n // batch))
         jax.block_until_ready(m)
         times.append((time.perf_counter() - t0) / args.steps * 1e3)
     wall = statistics.median(times)
     trace = tempfile.mkdtemp(prefix="cnnjax_trace_")
     with jax.profiler.trace(trace, create_perfetto_trace=True):
         for i in range(args.steps):
-            state, m = step(state, images, labels, order, i % 16)
+            state, m = step(state, images, labels, order, i % (n // batch))
         jax.block_until_ready(m)
     per_op, shapes = profile_ops(trace, args.steps), hlo_ops(dump)
     total = sum(per_op.values())

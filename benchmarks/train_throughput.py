@@ -16,9 +16,16 @@ reports medians over rounds, so machine-wide slowdowns hit all columns alike.
 * torch: the same architectures in ``torch.nn`` (NCHW), ``torch.optim.Adam``, same batch
   gather + normalisation from a uint8 tensor; default threads.  Skipped with a note when
   torch is not importable (it is an optional dependency of this benchmark only).
+* the images (``--data``): every worker gathers its batches from the same pool of 4,096 images.
+  ``fashion_mnist`` (the default): the first 4,096 Fashion-MNIST training images and labels
+  for the 28x28x1 models; the 32x32x3 models get uniform random uint8 images (no CIFAR-10 on
+  this machine).  ``random``: uniform random uint8 images for every model.  The choice can
+  matter: PyTorch's CPU max-pool branches on the data -- the speedrun recipe's airbench28 step
+  (whitened first layer) ran 1.35-1.5x faster on Fashion-MNIST than on noise, while cnnjax's
+  did not change (benchmarks/RESULTS.md); time what users train on.
 
-``--epoch`` also times one real epoch (60k train + 10k eval images, synthetic uint8 data of
-Fashion-MNIST's shape) with :func:`cnnjax.train.train_epoch` and :func:`cnnjax.train.evaluate`.
+``--epoch`` also times one real epoch (60k train + 10k eval images of ``--data``) with
+:func:`cnnjax.train.train_epoch` and :func:`cnnjax.train.evaluate`.
 """
 from __future__ import annotations
 
@@ -47,8 +54,8 @@ def model_input(name):
 
 
 def random_dataset(num_train: int, num_test: int, seed: int):
-    """Uniform random uint8 images of Fashion-MNIST's shape and random labels (timing does not
-    depend on pixel values)."""
+    """Uniform random uint8 images of Fashion-MNIST's shape and random labels (XLA's CPU kernels
+    take the same time on any pixel values; PyTorch's max-pool does not)."""
     import numpy as np
     from cnnjax import data as data_lib
     rng = np.random.default_rng(seed)
@@ -57,6 +64,40 @@ def random_dataset(num_train: int, num_test: int, seed: int):
                             rng.integers(0, 10, num_train).astype(np.int32),
                             rng.integers(0, 256, (num_test, *IMAGE_SHAPE), dtype=np.uint8),
                             rng.integers(0, 10, num_test).astype(np.int32), [str(i) for i in range(10)], "random")
+
+
+DATA = ("fashion_mnist", "random")
+
+
+def pool_source(shape, data: str) -> str:
+    """What the pool of images of ``shape`` is made of under ``--data=data``."""
+    if data == "fashion_mnist" and tuple(shape) == IMAGE_SHAPE:
+        return "Fashion-MNIST training images"
+    return "uniform random uint8"
+
+
+def pool_arrays(shape, data: str):
+    """(images uint8 (POOL_IMAGES, H, W, C), labels int32, batch order int32) that every worker
+    gathers its batches from: the same arrays in every worker (:func:`pool_source`)."""
+    import numpy as np
+    order = np.random.default_rng(0).permutation(POOL_IMAGES).astype(np.int32)  # the same for any data
+    rng = np.random.default_rng(1)
+    if pool_source(shape, data).startswith("Fashion-MNIST"):
+        from cnnjax import data as data_lib
+        ds = data_lib.load("fashion_mnist")
+        images, labels = ds.train_images[:POOL_IMAGES], ds.train_labels[:POOL_IMAGES].astype(np.int32)
+    else:
+        images = rng.integers(0, 256, (POOL_IMAGES, *shape), dtype=np.uint8)
+        labels = rng.integers(0, 10, POOL_IMAGES).astype(np.int32)
+    return images, labels, order
+
+
+def epoch_dataset(data: str):
+    """The 60k-train + 10k-test dataset ``--epoch`` times."""
+    if data == "fashion_mnist":
+        from cnnjax import data as data_lib
+        return data_lib.load("fashion_mnist")
+    return random_dataset(60000, 10000, seed=1)
 
 
 # ----------------------------------------------------------------------------------------
@@ -68,23 +109,19 @@ def _reply(obj):
 
 
 class _JaxBench:
-    def __init__(self):
+    def __init__(self, data):
         import jax
         import numpy as np
         from cnnjax import models, train
         self.jax, self.np, self.models, self.train = jax, np, models, train
-        self.pools = {}
+        self.data, self.pools = data, {}
         self._pool(IMAGE_SHAPE)
         self.cells = {}
 
     def _pool(self, shape):
-        """Random uint8 images of ``shape`` on the device (one pool per shape), made current."""
-        jax, np = self.jax, self.np
+        """The :func:`pool_arrays` of ``shape`` on the device (one pool per shape), made current."""
         if shape not in self.pools:
-            rng = np.random.default_rng(0)
-            self.pools[shape] = (jax.device_put(rng.integers(0, 256, (POOL_IMAGES, *shape), dtype=np.uint8)),
-                                 jax.device_put(rng.integers(0, 10, POOL_IMAGES).astype(np.int32)),
-                                 jax.device_put(rng.permutation(POOL_IMAGES).astype(np.int32)))
+            self.pools[shape] = tuple(self.jax.device_put(a) for a in pool_arrays(shape, self.data))
         self.images, self.labels, self.order = self.pools[shape]
 
     def _build(self, name, batch, steps_per_epoch):
@@ -140,7 +177,8 @@ class _JaxBench:
 
     def epoch(self, name, batch, eval_batch=1000, num_train=60000, num_test=10000):
         jax, np, train = self.jax, self.np, self.train
-        ds = random_dataset(num_train, num_test, seed=1)
+        ds = epoch_dataset(self.data)
+        num_train, num_test = len(ds.train_labels), len(ds.test_labels)
         model, state, step, ev = self._build(name, batch, num_train // batch)
         images, labels = jax.device_put(ds.train_images), jax.device_put(ds.train_labels)
         # compile both (excluded from the epoch time, reported separately); the step donates
@@ -160,21 +198,21 @@ class _JaxBench:
 
 
 class _TorchBench:
-    def __init__(self):
+    def __init__(self, data):
         import torch
         self.torch = torch
-        self.pools = {}
+        self.data, self.pools = data, {}
         self.cells = {}
 
     def _pool(self, name):
+        """The :func:`pool_arrays` of ``name``'s input shape as NCHW tensors, made current."""
+        import numpy as np
         torch = self.torch
         shape, mean, std = model_input(name)
         if shape not in self.pools:
-            g = torch.Generator().manual_seed(0)
-            self.pools[shape] = (torch.randint(0, 256, (POOL_IMAGES, shape[2], *shape[:2]), dtype=torch.uint8,
-                                               generator=g),
-                                 torch.randint(0, 10, (POOL_IMAGES,), generator=g),
-                                 torch.randperm(POOL_IMAGES, generator=g))
+            images, labels, order = pool_arrays(shape, self.data)
+            self.pools[shape] = (torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))),
+                                 torch.from_numpy(labels.astype(np.int64)), torch.from_numpy(order.astype(np.int64)))
         self.images, self.labels, self.order = self.pools[shape]
         self.mean = torch.tensor(mean).view(1, -1, 1, 1)
         self.std = torch.tensor(std).view(1, -1, 1, 1)
@@ -301,19 +339,19 @@ def torch_vgg_bn(widths=(24, 48), dropout=0.3, image_size=28, channels=1, num_cl
     return tnn.Sequential(*layers, tnn.Flatten(), tnn.Dropout(dropout), tnn.Linear(c_in * size * size, num_classes))
 
 
-def worker_main(kind):
+def worker_main(kind, data):
     if kind in ("torch", "torch1"):
         import torch
         if kind == "torch1":
             torch.set_num_threads(1)
-        bench = _TorchBench()
+        bench = _TorchBench(data)
         info = {"torch": torch.__version__, "threads": torch.get_num_threads()}
     else:
         if os.environ.get("CNNJAX_CONV_IMPL", "auto") != "lax":
             from cnnjax import xla_cpu
             xla_cpu.configure()
         import jax
-        bench = _JaxBench()
+        bench = _JaxBench(data)
         info = {"jax": jax.__version__, "backend": jax.default_backend(), "xla_flags": os.environ.get("XLA_FLAGS", ""),
                 "impl": os.environ.get("CNNJAX_CONV_IMPL", "auto")}
     _reply({"ready": info})
@@ -340,9 +378,10 @@ def worker_main(kind):
 # coordinator
 
 class Worker:
-    def __init__(self, kind, env):
+    def __init__(self, kind, env, data):
         self.kind = kind
-        self.p = subprocess.Popen([sys.executable, "-m", "benchmarks.train_throughput", f"--worker={kind}"],
+        self.p = subprocess.Popen([sys.executable, "-m", "benchmarks.train_throughput", f"--worker={kind}",
+                                   f"--data={data}"],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True,
                                   cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         self.info = self._read()["ready"]
@@ -421,7 +460,7 @@ def run(args) -> dict:
             raise SystemExit(f"unknown --impls entry {k!r}; choose from fast, lax, torch, torch1 or a --variant")
     models = args.models.split(",")
     batches = [int(b) for b in args.batch_sizes.split(",")]
-    workers = {k: Worker(k, env) for k, env in kinds.items()}
+    workers = {k: Worker(k, env, args.data) for k, env in kinds.items()}
     try:
         cells = [(m, b) for m in models for b in batches]
         setup, steps = {}, {}
@@ -511,15 +550,26 @@ def main(argv=None):
     ap.add_argument("--epoch_models", default="padded_cnn")
     ap.add_argument("--epoch_impls", default="fast")
     ap.add_argument("--epoch_batch_size", type=int, default=128)
+    ap.add_argument("--data", default="fashion_mnist", choices=DATA,
+                    help="images the steps train on: Fashion-MNIST for the 28x28x1 models (default) or uniform "
+                         "random uint8 for all (see the module docstring: PyTorch's speed depends on it)")
     ap.add_argument("--json", default="", help="also write the raw results here")
     ap.add_argument("--worker", default="", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     args.variant = dict(v.split("=", 1) for v in args.variant)
     if args.worker:
-        return worker_main(args.worker)
+        return worker_main(args.worker, args.data)
     for m in args.models.split(","):
         if m not in MODELS:
             raise SystemExit(f"unknown model {m!r}; choose from {', '.join(MODELS)}")
+    if any(pool_source(model_input(m)[0], args.data) != "uniform random uint8" for m in args.models.split(",")):
+        # before any worker starts: one line, not a worker's traceback
+        from cnnjax import data as data_lib
+        try:
+            data_lib.load("fashion_mnist")
+        except data_lib.DataError as e:
+            print(f"error: --data=fashion_mnist: {e} (--data=random times on noise)", file=sys.stderr)
+            sys.exit(2)
     t0 = time.time()
     res = run(args)
     info = machine_info()
@@ -528,7 +578,11 @@ def main(argv=None):
         print(f"{k}: {json.dumps(v)}")
     print(f"rounds: {args.rounds}; load average at round starts / end: "
           f"{', '.join(f'{x:.1f}' for x in res['loads'])}; steps per run: "
-          f"{', '.join(f'{m}@{b}={s}' for (m, b), s in res['steps'].items())}\n")
+          f"{', '.join(f'{m}@{b}={s}' for (m, b), s in res['steps'].items())}")
+    sources = {}
+    for m in res["models"]:
+        sources.setdefault(pool_source(model_input(m)[0], args.data), []).append(m)
+    print("images: " + "; ".join(f"{src} ({', '.join(ms)})" for src, ms in sources.items()) + "\n")
     print(table(res))
     for (k, m), e in res["epochs"].items():
         print(f"\nepoch ({k}, {m}, batch {args.epoch_batch_size}, 60k train + 10k eval): {e['epoch_s']:.1f} s "

@@ -37,8 +37,9 @@ def test_epoch_time_rejects_a_missing_data_dir(tmp_path):
 def test_train_throughput_prints_the_table(tmp_path):
     out = tmp_path / "tp.json"
     proc = bench("benchmarks.train_throughput", "--models=padded_cnn", "--batch_sizes=50", "--rounds=1",
-                 "--steps=2", "--impls=fast,lax", "--no-epoch", f"--json={out}")
+                 "--steps=2", "--impls=fast,lax", "--no-epoch", "--data=random", f"--json={out}")
     assert "padded_cnn" in proc.stdout and "fast/lax" in proc.stdout
+    assert "images: uniform random uint8 (padded_cnn)" in proc.stdout.splitlines()
     raw = json.loads(out.read_text())
     assert raw["workers"]["lax"]["impl"] == "lax" and raw["workers"]["lax"]["xla_flags"] == ""
     assert raw["workers"]["fast"]["impl"] == "auto" and "--xla_cpu" in raw["workers"]["fast"]["xla_flags"]
@@ -56,6 +57,7 @@ def test_resnet20_throughput_against_its_torch_twin(tmp_path):
     proc = bench("benchmarks.train_throughput", "--models=resnet20", "--batch_sizes=8", "--rounds=1",
                  "--steps=2", "--impls=fast,torch", "--no-epoch", f"--json={out}")
     assert "| resnet20 | 8 |" in proc.stdout and "fast/torch" in proc.stdout
+    assert "images: uniform random uint8 (resnet20)" in proc.stdout.splitlines()  # no CIFAR-10 here: noise
     assert json.loads(out.read_text())["train"]["fast|resnet20|8"][0] > 0
 
 
@@ -73,3 +75,44 @@ def test_step_profile_lists_the_steps_operations_with_shapes_and_sources():
     assert times == sorted(times, reverse=True) and times[0] > 0
     # shapes of padded_cnn's step (batch 32) and model sources come from the dumped HLO
     assert any("f32[32," in r for r in rows) and any("jvp(PaddedCNN)" in r for r in rows)
+
+
+def test_throughput_workers_all_train_on_the_first_fashion_mnist_images(monkeypatch):
+    """--data=fashion_mnist (the default): every worker gathers from the same real images; the
+    colour models, for which no real data exists here, and --data=random get uniform noise."""
+    import numpy as np
+    from benchmarks import train_throughput as tt
+    from cnnjax import data
+    ds = data.synthetic(num_train=tt.POOL_IMAGES + 7, num_test=10)  # stands in for Fashion-MNIST
+    monkeypatch.setattr(data, "load", lambda name, data_dir=None: ds)
+    images, labels, order = tt.pool_arrays(tt.IMAGE_SHAPE, "fashion_mnist")
+    np.testing.assert_array_equal(images, ds.train_images[:tt.POOL_IMAGES])
+    np.testing.assert_array_equal(labels, ds.train_labels[:tt.POOL_IMAGES])
+    assert labels.dtype == order.dtype == np.int32 and sorted(order) == list(range(tt.POOL_IMAGES))
+    noise, _, same_order = tt.pool_arrays(tt.IMAGE_SHAPE, "random")
+    assert noise.shape == images.shape and noise.dtype == np.uint8 and (noise != images).mean() > 0.9
+    np.testing.assert_array_equal(same_order, order)
+    colour, _, _ = tt.pool_arrays((32, 32, 3), "fashion_mnist")
+    assert colour.shape == (tt.POOL_IMAGES, 32, 32, 3)
+    assert tt.pool_source((32, 32, 3), "fashion_mnist") == tt.pool_source(tt.IMAGE_SHAPE, "random") == \
+        "uniform random uint8" != tt.pool_source(tt.IMAGE_SHAPE, "fashion_mnist")
+    torch = __import__("pytest").importorskip("torch")
+    bench = tt._TorchBench("fashion_mnist")
+    bench._pool("padded_cnn")  # NCHW tensors of the same images, labels and order
+    np.testing.assert_array_equal(bench.images.numpy(), images.transpose(0, 3, 1, 2))
+    assert torch.equal(bench.labels, torch.from_numpy(labels.astype(np.int64)))
+    assert torch.equal(bench.order, torch.from_numpy(order.astype(np.int64)))
+
+
+def test_throughput_without_fashion_mnist_says_so_in_one_line(monkeypatch, capsys):
+    import pytest
+    from benchmarks import train_throughput as tt
+    from cnnjax import data
+
+    def missing(name, data_dir=None):
+        raise data.DataError(f"cannot load {name!r}: no IDX files")
+    monkeypatch.setattr(data, "load", missing)
+    with pytest.raises(SystemExit) as e:
+        tt.main(["--models=padded_cnn", "--batch_sizes=8", "--rounds=1", "--steps=1", "--impls=fast"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and err[0].startswith("error: --data=fashion_mnist: cannot load")
