@@ -6,8 +6,11 @@ A search study is a config file with ``get_config()`` (the base run, as for laun
 ``get_search()``::
 
     {"space": {"learning_rate": ("log", 1e-4, 1e-2), "weight_decay": ("log", 1e-6, 1e-3)},
-     "num_samples": 12, "algorithm": "optuna",        # or "random"
+     "num_samples": 12, "algorithm": "optuna",        # or "random" (both seeded by "seed")
      "metric": "val_accuracy", "mode": "max", "grace_period": 1, "reduction_factor": 2, "seed": 0}
+
+``metric``: val_accuracy (the default), val_loss, train_accuracy or train_loss -- never a test
+metric: the test set is measured once per trial, at its end, and selects nothing.
 
 A range is ``("log", lo, hi)``, ``("uniform", lo, hi)``, ``("int", lo, hi)`` or ``("choice", [..])``;
 keys are settings of cnnjax/config.py (dotted for model options).  Sampled floats are rounded to
@@ -39,6 +42,10 @@ UsageError = common.UsageError
 KINDS = ("log", "uniform", "int", "choice")
 
 
+#: what a search may select on: metrics of the epochs that evaluate the validation split
+METRICS = ("val_accuracy", "val_loss", "train_accuracy", "train_loss")
+
+
 def get_search(file: str) -> dict:
     path = file.split(":", 1)[0]
     module = common.config_module(file)
@@ -55,6 +62,11 @@ def get_search(file: str) -> dict:
                              f"got {rng!r}")
     if search["algorithm"] not in ("optuna", "random"):
         raise UsageError(f"{path}: algorithm must be 'optuna' or 'random', got {search['algorithm']!r}")
+    if search["metric"] not in METRICS:  # test_* too: a search that picks on the test set reports no test score
+        raise UsageError(f"{path}: metric must be one of {', '.join(METRICS)} (what every evaluated epoch "
+                         f"reports; the test set is never selected on), got {search['metric']!r}")
+    if search["mode"] not in ("max", "min"):
+        raise UsageError(f"{path}: mode must be 'max' or 'min', got {search['mode']!r}")
     return search
 
 
@@ -67,13 +79,16 @@ def trial_overrides(sampled: dict) -> dict:
 
 
 def _validate(base: dict, search: dict, where: str) -> None:
-    """Every corner of the space must make a valid run: one error line before anything starts."""
+    """Every corner of the space must make a valid run, with a validation split to select on:
+    one error line before anything starts."""
     corners = {k: (r[1][0] if r[0] == "choice" else r[1]) for k, r in search["space"].items()}
     for overrides in (corners, {k: (r[1][-1] if r[0] == "choice" else r[2]) for k, r in search["space"].items()}):
         try:
-            config_lib.from_dict(config_lib.apply(base, overrides))
+            cfg = config_lib.from_dict(config_lib.apply(base, overrides))
         except config_lib.ConfigError as e:
             raise UsageError(f"{where}: {e}") from None
+        if not cfg.validation_size:
+            raise UsageError(f"{where}: a search selects on the validation split; config.validation_size is 0")
 
 
 def _trainable(sampled: dict, base: dict, out: str) -> None:
@@ -119,10 +134,12 @@ def run_search(out: str, file: str, base: dict, cli_args=(), *, ray_address=None
     owns = sweep.init_ray(ray_address, num_cpus, echo)
     t0 = time.time()
     try:
-        algorithm = None
         if search["algorithm"] == "optuna":
             from ray.tune.search.optuna import OptunaSearch
             algorithm = OptunaSearch(seed=search["seed"])
+        else:  # Tune's default sampler, seeded (unseeded it draws from numpy's global state)
+            from ray.tune.search.basic_variant import BasicVariantGenerator
+            algorithm = BasicVariantGenerator(random_state=search["seed"])
         resources = {"cpu": cpus_per_run, **({"gpu": gpus_per_run} if gpus_per_run else {})}
         tuner = tune.Tuner(
             tune.with_resources(tune.with_parameters(_trainable, base=base, out=out), resources),

@@ -180,3 +180,22 @@ def get_search():
     finished = [r for r in record["runs"] if Workdir(os.path.join(out, "runs", r["name"])).summary()]
     assert finished and len(report_lib.report(out, write=False)) == len(finished)
     assert "without early stopping" in open(os.path.join(out, "results.md")).read()
+
+
+@pytest.mark.slow
+def test_random_search_draws_the_same_trials_for_the_same_seed(cluster, tmp_path):
+    from launch import search
+
+    def trials(seed, out):
+        path = tmp_path / f"search{seed}.py"
+        path.write_text(STUDY.split("def get_sweep")[0].replace("padded_cnn", "seed_net") + f'''
+def get_search():
+    return {{"space": {{"learning_rate": ("log", 1e-4, 1e-1)}}, "num_samples": 3, "algorithm": "random",
+            "seed": {seed}}}
+''')
+        base = {**BASE, "model": "seed_net", "epochs": 1}
+        assert search.run_search(str(tmp_path / out), str(path), base, echo=lambda line: None) == 0
+        return sorted(r["name"] for r in json.load(open(tmp_path / out / "sweep.json"))["runs"])
+
+    first = trials(0, "a")
+    assert len(set(first)) == 3 and trials(0, "b") == first and trials(1, "c") != first

@@ -320,3 +320,23 @@ def test_search_typo_is_one_line_exit_2_and_starts_nothing(tmp_path):
     r = cli("launch.search", f"--config={file}", f"--out={tmp_path / 'o'}")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "lerning_rate is not a setting" in r.stderr
     assert not (tmp_path / "o").exists() and "ray:" not in r.stdout
+
+
+@pytest.mark.parametrize("extra, message", [
+    ('"metric": "test_accuracy"', "metric must be one of val_accuracy, val_loss, train_accuracy, train_loss"),
+    ('"metric": "accuracy"', "metric must be one of"),
+    ('"mode": "up"', "mode must be 'max' or 'min', got 'up'")])
+def test_search_selects_on_validation_never_on_test(tmp_path, extra, message):
+    from launch import search
+    with_ = lambda text: SEARCH.replace('"algorithm": "random"}', f'"algorithm": "random", {text}}}')
+    assert search.get_search(write_study(tmp_path, with_('"metric": "val_loss", "mode": "min"')))["metric"] == "val_loss"
+    with pytest.raises(sweep.UsageError, match=message):
+        search.get_search(write_study(tmp_path, with_(extra), "bad.py"))
+
+
+def test_search_without_a_validation_split_is_one_line_and_starts_nothing(tmp_path):
+    file = write_study(tmp_path, SEARCH.replace("batch_size=64)", "batch_size=64, validation_size=0)"))
+    r = cli("launch.search", f"--config={file}", f"--out={tmp_path / 'o'}")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "selects on the validation split; config.validation_size is 0" in r.stderr
+    assert not (tmp_path / "o").exists() and "ray:" not in r.stdout
