@@ -175,10 +175,10 @@ class _JaxBench:
         self.jax.block_until_ready(out)
         return time.perf_counter() - t0
 
-    def epoch(self, name, batch, eval_batch=1000, num_train=60000, num_test=10000):
+    def epoch(self, name, batch, eval_batch=1000):
         jax, np, train = self.jax, self.np, self.train
         ds = epoch_dataset(self.data)
-        num_train, num_test = len(ds.train_labels), len(ds.test_labels)
+        num_train = len(ds.train_labels)
         model, state, step, ev = self._build(name, batch, num_train // batch)
         images, labels = jax.device_put(ds.train_images), jax.device_put(ds.train_labels)
         # compile both (excluded from the epoch time, reported separately); the step donates
