@@ -81,6 +81,7 @@ def test_throughput_workers_all_train_on_the_first_fashion_mnist_images(monkeypa
     """--data=fashion_mnist (the default): every worker gathers from the same real images; the
     colour models, for which no real data exists here, and --data=random get uniform noise."""
     import numpy as np
+    import pytest
     from benchmarks import train_throughput as tt
     from cnnjax import data
     ds = data.synthetic(num_train=tt.POOL_IMAGES + 7, num_test=10)  # stands in for Fashion-MNIST
@@ -96,7 +97,7 @@ def test_throughput_workers_all_train_on_the_first_fashion_mnist_images(monkeypa
     assert colour.shape == (tt.POOL_IMAGES, 32, 32, 3)
     assert tt.pool_source((32, 32, 3), "fashion_mnist") == tt.pool_source(tt.IMAGE_SHAPE, "random") == \
         "uniform random uint8" != tt.pool_source(tt.IMAGE_SHAPE, "fashion_mnist")
-    torch = __import__("pytest").importorskip("torch")
+    torch = pytest.importorskip("torch")
     bench = tt._TorchBench("fashion_mnist")
     bench._pool("padded_cnn")  # NCHW tensors of the same images, labels and order
     np.testing.assert_array_equal(bench.images.numpy(), images.transpose(0, 3, 1, 2))
