@@ -7,7 +7,8 @@ pays once (parameter init, whitening init, compiling the training and evaluation
 
 The step is cnnjax's own (:func:`cnnjax.experiment.build`, :func:`cnnjax.train.make_train_step`:
 gather, augmentation, normalisation, forward, backward, optimizer, EMA) on the config's training
-images, after ``xla_cpu.configure()`` as the trainer runs it.  It prints the step's median wall time over ``--rounds`` rounds of ``--steps`` steps, then runs ``--steps`` more under
+images, after ``xla_cpu.configure()`` as the trainer runs it.  It prints the step's median wall
+time over ``--rounds`` rounds of ``--steps`` steps, then runs ``--steps`` more under
 ``jax.profiler`` and lists the operations (XLA fusions, YNNPACK calls) by time per step.  Not
 attributed: convolutions XLA hands to Eigen's thread pool (the default with ``xla_cpu.FLAGS``)
 -- their events end when the work is queued (a 3x3 conv at batch 256 shows 0.5 ms of its ~3) --
@@ -85,10 +86,10 @@ def main(argv=None):
     from experiments import common
     try:
         cfg = speedrun_torch.load_config(args.config, args.set)
+        s = experiment.build(cfg)  # its ValueErrors: e.g. a batch larger than the training set
     except (common.UsageError, ValueError, json.JSONDecodeError) as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         sys.exit(2)
-    s = experiment.build(cfg)
     ds, batch = s.data, cfg.batch_size
     fixed = {}  # seconds of what a run does once, inside a speedrun's clock
     t0 = time.perf_counter()
@@ -99,11 +100,8 @@ def main(argv=None):
         state = jax.block_until_ready(train.init_whitening(state, ds.train_images, ds.mean, ds.std))
         fixed["init_whitening"] = time.perf_counter() - t0
     rng = np.random.default_rng(0)
-    n = min(16, len(ds.train_labels) // batch) * batch
-    if n == 0:
-        print(f"error: batch_size {batch} is larger than the training set ({len(ds.train_labels)} images)",
-              file=sys.stderr)
-        sys.exit(2)
+    batches = min(16, s.steps_per_epoch)
+    n = batches * batch
     images = jax.device_put(ds.train_images[:n])
     labels = jax.device_put(ds.train_labels[:n].astype(np.int32))
     order = jax.device_put(rng.permutation(n).astype(np.int32))
@@ -123,14 +121,14 @@ def main(argv=None):
     for r in range(args.rounds):
         t0 = time.perf_counter()
         for i in range(args.steps):
-            state, m = step(state, images, labels, order, i % (n // batch))
+            state, m = step(state, images, labels, order, i % batches)
         jax.block_until_ready(m)
         times.append((time.perf_counter() - t0) / args.steps * 1e3)
     wall = statistics.median(times)
     trace = tempfile.mkdtemp(prefix="cnnjax_trace_")
     with jax.profiler.trace(trace, create_perfetto_trace=True):
         for i in range(args.steps):
-            state, m = step(state, images, labels, order, i % (n // batch))
+            state, m = step(state, images, labels, order, i % batches)
         jax.block_until_ready(m)
     per_op, shapes = profile_ops(trace, args.steps), hlo_ops(dump)
     total = sum(per_op.values())

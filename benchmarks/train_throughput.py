@@ -69,11 +69,14 @@ def random_dataset(num_train: int, num_test: int, seed: int):
 DATA = ("fashion_mnist", "random")
 
 
+def real_images(shape, data: str) -> bool:
+    """Whether the pool of images of ``shape`` under ``--data=data`` is Fashion-MNIST's (else noise)."""
+    return data == "fashion_mnist" and tuple(shape) == IMAGE_SHAPE
+
+
 def pool_source(shape, data: str) -> str:
-    """What the pool of images of ``shape`` is made of under ``--data=data``."""
-    if data == "fashion_mnist" and tuple(shape) == IMAGE_SHAPE:
-        return "Fashion-MNIST training images"
-    return "uniform random uint8"
+    """What the pool of images of ``shape`` is made of under ``--data=data``, in words."""
+    return "Fashion-MNIST training images" if real_images(shape, data) else "uniform random uint8"
 
 
 def pool_arrays(shape, data: str):
@@ -82,7 +85,7 @@ def pool_arrays(shape, data: str):
     import numpy as np
     order = np.random.default_rng(0).permutation(POOL_IMAGES).astype(np.int32)  # the same for any data
     rng = np.random.default_rng(1)
-    if pool_source(shape, data).startswith("Fashion-MNIST"):
+    if real_images(shape, data):
         from cnnjax import data as data_lib
         ds = data_lib.load("fashion_mnist")
         images, labels = ds.train_images[:POOL_IMAGES], ds.train_labels[:POOL_IMAGES].astype(np.int32)
@@ -94,7 +97,7 @@ def pool_arrays(shape, data: str):
 
 def epoch_dataset(data: str):
     """The 60k-train + 10k-test dataset ``--epoch`` times."""
-    if data == "fashion_mnist":
+    if real_images(IMAGE_SHAPE, data):
         from cnnjax import data as data_lib
         return data_lib.load("fashion_mnist")
     return random_dataset(60000, 10000, seed=1)
@@ -562,7 +565,7 @@ def main(argv=None):
     for m in args.models.split(","):
         if m not in MODELS:
             raise SystemExit(f"unknown model {m!r}; choose from {', '.join(MODELS)}")
-    if any(pool_source(model_input(m)[0], args.data) != "uniform random uint8" for m in args.models.split(",")):
+    if any(real_images(model_input(m)[0], args.data) for m in args.models.split(",")):
         # before any worker starts: one line, not a worker's traceback
         from cnnjax import data as data_lib
         try:
