@@ -22,11 +22,16 @@ epochs (grace_period x reduction_factor^k).  A trial whose worker dies is restar
 ``--max_retries`` times and resumes from its checkpoint.  At the end ``launch.report`` writes the
 same OUT/results.{md,csv,png} as a sweep (stopped trials listed under the table with their
 epochs), and results.md says how many epochs ASHA trained against ``num_samples x epochs``.
+Ctrl-C / SIGTERM end the search with status 130 and no report; the same command then resumes it
+(``tune.Tuner.restore`` of OUT/tune/search: finished trials stay, the others resume their
+checkpoints); another study or other settings in that OUT are refused in one line.
 Ray: as for launch.sweep (``--ray_address``, ``--num_cpus``).
 """
 from __future__ import annotations
 
+import json
 import os
+import signal
 import time
 
 from absl import flags
@@ -42,6 +47,8 @@ UsageError = common.UsageError
 KINDS = ("log", "uniform", "int", "choice")
 
 
+#: what a started search was (base config and search), beside Tune's state: a rerun resumes only the same one
+STARTED = os.path.join("tune", "cnnjax_search.json")
 #: what a search may select on: metrics of the epochs that evaluate the validation split
 METRICS = ("val_accuracy", "val_loss", "train_accuracy", "train_loss")
 
@@ -119,10 +126,39 @@ def _space(search: dict):
     return {k: make[r[0]](r) for k, r in search["space"].items()}
 
 
+def _new_tuner(trainable, search: dict, experiment: str, epochs: int, max_retries: int):
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    if search["algorithm"] == "optuna":
+        from ray.tune.search.optuna import OptunaSearch
+        algorithm = OptunaSearch(seed=search["seed"])
+    else:  # Tune's default sampler, seeded (unseeded it draws from numpy's global state)
+        from ray.tune.search.basic_variant import BasicVariantGenerator
+        algorithm = BasicVariantGenerator(random_state=search["seed"])
+    return tune.Tuner(
+        trainable,
+        param_space=_space(search),
+        tune_config=tune.TuneConfig(
+            metric=search["metric"], mode=search["mode"], num_samples=search["num_samples"],
+            search_alg=algorithm, max_concurrent_trials=None,
+            scheduler=ASHAScheduler(time_attr="epoch", max_t=epochs, grace_period=search["grace_period"],
+                                    reduction_factor=search["reduction_factor"])),
+        run_config=tune.RunConfig(storage_path=os.path.dirname(experiment), name=os.path.basename(experiment),
+                                  verbose=1, failure_config=tune.FailureConfig(max_failures=max_retries)))
+
+
+def _ended(experiment: str, num_samples: int) -> bool:
+    """Whether Tune's saved state has every trial ended.  fit() also returns after a Ctrl-C (Tune
+    catches it to save its state); the trials it interrupted are saved as pending, and in memory,
+    where Tune has stopped them, they look terminated."""
+    from ray.tune import ExperimentAnalysis
+    statuses = [t.status for t in ExperimentAnalysis(experiment).trials]
+    return len(statuses) >= num_samples and all(s in ("TERMINATED", "ERROR") for s in statuses)
+
+
 def run_search(out: str, file: str, base: dict, cli_args=(), *, ray_address=None, num_cpus=None,
                cpus_per_run: float = 1, gpus_per_run: float = 0, max_retries: int = 3, echo=sweep._print) -> int:
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
     search = get_search(file)
     where = os.path.relpath(file.split(":", 1)[0])
     base = config_lib.apply(base, {})
@@ -131,32 +167,34 @@ def run_search(out: str, file: str, base: dict, cli_args=(), *, ray_address=None
     out = os.path.abspath(out)
     if report.sweep_record(out) is not None:
         raise UsageError(f"{out} already holds a sweep or search; use another --out")
+    experiment = os.path.join(out, "tune", "search")
+    started = json.loads(json.dumps({"base": base, "search": search}))  # as it reads back
+    resume = tune.Tuner.can_restore(experiment)
+    if resume and workdir_lib.read_json(os.path.join(out, STARTED)) != started:
+        raise UsageError(f"{out} holds an interrupted search of another study or other settings: rerun "
+                         f"that command to resume it, or use another --out")
     owns = sweep.init_ray(ray_address, num_cpus, echo)
+    previous = signal.signal(signal.SIGTERM, sweep._raise_interrupt) if sweep._main_thread() else None
     t0 = time.time()
     try:
-        if search["algorithm"] == "optuna":
-            from ray.tune.search.optuna import OptunaSearch
-            algorithm = OptunaSearch(seed=search["seed"])
-        else:  # Tune's default sampler, seeded (unseeded it draws from numpy's global state)
-            from ray.tune.search.basic_variant import BasicVariantGenerator
-            algorithm = BasicVariantGenerator(random_state=search["seed"])
         resources = {"cpu": cpus_per_run, **({"gpu": gpus_per_run} if gpus_per_run else {})}
-        tuner = tune.Tuner(
-            tune.with_resources(tune.with_parameters(_trainable, base=base, out=out), resources),
-            param_space=_space(search),
-            tune_config=tune.TuneConfig(
-                metric=search["metric"], mode=search["mode"], num_samples=search["num_samples"],
-                search_alg=algorithm, max_concurrent_trials=None,
-                scheduler=ASHAScheduler(time_attr="epoch", max_t=epochs,  # epochs, also after a resume
-                                        grace_period=search["grace_period"],
-                                        reduction_factor=search["reduction_factor"])),
-            run_config=tune.RunConfig(storage_path=os.path.join(out, "tune"), name="search", verbose=1,
-                                      failure_config=tune.FailureConfig(max_failures=max_retries)))
+        trainable = tune.with_resources(tune.with_parameters(_trainable, base=base, out=out), resources)
+        if resume:  # the trials, the sampler's and ASHA's state as Tune saved them; each run resumes its checkpoint
+            echo(f"search: resuming the interrupted search in {experiment}")
+            tuner = tune.Tuner.restore(experiment, trainable)
+        else:
+            os.makedirs(os.path.dirname(experiment), exist_ok=True)
+            workdir_lib.write_json(os.path.join(out, STARTED), started)
+            tuner = _new_tuner(trainable, search, experiment, epochs, max_retries)
         results = tuner.fit()
+        if not _ended(experiment, search["num_samples"]):
+            raise KeyboardInterrupt
     except KeyboardInterrupt:
-        echo("search interrupted")
+        echo(f"search interrupted; rerun the same command to resume it ({experiment})")
         return 130
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         if owns:
             import ray
             ray.shutdown()

@@ -132,3 +132,42 @@ def test_typo_in_a_study_exits_2_with_one_line_and_writes_nothing(head, tmp_path
     assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
     assert r.stderr.startswith("error: ") and "config.lerning_rate is not a setting" in r.stderr
     assert not out.exists() and "ray:" not in r.stdout
+
+
+SEARCH = STUDY.split("def get_sweep")[0] + '''
+def get_search():
+    return {"space": {"learning_rate": ("log", 1e-4, 1e-1)}, "num_samples": 4, "algorithm": "optuna"}
+'''
+
+
+@pytest.mark.slow
+def test_search_ctrl_c_and_resume(head, tmp_path):
+    """Tune catches Ctrl-C, saves its state and returns from fit(): the search must still end as
+    interrupted (exit 130, no results), and the same command resumes it: the trials finished before
+    the interrupt are not trained again, and the report holds all of them."""
+    (tmp_path / "search.py").write_text(SEARCH)
+    out = tmp_path / "out"
+    args = [f"--config={tmp_path / 'search.py'}", f"--out={out}", f"--ray_address={head}"]
+    run = lambda: subprocess.Popen([sys.executable, "-m", "launch.search", *args], cwd=REPO, env=env(), text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    summaries = lambda: {p.parent.name: p.stat().st_mtime_ns for p in out.glob("runs/*/summary.json")}
+    proc = run()
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None and not summaries():
+        time.sleep(0.1)
+    if proc.poll() is not None:
+        pytest.skip(f"the search ended (status {proc.returncode}) before it could be interrupted")
+    proc.send_signal(signal.SIGINT)
+    stdout, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "search interrupted; rerun the same command to resume it" in stdout, stdout
+    assert not (out / "sweep.json").exists() and not (out / "results.md").exists()
+    finished = summaries()
+    assert finished
+    proc = run()
+    stdout, _ = proc.communicate(timeout=400)
+    assert proc.returncode == 0 and "search: resuming the interrupted search" in stdout, stdout
+    runs = json.load(open(out / "sweep.json"))["runs"]
+    assert len(runs) == 4 and (out / "results.md").exists()
+    assert {n: t for n, t in summaries().items() if n in finished} == finished  # not trained again
+    for r in runs:
+        assert json.load(open(out / "runs" / r["name"] / "status.json"))["status"] in ("finished", "stopped")

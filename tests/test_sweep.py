@@ -340,3 +340,20 @@ def test_search_without_a_validation_split_is_one_line_and_starts_nothing(tmp_pa
     assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
     assert "selects on the validation split; config.validation_size is 0" in r.stderr
     assert not (tmp_path / "o").exists() and "ray:" not in r.stdout
+
+
+def test_search_refuses_to_resume_another_studys_interrupted_search(tmp_path):
+    """An OUT holding an interrupted search (Tune's tuner.pkl and the started search's record) resumes
+    only the same search: another one is one line, exit 2, starting nothing and writing nothing."""
+    file = write_study(tmp_path, SEARCH)
+    experiment = tmp_path / "o" / "tune" / "search"
+    experiment.mkdir(parents=True)
+    (experiment / "tuner.pkl").write_bytes(b"saved by Tune")
+    record = tmp_path / "o" / "tune" / "cnnjax_search.json"
+    record.write_text(json.dumps({"base": {"epochs": 3}, "search": {}}))
+    before = sorted(p.name for p in (tmp_path / "o").rglob("*"))
+    r = cli("launch.search", f"--config={file}", f"--out={tmp_path / 'o'}")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "holds an interrupted search of another study or other settings" in r.stderr
+    assert sorted(p.name for p in (tmp_path / "o").rglob("*")) == before and "ray:" not in r.stdout
+    assert json.loads(record.read_text()) == {"base": {"epochs": 3}, "search": {}}
