@@ -47,7 +47,9 @@ UsageError = common.UsageError
 KINDS = ("log", "uniform", "int", "choice")
 
 
-#: what a started search was (base config and search), beside Tune's state: a rerun resumes only the same one
+#: Tune's experiment in OUT, and beside it what the started search was (base config and search):
+#: a rerun resumes only the same one
+EXPERIMENT = os.path.join("tune", "search")
 STARTED = os.path.join("tune", "cnnjax_search.json")
 #: what a search may select on: metrics of the epochs that evaluate the validation split
 METRICS = ("val_accuracy", "val_loss", "train_accuracy", "train_loss")
@@ -167,7 +169,7 @@ def run_search(out: str, file: str, base: dict, cli_args=(), *, ray_address=None
     out = os.path.abspath(out)
     if report.sweep_record(out) is not None:
         raise UsageError(f"{out} already holds a sweep or search; use another --out")
-    experiment = os.path.join(out, "tune", "search")
+    experiment = os.path.join(out, EXPERIMENT)
     started = json.loads(json.dumps({"base": base, "search": search}))  # as it reads back
     resume = tune.Tuner.can_restore(experiment)
     if resume and workdir_lib.read_json(os.path.join(out, STARTED)) != started:
@@ -179,7 +181,7 @@ def run_search(out: str, file: str, base: dict, cli_args=(), *, ray_address=None
     try:
         resources = {"cpu": cpus_per_run, **({"gpu": gpus_per_run} if gpus_per_run else {})}
         trainable = tune.with_resources(tune.with_parameters(_trainable, base=base, out=out), resources)
-        if resume:  # the trials, the sampler's and ASHA's state as Tune saved them; each run resumes its checkpoint
+        if resume:  # trials and sampler as Tune saved them (not ASHA's rungs); each run resumes its checkpoint
             echo(f"search: resuming the interrupted search in {experiment}")
             tuner = tune.Tuner.restore(experiment, trainable)
         else:
