@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import time
 
 from absl import flags
@@ -176,27 +175,25 @@ def run_search(out: str, file: str, base: dict, cli_args=(), *, ray_address=None
         raise UsageError(f"{out} holds an interrupted search of another study or other settings: rerun "
                          f"that command to resume it, or use another --out")
     owns = sweep.init_ray(ray_address, num_cpus, echo)
-    previous = signal.signal(signal.SIGTERM, sweep._raise_interrupt) if sweep._main_thread() else None
     t0 = time.time()
     try:
-        resources = {"cpu": cpus_per_run, **({"gpu": gpus_per_run} if gpus_per_run else {})}
-        trainable = tune.with_resources(tune.with_parameters(_trainable, base=base, out=out), resources)
-        if resume:  # trials and sampler as Tune saved them (not ASHA's rungs); each run resumes its checkpoint
-            echo(f"search: resuming the interrupted search in {experiment}")
-            tuner = tune.Tuner.restore(experiment, trainable)
-        else:
-            os.makedirs(os.path.dirname(experiment), exist_ok=True)
-            workdir_lib.write_json(os.path.join(out, STARTED), started)
-            tuner = _new_tuner(trainable, search, experiment, epochs, max_retries)
-        results = tuner.fit()
-        if not _ended(experiment, search["num_samples"]):
-            raise KeyboardInterrupt
+        with sweep.sigterm_as_ctrl_c():
+            resources = {"cpu": cpus_per_run, **({"gpu": gpus_per_run} if gpus_per_run else {})}
+            trainable = tune.with_resources(tune.with_parameters(_trainable, base=base, out=out), resources)
+            if resume:  # trials and sampler as Tune saved them (not ASHA's rungs); each run resumes its checkpoint
+                echo(f"search: resuming the interrupted search in {experiment}")
+                tuner = tune.Tuner.restore(experiment, trainable)
+            else:
+                os.makedirs(os.path.dirname(experiment), exist_ok=True)
+                workdir_lib.write_json(os.path.join(out, STARTED), started)
+                tuner = _new_tuner(trainable, search, experiment, epochs, max_retries)
+            results = tuner.fit()
+            if not _ended(experiment, search["num_samples"]):
+                raise KeyboardInterrupt
     except KeyboardInterrupt:
         echo(f"search interrupted; rerun the same command to resume it ({experiment})")
         return 130
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
         if owns:
             import ray
             ray.shutdown()

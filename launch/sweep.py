@@ -21,12 +21,14 @@ Ctrl-C / SIGTERM cancel the tasks (exit 130).  Then ``launch.report`` writes
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 from typing import Callable, Optional, Sequence
@@ -261,40 +263,40 @@ def run_sweep(out: str, st: study_lib.Study, *, ray_address: Optional[str] = Non
         else:
             todo.append(r)
     owns = bool(todo) and init_ray(ray_address, num_cpus, echo)
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
     pending: dict = {}
     try:
-        task = ray.remote(max_calls=1)(_task).options(num_cpus=cpus_per_run, num_gpus=gpus_per_run,
-                                                      max_retries=max_retries, retry_exceptions=False)
-        gang_task = ray.remote(gang).options(num_cpus=0, max_retries=max_retries,
-                                             retry_exceptions=[ray.exceptions.RayActorError])
-        for r in todo:
-            cfg = config_lib.to_dict(r.config) | {"progress": "plain"}  # progress lines in log.txt
-            if processes_per_run > 1:
-                ref = gang_task.remote(cfg, wd(r), r.name, processes_per_run, cpus_per_run, gpus_per_run)
-            else:
-                ref = task.remote(cfg, wd(r), r.name)
-            pending[ref] = (r, time.time())
-        if todo:
-            echo(f"sweep: {len(todo)} runs to train in {out}, {cpus_per_run:g} CPU(s)"
-                 + (f" x {processes_per_run} processes" if processes_per_run > 1 else "") + " each")
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            for ref in ready:
-                r, t0 = pending.pop(ref)
-                try:
-                    res = ray.get(ref)
-                except ray.exceptions.RayError as e:  # retries used up, task lost, ...
-                    res = {"ok": False, "reason": f"{type(e).__name__}: {' '.join(str(e).split())}"[:500]}
-                if res["ok"]:
-                    counts["done"] += 1
-                    workdir_lib.write_json(os.path.join(wd(r), report.STATUS),
-                                           {"status": workdir_lib.FINISHED, "seconds": round(time.time() - t0, 1)})
-                    line(f"done {r.name} acc={_acc(res['summary'])} ({_fmt(res['seconds'])} in its worker)")
+        with sigterm_as_ctrl_c():
+            task = ray.remote(max_calls=1)(_task).options(num_cpus=cpus_per_run, num_gpus=gpus_per_run,
+                                                          max_retries=max_retries, retry_exceptions=False)
+            gang_task = ray.remote(gang).options(num_cpus=0, max_retries=max_retries,
+                                                 retry_exceptions=[ray.exceptions.RayActorError])
+            for r in todo:
+                cfg = config_lib.to_dict(r.config) | {"progress": "plain"}  # progress lines in log.txt
+                if processes_per_run > 1:
+                    ref = gang_task.remote(cfg, wd(r), r.name, processes_per_run, cpus_per_run, gpus_per_run)
                 else:
-                    counts["failed"] += 1
-                    _record_failure(out, wd(r), r.name, res["reason"], time.time() - t0)
-                    line(f"FAILED {r.name}: {res['reason'][:200]}  [log: {os.path.join(wd(r), 'log.txt')}]")
+                    ref = task.remote(cfg, wd(r), r.name)
+                pending[ref] = (r, time.time())
+            if todo:
+                echo(f"sweep: {len(todo)} runs to train in {out}, {cpus_per_run:g} CPU(s)"
+                     + (f" x {processes_per_run} processes" if processes_per_run > 1 else "") + " each")
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                for ref in ready:
+                    r, t0 = pending.pop(ref)
+                    try:
+                        res = ray.get(ref)
+                    except ray.exceptions.RayError as e:  # retries used up, task lost, ...
+                        res = {"ok": False, "reason": f"{type(e).__name__}: {' '.join(str(e).split())}"[:500]}
+                    if res["ok"]:
+                        counts["done"] += 1
+                        workdir_lib.write_json(os.path.join(wd(r), report.STATUS),
+                                               {"status": workdir_lib.FINISHED, "seconds": round(time.time() - t0, 1)})
+                        line(f"done {r.name} acc={_acc(res['summary'])} ({_fmt(res['seconds'])} in its worker)")
+                    else:
+                        counts["failed"] += 1
+                        _record_failure(out, wd(r), r.name, res["reason"], time.time() - t0)
+                        line(f"FAILED {r.name}: {res['reason'][:200]}  [log: {os.path.join(wd(r), 'log.txt')}]")
     except KeyboardInterrupt:
         for ref, (r, _) in pending.items():
             ray.cancel(ref, force=True)
@@ -302,8 +304,6 @@ def run_sweep(out: str, st: study_lib.Study, *, ray_address: Optional[str] = Non
         echo(f"sweep interrupted: {len(pending)} unfinished run(s) cancelled; rerun the same command to resume")
         return 130
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
         if owns:
             ray.shutdown()
 
@@ -328,13 +328,24 @@ def _record_failure(out: str, workdir: str, name: str, reason: str, seconds: flo
         f.write(json.dumps(rec) + "\n")
 
 
+@contextlib.contextmanager
+def sigterm_as_ctrl_c():
+    """Within the block SIGTERM raises KeyboardInterrupt, as Ctrl-C does, so a terminated sweep or
+    search ends as an interrupted one (exit 130, resumable) instead of dying mid-write; the previous
+    handler is back afterwards.  Outside the main thread (where Python cannot set handlers) it
+    changes nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
-
-
-def _main_thread() -> bool:
-    import threading
-    return threading.current_thread() is threading.main_thread()
 
 
 def _acc(summary: dict) -> str:

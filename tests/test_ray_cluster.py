@@ -1,5 +1,5 @@
 """launch.sweep joins a Ray cluster by address: a head node started here with ``ray start --head``
-on 127.0.0.1 runs a sweep given ``--ray_address``; Ctrl-C (SIGINT) stops the sweep with status
+on 127.0.0.1 runs a sweep given ``--ray_address``; Ctrl-C (SIGINT) or SIGTERM stops the sweep with status
 130 and the rerun resumes it to the end; a typo in a study exits 2 with one line before any
 cluster is touched.
 
@@ -94,7 +94,8 @@ def sweep_cli(*args, **kw):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kw)
 
 
-def test_sweep_on_a_cluster_by_address_ctrl_c_and_resume(head, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
+def test_sweep_on_a_cluster_by_address_ctrl_c_and_resume(head, tmp_path, signum):
     (tmp_path / "study.py").write_text(STUDY)
     out = tmp_path / "out"
     args = [f"--config={tmp_path / 'study.py'}", f"--out={out}", f"--ray_address={head}"]
@@ -108,7 +109,7 @@ def test_sweep_on_a_cluster_by_address_ctrl_c_and_resume(head, tmp_path):
         except Exception:  # noqa: BLE001 - being written
             pass
         time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     stdout, _ = proc.communicate(timeout=120)
     assert f"ray: joined {head}" in stdout, stdout
     if proc.returncode == 0:  # both runs finished before the interrupt: nothing to resume

@@ -357,3 +357,31 @@ def test_search_refuses_to_resume_another_studys_interrupted_search(tmp_path):
     assert "holds an interrupted search of another study or other settings" in r.stderr
     assert sorted(p.name for p in (tmp_path / "o").rglob("*")) == before and "ray:" not in r.stdout
     assert json.loads(record.read_text()) == {"base": {"epochs": 3}, "search": {}}
+
+
+def test_sigterm_as_ctrl_c_raises_keyboard_interrupt_inside_and_restores_the_handler_after():
+    """What makes a terminated sweep or search end as an interrupted one (exit 130, resumable)."""
+    import threading
+    calls = []
+    handler = lambda signum, frame: calls.append(signum)
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with sweep.sigterm_as_ctrl_c():
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)  # the handler runs between bytecodes, long before this ends
+        assert signal.getsignal(signal.SIGTERM) is handler
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.1)
+        assert calls == [signal.SIGTERM]
+        seen = []  # in another thread Python cannot set handlers: the block changes nothing there
+
+        def in_thread():
+            with sweep.sigterm_as_ctrl_c():
+                seen.append(signal.getsignal(signal.SIGTERM))
+        thread = threading.Thread(target=in_thread)
+        thread.start()
+        thread.join()
+        assert seen == [handler]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
