@@ -54,7 +54,7 @@ Not mirrored:
     kernels round differently;
   * settings without a twin here raise ValueError: other models or model options (airbench's
     ``block_conv`` other than 'conv', ``groups``, ``scaling_factor``, ``conv_impl``),
-    ``compute_dtype=bfloat16``, ``grad_accum_steps > 1`` (so EMA with gradient accumulation too).
+    ``compute_dtype`` bfloat16 (also 'auto' on a GPU/TPU), ``grad_accum_steps > 1`` (so EMA with gradient accumulation too).
 """
 from __future__ import annotations
 
@@ -110,8 +110,10 @@ def check(cfg) -> None:
     if cfg.model_options.get("block_conv", "conv") != "conv":
         raise ValueError(f"config.model_options.block_conv: benchmarks.speedrun_torch's {cfg.model} twin has the "
                          f"plain 3x3 conv only (block_conv='conv'), not {cfg.model_options['block_conv']!r}")
-    if cfg.compute_dtype != "float32":
-        raise ValueError("config.compute_dtype: benchmarks.speedrun_torch runs float32 only")
+    from cnnjax import train
+    if train.resolve_compute_dtype(cfg.compute_dtype) != "float32":
+        where = " (what 'auto' means on this GPU/TPU)" if cfg.compute_dtype == "auto" else ""
+        raise ValueError(f"config.compute_dtype: bfloat16{where}; benchmarks.speedrun_torch runs float32 only")
     if cfg.grad_accum_steps != 1:
         raise ValueError("config.grad_accum_steps: benchmarks.speedrun_torch does not accumulate gradients")
 

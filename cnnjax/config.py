@@ -28,7 +28,7 @@ import ml_collections
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "onecycle")
 AUGMENTATIONS = ("none", "flip", "crop", "flip_crop")
-COMPUTE_DTYPES = ("float32", "bfloat16")
+COMPUTE_DTYPES = ("float32", "bfloat16", "auto")
 EPOCH_LOOPS = ("auto", "steps", "scan")
 PROGRESS = ("auto", "bar", "plain", "none")
 TTA = ("none", "flip", "flip_shift")
@@ -80,7 +80,8 @@ class TrainConfig:
     augment: str = setting("none", "Random horizontal flip and/or 2-pixel-shift crop, on the device.",
                            choices=AUGMENTATIONS)
     seed: int = setting(0, "Seed of parameters, data order, dropout and augmentation.")
-    compute_dtype: str = setting("float32", "bfloat16 = mixed precision (float32 weights, optimizer and loss).",
+    compute_dtype: str = setting("float32", "bfloat16 = mixed precision (float32 weights, optimizer and loss); "
+                                 "auto: bfloat16 on GPU/TPU, float32 on CPU (where bfloat16 is slower).",
                                  choices=COMPUTE_DTYPES)
     eval_every: int = setting(1, "Evaluate every N epochs (and after the last).")
     eval_delay: int = setting(0, "Epochs trained before the first evaluation: evaluate after epochs > eval_delay "

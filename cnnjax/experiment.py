@@ -335,7 +335,7 @@ def _summary(s: Setup, rows: list[dict], tests: dict, steps: int, session_second
         "model": cfg.model, "model_options": config_lib.to_dict(cfg)["model_options"], "dataset": cfg.dataset,
         "params": arch.total_params, "flops": arch.total_flops,
         "receptive_field": None if arch.receptive_field is None else int(max(arch.receptive_field)),
-        "epochs": cfg.epochs, "steps": steps,
+        "epochs": cfg.epochs, "steps": steps, "compute_dtype": train.resolve_compute_dtype(cfg.compute_dtype),
         "final_test_accuracy": tests["final"]["accuracy"], "final_test_loss": tests["final"]["loss"],
         "final_val_accuracy": rows[-1].get("val_accuracy"),
         "selected_epoch": selected["epoch"], "selected_val_accuracy": best_row.get("val_accuracy"),

@@ -23,6 +23,7 @@ Two ways to run an epoch, same numbers (to float rounding):
 
 ``compute_dtype="bfloat16"`` is mixed precision: float32 master weights,
 optimizer state and loss; the forward/backward convs and matmuls in bfloat16.
+``"auto"`` is bfloat16 on a GPU/TPU and float32 on the CPU (:func:`resolve_compute_dtype`).
 """
 from __future__ import annotations
 
@@ -243,6 +244,15 @@ def fused_epoch_default(backend: str | None = None) -> bool:
     return (backend or jax.default_backend()) != "cpu"
 
 
+def resolve_compute_dtype(name: str, backend: str | None = None) -> str:
+    """'float32' or 'bfloat16' for a ``config.compute_dtype``: 'auto' is bfloat16 on GPU/TPU and
+    float32 on the CPU, where XLA's bfloat16 convolutions run slower than float32 ones (padded_cnn
+    trained at 4,661 vs 6,995 img/s on 2 cores)."""
+    if name == "auto":
+        return "float32" if (backend or jax.default_backend()) == "cpu" else "bfloat16"
+    return name
+
+
 def make_update(model: nn.Module, tx: optax.GradientTransformation, cfg: TrainConfig,
                 mean: float, std: float, num_classes: int, mesh: Mesh | None = None) -> Callable:
     """The pure (unjitted) training step behind :func:`make_train_step` and :func:`make_train_epoch`:
@@ -252,7 +262,7 @@ def make_update(model: nn.Module, tx: optax.GradientTransformation, cfg: TrainCo
         raise ValueError(f"batch_size {batch} must be a multiple of the number of devices ({mesh.size})")
     shard = (lambda a: a) if mesh is None else \
         (lambda a: jax.lax.with_sharding_constraint(a, NamedSharding(mesh, P("data", *(None,) * (a.ndim - 1)))))
-    compute = jnp.dtype(cfg.compute_dtype)
+    compute = jnp.dtype(resolve_compute_dtype(cfg.compute_dtype))
 
     def loss_fn(params, state, x, y, key):
         if compute != jnp.float32:  # mixed precision: gradients flow back through the casts in float32
@@ -361,9 +371,9 @@ def tta_logits(logits_fn: Callable, x, tta: str = "none"):
 def make_eval_step(model: nn.Module, mean: float, std: float, num_classes: int,
                    compute_dtype: str = "float32", tta: str = "none") -> Callable:
     """``eval_step(variables, images_u8, labels, mask) -> (loss_sum, correct_sum, predictions)``,
-    the model run in ``compute_dtype`` (as trained), its logits averaged over the views of
-    :func:`tta_logits`, the loss in float32."""
-    compute = jnp.dtype(compute_dtype)
+    the model run in ``compute_dtype`` (as trained; 'auto' as :func:`resolve_compute_dtype`), its
+    logits averaged over the views of :func:`tta_logits`, the loss in float32."""
+    compute = jnp.dtype(resolve_compute_dtype(compute_dtype))
     if tta not in config_lib.TTA:
         raise ValueError(f"config.tta must be one of {', '.join(config_lib.TTA)}; got {tta!r}")
 

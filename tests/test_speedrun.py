@@ -36,7 +36,8 @@ def count_evaluations(monkeypatch):
 
 def test_run_stops_at_first_evaluation_at_or_above_target_and_tests_once(tmp_path, count_evaluations):
     workdir = tmp_path / "run"
-    result = experiment.train_and_evaluate(dict(TINY, target_accuracy=TARGET), str(workdir), log=lambda s: None)
+    cfg = dict(TINY, target_accuracy=TARGET, compute_dtype="auto")  # as the recipes: float32 on this CPU
+    result = experiment.train_and_evaluate(cfg, str(workdir), log=lambda s: None)
     rows = Workdir(workdir).metrics()
     stop = rows[-1]["epoch"]
     assert 1 < stop < TINY["epochs"], rows  # stopped early, and not trivially at the first evaluation
@@ -48,17 +49,18 @@ def test_run_stops_at_first_evaluation_at_or_above_target_and_tests_once(tmp_pat
     assert summary["target_reached"] is True and summary["target_epoch"] == stop == summary["epochs_trained"]
     assert summary["selected_epoch"] == stop and summary["final_test_accuracy"] == summary["selected_test_accuracy"]
     assert 0 < summary["time_to_target_seconds"] <= summary["this_session_seconds"]
+    assert summary["compute_dtype"] == "float32"  # what 'auto' resolved to here
     # the clock covers the epochs up to the stop (compilation included), not the data loading
     assert summary["time_to_target_seconds"] >= sum(r["seconds"] for r in rows)
     assert summary["data_load_seconds"] > 0
     # finished: the same command trains no further and tests nothing
-    again = experiment.train_and_evaluate(dict(TINY, target_accuracy=TARGET), str(workdir), log=lambda s: None)
+    again = experiment.train_and_evaluate(cfg, str(workdir), log=lambda s: None)
     assert again["epochs_trained"] == stop and len(Workdir(workdir).metrics()) == stop
     assert count_evaluations["test"] == 1
     # interrupted after the stop's checkpoint, before summary.json: resuming trains no further either,
     # and the time to target of a resumed run is not reported (only a run timed from scratch counts)
     os.remove(workdir / "summary.json")
-    resumed = experiment.train_and_evaluate(dict(TINY, target_accuracy=TARGET), str(workdir), log=lambda s: None)
+    resumed = experiment.train_and_evaluate(cfg, str(workdir), log=lambda s: None)
     assert len(Workdir(workdir).metrics()) == stop and count_evaluations == {"val": stop, "test": 2}
     assert resumed["target_epoch"] == stop and resumed["time_to_target_seconds"] is None
     assert resumed["final_test_accuracy"] == summary["final_test_accuracy"]
@@ -176,6 +178,18 @@ def test_torch_twins_have_cnnjax_parameter_counts_and_the_same_schedule():
     with pytest.raises(ValueError, match="config.model_options.block_conv"):
         speedrun_torch.check(config_lib.from_dict(dict(TINY, model="airbench28_s",
                                                        model_options={"block_conv": "separable"})))
+
+
+def test_torch_mirror_takes_auto_compute_dtype_where_it_is_float32(monkeypatch):
+    pytest.importorskip("torch")
+    import jax
+    from benchmarks import speedrun_torch
+    speedrun_torch.check(config_lib.from_dict(dict(TINY, compute_dtype="auto")))  # float32 on this CPU
+    with pytest.raises(ValueError, match="config.compute_dtype: bfloat16; .* runs float32 only"):
+        speedrun_torch.check(config_lib.from_dict(dict(TINY, compute_dtype="bfloat16")))
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    with pytest.raises(ValueError, match=r"bfloat16 \(what 'auto' means on this GPU/TPU\)"):
+        speedrun_torch.check(config_lib.from_dict(dict(TINY, compute_dtype="auto")))
 
 
 def _flax_into_torch(variables, net):

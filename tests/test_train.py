@@ -153,7 +153,7 @@ def test_different_run_in_existing_workdir_is_refused_and_nothing_changes(refere
     ("--config.label_smoothing=1.5", "config.label_smoothing"),
     ("--config.learnig_rate=0.1", "config.learnig_rate is not a setting (did you mean learning_rate?)"),
     ("--config.epochs=2.5", "flag --config.epochs=2.5"),
-    ("--config.compute_dtype=float16", "config.compute_dtype must be one of float32, bfloat16; got 'float16'"),
+    ("--config.compute_dtype=float16", "config.compute_dtype must be one of float32, bfloat16, auto; got 'float16'"),
     ("--config.model_options='x'", "--config.model_options='x': Failed to parse"),
     ("--no_such_flag=1", "Unknown command line flag 'no_such_flag'"),
     ("--config=experiments/configs/recipes.py:nope", "unknown recipe 'nope'"),
@@ -279,6 +279,38 @@ def test_bfloat16_mixed_precision_keeps_float32_weights_and_tracks_float32():
     ev = train.evaluate(model, state.variables(), ds, 64, compute_dtype="bfloat16")
     ev32 = train.evaluate(model, state.variables(), ds, 64)
     assert ev["accuracy"] > 0.8 and abs(ev["loss"] - ev32["loss"]) < 0.02
+
+
+def test_auto_compute_dtype_is_bfloat16_on_gpu_tpu_and_float32_on_cpu():
+    assert train.resolve_compute_dtype("auto", "cpu") == "float32"
+    assert train.resolve_compute_dtype("auto", "gpu") == train.resolve_compute_dtype("auto", "tpu") == "bfloat16"
+    for backend in ("cpu", "gpu"):  # an explicit dtype is what it says everywhere
+        assert train.resolve_compute_dtype("float32", backend) == "float32"
+        assert train.resolve_compute_dtype("bfloat16", backend) == "bfloat16"
+
+
+def test_auto_compute_dtype_trains_what_it_resolves_to(monkeypatch):
+    """'auto' on this CPU is the float32 step bit for bit; on a GPU (the backend's name faked: the
+    choice is made when the step is built and traced) it is the bfloat16 step bit for bit."""
+    ds = data.synthetic(64, 16, seed=0)
+    model = models.create("seed_net")
+    images, labels = jax.device_put((ds.train_images, ds.train_labels))
+    order = jax.numpy.arange(64, dtype=jax.numpy.int32)
+
+    def one_step(dtype):
+        cfg = TrainConfig(model="seed_net", batch_size=32, compute_dtype=dtype)
+        tx = train.make_optimizer(cfg, 2)
+        step = train.make_train_step(model, tx, cfg, ds.mean, ds.std, ds.num_classes)
+        state, m = step(train.init_state(model, tx, 0, ds.image_shape), images, labels, order, 0)
+        return float(m["loss"]), [np.asarray(a) for a in jax.tree.leaves(state.params)]
+
+    def same(a, b):
+        return a[0] == b[0] and all(np.array_equal(x, y) for x, y in zip(a[1], b[1]))
+
+    f32, bf16, auto_cpu = one_step("float32"), one_step("bfloat16"), one_step("auto")
+    assert same(auto_cpu, f32) and not same(bf16, f32)
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")  # (also picks lax's convs: cnnjax.fastconv)
+    assert same(one_step("auto"), one_step("bfloat16")) and not same(one_step("auto"), one_step("float32"))
 
 
 def test_bad_compute_dtype_is_named():
