@@ -24,7 +24,8 @@ same OUT/results.{md,csv,png} as a sweep (stopped trials listed under the table 
 epochs), and results.md says how many epochs ASHA trained against ``num_samples x epochs``.
 Ctrl-C / SIGTERM end the search with status 130 and no report; the same command then resumes it
 (``tune.Tuner.restore`` of OUT/tune/search: finished trials stay, the others resume their
-checkpoints); another study or other settings in that OUT are refused in one line.
+checkpoints); another study or other settings in that OUT are refused in one line, and so is
+another ``--max_retries`` (Tune keeps the search's first one).
 Ray: as for launch.sweep (``--ray_address``, ``--num_cpus``).
 """
 from __future__ import annotations
@@ -171,9 +172,15 @@ def run_search(out: str, file: str, base: dict, cli_args=(), *, ray_address=None
     experiment = os.path.join(out, EXPERIMENT)
     started = json.loads(json.dumps({"base": base, "search": search}))  # as it reads back
     resume = tune.Tuner.can_restore(experiment)
-    if resume and workdir_lib.read_json(os.path.join(out, STARTED)) != started:
-        raise UsageError(f"{out} holds an interrupted search of another study or other settings: rerun "
-                         f"that command to resume it, or use another --out")
+    if resume:
+        record = workdir_lib.read_json(os.path.join(out, STARTED)) or {}
+        if {k: record.get(k) for k in started} != started:
+            raise UsageError(f"{out} holds an interrupted search of another study or other settings: rerun "
+                             f"that command to resume it, or use another --out")
+        if record.get("max_retries", max_retries) != max_retries:  # Tune restores its own FailureConfig
+            raise UsageError(f"--max_retries={max_retries}: the interrupted search in {out} was started with "
+                             f"--max_retries={record['max_retries']}, which Tune keeps when it resumes; rerun "
+                             f"with --max_retries={record['max_retries']}")
     owns = sweep.init_ray(ray_address, num_cpus, echo)
     t0 = time.time()
     try:
@@ -185,7 +192,7 @@ def run_search(out: str, file: str, base: dict, cli_args=(), *, ray_address=None
                 tuner = tune.Tuner.restore(experiment, trainable)
             else:
                 os.makedirs(os.path.dirname(experiment), exist_ok=True)
-                workdir_lib.write_json(os.path.join(out, STARTED), started)
+                workdir_lib.write_json(os.path.join(out, STARTED), started | {"max_retries": max_retries})
                 tuner = _new_tuner(trainable, search, experiment, epochs, max_retries)
             results = tuner.fit()
             if not _ended(experiment, search["num_samples"]):

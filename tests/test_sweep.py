@@ -359,6 +359,29 @@ def test_search_refuses_to_resume_another_studys_interrupted_search(tmp_path):
     assert json.loads(record.read_text()) == {"base": {"epochs": 3}, "search": {}}
 
 
+def test_search_resumes_only_with_the_max_retries_it_started_with(tmp_path):
+    """Tune keeps an interrupted search's own failure settings when it resumes, so another
+    --max_retries on the rerun would be silently ignored: it is refused, naming the flag, before
+    Ray starts or anything is written."""
+    from experiments.common import UsageError
+    from launch import search as search_lib
+    file = write_study(tmp_path, SEARCH)
+    mod = {}
+    exec(open(file).read(), mod)
+    base = mod["get_config"]()
+    experiment = tmp_path / "o" / "tune" / "search"
+    experiment.mkdir(parents=True)
+    (experiment / "tuner.pkl").write_bytes(b"saved by Tune")
+    record = tmp_path / "o" / "tune" / "cnnjax_search.json"
+    started = {"base": config.apply(base, {}), "search": search_lib.get_search(file), "max_retries": 1}
+    record.write_text(json.dumps(started))
+    before = sorted(p.name for p in (tmp_path / "o").rglob("*"))
+    with pytest.raises(UsageError, match=r"^--max_retries=3: the interrupted search in .* was started with "
+                                         r"--max_retries=1, which Tune keeps when it resumes"):
+        search_lib.run_search(str(tmp_path / "o"), file, base, max_retries=3, echo=lambda line: None)
+    assert sorted(p.name for p in (tmp_path / "o").rglob("*")) == before
+
+
 def test_sigterm_as_ctrl_c_raises_keyboard_interrupt_inside_and_restores_the_handler_after():
     """What makes a terminated sweep or search end as an interrupted one (exit 130, resumable)."""
     import threading
