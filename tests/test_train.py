@@ -310,7 +310,8 @@ def test_auto_compute_dtype_trains_what_it_resolves_to(monkeypatch):
     f32, bf16, auto_cpu = one_step("float32"), one_step("bfloat16"), one_step("auto")
     assert same(auto_cpu, f32) and not same(bf16, f32)
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")  # (also picks lax's convs: cnnjax.fastconv)
-    assert same(one_step("auto"), one_step("bfloat16")) and not same(one_step("auto"), one_step("float32"))
+    auto_gpu = one_step("auto")
+    assert same(auto_gpu, one_step("bfloat16")) and not same(auto_gpu, one_step("float32"))
 
 
 def test_bad_compute_dtype_is_named():
