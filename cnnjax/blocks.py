@@ -10,7 +10,9 @@ knows its own arithmetic for :mod:`cnnjax.summary`:
 The conv blocks that call :func:`cnnjax.ops.conv2d` (Conv and its variants, SeparableConv,
 UpsampleConv) and the pools take ``impl`` ('auto' | 'lax' | 'fast' | 'gemm', see
 :mod:`cnnjax.fastconv`): same values and parameters, different XLA programs.
-ConvTranspose always runs lax's conv.
+ConvTranspose always runs lax's conv.  Models do not set ``impl`` block by block: they
+receive a :class:`ConvDef`, which builds every conv and pool of a model on one ``impl`` and
+is the one place that maps a conv *kind* (:data:`CONV_KINDS`) to a block.
 
 Parameter counts (k x k kernel, C_in -> C_out, bias included):
   Conv            k*k*(C_in/groups)*C_out + C_out
@@ -19,6 +21,8 @@ Parameter counts (k x k kernel, C_in -> C_out, bias included):
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 from typing import Callable, Optional
 
 import flax.linen as nn
@@ -215,3 +219,73 @@ def pool_block(kind: str, **kw) -> _Pool:
         return POOLS[kind](**kw)
     except KeyError:
         raise ValueError(f"unknown pooling {kind!r}; choose from {sorted(POOLS)}") from None
+
+
+#: the conv kinds a :class:`ConvDef` builds, each standing in for a plain k x k conv (see ConvDef).
+CONV_KINDS = ("conv", "separable", "dilated", "grouped", "transposed")
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvDef:
+    """A model's conv (Flax's ``conv: ModuleDef``, with kinds and pools): builds every conv and
+    pooling block of a model, all running the implementation ``impl`` (see :mod:`cnnjax.fastconv`).
+
+    ``conv(features, kernel_size, kind='conv', stride=1, padding=0, groups=4, dilation=2,
+    kernel_init=None, **kw)`` -> the block of ``kind`` that stands in for a plain
+    ``kernel_size`` conv with that stride and padding (``kw``: ``use_bias``, ``activation``,
+    ``name``, ...):
+
+      'conv'        :class:`Conv`
+      'separable'   :class:`SeparableConv` (depthwise k x k + pointwise 1x1)
+      'dilated'     :class:`DilatedConv`: 3x3 with taps ``dilation`` apart and 'same' padding,
+                    whatever ``kernel_size`` and ``padding`` (at dilation 2 it spans 5x5)
+      'grouped'     :class:`GroupedConv` with ``groups`` groups
+      'transposed'  :class:`ConvTranspose` at stride 1 with the padding that keeps the plain
+                    conv's output size (symmetric ``padding`` <= k - 1 only); where the conv
+                    strides, a plain :class:`Conv` (a transposed conv upsamples)
+
+    ``kernel_init`` (None: the block's default) initialises the plain conv (also the strided
+    'transposed' one); the other kinds keep their own default init.  ``groups`` and
+    ``dilation`` apply only to their kind.  ValueError for an unknown kind.
+
+    ``conv.pool('max' | 'avg', window=..., ...)`` -> :class:`MaxPool` / :class:`AvgPool`;
+    ``conv.bind(cls)`` -> ``cls`` (a block with an ``impl`` field, e.g. :class:`UpsampleConv`
+    or a Conv subclass) on this implementation.  Adding a conv kind: a name in
+    :data:`CONV_KINDS` and a branch in ``__call__``; every model with a kind option gets it.
+    """
+    impl: str = "auto"
+
+    def __call__(self, features: int, kernel_size: ops.IntOr2 = 3, *, kind: str = "conv", stride: ops.IntOr2 = 1,
+                 padding: ops.Pad2D = 0, groups: int = 4, dilation: ops.IntOr2 = 2,
+                 kernel_init: Optional[Callable] = None, **kw) -> nn.Module:
+        impl = self.impl
+        init = {} if kernel_init is None else {"kernel_init": kernel_init}
+        if kind == "conv" or (kind == "transposed" and stride != 1):
+            return Conv(features, kernel_size, stride=stride, padding=padding, impl=impl, **init, **kw)
+        if kind == "separable":
+            return SeparableConv(features, kernel_size, stride=stride, padding=padding, impl=impl, **kw)
+        if kind == "dilated":
+            return DilatedConv(features, 3, stride=stride, padding="same", dilation=dilation, impl=impl, **kw)
+        if kind == "grouped":
+            return GroupedConv(features, kernel_size, stride=stride, padding=padding, groups=groups, impl=impl, **kw)
+        if kind == "transposed":
+            return ConvTranspose(features, kernel_size, stride=1, padding=_same_size_transposed_padding(
+                padding, kernel_size), **kw)
+        raise ValueError(f"unknown conv kind {kind!r}; choose from {CONV_KINDS}")
+
+    def pool(self, kind: str, **kw) -> "_Pool":
+        return pool_block(kind, impl=self.impl, **kw)
+
+    def bind(self, cls: type[nn.Module]) -> Callable[..., nn.Module]:
+        return functools.partial(cls, impl=self.impl)
+
+
+def _same_size_transposed_padding(padding: ops.Pad2D, kernel_size: ops.IntOr2):
+    """A stride-1 transposed conv's padding with the output size of a plain conv padded ``padding``."""
+    (top, bottom), (left, right) = ops.resolve_padding_2d(padding, kernel_size)
+    kh, kw = ops._pair(kernel_size, "kernel_size")
+    if top != bottom or left != right or top > kh - 1 or left > kw - 1:
+        raise ValueError(f"a 'transposed' conv stands in for a conv with symmetric padding of at most "
+                         f"kernel_size - 1, not padding={padding!r} with kernel_size={kernel_size!r}")
+    pad = (kh - 1 - top, kw - 1 - left)
+    return pad[0] if pad[0] == pad[1] else pad

@@ -30,8 +30,8 @@ Implementation
 :func:`conv2d` and the pools take ``impl`` ('auto', 'lax', 'fast' or 'gemm'; see
 :mod:`cnnjax.fastconv`): same values and gradients, different XLA programs.  'auto' is
 ``CNNJAX_CONV_IMPL`` when that is set, otherwise 'fast' on the CPU backend and 'lax'
-elsewhere, decided when the function is traced.  Models and blocks expose it as a field
-(``conv_impl`` / ``impl``).
+elsewhere, decided when the function is traced.  Blocks expose it as the field ``impl``;
+models as the option ``conv_impl`` (their :class:`cnnjax.blocks.ConvDef`).
 """
 from __future__ import annotations
 

@@ -196,6 +196,32 @@ def test_options_that_apply_are_accepted_and_change_the_model():
     assert rows("padded_cnn", 3, widths=[4, 8])[-1].params == 7 * 7 * 8 * 3 + 3
 
 
+def test_every_conv_kind_is_an_option_of_every_kind_switch():
+    # one table (blocks.CONV_KINDS, built by blocks.ConvDef) serves padded_cnn's conv2 and the
+    # 32x32 nets' block_conv; 'transposed' keeps the plain conv's size and parameter count
+    assert blocks.CONV_KINDS == ("conv", "separable", "dilated", "grouped", "transposed")
+    kinds = {r.name: r.kind for r in summary.summarize(models.create("padded_cnn", conv2="transposed"), (28, 28, 1)).rows}
+    assert kinds["conv2"] == "ConvTranspose"
+    for padding, params in ((2, 28_938), (0, 18_378)):  # a 5x5 stride-1 transposed conv: 25*16*32 + 32
+        rows = summary.summarize(models.create("padded_cnn", conv2="transposed", padding=padding), (28, 28, 1)).rows
+        assert rows[2].params == 12_832 and sum(r.params for r in rows) == params
+    with pytest.raises(ValueError, match="symmetric padding"):
+        blocks.ConvDef()(4, 3, kind="transposed", padding=((0, 1), (0, 1)))
+    with pytest.raises(ValueError, match="unknown conv kind 'wide'"):
+        blocks.ConvDef()(4, 3, kind="wide")
+
+
+def test_models_check_their_own_options_when_constructed():
+    # the registry only adds the model's name: a model class built directly refuses the same values
+    with pytest.raises(models.OptionError, match=r"^widths must be 2 positive integers, got 8$"):
+        models.PaddedCNN(widths=8)
+    with pytest.raises(models.OptionError, match="block_conv must be one of"):
+        models.ResNet(block_conv="fancy")
+    with pytest.raises(ValueError, match=r"^padded_cnn: widths must be 2 positive integers, got 8$"):
+        models.create("padded_cnn", widths=8)
+    assert models.create("padded_cnn", conv_impl="lax").conv == blocks.ConvDef("lax")
+
+
 CONV_MODELS = ["padded_cnn", "separable_cnn", "dilated_cnn", "grouped_cnn", "lenet5", "seed_net", "vgg_bn",
                "conv_autoencoder"]
 

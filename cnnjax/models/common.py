@@ -1,0 +1,100 @@
+"""What the model families share: flattening, batch norm, and the option checks every model
+runs on its own fields when it is constructed (``__post_init__``)."""
+from __future__ import annotations
+
+import dataclasses
+
+import flax.linen as nn
+import numpy as np
+
+from cnnjax import blocks, ops
+
+
+class OptionError(ValueError):
+    """An invalid model option; :func:`cnnjax.models.create` prefixes the model's name."""
+
+
+def flatten(x):
+    """(N, ...) -> (N, prod(...))."""
+    return x.reshape(x.shape[0], -1)
+
+
+def batch_norm(train: bool, name: str, momentum: float = 0.9, epsilon: float = 1e-5, **kw) -> nn.BatchNorm:
+    """Flax BatchNorm on the batch's statistics when ``train``, else the running ones."""
+    return nn.BatchNorm(use_running_average=not train, momentum=momentum, epsilon=epsilon, name=name, **kw)
+
+
+def default(model: nn.Module, field: str):
+    """The class default of ``model``'s dataclass ``field``."""
+    return type(model).__dataclass_fields__[field].default
+
+
+# --------------------------------------------------------------------------- option checks
+# Each raises OptionError "<option> must be <what>, got <value>" (or says why it does not apply).
+
+def require(ok: bool, option: str, want: str, value) -> None:
+    if not ok:
+        raise OptionError(f"{option} must be {want}, got {value!r}")
+
+
+def pos_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
+
+
+def pos_ints(v, n: int | None = None) -> bool:
+    """A list / tuple of positive ints (exactly ``n`` of them when n is given)."""
+    return isinstance(v, (list, tuple)) and all(pos_int(i) for i in v) and (n is None or len(v) == n)
+
+
+def check_widths(widths, n: int | None = None) -> None:
+    """``n`` (None: one or more) positive integers."""
+    require(pos_ints(widths, n) and bool(widths), "widths", f"{n or 'one or more'} positive integers", widths)
+
+
+def check_activation(activation) -> None:
+    require(activation in (*blocks.ACTIVATIONS, None, "none"), "activation",
+            f"one of {sorted(blocks.ACTIVATIONS)} or 'none'", activation)
+
+
+def check_pool(pool) -> None:
+    require(pool in blocks.POOLS, "pool", f"one of {sorted(blocks.POOLS)}", pool)
+
+
+def check_batch_norm(momentum, scale) -> None:
+    require(isinstance(momentum, (int, float)) and not isinstance(momentum, bool) and 0 <= momentum < 1,
+            "bn_momentum", "a number in [0, 1) (Flax's: the running statistics' weight on their old value)",
+            momentum)
+    require(isinstance(scale, (bool, np.bool_)), "bn_scale", "true or false", scale)
+
+
+def check_conv_kind(model: nn.Module, option: str, widths) -> None:
+    """The conv-kind option ``option`` of ``model`` (one of blocks.CONV_KINDS) and the options
+    that belong to one kind: ``groups`` ('grouped'; it must divide every width) and, where the
+    model has it, ``dilation`` ('dilated').  A non-default value for another kind is refused:
+    it would be ignored."""
+    kind = getattr(model, option)
+    require(kind in blocks.CONV_KINDS, option, f"one of {blocks.CONV_KINDS}", kind)
+    for field, owner in (("groups", "grouped"), ("dilation", "dilated")):
+        if field not in type(model).__dataclass_fields__:
+            continue
+        value = getattr(model, field)
+        require(pos_int(value), field, "a positive integer", value)
+        if kind != owner and value != default(model, field):
+            raise OptionError(f"{field} applies only to {option}={owner!r}, but {option}={kind!r} "
+                              f"({field}={value!r} would be ignored)")
+    widths = tuple(int(w) for w in widths)
+    if kind == "grouped" and any(w % model.groups for w in widths):
+        which = "both widths" if len(widths) == 2 else "every width"
+        raise OptionError(f"groups={model.groups} must divide {which} {widths}")
+
+
+def check_padding(padding, kernel_size) -> None:
+    try:
+        ops.resolve_padding_2d(padding, kernel_size)
+    except (TypeError, ValueError) as e:
+        raise OptionError(f"padding: {e}") from None
+
+
+def fields(model_cls) -> list[str]:
+    """A model class's option fields (not Flax's parent / name)."""
+    return [f.name for f in dataclasses.fields(model_cls) if f.name not in ("parent", "name")]
