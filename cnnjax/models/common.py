@@ -2,8 +2,6 @@
 runs on its own fields when it is constructed (``__post_init__``)."""
 from __future__ import annotations
 
-import dataclasses
-
 import flax.linen as nn
 import numpy as np
 
@@ -94,7 +92,3 @@ def check_padding(padding, kernel_size) -> None:
     except (TypeError, ValueError) as e:
         raise OptionError(f"padding: {e}") from None
 
-
-def fields(model_cls) -> list[str]:
-    """A model class's option fields (not Flax's parent / name)."""
-    return [f.name for f in dataclasses.fields(model_cls) if f.name not in ("parent", "name")]
