@@ -1,11 +1,11 @@
 """A speedrun recipe (a cnnjax :class:`~cnnjax.config.TrainConfig`) trained in PyTorch eager on the
-CPU, stopped the way cnnjax stops it, so ``launch.speedrun --torch`` can give the record as a ratio.
+CPU, stopped the way cnnjax stops it, so ``benchmarks.speedrun --torch`` can give the record as a ratio.
 
     python -m benchmarks.speedrun_torch --config=experiments/configs/speedrun.py:0.915 --seed=0
 
 :func:`run` returns the same per-run record as the cnnjax side (:func:`record`): wall seconds to
 the target, the epoch, validation and test accuracy, data load seconds.  torch is imported
-lazily (the ``bench`` extra); it runs on ``len(os.sched_getaffinity(0))`` threads (the
+lazily (the ``bench`` extra); it runs on ``benchmarks.machine.threads()`` threads (the
 machine's cores, as XLA's CPU client uses them).
 
 Mirrored exactly:
@@ -13,11 +13,11 @@ Mirrored exactly:
     held out by the seed, same normalisation ``(x / 255 - mean) / std`` with the training
     split's statistics; uint8 batches gathered by index, the last incomplete batch dropped;
   * the architectures (models ``padded_cnn`` and ``vgg_bn`` with its ``widths`` / ``dropout``
-    options; the twins of :mod:`benchmarks.train_throughput`), with the same parameter counts
+    options; the twins of :mod:`benchmarks.torch_twins`), with the same parameter counts
     and Flax's init scheme: LeCun-normal (truncated at 2 sigma) weights, zero biases, BN scale
     1 / bias 0 (the values differ: other random draws);
   * the airbench family (``airbench``, ``airbench28_s`` / ``_m`` / ``_l``; options ``widths``,
-    ``whiten_width``, ``bn_momentum``, ``bn_scale``, ``block_conv='conv'``), :func:`torch_airbench`:
+    ``whiten_width``, ``bn_momentum``, ``bn_scale``, ``block_conv='conv'``), :func:`benchmarks.torch_twins.torch_airbench`:
     the same layers and floor-mode pools (27 -> 13 -> 6 -> 3 -> 1 on 28x28), exact GELU, the 1/9
     output scaling, BN eps 1e-12 with torch momentum ``1 - bn_momentum``, no BN weight at all
     without ``bn_scale`` (the same parameter count), cnnjax's ``dirac_init`` for the group convs;
@@ -60,29 +60,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import os
 import sys
 import time
 from typing import Callable
 
-AIRBENCH_OPTIONS = ("widths", "whiten_width", "bn_momentum", "bn_scale", "block_conv")
-SUPPORTED_OPTIONS = {"padded_cnn": (), "vgg_bn": ("widths", "dropout"), "airbench": AIRBENCH_OPTIONS,
-                     "airbench28_s": AIRBENCH_OPTIONS, "airbench28_m": AIRBENCH_OPTIONS,
-                     "airbench28_l": AIRBENCH_OPTIONS}
-#: cnnjax's registry defaults of the airbench family (cnnjax.models.Airbench and its partials)
-AIRBENCH_DEFAULTS = {"airbench": dict(widths=(64, 256, 256), whiten_width=24),
-                     "airbench28_s": dict(widths=(8, 16, 16), whiten_width=8),
-                     "airbench28_m": dict(widths=(16, 32, 32), whiten_width=8),
-                     "airbench28_l": dict(widths=(32, 64, 64), whiten_width=8)}
+from benchmarks import machine, torch_twins
 
-
-def threads() -> int:
-    """CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def record(impl: str, cfg, *, reached: int | None, seconds: float | None, epochs_trained: int | None,
@@ -90,7 +73,7 @@ def record(impl: str, cfg, *, reached: int | None, seconds: float | None, epochs
            images_per_sec: float | None, train_seconds: float | None) -> dict:
     """One timed run: ``seconds`` = wall seconds to the target (None: not reached);
     accuracies are fractions; ``images_per_sec`` = median training images/s over epochs.  None
-    for what a run that did not finish (launch.speedrun.diverged) never measured."""
+    for what a run that did not finish (benchmarks.speedrun.diverged) never measured."""
     return {"impl": impl, "seed": cfg.seed, "target_accuracy": cfg.target_accuracy,
             "target_reached": reached is not None, "target_epoch": reached, "time_to_target_seconds": seconds,
             "epochs_trained": epochs_trained, "final_val_accuracy": val_accuracy,
@@ -100,6 +83,7 @@ def record(impl: str, cfg, *, reached: int | None, seconds: float | None, epochs
 
 def check(cfg) -> None:
     """ValueError naming the setting this mirror cannot reproduce."""
+    SUPPORTED_OPTIONS = torch_twins.SUPPORTED_OPTIONS
     if cfg.model not in SUPPORTED_OPTIONS:
         raise ValueError(f"config.model {cfg.model!r}: benchmarks.speedrun_torch has no twin of it; "
                          f"models: {', '.join(SUPPORTED_OPTIONS)}")
@@ -116,100 +100,6 @@ def check(cfg) -> None:
         raise ValueError(f"config.compute_dtype: bfloat16{where}; benchmarks.speedrun_torch runs float32 only")
     if cfg.grad_accum_steps != 1:
         raise ValueError("config.grad_accum_steps: benchmarks.speedrun_torch does not accumulate gradients")
-
-
-def make_model(cfg, image_shape: tuple, num_classes: int):
-    """The torch twin of ``cfg.model`` for ``image_shape`` = (H, W, C) images, taking float32
-    (B, C, H, W) input, returning (B, num_classes) logits, with Flax's init scheme (module doc)."""
-    import torch
-    import torch.nn as tnn
-
-    from benchmarks import train_throughput as twins
-    h, w, c = image_shape
-    if cfg.model in AIRBENCH_DEFAULTS:
-        return torch_airbench(image_shape, num_classes, **{**AIRBENCH_DEFAULTS[cfg.model], **cfg.model_options})
-    if cfg.model == "vgg_bn":
-        opts = cfg.model_options
-        net = twins.torch_vgg_bn(tuple(opts.get("widths", (24, 48))), opts.get("dropout", 0.3), h, c, num_classes)
-    else:
-        if (h, w, c, num_classes) != (28, 28, 1, 10):
-            raise ValueError(f"config.model {cfg.model}: the torch twin is built for 28x28x1 images and 10 classes")
-        net = twins.torch_model(cfg.model)
-    for m in net.modules():
-        if isinstance(m, (tnn.Conv2d, tnn.Linear)):
-            _lecun_normal_(m.weight)
-            if m.bias is not None:
-                torch.nn.init.zeros_(m.bias)
-    return net
-
-
-def _lecun_normal_(weight) -> None:
-    """Flax's default kernel init: LeCun normal truncated at 2 sigma (fan_in = weight[0].numel():
-    (in / groups) * kh * kw for a conv, in_features for a linear layer)."""
-    import torch
-    std = 1.0 / math.sqrt(weight[0].numel()) / 0.87962566103423978
-    torch.nn.init.trunc_normal_(weight, 0.0, std, -2 * std, 2 * std)
-
-
-def torch_airbench(image_shape: tuple, num_classes: int, *, widths=(64, 256, 256), whiten_width: int = 24,
-                   bn_momentum: float = 0.6, bn_scale: bool = False, block_conv: str = "conv"):
-    """cnnjax's :class:`~cnnjax.models.Airbench` in torch.nn (NCHW), modules named as cnnjax's:
-    ``whiten`` 2x2 valid conv (+bias) to ``whiten_width``, exact GELU; per width a group [``conv1``
-    3x3 pad 1 no bias, max pool 2 (floor: 27 -> 13 -> 6 -> 3), ``bn1``, GELU, ``conv2``, ``bn2``,
-    GELU]; max pool 3 (3 -> 1); ``fc`` without bias; times 1/9.  BN: eps 1e-12, torch momentum
-    ``1 - bn_momentum`` (cnnjax's is Flax's), and without ``bn_scale`` no weight at all (bias only:
-    the same parameter count as cnnjax, where airbench94 freezes a weight of ones).  Init as
-    cnnjax's: whiten and fc LeCun normal (truncated), group convs :func:`cnnjax.models.dirac_init`
-    (uniform +-1/sqrt(fan_in), the first min(C_in, C_out) filters the identity), zero biases."""
-    from collections import OrderedDict
-
-    import torch
-    import torch.nn as tnn
-    if block_conv != "conv":
-        raise ValueError(f"block_conv {block_conv!r}: the torch airbench twin has block_conv='conv' only")
-
-    class Scale(tnn.Module):
-        def __init__(self, factor):
-            super().__init__()
-            self.factor = factor
-
-        def forward(self, x):
-            return x * self.factor
-
-    def bn(width):
-        m = tnn.BatchNorm2d(width, eps=1e-12, momentum=1 - bn_momentum)
-        if not bn_scale:
-            m.register_parameter("weight", None)  # F.batch_norm: no weight = scale 1, nothing to train
-        return m
-
-    h, w, c = image_shape
-    h, w = h - 1, w - 1  # the 2x2 valid whitening conv
-    layers, c_in = [("whiten", tnn.Conv2d(c, whiten_width, 2, padding=0, bias=True)), ("whiten_act", tnn.GELU())], \
-        whiten_width
-    for g, width in enumerate(widths, start=1):
-        layers += [(f"group{g}_conv1", tnn.Conv2d(c_in, width, 3, padding=1, bias=False)),
-                   (f"group{g}_pool", tnn.MaxPool2d(2)), (f"group{g}_bn1", bn(width)), (f"group{g}_act1", tnn.GELU()),
-                   (f"group{g}_conv2", tnn.Conv2d(width, width, 3, padding=1, bias=False)),
-                   (f"group{g}_bn2", bn(width)), (f"group{g}_act2", tnn.GELU())]
-        c_in, h, w = width, h // 2, w // 2
-    h, w = h // 3, w // 3
-    if h < 1 or w < 1:
-        raise ValueError(f"airbench: {image_shape[0]}x{image_shape[1]} images are too small for its pools")
-    layers += [("pool", tnn.MaxPool2d(3)), ("flatten", tnn.Flatten()),
-               ("fc", tnn.Linear(c_in * h * w, num_classes, bias=False)), ("scale", Scale(1 / 9))]
-    net = tnn.Sequential(OrderedDict(layers))
-    with torch.no_grad():
-        _lecun_normal_(net.whiten.weight)
-        net.whiten.bias.zero_()
-        _lecun_normal_(net.fc.weight)
-        for name, m in net.named_children():
-            if name.endswith(("_conv1", "_conv2")):
-                bound = 1.0 / math.sqrt(m.weight[0].numel())  # variance_scaling(1/3, fan_in, uniform)
-                m.weight.uniform_(-bound, bound)
-                n = min(m.in_channels, m.out_channels)
-                m.weight[:n] = 0.0
-                m.weight[torch.arange(n), torch.arange(n), 1, 1] = 1.0
-    return net
 
 
 def make_optimizer(cfg, params):
@@ -337,7 +227,7 @@ def run(config, *, log: Callable[[str], None] = print) -> dict:
         if problem := train.whitening_problem(model, ds.image_shape):
             raise ValueError(problem)
     import torch
-    torch.set_num_threads(threads())
+    torch.set_num_threads(machine.threads())
     steps = len(ds.train_labels) // cfg.batch_size
     if steps == 0:
         raise ValueError(f"config.batch_size {cfg.batch_size} is larger than the training set")
@@ -346,11 +236,11 @@ def run(config, *, log: Callable[[str], None] = print) -> dict:
 
 
 def setup(cfg, ds):
-    """(model, ema, optimizer) for ``cfg`` on ``ds`` (a cnnjax Dataset): the twin (:func:`make_model`),
+    """(model, ema, optimizer) for ``cfg`` on ``ds`` (a cnnjax Dataset): the twin (:func:`benchmarks.torch_twins.make_model`),
     its whitening conv set and frozen with ``whiten_init`` (:func:`init_whitening`), the moving
     average with ``ema_decay`` > 0 started from those weights (:func:`make_ema`; else None), the
     optimizer over the parameters that train."""
-    model = make_model(cfg, ds.image_shape, ds.num_classes)
+    model = torch_twins.make_model(cfg, ds.image_shape, ds.num_classes)
     if cfg.whiten_init:
         init_whitening(model, ds.train_images, ds.mean, ds.std)
     ema = make_ema(model, cfg.ema_decay) if cfg.ema_decay > 0 else None

@@ -34,6 +34,8 @@ import sys
 import tempfile
 import time
 
+from benchmarks import machine
+
 #: profiler events that are bookkeeping, not XLA operations
 _NOT_OPS = ("ThunkExecutor", "ThreadpoolListener", "SlinkyThreadPool", "CommonPjRtLoadedExecutable", "ParseArguments",
             "PjitFunction", "$", "end: ")
@@ -132,9 +134,8 @@ def main(argv=None):
         jax.block_until_ready(m)
     per_op, shapes = profile_ops(trace, args.steps), hlo_ops(dump)
     total = sum(per_op.values())
-    load = "/".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"{cfg.model}, batch {batch}: {wall:.1f} ms/step median of {args.rounds} rounds "
-          f"({batch / wall * 1e3:,.0f} img/s; load average {load})")
+          f"({batch / wall * 1e3:,.0f} img/s; load average {machine.load_text()})")
     print(f"once per run: " + ", ".join(f"{k} {v:.2f} s" for k, v in fixed.items())
           + f" (evaluation: {cfg.eval_batch_size} images, tta {cfg.tta})")
     print(f"under the profiler: operations {total:.1f} ms/step in {len(per_op)} kinds (Eigen convolutions are "

@@ -32,11 +32,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
+
+from benchmarks import machine, torch_twins
 
 MODELS = ("padded_cnn", "separable_cnn", "dilated_cnn", "grouped_cnn", "lenet5", "resnet20", "airbench",
           "airbench28_m", "airbench28_l")
@@ -223,7 +224,7 @@ class _TorchBench:
     def setup(self, name, batch):
         torch = self.torch
         torch.manual_seed(0)
-        model = torch_model(name)
+        model = torch_twins.torch_model(name, model_input(name)[0])
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         self.cells[(name, batch)] = dict(model=model, opt=opt, i=0)
         t0 = time.perf_counter()
@@ -269,77 +270,6 @@ class _TorchBench:
                 logits = model(x)
                 _ = F.cross_entropy(logits, y, reduction="sum"), (logits.argmax(-1) == y).sum()
         return time.perf_counter() - t0
-
-
-def torch_model(name):
-    """The cnnjax registry's architectures in torch.nn (NCHW); same layers and parameter counts."""
-    import torch.nn as tnn
-    if name == "resnet20":
-        return torch_resnet20()
-    if name.startswith("airbench"):  # the speedrun mirror's twin (cnnjax's parameter count: no BN weights)
-        from benchmarks import speedrun_torch
-        return speedrun_torch.torch_airbench(model_input(name)[0], 10, **speedrun_torch.AIRBENCH_DEFAULTS[name])
-    if name == "vgg_bn":
-        return torch_vgg_bn()
-    if name == "lenet5":
-        return tnn.Sequential(tnn.Conv2d(1, 6, 5, padding=2), tnn.Sigmoid(), tnn.AvgPool2d(2),
-                              tnn.Conv2d(6, 16, 5), tnn.Sigmoid(), tnn.AvgPool2d(2), tnn.Flatten(),
-                              tnn.Linear(400, 120), tnn.Sigmoid(), tnn.Linear(120, 84), tnn.Sigmoid(),
-                              tnn.Linear(84, 10))
-    conv2 = {
-        "padded_cnn": lambda: tnn.Conv2d(16, 32, 5, padding=2),
-        "separable_cnn": lambda: tnn.Sequential(tnn.Conv2d(16, 16, 5, padding=2, groups=16, bias=False),
-                                                tnn.Conv2d(16, 32, 1)),
-        "dilated_cnn": lambda: tnn.Conv2d(16, 32, 3, padding=2, dilation=2),
-        "grouped_cnn": lambda: tnn.Conv2d(16, 32, 5, padding=2, groups=4),
-    }
-    if name not in conv2:
-        raise ValueError(f"no torch twin for model {name!r}; choose from {MODELS}")
-    return tnn.Sequential(tnn.Conv2d(1, 16, 5, padding=2), tnn.ReLU(), tnn.MaxPool2d(2), conv2[name](),
-                          tnn.ReLU(), tnn.MaxPool2d(2), tnn.Flatten(), tnn.Linear(1568, 10))
-
-
-def torch_resnet20():
-    """cnnjax's ``resnet20`` in torch.nn: He et al. 2016's CIFAR ResNet-20, option A shortcuts
-    (269,722 params), BN momentum 0.1 (= Flax 0.9), NCHW."""
-    import torch.nn as tnn
-    import torch.nn.functional as F
-
-    class Block(tnn.Module):
-        def __init__(self, c_in, c_out, stride):
-            super().__init__()
-            self.conv1, self.bn1 = tnn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), tnn.BatchNorm2d(c_out)
-            self.conv2, self.bn2 = tnn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), tnn.BatchNorm2d(c_out)
-            self.stride, self.extra = stride, c_out - c_in
-
-        def forward(self, x):
-            y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
-            if self.stride != 1 or self.extra:
-                x = F.pad(x[:, :, ::self.stride, ::self.stride], (0, 0, 0, 0, self.extra // 2,
-                                                                   self.extra - self.extra // 2))
-            return F.relu(y + x)
-
-    layers, c_in = [tnn.Conv2d(3, 16, 3, 1, 1, bias=False), tnn.BatchNorm2d(16), tnn.ReLU()], 16
-    for s, width in enumerate((16, 32, 64)):
-        for b in range(3):
-            layers.append(Block(c_in, width, 2 if s > 0 and b == 0 else 1))
-            c_in = width
-    return tnn.Sequential(*layers, tnn.AdaptiveAvgPool2d(1), tnn.Flatten(), tnn.Linear(64, 10))
-
-
-def torch_vgg_bn(widths=(24, 48), dropout=0.3, image_size=28, channels=1, num_classes=10):
-    """cnnjax's ``vgg_bn`` in torch.nn (NCHW): per width, [3x3 conv 'same' without bias, BN
-    (momentum 0.1 = Flax 0.9, eps 1e-5), ReLU] x 2 and max pool 2; dropout; dense (60,322 params
-    at the defaults on 28x28x1)."""
-    import torch.nn as tnn
-    layers, c_in, size = [], channels, image_size
-    for width in widths:
-        for _ in range(2):
-            layers += [tnn.Conv2d(c_in, width, 3, padding=1, bias=False), tnn.BatchNorm2d(width), tnn.ReLU()]
-            c_in = width
-        layers.append(tnn.MaxPool2d(2))
-        size //= 2
-    return tnn.Sequential(*layers, tnn.Flatten(), tnn.Dropout(dropout), tnn.Linear(c_in * size * size, num_classes))
 
 
 def worker_main(kind, data):
@@ -420,26 +350,6 @@ def torch_available() -> bool:
         return False
 
 
-def machine_info() -> dict:
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()}
-
-
-def loadavg() -> float:
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return float("nan")
-
-
 def run(args) -> dict:
     base_env = dict(os.environ)
     base_env.pop("CNNJAX_CONV_IMPL", None)
@@ -480,7 +390,7 @@ def run(args) -> dict:
         evals = {key: [] for key in setup}
         loads = []
         for r in range(args.rounds):
-            loads.append(loadavg())
+            loads.append((machine.loadavg() or [float("nan")])[0])
             for m, b in cells:
                 for k, w in workers.items():
                     time.sleep(args.gap_s)  # let the previous worker's spinning threads go idle
@@ -490,7 +400,7 @@ def run(args) -> dict:
                     es = max(3, steps[(m, b)] // 2)
                     evals[(k, m, b)].append(b * es / w.ask(op="eval", model=m, batch=b, steps=es)["s"])
             print(f"round {r + 1}/{args.rounds} done (load average {loads[-1]:.1f})", file=sys.stderr)
-        loads.append(loadavg())
+        loads.append((machine.loadavg() or [float("nan")])[0])
         epochs = {}
         if args.epoch:
             for k in args.epoch_impls.split(","):
@@ -575,7 +485,7 @@ def main(argv=None):
             sys.exit(2)
     t0 = time.time()
     res = run(args)
-    info = machine_info()
+    info = machine.machine_info()
     print(f"\nmachine: {info['cpu']}, {info['cores']} cores; python {info['python']}")
     for k, v in res["workers"].items():
         print(f"{k}: {json.dumps(v)}")

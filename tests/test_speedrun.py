@@ -1,5 +1,5 @@
 """Time to a target accuracy: config.target_accuracy stops a run at the first evaluation whose
-validation accuracy reaches it (the test set measured once, afterwards); launch.speedrun times
+validation accuracy reaches it (the test set measured once, afterwards); benchmarks.speedrun times
 seeds of a recipe and tabulates them; benchmarks.speedrun_torch is the PyTorch mirror."""
 import json
 import os
@@ -160,13 +160,13 @@ def test_torch_mirror_trains_a_tiny_config_and_stops_at_the_target(target, margi
 def test_torch_twins_have_cnnjax_parameter_counts_and_the_same_schedule():
     pytest.importorskip("torch")
     import numpy as np
-    from benchmarks import speedrun_torch
+    from benchmarks import speedrun_torch, torch_twins
     from cnnjax import models, summary
     for name, options in (("padded_cnn", {}), ("vgg_bn", {"widths": (8, 16), "dropout": 0.1}), ("airbench28_s", {}),
                           ("airbench28_m", {}), ("airbench28_l", {}),
                           ("airbench28_s", {"bn_scale": True, "widths": (4, 8, 12), "whiten_width": 6})):
         cfg = config_lib.from_dict(dict(TINY, model=name, model_options=options))
-        net = speedrun_torch.make_model(cfg, (28, 28, 1), 10)
+        net = torch_twins.make_model(cfg, (28, 28, 1), 10)
         expected = summary.summarize(models.create(name, 10, **options), (28, 28, 1), name).total_params
         assert sum(p.numel() for p in net.parameters()) == expected
     cfg = config_lib.from_dict(dict(TINY, schedule="onecycle", epochs=3))
@@ -214,10 +214,10 @@ def test_torch_airbench_computes_cnnjax_airbench_given_its_weights(options):
     torch = pytest.importorskip("torch")
     import jax
     import jax.numpy as jnp
-    from benchmarks import speedrun_torch
+    from benchmarks import torch_twins
     from cnnjax import models
     cfg = config_lib.from_dict(dict(TINY, model="airbench28_s", model_options=options))
-    net = speedrun_torch.make_model(cfg, (28, 28, 1), 10)
+    net = torch_twins.make_model(cfg, (28, 28, 1), 10)
     w = net.group2_conv1.weight.detach()  # dirac init: the first min(C_in, C_out) = 8 filters the identity
     assert torch.equal(w[:8, :, 1, 1], torch.eye(8)) and float(w[:8].abs().sum()) == 8
     assert float(w[8:].abs().max()) <= 1 / (9 * 8) ** 0.5 and net.group1_bn1.momentum == pytest.approx(
@@ -324,11 +324,11 @@ SPEEDRUN_FLAGS = [f"--config.{k}={v}" for k, v in TINY.items() if k != "progress
 
 
 def run_speedrun(*args):
-    return subprocess.run([sys.executable, "-m", "launch.speedrun", *args], cwd=REPO, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "benchmarks.speedrun", *args], cwd=REPO, capture_output=True,
                           text=True, timeout=600)
 
 
-def test_launch_speedrun_tabulates_seeds_with_the_torch_ratio(tmp_path):
+def test_speedrun_driver_tabulates_seeds_with_the_torch_ratio(tmp_path):
     pytest.importorskip("torch")
     out = tmp_path / "out"
     proc = run_speedrun("--config=experiments/configs/speedrun.py:0.915", f"--target={TARGET}", "--seeds=2",
@@ -358,7 +358,7 @@ def test_launch_speedrun_tabulates_seeds_with_the_torch_ratio(tmp_path):
                  "test % mean ± std", "seeds with test >= 90%", "median data load s", f"**{ratio:.2f}x**"):
         assert text in md and text in proc.stdout, text
     assert "Load average" in md and "load average before / after each seed" in proc.stdout
-    assert f"`python -m launch.speedrun --config=experiments/configs/speedrun.py:0.915 --target={TARGET}" in md
+    assert f"`python -m benchmarks.speedrun --config=experiments/configs/speedrun.py:0.915 --target={TARGET}" in md
     assert "jax " in md and "torch " in md
 
 
@@ -369,7 +369,7 @@ def test_launch_speedrun_tabulates_seeds_with_the_torch_ratio(tmp_path):
     (["--config=experiments/configs/default.py"], "no target"),
     (["--seeds=0"], "--seeds must be >= 1"),
 ])
-def test_launch_speedrun_bad_input_is_one_error_line_and_writes_nothing(tmp_path, args, message):
+def test_speedrun_driver_bad_input_is_one_error_line_and_writes_nothing(tmp_path, args, message):
     proc = run_speedrun(*args, f"--out={tmp_path}/out")
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert proc.stderr.startswith("error: ") and proc.stderr.strip().count("\n") == 0, proc.stderr
@@ -414,7 +414,7 @@ def test_torch_augmentation_flips_and_shifts_like_cnnjax():
     assert len(shifts) > 10  # offsets 0..2*pad in both directions
 
 
-def test_launch_speedrun_refuses_an_out_dir_holding_another_recipe(tmp_path):
+def test_speedrun_driver_refuses_an_out_dir_holding_another_recipe(tmp_path):
     out = tmp_path / "out"
     run_dir = out / "runs" / "seed=0"
     experiment.train_and_evaluate(dict(TINY, epochs=1, target_accuracy=TARGET), str(run_dir), log=lambda s: None)
@@ -427,10 +427,10 @@ def test_launch_speedrun_refuses_an_out_dir_holding_another_recipe(tmp_path):
 
 
 def test_aggregate_counts_unreached_and_untimed_seeds_as_slowest():
-    """(In a subprocess: launch.speedrun defines --config, as experiments.summary does.)"""
+    """(In a subprocess: benchmarks.speedrun defines --config, as experiments.summary does.)"""
     code = """
 import json
-from launch import speedrun
+from benchmarks import speedrun
 rec = lambda s, reached, test: {"time_to_target_seconds": s, "target_reached": reached, "target_epoch": 3 if reached
     else None, "final_test_accuracy": test, "data_load_seconds": 1.0, "train_images_per_sec": 100.0}
 runs = [rec(10.0, True, 0.95), rec(None, False, 0.85), rec(30.0, True, 0.91), rec(None, True, 0.93)]
@@ -444,7 +444,7 @@ print(json.dumps([speedrun.aggregate(runs, 0.92), speedrun.aggregate(runs[:3], 0
     assert four["test_reached_fraction"] == 0.5 and three["test_mean"] == pytest.approx(90.333, abs=1e-3)
 
 
-def test_launch_speedrun_isolates_each_run_in_a_fresh_process_by_default(tmp_path):
+def test_speedrun_driver_isolates_each_run_in_a_fresh_process_by_default(tmp_path):
     out = tmp_path / "out"
     proc = run_speedrun("--config=experiments/configs/speedrun.py:0.915", f"--target={TARGET}", "--seeds=1",
                         f"--out={out}", *SPEEDRUN_FLAGS)
@@ -473,7 +473,7 @@ def test_a_killed_launcher_takes_its_training_worker_with_it(tmp_path):
     import time
     log = open(tmp_path / "log", "w")
     never = ["--target=1.0", "--config.epochs=100000", "--config.learning_rate=1e-12"]  # trains until killed
-    launcher = subprocess.Popen([sys.executable, "-m", "launch.speedrun", "--config=experiments/configs/speedrun.py:0.915",
+    launcher = subprocess.Popen([sys.executable, "-m", "benchmarks.speedrun", "--config=experiments/configs/speedrun.py:0.915",
                                  "--seeds=1", f"--out={tmp_path / 'out'}", *SPEEDRUN_FLAGS, *never],
                                 cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 300
@@ -497,7 +497,7 @@ def test_a_diverged_seed_counts_as_not_reached_and_the_other_seeds_are_kept(tmp_
     sweep goes on and results.md/json are written with the other seeds' numbers."""
     code = f"""
 import json, sys
-from launch import speedrun
+from benchmarks import speedrun
 from cnnjax import config as config_lib
 run = speedrun.run_cnnjax
 def run_cnnjax(config, workdir):

@@ -1,9 +1,9 @@
 r"""Time-to-accuracy records (issue 15): train a recipe from scratch for several seeds, one run at a
 time, each stopping at its target, and tabulate the wall time to it.
 
-  python -m launch.speedrun --target=0.93 --seeds=5                     # experiments/configs/speedrun.py:0.93
-  python -m launch.speedrun --target=0.915 --seeds=5 --torch --out=results/speedrun/0.915
-  python -m launch.speedrun --config=experiments/configs/speedrun.py:0.94 --config.epochs=40
+  python -m benchmarks.speedrun --target=0.93 --seeds=5                     # experiments/configs/speedrun.py:0.93
+  python -m benchmarks.speedrun --target=0.915 --seeds=5 --torch --out=results/speedrun/0.915
+  python -m benchmarks.speedrun --config=experiments/configs/speedrun.py:0.94 --config.epochs=40
 
 ``--target`` picks the variant of experiments/configs/speedrun.py; with another ``--config`` it
 sets that config's ``target_accuracy``.  ``--config.KEY=VALUE`` changes any setting.  Seeds
@@ -18,7 +18,8 @@ training (compilation included) to the end of the evaluation whose validation ac
 the target; dataset loading is reported separately (details: cnnjax.experiment._target_record).
 The test set is measured once, after the stop.  Writes ``OUT/results.md`` and
 ``OUT/results.json``; prints the table and the load average.  Bad flags or config: one line
-``error: ...``, exit status 2, nothing written.
+``error: ...``, exit status 2, nothing written.  Like every benchmark, it runs from the
+repository root (benchmarks/ is not an installed package; it writes under results/).
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from typing import Optional
 
 from absl import flags
 
+from benchmarks import machine, speedrun_torch
 from experiments import common
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -72,7 +74,6 @@ def run_cnnjax(config: dict, workdir: str) -> dict:
     or :func:`diverged` when the loss became NaN/inf (the seed did not reach the target)."""
     from cnnjax import xla_cpu
     xla_cpu.configure()  # before JAX starts its backend in this process
-    from benchmarks import speedrun_torch
     from cnnjax import config as config_lib
     from cnnjax import experiment
     cfg = config_lib.from_dict(config)
@@ -89,14 +90,12 @@ def run_cnnjax(config: dict, workdir: str) -> dict:
 
 def diverged(impl: str, cfg, error: str) -> dict:
     """The record of a run whose training diverged: not reached, no accuracies or times, ``error`` why."""
-    from benchmarks import speedrun_torch
     return {**speedrun_torch.record(impl, cfg, reached=None, seconds=None, epochs_trained=None, val_accuracy=None,
                                     test_accuracy=None, load_seconds=None, images_per_sec=None, train_seconds=None),
             "error": " ".join(error.split())}
 
 
 def run_torch(config: dict) -> dict:
-    from benchmarks import speedrun_torch
     return speedrun_torch.run(config, log=lambda line: print(line, flush=True))
 
 
@@ -223,24 +222,6 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _versions(packages) -> dict:
-    from importlib import metadata
-    out = {}
-    for p in packages:
-        try:
-            out[p] = metadata.version(p)
-        except metadata.PackageNotFoundError:
-            out[p] = None
-    return out
-
-
-def _loadavg() -> list[float]:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return []
-
-
 # --------------------------------------------------------------------------- driver
 
 
@@ -248,9 +229,8 @@ def speedrun(cfg, seeds: list[int], out: str, *, with_torch: bool = False, isola
              command: str = "", echo=print) -> dict:
     """Time ``cfg`` (a TrainConfig with target_accuracy) for every seed; writes OUT/results.{md,json}
     and returns the results dict."""
-    from benchmarks import train_throughput
     from cnnjax import config as config_lib
-    loads, runs, runner = [_loadavg()], [], _Runner(isolate)
+    loads, runs, runner = [machine.loadavg()], [], _Runner(isolate)
     t0 = time.time()
     try:
         for seed in seeds:
@@ -259,7 +239,7 @@ def speedrun(cfg, seeds: list[int], out: str, *, with_torch: bool = False, isola
             if with_torch:
                 row["torch"] = runner(run_torch, config)
             runs.append(row)
-            loads.append(_loadavg())
+            loads.append(machine.loadavg())
             echo(f"seed {seed}: cnnjax {_fmt_s(row['cnnjax']['time_to_target_seconds'], error=row['cnnjax'].get('error'))} s" +
                  (f", torch {_fmt_s(row['torch']['time_to_target_seconds'])} s" if with_torch else "") +
                  f" (load average {'/'.join(map(str, loads[-1]))})")
@@ -273,8 +253,9 @@ def speedrun(cfg, seeds: list[int], out: str, *, with_torch: bool = False, isola
         summary["ratio"] = {"median_of_medians": a / b if a is not None and b else None,
                             "median_per_seed": statistics.median(per_seed) if per_seed else None}
     result = {"target": cfg.target_accuracy, "command": command, "config": config_lib.to_dict(cfg),
-              "seeds": seeds, "runs": runs, "summary": summary, "machine": train_throughput.machine_info(),
-              "software": _versions(("jax", "jaxlib", "flax", "optax", "numpy") + (("torch",) if with_torch else ())),
+              "seeds": seeds, "runs": runs, "summary": summary, "machine": machine.machine_info(),
+              "software": machine.versions(("jax", "jaxlib", "flax", "optax", "numpy")
+                                          + (("torch",) if with_torch else ())),
               "load_average": loads, "total_seconds": time.time() - t0,
               "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     _write(out, result)
@@ -322,8 +303,7 @@ def main(argv):
         import importlib.util
         if importlib.util.find_spec("torch") is None:
             raise common.UsageError("--torch needs PyTorch: pip install -e '.[bench]'")
-        from benchmarks import speedrun_torch
-        speedrun_torch.check(cfg)  # ValueError naming the setting: one error line, nothing written
+            speedrun_torch.check(cfg)  # ValueError naming the setting: one error line, nothing written
     out = _OUT.value or os.path.join("results", "speedrun", f"{cfg.target_accuracy:g}")
     if os.path.exists(out) and not os.path.isdir(out):
         raise common.UsageError(f"--out {out} exists and is not a directory")
@@ -332,7 +312,7 @@ def main(argv):
     for seed in seeds:  # a run directory holding another recipe: refused before anything runs
         run_dir = workdir_lib.Workdir(os.path.join(out, "runs", f"seed={seed}"))
         run_dir.resume_config(dataclasses.replace(cfg, seed=seed))
-    command = "python -m launch.speedrun " + " ".join(shlex.quote(a) for a in _GIVEN)
+    command = "python -m benchmarks.speedrun " + " ".join(shlex.quote(a) for a in _GIVEN)
     result = speedrun(cfg, seeds, out, with_torch=_TORCH.value, isolate=_ISOLATE.value, command=command)
     print(f"\n{table(result)}\n\nload average before / after each seed: "
           f"{', '.join(f'{l[0]:.2f}' for l in result['load_average'] if l)}\n"
