@@ -68,15 +68,15 @@ class TrainConfig:
                                      "checkpoint and early choices use it, never the test set. A dataset's own "
                                      "validation split is used instead.", absent=0.0)
     epochs: int = setting(15, "Training epochs.")
-    batch_size: int = setting(50, "Batch size (the tutorial's; padded_cnn: 91.9% vs 91.35% at 128, 15 epochs).")
+    batch_size: int = setting(50, "Batch size (the tutorial's; why: benchmarks/RESULTS.md, 'Defaults').")
     learning_rate: float = setting(1e-3, "Peak learning rate.")
     optimizer: str = setting("adam", "Optimizer.", choices=OPTIMIZERS)
     momentum: float = setting(0.9, "SGD momentum (sgd only).")
     schedule: str = setting("cosine", "Learning-rate schedule.", choices=SCHEDULES)
     warmup_epochs: float = setting(0.0, "Linear warm-up epochs (constant/cosine; onecycle warms up for 30%).")
     weight_decay: float = setting(0.0, "Weight decay: decoupled for adamw, L2-in-gradient for adam/sgd.")
-    label_smoothing: float = setting(0.1, "Label smoothing in [0, 1) (0.1: ahead by validation from 1k to 60k "
-                                     "images, results/label_smoothing_seeds).", absent=0.0)
+    label_smoothing: float = setting(0.1, "Label smoothing in [0, 1) (why 0.1: results/label_smoothing_seeds).",
+                                     absent=0.0)
     augment: str = setting("none", "Random horizontal flip and/or 2-pixel-shift crop, on the device.",
                            choices=AUGMENTATIONS)
     seed: int = setting(0, "Seed of parameters, data order, dropout and augmentation.")
@@ -110,9 +110,9 @@ class TrainConfig:
                                      "fraction (0 = off; needs a validation split); the test set is then measured "
                                      "once. summary.json records the epoch and the wall time to it.")
     target_margin: float = setting(0.0, "Stop only once validation accuracy is >= target_accuracy + this: held-out "
-                                   "training images over-estimate test accuracy (Fashion-MNIST: by ~0.5 points on "
-                                   "average), and a time-to-target record counts a run only if its test accuracy "
-                                   "reaches target_accuracy.")
+                                   "training images over-estimate test accuracy (by how much: docs/speedrun.md), "
+                                   "and a time-to-target record counts a run only if its test accuracy reaches "
+                                   "target_accuracy.")
 
     def __post_init__(self):  # canonical model options: sorted keys, tuples (equal after a JSON round trip)
         object.__setattr__(self, "model_options", _canonical(dict(self.model_options or {})))

@@ -6,10 +6,8 @@ Models padded_cnn, separable_cnn, dilated_cnn, grouped_cnn (28,938 / 17,050 / 20
 params) x seeds 0,1,2 on Fashion-MNIST, 3 epochs, Adam 1e-3, batch 128: 12 runs.
 Results: OUT/results.md (accuracy vs params/FLOPs, mean ± std over seeds) and OUT/curves.png.
 
-Runtime: MEASURED 13.6 min (814 s wall, 12 runs) on Ray's local cluster of the shared 2-core dev
-VM, two runs at a time with 1 CPU each (the default), other jobs running (load average 5-12),
-2026-11-23: results/ablation_blocks (``--out=results/ablation_blocks``).  Separable and grouped
-convs are slow on CPU XLA despite fewer FLOPs (depthwise / grouped convs).
+A committed run: results/ablation_blocks (``--out=results/ablation_blocks``).  Runtime: measured
+figures in docs/experiments.md ("How long the studies take").
 """
 from cnnjax import config
 

@@ -19,9 +19,7 @@ each epoch's train_accuracy (summary.json the final test accuracy) for the gener
 SMALL BY DEFAULT (claims_base.py): ``--config.num_train=0 --config.epochs=15`` gives the
 full-size study (~30x longer).
 
-Runtime: MEASURED 2.7 min (164 s wall, 12 runs) through Ray on the shared 2-core dev VM (two runs
-at a time, 1 CPU each; 1/5/15-min load average 4.1/5.1/5.7 at the end, from other jobs; CPU conv fast
-path of cnnjax.fastconv; 10% validation split, label smoothing 0.1), 2026-11-23.
+Runtime: measured figures in docs/experiments.md ("How long the studies take").
 """
 from cnnjax import config
 from experiments.configs import claims_base
