@@ -1,4 +1,4 @@
-"""Orbax checkpoints of a :class:`cnnjax.train.TrainState`, one per epoch.
+"""Orbax checkpoints of a :class:`cnnjax.train_state.TrainState`, one per epoch.
 
 Layout: ``<directory>/<epoch>/{state,meta}`` (Orbax ``CheckpointManager``: atomic
 writes, so a process killed mid-save leaves only an ignored temporary directory).  Kept:
@@ -22,7 +22,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
-from cnnjax import train
+from cnnjax.train_state import TrainState
 
 
 class CorruptCheckpoint(ValueError):
@@ -41,7 +41,7 @@ def digest(state) -> str:
     return h.hexdigest()
 
 
-def _on_disk(state: train.TrainState) -> dict:
+def _on_disk(state: TrainState) -> dict:
     """What a checkpoint stores: the state's fields by name, without ``ema`` when no moving
     average is kept -- the layout of checkpoints written before ``ema`` existed, so they restore."""
     fields = state._asdict()
@@ -68,7 +68,7 @@ class Checkpoints:
     def epochs(self) -> list[int]:
         return sorted(self.manager.all_steps())
 
-    def save(self, epoch: int, state: train.TrainState, meta: dict, metrics: Optional[dict] = None) -> None:
+    def save(self, epoch: int, state: TrainState, meta: dict, metrics: Optional[dict] = None) -> None:
         """Asynchronous: call :meth:`wait` before reading it back or exiting.  Raises OSError
         (ENOSPC) before writing anything when the disk has less room than the state needs (Orbax's
         own failure on a full disk leaves its writer threads printing tracebacks)."""
@@ -84,18 +84,18 @@ class Checkpoints:
     def wait(self) -> None:
         self.manager.wait_until_finished()
 
-    def restore(self, epoch: int, target: train.TrainState) -> tuple[train.TrainState, dict]:
+    def restore(self, epoch: int, target: TrainState) -> tuple[TrainState, dict]:
         """(state, meta) of ``epoch``; CorruptCheckpoint when its bytes fail the recorded digest
         (checkpoints from before digests were recorded are not checked)."""
         out = self.manager.restore(epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(_on_disk(target)),
                                                                   meta=ocp.args.JsonRestore()))
-        state, meta = train.TrainState(**out["state"]), dict(out["meta"])
+        state, meta = TrainState(**out["state"]), dict(out["meta"])
         if "digest" in meta and digest(state) != meta["digest"]:
             raise CorruptCheckpoint(f"checkpoint of epoch {epoch} in {self.directory} does not match its "
                                     f"digest: its data is damaged")
         return state, meta
 
-    def restore_latest(self, target: train.TrainState) -> Optional[tuple[int, train.TrainState, dict]]:
+    def restore_latest(self, target: TrainState) -> Optional[tuple[int, TrainState, dict]]:
         """(epoch, state, meta) of the newest readable checkpoint, or None if there is none."""
         for epoch in reversed(self.epochs()):
             try:

@@ -26,7 +26,9 @@ import jax
 from cnnjax import checkpoint as ckpt_lib
 from cnnjax import config as config_lib
 from cnnjax import data as data_lib
-from cnnjax import models, summary, train
+from cnnjax import evaluation, models, optim, sharding, summary, train, whitening
+from cnnjax.step import StepSpec, resolve_compute_dtype
+from cnnjax.train_state import abstract_state, init_state
 from cnnjax.workdir import DiskFull, Workdir, WorkdirError
 
 
@@ -51,6 +53,11 @@ class Setup(NamedTuple):
         return {"source": ds.source, "num_classes": ds.num_classes, "image_shape": list(ds.image_shape),
                 "mean": ds.mean, "std": ds.std, "num_train": len(ds.train_labels), "num_test": len(ds.test_labels),
                 "num_val": len(ds.val_labels) if ds.has_validation else 0, "class_names": list(ds.class_names)}
+
+    def step_spec(self) -> StepSpec:
+        """The training step's spec of this run (:mod:`cnnjax.step`)."""
+        return StepSpec.from_config(self.cfg, self.model, self.tx, self.data.num_classes, self.data.mean,
+                                    self.data.std, self.mesh)
 
 
 def as_config(config: config_lib.TrainConfig | Mapping) -> config_lib.TrainConfig:
@@ -86,13 +93,13 @@ def build(cfg: config_lib.TrainConfig) -> Setup:
         raise ValueError(f"config.batch_size {cfg.batch_size} is larger than the training set "
                          f"({len(ds.train_labels)} images)")
     _check_memory(cfg, arch)
-    if cfg.whiten_init and (problem := train.whitening_problem(model, ds.image_shape)):
+    if cfg.whiten_init and (problem := whitening.whitening_problem(model, ds.image_shape)):
         raise ValueError(problem)
-    mesh = train.data_parallel_mesh()  # data-parallel over every device there is
+    mesh = sharding.data_parallel_mesh()  # data-parallel over every device there is
     if mesh is not None and cfg.batch_size % mesh.size:
         raise ValueError(f"config.batch_size {cfg.batch_size} must be a multiple of the number of devices "
                          f"({mesh.size})")
-    return Setup(cfg, ds, model, arch, steps, train.make_optimizer(cfg, steps), train.make_schedule(cfg, steps), mesh,
+    return Setup(cfg, ds, model, arch, steps, optim.make_optimizer(cfg, steps), optim.make_schedule(cfg, steps), mesh,
                  load_seconds)
 
 
@@ -192,11 +199,11 @@ def _train(s: Setup, wd: Workdir, log, on_epoch) -> dict:
         wd.write_metrics(rows)
     if s.mesh is not None:
         log(f"data-parallel over {s.mesh.size} devices ({jax.process_count()} processes)")
-    state = train.replicate(state, s.mesh)
-    images, labels = train.replicate((ds.train_images, ds.train_labels), s.mesh)
-    run_epoch = train.make_epoch_runner(s.model, s.tx, cfg, ds.mean, ds.std, ds.num_classes, s.mesh,
+    state = sharding.replicate(state, s.mesh)
+    images, labels = sharding.replicate((ds.train_images, ds.train_labels), s.mesh)
+    run_epoch = train.make_epoch_runner(s.step_spec(),
                                         fused=None if cfg.epoch_loop == "auto" else cfg.epoch_loop == "scan")
-    eval_fn = train.make_eval_step(s.model, ds.mean, ds.std, ds.num_classes, cfg.compute_dtype, cfg.tta)
+    eval_fn = evaluation.make_eval_step(s.model, ds.mean, ds.std, ds.num_classes, cfg.compute_dtype, cfg.tta)
     bar = _Progress(cfg.progress, log)
     writer = summary_writer(wd.path, purge_step=start + 1 if start else None) if summary_writer else None
     plot = lambda: plots.plot_curves(rows, wd.file("curves.png"), title=f"{os.path.basename(wd.path)}: {cfg.model}")
@@ -217,7 +224,7 @@ def _train(s: Setup, wd: Workdir, log, on_epoch) -> dict:
                    "learning_rate": float(s.schedule(int(state.step) - 1)),
                    "images_per_sec": s.steps_per_epoch * cfg.batch_size / train_seconds}
             if ds.has_validation and cfg.evaluates_after(epoch):
-                ev = train.evaluate(s.model, state.eval_variables(), ds, cfg.eval_batch_size, "val",
+                ev = evaluation.evaluate(s.model, state.eval_variables(), ds, cfg.eval_batch_size, "val",
                                     eval_step=eval_fn)
                 row.update(val_loss=ev["loss"], val_accuracy=ev["accuracy"])
             row["seconds"] = time.perf_counter() - t0
@@ -295,9 +302,9 @@ def _resume(s: Setup, wd: Workdir, checkpoints: ckpt_lib.Checkpoints, log):
         start, state, _ = restored
         log(f"resuming {wd.path} from the checkpoint of epoch {start}")
     else:
-        start, state = 0, train.init_state(s.model, s.tx, cfg.seed, s.data.image_shape, ema=cfg.ema_decay > 0)
+        start, state = 0, init_state(s.model, s.tx, cfg.seed, s.data.image_shape, ema=cfg.ema_decay > 0)
         if cfg.whiten_init:
-            state = train.init_whitening(state, s.data.train_images, s.data.mean, s.data.std)
+            state = whitening.init_whitening(state, s.data.train_images, s.data.mean, s.data.std)
         if logged:
             log(f"no readable checkpoint in {wd.checkpoint_dir}: starting {wd.path} again from epoch 1 "
                 f"({len(logged)} logged epochs are redone)")
@@ -314,17 +321,17 @@ def selected_epoch(rows: list[dict], available: list[int] | None = None) -> int 
 def _test_once(s: Setup, state, rows, checkpoints, eval_fn) -> dict:
     """Test metrics, measured once at the end: of the final state and of the checkpoint that
     validation selected (the same when it is the last epoch or there is no validation split)."""
-    ev = lambda variables: train.evaluate(s.model, variables, s.data, s.cfg.eval_batch_size, "test", eval_step=eval_fn)
+    ev = lambda variables: evaluation.evaluate(s.model, variables, s.data, s.cfg.eval_batch_size, "test", eval_step=eval_fn)
     final = {"epoch": rows[-1]["epoch"], **ev(state.eval_variables())}
     epoch = selected_epoch(rows, checkpoints.epochs())
     if epoch is None or epoch == final["epoch"]:
         return {"final": final, "selected": final}
     best, _ = checkpoints.restore(epoch, _abstract_state(s))
-    return {"final": final, "selected": {"epoch": epoch, **ev(train.replicate(best, s.mesh).eval_variables())}}
+    return {"final": final, "selected": {"epoch": epoch, **ev(sharding.replicate(best, s.mesh).eval_variables())}}
 
 
 def _abstract_state(s: Setup):
-    return train.abstract_state(s.model, s.tx, s.cfg.seed, s.data.image_shape, ema=s.cfg.ema_decay > 0)
+    return abstract_state(s.model, s.tx, s.cfg.seed, s.data.image_shape, ema=s.cfg.ema_decay > 0)
 
 
 def _summary(s: Setup, rows: list[dict], tests: dict, steps: int, session_seconds: float) -> dict:
@@ -335,7 +342,7 @@ def _summary(s: Setup, rows: list[dict], tests: dict, steps: int, session_second
         "model": cfg.model, "model_options": config_lib.to_dict(cfg)["model_options"], "dataset": cfg.dataset,
         "params": arch.total_params, "flops": arch.total_flops,
         "receptive_field": None if arch.receptive_field is None else int(max(arch.receptive_field)),
-        "epochs": cfg.epochs, "steps": steps, "compute_dtype": train.resolve_compute_dtype(cfg.compute_dtype),
+        "epochs": cfg.epochs, "steps": steps, "compute_dtype": resolve_compute_dtype(cfg.compute_dtype),
         "final_test_accuracy": tests["final"]["accuracy"], "final_test_loss": tests["final"]["loss"],
         "final_val_accuracy": rows[-1].get("val_accuracy"),
         "selected_epoch": selected["epoch"], "selected_val_accuracy": best_row.get("val_accuracy"),
@@ -359,8 +366,8 @@ def load_trained(workdir: str, which: str = "best") -> tuple[Any, dict, config_l
     cfg = wd.require_config()
     info = wd.data_info()
     model = models.create(cfg.model, info["num_classes"], **cfg.model_options)
-    tx = train.make_optimizer(cfg, steps_per_epoch=1)  # the schedule does not change the state's structure
-    target = train.abstract_state(model, tx, cfg.seed, info["image_shape"], ema=cfg.ema_decay > 0)
+    tx = optim.make_optimizer(cfg, steps_per_epoch=1)  # the schedule does not change the state's structure
+    target = abstract_state(model, tx, cfg.seed, info["image_shape"], ema=cfg.ema_decay > 0)
     if not os.path.isdir(wd.checkpoint_dir):
         raise FileNotFoundError(f"no checkpoint in {wd.path} (no {os.path.basename(wd.checkpoint_dir)}/)")
     ckpt = ckpt_lib.Checkpoints(wd.checkpoint_dir, keep=cfg.keep_checkpoints)
