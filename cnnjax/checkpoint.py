@@ -7,7 +7,7 @@ the latest ``keep`` checkpoints plus the best by validation accuracy (the ``metr
 records a digest of the state's bytes, checked on restore, so a damaged checkpoint is caught
 even where Orbax would read it.  A checkpoint that cannot be read or fails its digest is moved
 to ``corrupt_checkpoints/`` beside ``<directory>`` (never deleted) and the previous one is used
-instead.
+instead (:meth:`Checkpoints.set_aside`).
 """
 from __future__ import annotations
 
@@ -56,6 +56,7 @@ class Checkpoints:
     def __init__(self, directory: str, keep: int = 3, log: Callable[[str], None] = print):
         self.directory = os.path.abspath(directory)
         self.log = log
+        self.set_aside_epochs: list[int] = []  # moved to corrupt_checkpoints/ by this object, in order
         policy = pp.AnyPreservationPolicy([
             pp.LatestN(n=keep),
             pp.BestN(get_metric_fn=lambda m: m["val_accuracy"], n=1, keep_checkpoints_without_metrics=False),
@@ -102,10 +103,13 @@ class Checkpoints:
                 state, meta = self.restore(epoch, target)
                 return epoch, state, meta
             except Exception as e:  # noqa: BLE001 - any unreadable checkpoint: set it aside, try older
-                self._set_aside(epoch, e)
+                self.set_aside(epoch, e)
         return None
 
-    def _set_aside(self, epoch: int, error: Exception) -> None:
+    def set_aside(self, epoch: int, error: Exception, instead: str = "falling back to the previous one") -> None:
+        """Move the checkpoint of ``epoch`` (unreadable or damaged: ``error``) to
+        ``corrupt_checkpoints/<epoch>`` beside the directory and say so in one log line ending with
+        ``instead`` (what the caller does now)."""
         dest = os.path.join(os.path.dirname(self.directory), "corrupt_checkpoints", str(epoch))
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         if os.path.exists(dest):
@@ -113,8 +117,8 @@ class Checkpoints:
         shutil.move(os.path.join(self.directory, str(epoch)), dest)
         self.manager.reload()
         reason = " ".join(f"{type(error).__name__}: {error}".split())[:200]
-        self.log(f"checkpoint of epoch {epoch} is unreadable or damaged ({reason}); moved it to {dest} and "
-                 f"falling back to the previous one")
+        self.set_aside_epochs.append(epoch)
+        self.log(f"checkpoint of epoch {epoch} is unreadable or damaged ({reason}); moved it to {dest} and {instead}")
 
     def close(self) -> None:
         """Finish pending saves, then release the manager.  A failed save (e.g. a full disk)

@@ -243,7 +243,8 @@ def _train(s: Setup, wd: Workdir, log, on_epoch) -> dict:
         f"(epoch {tests['selected']['epoch']}, selected by validation accuracy)" if ds.has_validation else
         f"test accuracy {tests['final']['accuracy']:.4f} (final epoch)")
     result = {**_summary(s, rows, tests, int(state.step), time.perf_counter() - clock.wall0),
-              **_target_record(cfg, rows, reached, clock.seconds, s.load_seconds)}
+              **_target_record(cfg, rows, reached, clock.seconds, s.load_seconds),
+              "checkpoints_set_aside": list(checkpoints.set_aside_epochs)}
     if primary:
         wd.write_summary(result)
     return {"status": "finished", **result}
@@ -263,10 +264,11 @@ def _epoch_row(s: Setup, state, epoch: int, m: dict, train_seconds: float, eval_
 
 
 def _save(checkpoints: ckpt_lib.Checkpoints, epoch: int, state, rows: list[dict]) -> None:
-    """Checkpoint ``epoch``; its validation accuracy ranks it for keeping."""
+    """Checkpoint ``epoch`` with every metrics row so far in its meta: a row that a crash kept
+    from reaching metrics.jsonl is restored with the state (:func:`_resume`)."""
     row = rows[-1]
     metrics = {"val_accuracy": row["val_accuracy"]} if row["val_accuracy"] is not None else None
-    checkpoints.save(epoch, state, {"epoch": epoch, "step": row["step"]}, metrics)
+    checkpoints.save(epoch, state, {"epoch": epoch, "step": row["step"], "rows": rows}, metrics)
 
 
 def _check_finite(loss: float, epoch: int, checkpoints: ckpt_lib.Checkpoints) -> None:
@@ -321,7 +323,9 @@ def _target_record(cfg: config_lib.TrainConfig, rows: list[dict], reached: int |
 
 
 def _resume(s: Setup, wd: Workdir, checkpoints: ckpt_lib.Checkpoints, log):
-    """(state, last finished epoch, its metrics rows): from the newest readable checkpoint, or fresh."""
+    """(state, last finished epoch, its metrics rows): from the newest readable checkpoint, or fresh.
+    The rows come from the checkpoint's meta where it has them (checkpoints written since they
+    carry them), so rows that a crash kept from reaching metrics.jsonl are restored."""
     cfg = s.cfg
     logged = wd.metrics()
     restored = checkpoints.restore_latest(_abstract_state(s))
@@ -333,9 +337,17 @@ def _resume(s: Setup, wd: Workdir, checkpoints: ckpt_lib.Checkpoints, log):
             log(f"no readable checkpoint in {wd.checkpoint_dir}: starting {wd.path} again from epoch 1 "
                 f"({len(logged)} logged epochs are redone)")
         return state, 0, []
-    start, state, _ = restored  # (a whitening init is in the checkpoint: never redone)
+    start, state, meta = restored  # (a whitening init is in the checkpoint: never redone)
     log(f"resuming {wd.path} from the checkpoint of epoch {start}")
-    return state, start, [r for r in logged if r["epoch"] <= start]
+    rows = [r for r in logged if r["epoch"] <= start]
+    kept = meta.get("rows")
+    if kept is not None:
+        missing = sorted({r["epoch"] for r in kept} - {r["epoch"] for r in rows})
+        if missing:
+            log(f"{wd.file('metrics.jsonl')} lacks the rows of epochs {', '.join(map(str, missing))} (cut short by "
+                f"a crash); restored them from the checkpoint of epoch {start}")
+        rows = [dict(r) for r in kept]
+    return state, start, rows
 
 
 def selected_epoch(rows: list[dict], available: list[int] | None = None) -> int | None:
@@ -347,15 +359,20 @@ def selected_epoch(rows: list[dict], available: list[int] | None = None) -> int 
 
 def _test_once(s: Setup, state, rows, checkpoints: ckpt_lib.Checkpoints, eval_fn) -> dict:
     """Test metrics, measured once at the end: of the final state and of the checkpoint that
-    validation selected (the same when it is the last epoch or there is no validation split)."""
+    validation selected (the same when it is the last epoch or there is no validation split).  A
+    selected checkpoint that is unreadable or damaged is set aside (``corrupt_checkpoints/``) and
+    the selection repeated among the others."""
     ev = lambda variables: evaluation.evaluate(s.model, variables, s.data, s.cfg.eval_batch_size, "test",
                                                eval_step=eval_fn)
     final = {"epoch": rows[-1]["epoch"], **ev(state.eval_variables())}
-    epoch = selected_epoch(rows, checkpoints.epochs())
-    if epoch is None or epoch == final["epoch"]:
-        return {"final": final, "selected": final}
-    best, _ = checkpoints.restore(epoch, _abstract_state(s))
-    return {"final": final, "selected": {"epoch": epoch, **ev(sharding.replicate(best, s.mesh).eval_variables())}}
+    while (epoch := selected_epoch(rows, checkpoints.epochs())) not in (None, final["epoch"]):
+        try:
+            best, _ = checkpoints.restore(epoch, _abstract_state(s))
+        except Exception as e:  # noqa: BLE001 - any unreadable checkpoint: set it aside, select again
+            checkpoints.set_aside(epoch, e, "selecting among the intact checkpoints")
+            continue
+        return {"final": final, "selected": {"epoch": epoch, **ev(sharding.replicate(best, s.mesh).eval_variables())}}
+    return {"final": final, "selected": final}
 
 
 def _abstract_state(s: Setup):
