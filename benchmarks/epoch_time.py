@@ -7,9 +7,9 @@ backend JAX starts (the GPU path when a GPU is there).
 
 For each (batch size, epoch loop, dtype) cell: compile time (first epoch call), then
 ``--epochs`` timed epochs (median reported): 60k training images through
-:func:`cnnjax.train.train_epoch` ("steps": one jitted step per batch) or
-:func:`cnnjax.train.train_epoch_fused` ("scan": the epoch in one ``lax.scan``), then 10k test
-images through :func:`cnnjax.train.evaluate` (batch 1000).  The data are the real
+:func:`cnnjax.train.make_epoch_runner` ("steps": one jitted step per batch, or
+"scan": the epoch in one ``lax.scan``), then 10k test
+images through :func:`cnnjax.evaluation.evaluate` (batch 1000).  The data are the real
 Fashion-MNIST IDX files when ``cnnjax.data.load`` finds them, otherwise uniform random uint8
 images of the same shape (timing does not depend on pixel values); the table says which.
 
@@ -44,32 +44,34 @@ def _dataset(num_train: int, num_test: int, data_dir: str | None = None):
 def _trainer(ds, model_name: str, batch: int, loop: str, dtype: str, epochs: int):
     """(model, fresh state, device images, device labels, run_epoch) for one cell."""
     import jax
-    from cnnjax import config, models, train
+    from cnnjax import config, models, optim, train, train_state
+    from cnnjax.step import StepSpec
     cfg = config.TrainConfig(model=model_name, batch_size=batch, epochs=epochs, compute_dtype=dtype)
     model = models.create(model_name, ds.num_classes)
-    tx = train.make_optimizer(cfg, len(ds.train_labels) // batch)
-    state = train.init_state(model, tx, cfg.seed, ds.image_shape)
+    tx = optim.make_optimizer(cfg, len(ds.train_labels) // batch)
+    state = train_state.init_state(model, tx, cfg.seed, ds.image_shape)
     images, labels = jax.device_put((ds.train_images, ds.train_labels))
-    run = train.make_epoch_runner(model, tx, cfg, ds.mean, ds.std, ds.num_classes, fused=loop == "scan")
+    run = train.make_epoch_runner(StepSpec.from_config(cfg, model, tx, ds.num_classes, ds.mean, ds.std),
+                                  fused=loop == "scan")
     return model, state, images, labels, run
 
 
 def time_cell(ds, model_name: str, batch: int, loop: str, dtype: str, epochs: int) -> dict:
-    from cnnjax import train
+    from cnnjax import evaluation
     model, state, images, labels, run = _trainer(ds, model_name, batch, loop, dtype, epochs + 1)
     steps = len(ds.train_labels) // batch
-    ev = train.make_eval_step(model, ds.mean, ds.std, ds.num_classes, dtype)
+    ev = evaluation.make_eval_step(model, ds.mean, ds.std, ds.num_classes, dtype)
 
     t0 = time.perf_counter()
     state, _ = run(state, images, labels, 0)  # compile + one epoch (reads the metrics: synced)
-    train.evaluate(model, state.variables(), ds, eval_step=ev)
+    evaluation.evaluate(model, state.variables(), ds, eval_step=ev)
     first = time.perf_counter() - t0
     train_s, eval_s = [], []
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
         state, m = run(state, images, labels, epoch)
         t1 = time.perf_counter()
-        result = train.evaluate(model, state.variables(), ds, eval_step=ev)
+        result = evaluation.evaluate(model, state.variables(), ds, eval_step=ev)
         t2 = time.perf_counter()
         train_s.append(t1 - t0)
         eval_s.append(t2 - t1)
@@ -81,12 +83,12 @@ def time_cell(ds, model_name: str, batch: int, loop: str, dtype: str, epochs: in
 
 
 def accuracy_run(ds, model_name: str, batch: int, loop: str, dtype: str, epochs: int) -> dict:
-    from cnnjax import train
+    from cnnjax import evaluation
     model, state, images, labels, run = _trainer(ds, model_name, batch, loop, dtype, epochs)
     t0 = time.perf_counter()
     for epoch in range(1, epochs + 1):
         state, _ = run(state, images, labels, epoch)
-    ev = train.evaluate(model, state.variables(), ds, compute_dtype=dtype)
+    ev = evaluation.evaluate(model, state.variables(), ds, compute_dtype=dtype)
     return {"dtype": dtype, "epochs": epochs, "batch": batch, "test_accuracy": ev["accuracy"],
             "wall_s": time.perf_counter() - t0}
 

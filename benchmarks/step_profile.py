@@ -5,7 +5,7 @@ pays once (parameter init, whitening init, compiling the training and evaluation
     python -m benchmarks.step_profile --config=experiments/configs/speedrun.py:0.915
     python -m benchmarks.step_profile --config=experiments/configs/default.py --set batch_size=256 --top=40
 
-The step is cnnjax's own (:func:`cnnjax.experiment.build`, :func:`cnnjax.train.make_train_step`:
+The step is cnnjax's own (:func:`cnnjax.experiment.build`, :func:`cnnjax.train.make_indexed_step`:
 gather, augmentation, normalisation, forward, backward, optimizer, EMA) on the config's training
 images, after ``xla_cpu.configure()`` as the trainer runs it.  It prints the step's median wall
 time over ``--rounds`` rounds of ``--steps`` steps, then runs ``--steps`` more under
@@ -84,7 +84,7 @@ def main(argv=None):
     import numpy as np
 
     from benchmarks import speedrun_torch
-    from cnnjax import experiment, train
+    from cnnjax import evaluation, experiment, train, train_state, whitening
     from experiments import common
     try:
         cfg = speedrun_torch.load_config(args.config, args.set)
@@ -95,11 +95,11 @@ def main(argv=None):
     ds, batch = s.data, cfg.batch_size
     fixed = {}  # seconds of what a run does once, inside a speedrun's clock
     t0 = time.perf_counter()
-    state = jax.block_until_ready(train.init_state(s.model, s.tx, cfg.seed, ds.image_shape, ema=cfg.ema_decay > 0))
+    state = jax.block_until_ready(train_state.init_state(s.model, s.tx, cfg.seed, ds.image_shape, ema=cfg.ema_decay > 0))
     fixed["init_state"] = time.perf_counter() - t0
     if cfg.whiten_init:
         t0 = time.perf_counter()
-        state = jax.block_until_ready(train.init_whitening(state, ds.train_images, ds.mean, ds.std))
+        state = jax.block_until_ready(whitening.init_whitening(state, ds.train_images, ds.mean, ds.std))
         fixed["init_whitening"] = time.perf_counter() - t0
     rng = np.random.default_rng(0)
     batches = min(16, s.steps_per_epoch)
@@ -107,12 +107,12 @@ def main(argv=None):
     images = jax.device_put(ds.train_images[:n])
     labels = jax.device_put(ds.train_labels[:n].astype(np.int32))
     order = jax.device_put(rng.permutation(n).astype(np.int32))
-    step = train.make_train_step(s.model, s.tx, cfg, ds.mean, ds.std, ds.num_classes)
+    step = train.make_indexed_step(s.step_spec())
     t0 = time.perf_counter()
     state, m = step(state, images, labels, order, 0)
     jax.block_until_ready(m)
     fixed["first training step (compiles)"] = time.perf_counter() - t0
-    evaluate = train.make_eval_step(s.model, ds.mean, ds.std, ds.num_classes, cfg.compute_dtype, cfg.tta)
+    evaluate = evaluation.make_eval_step(s.model, ds.mean, ds.std, ds.num_classes, cfg.compute_dtype, cfg.tta)
     e = min(cfg.eval_batch_size, len(ds.test_labels))
     eval_batch = (ds.test_images[:e], ds.test_labels[:e].astype(np.int32), np.ones(e, np.float32))
     for name in ("first evaluation batch (compiles)", "next evaluation batch"):

@@ -8,9 +8,9 @@ they never compete for the cores at the same time); the coordinator interleaves 
 rounds -- for each round, for each (model, batch): cnnjax fast, cnnjax lax, torch -- and
 reports medians over rounds, so machine-wide slowdowns hit all columns alike.
 
-* cnnjax step = the library's own: :func:`cnnjax.train.make_train_step` (uint8 images on
+* cnnjax step = the library's own: :func:`cnnjax.train.make_indexed_step` (uint8 images on
   the device, gather by index, normalise, Adam, old state donated), model from
-  :func:`cnnjax.models.create`.  Eval = :func:`cnnjax.train.make_eval_step`.
+  :func:`cnnjax.models.create`.  Eval = :func:`cnnjax.evaluation.make_eval_step`.
 * "fast": ``cnnjax.xla_cpu.configure()`` before JAX starts, ``impl='auto'`` (the CPU
   fast path); "lax": ``CNNJAX_CONV_IMPL=lax`` and no extra XLA flags (the plain path).
 * torch: the same architectures in ``torch.nn`` (NCHW), ``torch.optim.Adam``, same batch
@@ -25,7 +25,7 @@ reports medians over rounds, so machine-wide slowdowns hit all columns alike.
   did not change (benchmarks/RESULTS.md); time what users train on.
 
 ``--epoch`` also times one real epoch (60k train + 10k eval images of ``--data``) with
-:func:`cnnjax.train.train_epoch` and :func:`cnnjax.train.evaluate`.
+:func:`cnnjax.train.make_epoch_runner` and :func:`cnnjax.evaluation.evaluate`.
 """
 from __future__ import annotations
 
@@ -116,8 +116,10 @@ class _JaxBench:
     def __init__(self, data):
         import jax
         import numpy as np
-        from cnnjax import models, train
+        from cnnjax import evaluation, models, optim, train, train_state
+        from cnnjax.step import StepSpec
         self.jax, self.np, self.models, self.train = jax, np, models, train
+        self.evaluation, self.optim, self.train_state, self.StepSpec = evaluation, optim, train_state, StepSpec
         self.data, self.pools = data, {}
         self._pool(IMAGE_SHAPE)
         self.cells = {}
@@ -129,20 +131,20 @@ class _JaxBench:
         self.images, self.labels, self.order = self.pools[shape]
 
     def _build(self, name, batch, steps_per_epoch):
-        """(model, fresh state, jitted train step, jitted eval step): the library's own."""
+        """(model, fresh state, step spec, jitted indexed train step, jitted eval step): the library's own."""
         train = self.train
         from cnnjax.config import TrainConfig
         cfg = TrainConfig(model=name, batch_size=batch, dataset="synthetic", epochs=1)
         model = self.models.create(name)
-        tx = train.make_optimizer(cfg, steps_per_epoch)
+        tx = self.optim.make_optimizer(cfg, steps_per_epoch)
         shape, mean, std = model_input(name)
-        state = train.init_state(model, tx, 0, shape)
-        return (model, state, train.make_train_step(model, tx, cfg, mean, std, 10),
-                train.make_eval_step(model, mean, std, 10))
+        state = self.train_state.init_state(model, tx, 0, shape)
+        spec = self.StepSpec.from_config(cfg, model, tx, 10, mean, std)
+        return (model, state, spec, train.make_indexed_step(spec), self.evaluation.make_eval_step(model, mean, std, 10))
 
     def setup(self, name, batch):
         jax = self.jax
-        model, state, step, ev = self._build(name, batch, POOL_IMAGES // batch)
+        model, state, _, step, ev = self._build(name, batch, POOL_IMAGES // batch)
         self._pool(model_input(name)[0])
         xb, yb = self.images[:batch], self.labels[:batch]
         mask = jax.numpy.ones(batch, jax.numpy.float32)
@@ -183,7 +185,7 @@ class _JaxBench:
         jax, np, train = self.jax, self.np, self.train
         ds = epoch_dataset(self.data)
         num_train = len(ds.train_labels)
-        model, state, step, ev = self._build(name, batch, num_train // batch)
+        model, state, _, step, ev = self._build(name, batch, num_train // batch)
         images, labels = jax.device_put(ds.train_images), jax.device_put(ds.train_labels)
         # compile both (excluded from the epoch time, reported separately); the step donates
         # its input state, so carry on from the one it returns
@@ -194,9 +196,14 @@ class _JaxBench:
         jax.block_until_ready(state)
         compile_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        state, _ = train.train_epoch(step, state, images, labels, 0, batch)
+        order = train.epoch_permutation(state.rng, 0, num_train)  # one epoch as make_epoch_runner's loop runs it
+        loss_sum = correct = 0
+        for i in range(num_train // batch):
+            state, m = step(state, images, labels, order, i)
+            loss_sum, correct = loss_sum + m["loss"], correct + m["correct"]
+        float(loss_sum), int(correct)
         t1 = time.perf_counter()
-        train.evaluate(model, state.variables(), ds, batch_size=eval_batch, eval_step=ev)
+        self.evaluation.evaluate(model, state.variables(), ds, batch_size=eval_batch, eval_step=ev)
         t2 = time.perf_counter()
         return {"train_s": t1 - t0, "eval_s": t2 - t1, "epoch_s": t2 - t0, "compile_s": compile_s}
 

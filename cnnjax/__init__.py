@@ -8,7 +8,12 @@ Layers, lowest first (a module imports only those before it):
   models   registry of models built from blocks
   summary  per-layer table: output shape, params, FLOPs, receptive field
   data     datasets as in-memory uint8 NHWC arrays (IDX files, TFDS, synthetic)
-  train    Optax training loop, evaluation;  checkpoint: Orbax save/restore
+  train_state  the TrainState pytree;  whitening: airbench's data-set first layer
+  optim    Optax optimizer, schedules, gradient accumulation
+  sharding data-parallel mesh and placement
+  step     the pure training step train_step(spec, state, batch)
+  train    epochs over on-device data (per-step jit or lax.scan);  evaluation: metrics, TTA
+  checkpoint  Orbax save/restore;  experiment: one resumable run in a work directory
   plots    matplotlib figures
 """
 __version__ = "0.1.0"

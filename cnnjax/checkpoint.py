@@ -1,4 +1,4 @@
-"""Orbax checkpoints of a :class:`cnnjax.train.TrainState`, one per epoch.
+"""Orbax checkpoints of a :class:`cnnjax.train_state.TrainState`, one per epoch.
 
 Layout: ``<directory>/<epoch>/{state,meta}`` (Orbax ``CheckpointManager``: atomic
 writes, so a process killed mid-save leaves only an ignored temporary directory).  Kept:
@@ -7,7 +7,7 @@ the latest ``keep`` checkpoints plus the best by validation accuracy (the ``metr
 records a digest of the state's bytes, checked on restore, so a damaged checkpoint is caught
 even where Orbax would read it.  A checkpoint that cannot be read or fails its digest is moved
 to ``corrupt_checkpoints/`` beside ``<directory>`` (never deleted) and the previous one is used
-instead.
+instead (:meth:`Checkpoints.set_aside`).
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
-from cnnjax import train
+from cnnjax.train_state import TrainState
 
 
 class CorruptCheckpoint(ValueError):
@@ -41,7 +41,7 @@ def digest(state) -> str:
     return h.hexdigest()
 
 
-def _on_disk(state: train.TrainState) -> dict:
+def _on_disk(state: TrainState) -> dict:
     """What a checkpoint stores: the state's fields by name, without ``ema`` when no moving
     average is kept -- the layout of checkpoints written before ``ema`` existed, so they restore."""
     fields = state._asdict()
@@ -56,6 +56,7 @@ class Checkpoints:
     def __init__(self, directory: str, keep: int = 3, log: Callable[[str], None] = print):
         self.directory = os.path.abspath(directory)
         self.log = log
+        self.set_aside_epochs: list[int] = []  # moved to corrupt_checkpoints/ by this object, in order
         policy = pp.AnyPreservationPolicy([
             pp.LatestN(n=keep),
             pp.BestN(get_metric_fn=lambda m: m["val_accuracy"], n=1, keep_checkpoints_without_metrics=False),
@@ -68,7 +69,7 @@ class Checkpoints:
     def epochs(self) -> list[int]:
         return sorted(self.manager.all_steps())
 
-    def save(self, epoch: int, state: train.TrainState, meta: dict, metrics: Optional[dict] = None) -> None:
+    def save(self, epoch: int, state: TrainState, meta: dict, metrics: Optional[dict] = None) -> None:
         """Asynchronous: call :meth:`wait` before reading it back or exiting.  Raises OSError
         (ENOSPC) before writing anything when the disk has less room than the state needs (Orbax's
         own failure on a full disk leaves its writer threads printing tracebacks)."""
@@ -84,28 +85,31 @@ class Checkpoints:
     def wait(self) -> None:
         self.manager.wait_until_finished()
 
-    def restore(self, epoch: int, target: train.TrainState) -> tuple[train.TrainState, dict]:
+    def restore(self, epoch: int, target: TrainState) -> tuple[TrainState, dict]:
         """(state, meta) of ``epoch``; CorruptCheckpoint when its bytes fail the recorded digest
         (checkpoints from before digests were recorded are not checked)."""
         out = self.manager.restore(epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(_on_disk(target)),
                                                                   meta=ocp.args.JsonRestore()))
-        state, meta = train.TrainState(**out["state"]), dict(out["meta"])
+        state, meta = TrainState(**out["state"]), dict(out["meta"])
         if "digest" in meta and digest(state) != meta["digest"]:
             raise CorruptCheckpoint(f"checkpoint of epoch {epoch} in {self.directory} does not match its "
                                     f"digest: its data is damaged")
         return state, meta
 
-    def restore_latest(self, target: train.TrainState) -> Optional[tuple[int, train.TrainState, dict]]:
+    def restore_latest(self, target: TrainState) -> Optional[tuple[int, TrainState, dict]]:
         """(epoch, state, meta) of the newest readable checkpoint, or None if there is none."""
         for epoch in reversed(self.epochs()):
             try:
                 state, meta = self.restore(epoch, target)
                 return epoch, state, meta
             except Exception as e:  # noqa: BLE001 - any unreadable checkpoint: set it aside, try older
-                self._set_aside(epoch, e)
+                self.set_aside(epoch, e)
         return None
 
-    def _set_aside(self, epoch: int, error: Exception) -> None:
+    def set_aside(self, epoch: int, error: Exception, instead: str = "falling back to the previous one") -> None:
+        """Move the checkpoint of ``epoch`` (unreadable or damaged: ``error``) to
+        ``corrupt_checkpoints/<epoch>`` beside the directory and say so in one log line ending with
+        ``instead`` (what the caller does now)."""
         dest = os.path.join(os.path.dirname(self.directory), "corrupt_checkpoints", str(epoch))
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         if os.path.exists(dest):
@@ -113,8 +117,8 @@ class Checkpoints:
         shutil.move(os.path.join(self.directory, str(epoch)), dest)
         self.manager.reload()
         reason = " ".join(f"{type(error).__name__}: {error}".split())[:200]
-        self.log(f"checkpoint of epoch {epoch} is unreadable or damaged ({reason}); moved it to {dest} and "
-                 f"falling back to the previous one")
+        self.set_aside_epochs.append(epoch)
+        self.log(f"checkpoint of epoch {epoch} is unreadable or damaged ({reason}); moved it to {dest} and {instead}")
 
     def close(self) -> None:
         """Finish pending saves, then release the manager.  A failed save (e.g. a full disk)

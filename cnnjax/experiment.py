@@ -26,7 +26,9 @@ import jax
 from cnnjax import checkpoint as ckpt_lib
 from cnnjax import config as config_lib
 from cnnjax import data as data_lib
-from cnnjax import models, summary, train
+from cnnjax import evaluation, models, optim, sharding, summary, train, whitening
+from cnnjax.train_state import abstract_state, init_state
+from cnnjax.step import StepSpec, resolve_compute_dtype
 from cnnjax.workdir import DiskFull, Workdir, WorkdirError
 
 
@@ -51,6 +53,11 @@ class Setup(NamedTuple):
         return {"source": ds.source, "num_classes": ds.num_classes, "image_shape": list(ds.image_shape),
                 "mean": ds.mean, "std": ds.std, "num_train": len(ds.train_labels), "num_test": len(ds.test_labels),
                 "num_val": len(ds.val_labels) if ds.has_validation else 0, "class_names": list(ds.class_names)}
+
+    def step_spec(self) -> StepSpec:
+        """The training step's spec of this run (:mod:`cnnjax.step`)."""
+        return StepSpec.from_config(self.cfg, self.model, self.tx, self.data.num_classes, self.data.mean,
+                                    self.data.std, self.mesh)
 
 
 def as_config(config: config_lib.TrainConfig | Mapping) -> config_lib.TrainConfig:
@@ -86,13 +93,13 @@ def build(cfg: config_lib.TrainConfig) -> Setup:
         raise ValueError(f"config.batch_size {cfg.batch_size} is larger than the training set "
                          f"({len(ds.train_labels)} images)")
     _check_memory(cfg, arch)
-    if cfg.whiten_init and (problem := train.whitening_problem(model, ds.image_shape)):
+    if cfg.whiten_init and (problem := whitening.whitening_problem(model, ds.image_shape)):
         raise ValueError(problem)
-    mesh = train.data_parallel_mesh()  # data-parallel over every device there is
+    mesh = sharding.data_parallel_mesh()  # data-parallel over every device there is
     if mesh is not None and cfg.batch_size % mesh.size:
         raise ValueError(f"config.batch_size {cfg.batch_size} must be a multiple of the number of devices "
                          f"({mesh.size})")
-    return Setup(cfg, ds, model, arch, steps, train.make_optimizer(cfg, steps), train.make_schedule(cfg, steps), mesh,
+    return Setup(cfg, ds, model, arch, steps, optim.make_optimizer(cfg, steps), optim.make_schedule(cfg, steps), mesh,
                  load_seconds)
 
 
@@ -177,12 +184,12 @@ def _finished(wd: Workdir, log) -> dict | None:
 
 
 def _train(s: Setup, wd: Workdir, log, on_epoch) -> dict:
+    """resume -> (epoch -> evaluate -> log -> checkpoint)* -> test once -> summary.json."""
     cfg, ds = s.cfg, s.data
     primary = jax.process_index() == 0  # with several hosts only process 0 writes files (Orbax coordinates itself)
-    # imports before the clock, like JAX's own: tensorboardX (which imports torch, ~1.5 s) and matplotlib
-    summary_writer = _summary_writer_class() if primary else None
+    board = _TensorBoard.open_class() if primary else None  # imports before the clock, like JAX's own
     from cnnjax import plots  # matplotlib only when a run actually trains
-    wall0 = time.perf_counter()  # the clock of time_to_target_seconds (see _target_record)
+    clock = _TargetClock(cfg)  # the clock of time_to_target_seconds (see _target_record)
     checkpoints = ckpt_lib.Checkpoints(wd.checkpoint_dir, keep=cfg.keep_checkpoints, log=log)
     state, start, rows = _resume(s, wd, checkpoints, log)
     if not ds.has_validation:
@@ -192,71 +199,100 @@ def _train(s: Setup, wd: Workdir, log, on_epoch) -> dict:
         wd.write_metrics(rows)
     if s.mesh is not None:
         log(f"data-parallel over {s.mesh.size} devices ({jax.process_count()} processes)")
-    state = train.replicate(state, s.mesh)
-    images, labels = train.replicate((ds.train_images, ds.train_labels), s.mesh)
-    run_epoch = train.make_epoch_runner(s.model, s.tx, cfg, ds.mean, ds.std, ds.num_classes, s.mesh,
-                                        fused=None if cfg.epoch_loop == "auto" else cfg.epoch_loop == "scan")
-    eval_fn = train.make_eval_step(s.model, ds.mean, ds.std, ds.num_classes, cfg.compute_dtype, cfg.tta)
-    bar = _Progress(cfg.progress, log)
-    writer = summary_writer(wd.path, purge_step=start + 1 if start else None) if summary_writer else None
-    plot = lambda: plots.plot_curves(rows, wd.file("curves.png"), title=f"{os.path.basename(wd.path)}: {cfg.model}")
-    reached, to_target = _reached_target(cfg, rows), None
+    state = sharding.replicate(state, s.mesh)
+    images, labels = sharding.replicate((ds.train_images, ds.train_labels), s.mesh)
+    run_epoch = train.make_epoch_runner(s.step_spec(), fused=None if cfg.epoch_loop == "auto" else cfg.epoch_loop == "scan")
+    eval_fn = evaluation.make_eval_step(s.model, ds.mean, ds.std, ds.num_classes, cfg.compute_dtype, cfg.tta)
+    progress = _Progress(cfg.progress, log)
+    tensorboard = _TensorBoard(board(wd.path, purge_step=start + 1 if start else None) if board else None)
+    curves = _Curves(plots, rows, wd, cfg) if primary else None
+    after_epoch = [c for c in (curves and curves.after_epoch, progress.end_epoch, on_epoch) if c]
+    reached = clock.check(rows, start)
     last = cfg.epochs if reached is None else start  # a resumed run that had stopped trains no further
     try:
         for epoch in range(start + 1, last + 1):
-            bar.start_epoch(epoch, cfg.epochs, s.steps_per_epoch, cfg.batch_size)
+            progress.start_epoch(epoch, cfg.epochs, s.steps_per_epoch, cfg.batch_size)
             t0 = time.perf_counter()
-            state, m = run_epoch(state, images, labels, epoch, bar.on_step)
-            train_seconds = time.perf_counter() - t0
-            if not math.isfinite(m["train_loss"]):
-                raise NonFiniteLoss(
-                    f"train loss is {m['train_loss']} in epoch {epoch}; stopped with the checkpoints of epochs "
-                    f"{checkpoints.epochs() or 'none'} kept. To retry with e.g. a lower config.learning_rate, "
-                    f"use another --workdir (this one holds the run as configured)")
-            row = {"epoch": epoch, "step": int(state.step), **m, "val_loss": None, "val_accuracy": None,
-                   "learning_rate": float(s.schedule(int(state.step) - 1)),
-                   "images_per_sec": s.steps_per_epoch * cfg.batch_size / train_seconds}
-            if ds.has_validation and cfg.evaluates_after(epoch):
-                ev = train.evaluate(s.model, state.eval_variables(), ds, cfg.eval_batch_size, "val",
-                                    eval_step=eval_fn)
-                row.update(val_loss=ev["loss"], val_accuracy=ev["accuracy"])
+            state, m = run_epoch(state, images, labels, epoch, progress.on_step)
+            _check_finite(m["train_loss"], epoch, checkpoints)
+            row = _epoch_row(s, state, epoch, m, time.perf_counter() - t0, eval_fn)
             row["seconds"] = time.perf_counter() - t0
             rows.append(row)
-            if (reached := _reached_target(cfg, rows)) is not None:
-                to_target = time.perf_counter() - wall0 if start == 0 else None  # timed from scratch only
+            reached = clock.check(rows, start)
             if primary:
                 wd.append_metrics(row)
-                _log_scalars(writer, row)
+                tensorboard.write(row)
             if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs or reached is not None:
-                metrics = {"val_accuracy": row["val_accuracy"]} if row["val_accuracy"] is not None else None
-                checkpoints.save(epoch, state, {"epoch": epoch, "step": row["step"]}, metrics)
-            if primary and not cfg.target_accuracy:  # a timed run plots once, after the clock stops
-                plot()
-            bar.end_epoch(row)
-            if on_epoch is not None:
-                on_epoch(row)
+                _save(checkpoints, epoch, state, rows)
+            for callback in after_epoch:
+                callback(row)
             if reached is not None:
-                log(f"validation accuracy {row['val_accuracy']:.4f} >= {_stop_rule(cfg)} in epoch "
-                    f"{epoch}: stopped" + (f" after {to_target:.1f}s" if to_target is not None else ""))
+                log(f"validation accuracy {row['val_accuracy']:.4f} >= {_stop_rule(cfg)} in epoch {epoch}: stopped"
+                    + (f" after {clock.seconds:.1f}s" if clock.seconds is not None else ""))
                 break
-        if primary and cfg.target_accuracy:
-            plot()
+        if curves is not None:
+            curves.after_training()
         checkpoints.wait()
         tests = _test_once(s, state, rows, checkpoints, eval_fn)
-        _log_scalars(writer, {"epoch": rows[-1]["epoch"], **{f"test_{m}_{k}": v for k, ev in tests.items()
-                                                       for m, v in ev.items() if m in ("loss", "accuracy")}})
+        tensorboard.write({"epoch": rows[-1]["epoch"], **{f"test_{m}_{k}": v for k, ev in tests.items()
+                                                          for m, v in ev.items() if m in ("loss", "accuracy")}})
     finally:
         checkpoints.close()
-        if writer is not None:
-            writer.close()
+        tensorboard.close()
     log(f"test accuracy {tests['final']['accuracy']:.4f} (final epoch), {tests['selected']['accuracy']:.4f} "
         f"(epoch {tests['selected']['epoch']}, selected by validation accuracy)" if ds.has_validation else
         f"test accuracy {tests['final']['accuracy']:.4f} (final epoch)")
-    result = {**_summary(s, rows, tests, int(state.step), time.perf_counter() - wall0),
-              **_target_record(cfg, rows, reached, to_target, s.load_seconds)}
+    result = {**_summary(s, rows, tests, int(state.step), time.perf_counter() - clock.wall0),
+              **_target_record(cfg, rows, reached, clock.seconds, s.load_seconds),
+              "checkpoints_set_aside": list(checkpoints.set_aside_epochs)}
     if primary:
         wd.write_summary(result)
     return {"status": "finished", **result}
+
+
+def _epoch_row(s: Setup, state, epoch: int, m: dict, train_seconds: float, eval_fn) -> dict:
+    """metrics.jsonl's row of ``epoch`` (all but "seconds"): training metrics, then the validation
+    ones when this epoch evaluates."""
+    cfg, ds = s.cfg, s.data
+    row = {"epoch": epoch, "step": int(state.step), **m, "val_loss": None, "val_accuracy": None,
+           "learning_rate": float(s.schedule(int(state.step) - 1)),
+           "images_per_sec": s.steps_per_epoch * cfg.batch_size / train_seconds}
+    if ds.has_validation and cfg.evaluates_after(epoch):
+        ev = evaluation.evaluate(s.model, state.eval_variables(), ds, cfg.eval_batch_size, "val", eval_step=eval_fn)
+        row.update(val_loss=ev["loss"], val_accuracy=ev["accuracy"])
+    return row
+
+
+def _save(checkpoints: ckpt_lib.Checkpoints, epoch: int, state, rows: list[dict]) -> None:
+    """Checkpoint ``epoch`` with every metrics row so far in its meta: a row that a crash kept
+    from reaching metrics.jsonl is restored with the state (:func:`_resume`)."""
+    row = rows[-1]
+    metrics = {"val_accuracy": row["val_accuracy"]} if row["val_accuracy"] is not None else None
+    checkpoints.save(epoch, state, {"epoch": epoch, "step": row["step"], "rows": rows}, metrics)
+
+
+def _check_finite(loss: float, epoch: int, checkpoints: ckpt_lib.Checkpoints) -> None:
+    """The NaN guard: NonFiniteLoss when an epoch's mean training loss is NaN or infinite."""
+    if not math.isfinite(loss):
+        raise NonFiniteLoss(
+            f"train loss is {loss} in epoch {epoch}; stopped with the checkpoints of epochs "
+            f"{checkpoints.epochs() or 'none'} kept. To retry with e.g. a lower config.learning_rate, "
+            f"use another --workdir (this one holds the run as configured)")
+
+
+class _TargetClock:
+    """Whether and when the run reached ``cfg``'s target: ``check(rows, start)`` after each epoch
+    returns the target epoch (None: not reached) and, the first time it is reached in a run that
+    started from scratch, stops the clock (``seconds``, from construction; see :func:`_target_record`)."""
+
+    def __init__(self, cfg: config_lib.TrainConfig):
+        self.cfg, self.wall0, self.seconds = cfg, time.perf_counter(), None
+
+    def check(self, rows: list[dict], start: int) -> int | None:
+        reached = _reached_target(self.cfg, rows)
+        if reached is not None and self.seconds is None and start == 0:
+            self.seconds = time.perf_counter() - self.wall0  # timed from scratch only
+        return reached
 
 
 def _reached_target(cfg: config_lib.TrainConfig, rows: list[dict]) -> int | None:
@@ -287,21 +323,31 @@ def _target_record(cfg: config_lib.TrainConfig, rows: list[dict], reached: int |
 
 
 def _resume(s: Setup, wd: Workdir, checkpoints: ckpt_lib.Checkpoints, log):
-    """(state, last finished epoch, its metrics rows): from the newest readable checkpoint, or fresh."""
+    """(state, last finished epoch, its metrics rows): from the newest readable checkpoint, or fresh.
+    The rows come from the checkpoint's meta where it has them (checkpoints written since they
+    carry them), so rows that a crash kept from reaching metrics.jsonl are restored."""
     cfg = s.cfg
     logged = wd.metrics()
     restored = checkpoints.restore_latest(_abstract_state(s))
-    if restored:  # (a whitening init is in the checkpoint: never redone)
-        start, state, _ = restored
-        log(f"resuming {wd.path} from the checkpoint of epoch {start}")
-    else:
-        start, state = 0, train.init_state(s.model, s.tx, cfg.seed, s.data.image_shape, ema=cfg.ema_decay > 0)
+    if not restored:
+        state = init_state(s.model, s.tx, cfg.seed, s.data.image_shape, ema=cfg.ema_decay > 0)
         if cfg.whiten_init:
-            state = train.init_whitening(state, s.data.train_images, s.data.mean, s.data.std)
+            state = whitening.init_whitening(state, s.data.train_images, s.data.mean, s.data.std)
         if logged:
             log(f"no readable checkpoint in {wd.checkpoint_dir}: starting {wd.path} again from epoch 1 "
                 f"({len(logged)} logged epochs are redone)")
-    return state, start, [r for r in logged if r["epoch"] <= start]
+        return state, 0, []
+    start, state, meta = restored  # (a whitening init is in the checkpoint: never redone)
+    log(f"resuming {wd.path} from the checkpoint of epoch {start}")
+    rows = [r for r in logged if r["epoch"] <= start]
+    kept = meta.get("rows")
+    if kept is not None:
+        missing = sorted({r["epoch"] for r in kept} - {r["epoch"] for r in rows})
+        if missing:
+            log(f"{wd.file('metrics.jsonl')} lacks the rows of epochs {', '.join(map(str, missing))} (cut short by "
+                f"a crash); restored them from the checkpoint of epoch {start}")
+        rows = [dict(r) for r in kept]
+    return state, start, rows
 
 
 def selected_epoch(rows: list[dict], available: list[int] | None = None) -> int | None:
@@ -311,20 +357,26 @@ def selected_epoch(rows: list[dict], available: list[int] | None = None) -> int 
     return max(scored, key=lambda r: (r["val_accuracy"], -r["epoch"]))["epoch"] if scored else None
 
 
-def _test_once(s: Setup, state, rows, checkpoints, eval_fn) -> dict:
+def _test_once(s: Setup, state, rows, checkpoints: ckpt_lib.Checkpoints, eval_fn) -> dict:
     """Test metrics, measured once at the end: of the final state and of the checkpoint that
-    validation selected (the same when it is the last epoch or there is no validation split)."""
-    ev = lambda variables: train.evaluate(s.model, variables, s.data, s.cfg.eval_batch_size, "test", eval_step=eval_fn)
+    validation selected (the same when it is the last epoch or there is no validation split).  A
+    selected checkpoint that is unreadable or damaged is set aside (``corrupt_checkpoints/``) and
+    the selection repeated among the others."""
+    ev = lambda variables: evaluation.evaluate(s.model, variables, s.data, s.cfg.eval_batch_size, "test",
+                                               eval_step=eval_fn)
     final = {"epoch": rows[-1]["epoch"], **ev(state.eval_variables())}
-    epoch = selected_epoch(rows, checkpoints.epochs())
-    if epoch is None or epoch == final["epoch"]:
-        return {"final": final, "selected": final}
-    best, _ = checkpoints.restore(epoch, _abstract_state(s))
-    return {"final": final, "selected": {"epoch": epoch, **ev(train.replicate(best, s.mesh).eval_variables())}}
+    while (epoch := selected_epoch(rows, checkpoints.epochs())) not in (None, final["epoch"]):
+        try:
+            best, _ = checkpoints.restore(epoch, _abstract_state(s))
+        except Exception as e:  # noqa: BLE001 - any unreadable checkpoint: set it aside, select again
+            checkpoints.set_aside(epoch, e, "selecting among the intact checkpoints")
+            continue
+        return {"final": final, "selected": {"epoch": epoch, **ev(sharding.replicate(best, s.mesh).eval_variables())}}
+    return {"final": final, "selected": final}
 
 
 def _abstract_state(s: Setup):
-    return train.abstract_state(s.model, s.tx, s.cfg.seed, s.data.image_shape, ema=s.cfg.ema_decay > 0)
+    return abstract_state(s.model, s.tx, s.cfg.seed, s.data.image_shape, ema=s.cfg.ema_decay > 0)
 
 
 def _summary(s: Setup, rows: list[dict], tests: dict, steps: int, session_seconds: float) -> dict:
@@ -335,7 +387,7 @@ def _summary(s: Setup, rows: list[dict], tests: dict, steps: int, session_second
         "model": cfg.model, "model_options": config_lib.to_dict(cfg)["model_options"], "dataset": cfg.dataset,
         "params": arch.total_params, "flops": arch.total_flops,
         "receptive_field": None if arch.receptive_field is None else int(max(arch.receptive_field)),
-        "epochs": cfg.epochs, "steps": steps, "compute_dtype": train.resolve_compute_dtype(cfg.compute_dtype),
+        "epochs": cfg.epochs, "steps": steps, "compute_dtype": resolve_compute_dtype(cfg.compute_dtype),
         "final_test_accuracy": tests["final"]["accuracy"], "final_test_loss": tests["final"]["loss"],
         "final_val_accuracy": rows[-1].get("val_accuracy"),
         "selected_epoch": selected["epoch"], "selected_val_accuracy": best_row.get("val_accuracy"),
@@ -359,8 +411,8 @@ def load_trained(workdir: str, which: str = "best") -> tuple[Any, dict, config_l
     cfg = wd.require_config()
     info = wd.data_info()
     model = models.create(cfg.model, info["num_classes"], **cfg.model_options)
-    tx = train.make_optimizer(cfg, steps_per_epoch=1)  # the schedule does not change the state's structure
-    target = train.abstract_state(model, tx, cfg.seed, info["image_shape"], ema=cfg.ema_decay > 0)
+    tx = optim.make_optimizer(cfg, steps_per_epoch=1)  # the schedule does not change the state's structure
+    target = abstract_state(model, tx, cfg.seed, info["image_shape"], ema=cfg.ema_decay > 0)
     if not os.path.isdir(wd.checkpoint_dir):
         raise FileNotFoundError(f"no checkpoint in {wd.path} (no {os.path.basename(wd.checkpoint_dir)}/)")
     ckpt = ckpt_lib.Checkpoints(wd.checkpoint_dir, keep=cfg.keep_checkpoints)
@@ -424,21 +476,52 @@ class _Progress:
                      f"{row['seconds']:.1f}s")
 
 
-def _summary_writer_class():
-    """tensorboardX's SummaryWriter, or None when it is not installed (the run goes on without
-    event files).  A resumed run opens it with ``purge_step`` = the first epoch it trains again,
-    so TensorBoard shows each epoch once."""
-    try:
-        from tensorboardX import SummaryWriter
-    except ImportError:
-        return None
-    return SummaryWriter
+class _TensorBoard:
+    """Each row's numbers as TensorBoard scalars at step = epoch (no-op without a writer).  A
+    resumed run opens its writer with ``purge_step`` = the first epoch it trains again, so
+    TensorBoard shows each epoch once."""
+
+    def __init__(self, writer):
+        self.writer = writer
+
+    @staticmethod
+    def open_class():
+        """tensorboardX's SummaryWriter, or None when it is not installed (the run goes on without
+        event files)."""
+        try:
+            from tensorboardX import SummaryWriter
+        except ImportError:
+            return None
+        return SummaryWriter
+
+    def write(self, row: dict) -> None:
+        if self.writer is None:
+            return
+        for k, v in row.items():
+            if k not in ("epoch", "step") and v is not None:
+                self.writer.add_scalar(k, v, row["epoch"])
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
 
 
-def _log_scalars(writer, row: dict) -> None:
-    if writer is None:
-        return
-    for k, v in row.items():
-        if k not in ("epoch", "step") and v is not None:
-            writer.add_scalar(k, v, row["epoch"])
-    writer.flush()
+class _Curves:
+    """curves.png: redrawn after every epoch, or once after training for a timed run (a target
+    clock must not time the plotting)."""
+
+    def __init__(self, plots, rows: list[dict], wd: Workdir, cfg: config_lib.TrainConfig):
+        self.plots, self.rows, self.path, self.timed = plots, rows, wd.file("curves.png"), bool(cfg.target_accuracy)
+        self.title = f"{os.path.basename(wd.path)}: {cfg.model}"
+
+    def draw(self) -> None:
+        self.plots.plot_curves(self.rows, self.path, title=self.title)
+
+    def after_epoch(self, row: dict) -> None:
+        if not self.timed:
+            self.draw()
+
+    def after_training(self) -> None:
+        if self.timed:
+            self.draw()

@@ -10,7 +10,8 @@
 
 Every JSON file is written atomically (temporary file + ``os.replace``); metrics.jsonl is
 appended a line at a time, and a last line cut short by a crash is dropped when read (the
-resumed epoch writes it again).  A file that cannot be parsed raises :class:`WorkdirError`
+resumed epoch writes it again; the rows up to a checkpointed epoch also travel in that
+checkpoint's meta, so a resume restores rows a crash kept from reaching this file).  A file that cannot be parsed raises :class:`WorkdirError`
 naming it.
 """
 from __future__ import annotations

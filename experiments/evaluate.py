@@ -29,12 +29,12 @@ def per_class_table(class_names, per_class, confusion) -> str:
 
 
 def main(argv):
-    from cnnjax import data, experiment, plots, train
+    from cnnjax import data, evaluation, experiment, plots
     if not _WORKDIR.value:
         raise common.UsageError("--workdir is required")
     model, variables, cfg, epoch = experiment.load_trained(_WORKDIR.value, _WHICH.value)
     ds = data.load(cfg.dataset, _DATA_DIR.value or cfg.data_dir).subset(cfg.num_train or None, cfg.num_test or None)
-    ev = train.evaluate(model, variables, ds, compute_dtype=cfg.compute_dtype, tta=cfg.tta)
+    ev = evaluation.evaluate(model, variables, ds, compute_dtype=cfg.compute_dtype, tta=cfg.tta)
     names = list(ds.class_names)
     print(f"{cfg.model} on {cfg.dataset} ({_WHICH.value} checkpoint, epoch {epoch}): "
           f"test loss {ev['loss']:.4f}, test accuracy {ev['accuracy']:.4f} ({len(ds.test_labels)} images)")

@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cnnjax import config, data, models, train
+from cnnjax import config, data, evaluation, models, optim, train, train_state
+from cnnjax import step as step_lib
 from cnnjax.config import TrainConfig
 
 
@@ -20,20 +21,20 @@ def test_accumulating_k_micro_batches_equals_one_large_batch(optimizer):
     acc = dataclasses.replace(big, batch_size=8, grad_accum_steps=4)
     n = len(ds.train_labels)
     images, labels = jax.device_put((ds.train_images, ds.train_labels))
-    order = jnp.arange(n, dtype=jnp.int32)
     results = []
     for cfg in (big, acc):
         steps = n // cfg.batch_size
-        tx = train.make_optimizer(cfg, steps)
-        state = train.init_state(model, tx, 0, ds.image_shape)
-        update = jax.jit(train.make_update(model, tx, cfg, ds.mean, ds.std, 10))
-        for i in range(3 * 32 // cfg.batch_size):  # three large steps' worth of data
-            state, _ = update(state, images, labels, order, i)
+        tx = optim.make_optimizer(cfg, steps)
+        state = train_state.init_state(model, tx, 0, ds.image_shape)
+        update = step_lib.make_train_step(step_lib.StepSpec.from_config(cfg, model, tx, 10, ds.mean, ds.std))
+        b = cfg.batch_size
+        for i in range(3 * 32 // b):  # three large steps' worth of data
+            state, _ = update(state, (images[i * b:(i + 1) * b], labels[i * b:(i + 1) * b]))
         results.append(state.params)
     for a, b in zip(jax.tree.leaves(results[0]), jax.tree.leaves(results[1])):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     # and it changed something (three real updates, not zero)
-    fresh = train.init_state(model, train.make_optimizer(big, 8), 0, ds.image_shape).params
+    fresh = train_state.init_state(model, optim.make_optimizer(big, 8), 0, ds.image_shape).params
     assert not np.allclose(jax.tree.leaves(fresh)[0], jax.tree.leaves(results[0])[0])
 
 
@@ -48,7 +49,7 @@ def test_grad_accum_steps_is_a_validated_setting():
 
 def test_crop_with_padding_and_flip_on_colour_batches():
     x = np.random.default_rng(0).integers(1, 256, (64, 32, 32, 3), dtype=np.uint8)
-    out = np.asarray(train.augment_batch(jax.random.key(0), jnp.asarray(x), "flip_crop", pad=4))
+    out = np.asarray(step_lib.augment_batch(jax.random.key(0), jnp.asarray(x), "flip_crop", pad=4))
     assert out.shape == x.shape
     shifts = set()
     for a, b in zip(x, out):  # each output is the (maybe flipped) input shifted by <= 4 px, zeros entering
@@ -77,13 +78,14 @@ def test_resnet20_learns_the_synthetic_colour_set_in_seconds():
                       crop_padding=2)
     model = models.create("resnet20", ds.num_classes)
     steps = len(ds.train_labels) // cfg.batch_size
-    tx = train.make_optimizer(cfg, steps)
-    state = train.init_state(model, tx, cfg.seed, ds.image_shape)
+    tx = optim.make_optimizer(cfg, steps)
+    state = train_state.init_state(model, tx, cfg.seed, ds.image_shape)
     images, labels = jax.device_put((ds.train_images, ds.train_labels))
-    step = train.make_train_step(model, tx, cfg, ds.mean, ds.std, ds.num_classes)
+    run = train.make_epoch_runner(step_lib.StepSpec.from_config(cfg, model, tx, ds.num_classes, ds.mean, ds.std),
+                                  fused=False)
     for epoch in range(1, cfg.epochs + 1):
-        state, m = train.train_epoch(step, state, images, labels, epoch, cfg.batch_size)
-    acc = train.evaluate(model, state.variables(), ds, batch_size=500)["accuracy"]
+        state, m = run(state, images, labels, epoch)
+    acc = evaluation.evaluate(model, state.variables(), ds, batch_size=500)["accuracy"]
     assert acc > 0.7, acc  # chance: 0.1
 
 
@@ -102,13 +104,14 @@ def test_bfloat16_compute_and_accumulation_run_the_colour_nets(name):
     cfg = TrainConfig(model=name, batch_size=8, compute_dtype="bfloat16", grad_accum_steps=2, epochs=1,
                       augment="flip_crop", crop_padding=4)
     model = models.create(name, ds.num_classes)
-    tx = train.make_optimizer(cfg, 4)
-    state = train.init_state(model, tx, 0, ds.image_shape)
-    step = train.make_train_step(model, tx, cfg, ds.mean, ds.std, ds.num_classes)
-    state, m = train.train_epoch(step, state, *jax.device_put((ds.train_images, ds.train_labels)), 1, 8)
+    tx = optim.make_optimizer(cfg, 4)
+    state = train_state.init_state(model, tx, 0, ds.image_shape)
+    run = train.make_epoch_runner(step_lib.StepSpec.from_config(cfg, model, tx, ds.num_classes, ds.mean, ds.std),
+                                  fused=False)
+    state, m = run(state, *jax.device_put((ds.train_images, ds.train_labels)), 1)
     assert np.isfinite(m["train_loss"])
     assert all(a.dtype == jnp.float32 for a in jax.tree.leaves((state.params, state.batch_stats)))
-    acc = train.evaluate(model, state.variables(), ds, batch_size=8, compute_dtype="bfloat16")["accuracy"]
+    acc = evaluation.evaluate(model, state.variables(), ds, batch_size=8, compute_dtype="bfloat16")["accuracy"]
     assert 0 <= acc <= 1
 
 

@@ -20,7 +20,7 @@ def test_readme_python_example_runs(index):
     code = BLOCKS[index].replace('data.load("fashion_mnist")', 'data.synthetic(640, 200)')
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    if "train_epoch" in code:  # the training example prints one line per epoch: epoch, metrics, accuracy
+    if "make_epoch_runner" in code:  # the training example prints one line per epoch: epoch, metrics, accuracy
         lines = [l for l in proc.stdout.splitlines() if l[:1].isdigit()]
         assert [l.split()[0] for l in lines] == ["1", "2"]
         assert float(lines[-1].split()[-1]) > 0.5

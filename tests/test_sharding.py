@@ -11,17 +11,18 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SCRIPT = r"""
 import json, sys, jax
-from cnnjax import data, models, train
+from cnnjax import data, models, optim, sharding, train, train_state
+from cnnjax.step import StepSpec
 from cnnjax.config import TrainConfig
 n_dev, fused = int(sys.argv[1]), sys.argv[2] == "scan"
 ds = data.synthetic(256, 64, seed=0)
 cfg = TrainConfig(model="padded_cnn", batch_size=32, epochs=2, learning_rate=1e-3, seed=0)
 model = models.create(cfg.model)
-tx = train.make_optimizer(cfg, 256 // 32)
-mesh = train.data_parallel_mesh(jax.devices()[:n_dev])
-state = train.replicate(train.init_state(model, tx, 0, ds.image_shape), mesh)
-images, labels = train.replicate((ds.train_images, ds.train_labels), mesh)
-run = train.make_epoch_runner(model, tx, cfg, ds.mean, ds.std, 10, mesh, fused=fused)
+tx = optim.make_optimizer(cfg, 256 // 32)
+mesh = sharding.data_parallel_mesh(jax.devices()[:n_dev])
+state = sharding.replicate(train_state.init_state(model, tx, 0, ds.image_shape), mesh)
+images, labels = sharding.replicate((ds.train_images, ds.train_labels), mesh)
+run = train.make_epoch_runner(StepSpec.from_config(cfg, model, tx, 10, ds.mean, ds.std, mesh), fused=fused)
 losses = []  # per step, or per epoch (the epoch mean) when fused
 for epoch in (1, 2):
     state, m = run(state, images, labels, epoch,

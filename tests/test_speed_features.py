@@ -10,7 +10,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from cnnjax import checkpoint, data, experiment, models, train
+from cnnjax import checkpoint, data, evaluation, experiment, models, optim, train_state, whitening
+from cnnjax import step as step_lib
 from cnnjax import config as config_lib
 from cnnjax.config import TrainConfig
 from cnnjax.workdir import Workdir
@@ -54,13 +55,13 @@ def test_ema_is_the_hand_computed_average_of_three_steps():
                       learning_rate=0.1, ema_decay=d)
     ds = data.synthetic(48, 16, seed=0)
     model = models.create(cfg.model, **cfg.model_options)
-    tx = train.make_optimizer(cfg, 3)
-    state = train.init_state(model, tx, 0, ds.image_shape, ema=True)
-    step = train.make_update(model, tx, cfg, ds.mean, ds.std, 10)  # unjitted: nothing donated
+    tx = optim.make_optimizer(cfg, 3)
+    state = train_state.init_state(model, tx, 0, ds.image_shape, ema=True)
+    spec = step_lib.StepSpec.from_config(cfg, model, tx, 10, ds.mean, ds.std)
     seen = [state.variables()]
-    order = jnp.arange(48)
-    for i in range(3):
-        state, _ = step(state, ds.train_images, ds.train_labels, order, i)
+    for i in range(3):  # unjitted: nothing donated
+        batch = (ds.train_images[i * 16:(i + 1) * 16], ds.train_labels[i * 16:(i + 1) * 16])
+        state, _ = step_lib.train_step(spec, state, batch)
         seen.append(state.variables())
     want = jax.tree.map(lambda v0, v1, v2, v3: d ** 3 * v0 + (1 - d) * (d ** 2 * v1 + d * v2 + v3), *seen)
     assert set(state.ema) == {"params", "batch_stats"}
@@ -73,7 +74,7 @@ def test_ema_is_the_hand_computed_average_of_three_steps():
 def test_ema_off_keeps_no_average_and_evaluates_the_weights():
     ds = data.synthetic(32, 8, seed=0)
     model = models.create("padded_cnn", widths=(4, 8))
-    state = train.init_state(model, train.make_optimizer(TrainConfig(), 1), 0, ds.image_shape)
+    state = train_state.init_state(model, optim.make_optimizer(TrainConfig(), 1), 0, ds.image_shape)
     assert state.ema is None and state.eval_variables() == state.variables()
 
 
@@ -84,8 +85,8 @@ def test_ema_run_evaluates_the_average_and_resumes_bit_identically(tmp_path):
     model, ema_vars, loaded, _ = experiment.load_trained(str(tmp_path / "ref"), "latest")
     assert loaded.ema_decay == 0.9
     ds = experiment.build(loaded).data
-    assert train.evaluate(model, ema_vars, ds)["accuracy"] == Workdir(tmp_path / "ref").summary()["final_test_accuracy"]
-    target = train.abstract_state(model, train.make_optimizer(loaded, 1), 0, ds.image_shape, ema=True)
+    assert evaluation.evaluate(model, ema_vars, ds)["accuracy"] == Workdir(tmp_path / "ref").summary()["final_test_accuracy"]
+    target = train_state.abstract_state(model, optim.make_optimizer(loaded, 1), 0, ds.image_shape, ema=True)
     ckpt = checkpoint.Checkpoints(str(tmp_path / "ref" / "checkpoints"))
     state, _ = ckpt.restore(3, target)
     ckpt.close()
@@ -115,7 +116,7 @@ def test_a_checkpoint_written_before_ema_existed_resumes(tmp_path):
     shutil.copytree(tmp_path / "ref", tmp_path / "old")
     cfg = TrainConfig(**{k: v for k, v in TINY.items()})
     model = models.create(cfg.model, **cfg.model_options)
-    target = train.abstract_state(model, train.make_optimizer(cfg, 1), 0, (28, 28, 1))
+    target = train_state.abstract_state(model, optim.make_optimizer(cfg, 1), 0, (28, 28, 1))
     ckpt = checkpoint.Checkpoints(str(tmp_path / "old" / "checkpoints"))
     state, meta = ckpt.restore(1, target)
     old = _StateBeforeEMA(*state[:5])
@@ -154,11 +155,11 @@ def test_tta_averages_exactly_airbench_views():
     }
     fj = lambda v: jnp.reshape(v, (v.shape[0], -1)) @ w
     for tta in config_lib.TTA:
-        np.testing.assert_allclose(train.tta_logits(fj, jnp.asarray(x), tta), want[tta], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(evaluation.tta_logits(fj, jnp.asarray(x), tta), want[tta], rtol=1e-5, atol=1e-5)
     # the views share one traced model: a jitted evaluation compiles the model once, not once per view
     traced = []
     counting = lambda v: (traced.append(v.shape), fj(v))[1]
-    jax.jit(lambda v: train.tta_logits(counting, v, "flip_shift"))(jnp.asarray(x))
+    jax.jit(lambda v: evaluation.tta_logits(counting, v, "flip_shift"))(jnp.asarray(x))
     assert traced == [(2, 4, 4, 1)]
 
 
@@ -169,10 +170,10 @@ def test_evaluate_with_flip_tta_scores_the_averaged_logits():
     x = data.normalize(ds.test_images, ds.mean, ds.std)
     logits = (model.apply(variables, x) + model.apply(variables, x[:, :, ::-1, :])) / 2
     loss = -jax.nn.log_softmax(logits)[np.arange(20), ds.test_labels]
-    ev = train.evaluate(model, variables, ds, batch_size=8, tta="flip")
+    ev = evaluation.evaluate(model, variables, ds, batch_size=8, tta="flip")
     assert ev["accuracy"] == np.mean(np.argmax(logits, -1) == ds.test_labels)
     np.testing.assert_allclose(ev["loss"], float(np.mean(loss)), rtol=1e-5)
-    assert ev["loss"] != pytest.approx(train.evaluate(model, variables, ds, batch_size=8)["loss"])
+    assert ev["loss"] != pytest.approx(evaluation.evaluate(model, variables, ds, batch_size=8)["loss"])
 
 
 # --------------------------------------------------------------------------- batch-norm options
@@ -210,7 +211,7 @@ def test_whitening_kernel_whitens_patches():
     smooth = rng.normal(size=(200, 9, 9, 2)).cumsum(axis=1).cumsum(axis=2) / 3  # strongly correlated pixels
     images = np.clip(smooth * 20 + 128, 0, 255).astype(np.uint8)
     mean, std = 0.5, 0.16  # of pixels / 255, as cnnjax.data.normalize takes them
-    kernel = train.whitening_kernel(images, mean, std, kernel_size=2)
+    kernel = whitening.whitening_kernel(images, mean, std, kernel_size=2)
     assert kernel.shape == (2, 2, 2, 16)
     x = ((images.astype(np.float64) / 255 - mean) / std).astype(np.float32)  # what the model sees
     y = jax.lax.conv_general_dilated(x, kernel, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
@@ -228,7 +229,7 @@ def test_whiten_init_sets_and_freezes_the_kernel_once(tmp_path):
                epochs=2)
     train_quietly(cfg, tmp_path / "w")
     ds = experiment.build(config_lib.from_dict(cfg)).data
-    want = train.whitening_kernel(ds.train_images, ds.mean, ds.std)
+    want = whitening.whitening_kernel(ds.train_images, ds.mean, ds.std)
     got = experiment.load_trained(str(tmp_path / "w"), "latest")[1]["params"]["whiten"]
     np.testing.assert_array_equal(got["kernel"], want)  # frozen through 2 epochs of training
     assert np.abs(np.asarray(got["bias"])).max() > 0  # the bias is trained

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from cnnjax import config as config_lib
-from cnnjax import experiment, train
+from cnnjax import evaluation, experiment, whitening
 from cnnjax.workdir import Workdir
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -22,15 +22,15 @@ TARGET = 0.9  # epoch 1 reaches 0.84, epoch 2 0.95 of the 64 validation images
 
 @pytest.fixture
 def count_evaluations(monkeypatch):
-    """{'val': n, 'test': n}: how often train.evaluate ran on each split."""
+    """{'val': n, 'test': n}: how often evaluation.evaluate ran on each split."""
     counts = {"val": 0, "test": 0}
-    real = train.evaluate
+    real = evaluation.evaluate
 
     def counting(model, variables, dataset, batch_size=1000, split="test", **kw):
         counts[split] += 1
         return real(model, variables, dataset, batch_size, split, **kw)
 
-    monkeypatch.setattr(train, "evaluate", counting)
+    monkeypatch.setattr(evaluation, "evaluate", counting)
     return counts
 
 
@@ -268,7 +268,7 @@ def test_torch_whitening_init_is_cnnjax_kernel_frozen_and_ema_averages_every_ste
     torch.manual_seed(0)
     model, ema, opt = speedrun_torch.setup(cfg, ds)
     # cnnjax's kernel, from the first WHITEN_IMAGES training images after the hold-out, HWIO -> OIHW
-    kernel = train.whitening_kernel(ds.train_images[:train.WHITEN_IMAGES], ds.mean, ds.std, 2)
+    kernel = whitening.whitening_kernel(ds.train_images[:whitening.WHITEN_IMAGES], ds.mean, ds.std, 2)
     assert torch.equal(model.whiten.weight, torch.from_numpy(kernel.transpose(3, 2, 0, 1)))
     assert not model.whiten.weight.requires_grad and model.whiten.bias.requires_grad
     start = {k: v.detach().double().clone() for k, v in model.state_dict().items()}
@@ -299,7 +299,7 @@ def test_torch_tta_is_cnnjax_tta_logits(tta):
     w = rng.normal(size=(5 * 6 * 2, 3)).astype(np.float32)
     jax_fn = lambda v: v.reshape(len(v), -1) @ jnp.asarray(w)
     torch_fn = lambda v: v.permute(0, 2, 3, 1).reshape(len(v), -1) @ torch.from_numpy(w)
-    expected = np.asarray(train.tta_logits(jax_fn, jnp.asarray(x), tta))
+    expected = np.asarray(evaluation.tta_logits(jax_fn, jnp.asarray(x), tta))
     got = speedrun_torch.tta_logits(torch_fn, torch.from_numpy(x.transpose(0, 3, 1, 2).copy()), tta).numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
     if tta != "none":

@@ -13,7 +13,8 @@ import numpy as np
 import optax
 import pytest
 
-from cnnjax import checkpoint, data, experiment, models, train
+from cnnjax import checkpoint, data, evaluation, experiment, models, optim, train, train_state
+from cnnjax import step as step_lib
 from cnnjax import config as config_lib
 from cnnjax.config import TrainConfig
 from cnnjax.workdir import Workdir
@@ -184,8 +185,8 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
 def test_evaluate_counts_by_hand():
     ds = data.synthetic(64, 37, seed=3)
     model = models.create("seed_net")
-    state = train.init_state(model, optax.adam(1e-3), 0, ds.image_shape)
-    ev = train.evaluate(model, state.variables(), ds, batch_size=16)  # 37 = 16 + 16 + 5: padding is masked
+    state = train_state.init_state(model, optax.adam(1e-3), 0, ds.image_shape)
+    ev = evaluation.evaluate(model, state.variables(), ds, batch_size=16)  # 37 = 16 + 16 + 5: padding is masked
     logits = model.apply(state.variables(), data.normalize(ds.test_images, ds.mean, ds.std))
     pred = np.argmax(np.asarray(logits), -1)
     assert ev["accuracy"] == pytest.approx(np.mean(pred == ds.test_labels))
@@ -197,14 +198,14 @@ def test_evaluate_counts_by_hand():
 
 def test_schedules_and_optimizers():
     cfg = TrainConfig(epochs=10, learning_rate=0.1, schedule="cosine", warmup_epochs=1)
-    lr = train.make_schedule(cfg, steps_per_epoch=10)
+    lr = optim.make_schedule(cfg, steps_per_epoch=10)
     assert float(lr(0)) == 0 and float(lr(10)) == pytest.approx(0.1) and float(lr(100)) == pytest.approx(0, abs=1e-6)
-    one = train.make_schedule(TrainConfig(epochs=10, learning_rate=0.1, schedule="onecycle"), 10)
+    one = optim.make_schedule(TrainConfig(epochs=10, learning_rate=0.1, schedule="onecycle"), 10)
     assert float(one(30)) == pytest.approx(0.1, rel=1e-3) and float(one(0)) < 0.01
-    const = train.make_schedule(TrainConfig(learning_rate=0.1, schedule="constant"), 10)
+    const = optim.make_schedule(TrainConfig(learning_rate=0.1, schedule="constant"), 10)
     assert float(const(0)) == float(const(999)) == pytest.approx(0.1)
     for opt in config_lib.OPTIMIZERS:
-        tx = train.make_optimizer(TrainConfig(optimizer=opt, weight_decay=1e-4), 10)
+        tx = optim.make_optimizer(TrainConfig(optimizer=opt, weight_decay=1e-4), 10)
         params = {"w": jax.numpy.ones(3)}
         updates, _ = tx.update({"w": jax.numpy.ones(3)}, tx.init(params), params)
         assert float(updates["w"][0]) < 0  # every optimizer steps against the gradient
@@ -212,10 +213,10 @@ def test_schedules_and_optimizers():
 
 def test_augmentation_keeps_shapes_and_pixels():
     imgs = np.arange(2 * 6 * 6, dtype=np.uint8).reshape(2, 6, 6, 1)
-    flipped = np.asarray(train.augment_batch(jax.random.PRNGKey(0), imgs, "flip"))
+    flipped = np.asarray(step_lib.augment_batch(jax.random.PRNGKey(0), imgs, "flip"))
     for a, b in zip(flipped, imgs):
         assert np.array_equal(a, b) or np.array_equal(a, b[:, ::-1])
-    cropped = np.asarray(train.augment_batch(jax.random.PRNGKey(1), imgs, "crop"))
+    cropped = np.asarray(step_lib.augment_batch(jax.random.PRNGKey(1), imgs, "crop"))
     assert cropped.shape == imgs.shape
 
 
@@ -242,15 +243,36 @@ def test_batch_norm_statistics_are_trained_and_checkpointed(tmp_path):
 def _run_epochs(name, cfg, fused, epochs=2):
     ds = data.synthetic(320, 64, seed=0)
     model = models.create(name)
-    tx = train.make_optimizer(cfg, 320 // cfg.batch_size)
-    state = train.init_state(model, tx, cfg.seed, ds.image_shape)
+    tx = optim.make_optimizer(cfg, 320 // cfg.batch_size)
+    state = train_state.init_state(model, tx, cfg.seed, ds.image_shape)
     images, labels = jax.device_put((ds.train_images, ds.train_labels))
-    run = train.make_epoch_runner(model, tx, cfg, ds.mean, ds.std, ds.num_classes, fused=fused)
+    run = train.make_epoch_runner(step_lib.StepSpec.from_config(cfg, model, tx, ds.num_classes, ds.mean, ds.std),
+                                  fused=fused)
     rows = []
     for epoch in range(1, epochs + 1):
         state, m = run(state, images, labels, epoch)
         rows.append(m)
     return rows, state, model, ds
+
+
+def test_batches_from_the_host_train_as_the_in_memory_epoch():
+    """What an input pipeline does: gather each batch on the host in the epoch's order and call the
+    jitted step on it.  Same losses and the same state, bit for bit, as the in-memory epoch."""
+    cfg = TrainConfig(model="vgg_bn", batch_size=32, epochs=2, augment="flip_crop", label_smoothing=0.1)
+    want_rows, want, model, ds = _run_epochs("vgg_bn", cfg, fused=False)
+    tx = optim.make_optimizer(cfg, 320 // cfg.batch_size)
+    state = train_state.init_state(model, tx, cfg.seed, ds.image_shape)
+    step = step_lib.make_train_step(step_lib.StepSpec.from_config(cfg, model, tx, ds.num_classes, ds.mean, ds.std))
+    for epoch, row in zip((1, 2), want_rows):
+        order = np.asarray(train.epoch_permutation(state.rng, epoch, len(ds.train_labels)))
+        losses = []
+        for i in range(len(order) // cfg.batch_size):
+            idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            state, m = step(state, (ds.train_images[idx], ds.train_labels[idx]))
+            losses.append(m["loss"])
+        assert float(sum(losses[1:], losses[0])) / len(losses) == row["train_loss"]
+    for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(state)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_fused_epoch_scan_equals_per_step_loop():
@@ -276,17 +298,17 @@ def test_bfloat16_mixed_precision_keeps_float32_weights_and_tracks_float32():
             if np.issubdtype(a.dtype, np.floating)} == {"float32"}
     for a, b in zip(rows32, rows16):  # bf16 has ~3 significant digits: close, not equal
         assert abs(a["train_loss"] - b["train_loss"]) < 0.02 and a["train_loss"] != b["train_loss"]
-    ev = train.evaluate(model, state.variables(), ds, 64, compute_dtype="bfloat16")
-    ev32 = train.evaluate(model, state.variables(), ds, 64)
+    ev = evaluation.evaluate(model, state.variables(), ds, 64, compute_dtype="bfloat16")
+    ev32 = evaluation.evaluate(model, state.variables(), ds, 64)
     assert ev["accuracy"] > 0.8 and abs(ev["loss"] - ev32["loss"]) < 0.02
 
 
 def test_auto_compute_dtype_is_bfloat16_on_gpu_tpu_and_float32_on_cpu():
-    assert train.resolve_compute_dtype("auto", "cpu") == "float32"
-    assert train.resolve_compute_dtype("auto", "gpu") == train.resolve_compute_dtype("auto", "tpu") == "bfloat16"
+    assert step_lib.resolve_compute_dtype("auto", "cpu") == "float32"
+    assert step_lib.resolve_compute_dtype("auto", "gpu") == step_lib.resolve_compute_dtype("auto", "tpu") == "bfloat16"
     for backend in ("cpu", "gpu"):  # an explicit dtype is what it says everywhere
-        assert train.resolve_compute_dtype("float32", backend) == "float32"
-        assert train.resolve_compute_dtype("bfloat16", backend) == "bfloat16"
+        assert step_lib.resolve_compute_dtype("float32", backend) == "float32"
+        assert step_lib.resolve_compute_dtype("bfloat16", backend) == "bfloat16"
 
 
 def test_auto_compute_dtype_trains_what_it_resolves_to(monkeypatch):
@@ -294,14 +316,13 @@ def test_auto_compute_dtype_trains_what_it_resolves_to(monkeypatch):
     choice is made when the step is built and traced) it is the bfloat16 step bit for bit."""
     ds = data.synthetic(64, 16, seed=0)
     model = models.create("seed_net")
-    images, labels = jax.device_put((ds.train_images, ds.train_labels))
-    order = jax.numpy.arange(64, dtype=jax.numpy.int32)
+    batch = jax.device_put((ds.train_images[:32], ds.train_labels[:32]))
 
     def one_step(dtype):
         cfg = TrainConfig(model="seed_net", batch_size=32, compute_dtype=dtype)
-        tx = train.make_optimizer(cfg, 2)
-        step = train.make_train_step(model, tx, cfg, ds.mean, ds.std, ds.num_classes)
-        state, m = step(train.init_state(model, tx, 0, ds.image_shape), images, labels, order, 0)
+        tx = optim.make_optimizer(cfg, 2)
+        step = step_lib.make_train_step(step_lib.StepSpec.from_config(cfg, model, tx, ds.num_classes, ds.mean, ds.std))
+        state, m = step(train_state.init_state(model, tx, 0, ds.image_shape), batch)
         return float(m["loss"]), [np.asarray(a) for a in jax.tree.leaves(state.params)]
 
     def same(a, b):
@@ -364,10 +385,10 @@ def test_selection_follows_validation_never_test(tmp_path, monkeypatch):
     rows = Workdir(workdir).metrics()
     by_val = max(rows, key=lambda r: (r["val_accuracy"], -r["epoch"]))["epoch"]
     model = models.create("padded_cnn")
-    target = train.abstract_state(model, train.make_optimizer(TrainConfig(**SMALL), 9), 0, ds.image_shape)
+    target = train_state.abstract_state(model, optim.make_optimizer(TrainConfig(**SMALL), 9), 0, ds.image_shape)
     ckpt = checkpoint.Checkpoints(str(workdir / "checkpoints"))
     assert ckpt.epochs() == [1, 2, 3]
-    test_of = {e: train.evaluate(model, ckpt.restore(e, target)[0].variables(), shifted)["accuracy"] for e in (1, 2, 3)}
+    test_of = {e: evaluation.evaluate(model, ckpt.restore(e, target)[0].variables(), shifted)["accuracy"] for e in (1, 2, 3)}
     ckpt.close()
     by_test = max(test_of, key=lambda e: (test_of[e], -e))
     assert by_val != by_test, (rows, test_of)  # the case really disagrees
@@ -405,7 +426,7 @@ def test_init_state_draws_the_parameters_model_init_draws(name):
     import jax.numpy as jnp
     model = models.create(name, 10)
     tx = optax.adam(1e-3)
-    state = train.init_state(model, tx, 3, (28, 28, 1), ema=True)
+    state = train_state.init_state(model, tx, 3, (28, 28, 1), ema=True)
     plain = model.init(jax.random.fold_in(jax.random.PRNGKey(3), 0), jnp.zeros((1, 28, 28, 1)), train=False)
     assert len(jax.tree.leaves(plain["params"])) >= 4
     for got, want in ((state.params, plain["params"]), (state.batch_stats, plain.get("batch_stats", {})),
