@@ -16,6 +16,7 @@ import pytest
 
 from cnnjax import experiment
 from cnnjax.workdir import Workdir, WorkdirError
+from tests import fsfaults
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = dict(dataset="synthetic", num_train=640, num_test=200, batch_size=64, epochs=3, seed=0, progress="none")
@@ -211,38 +212,56 @@ def test_kills_at_random_points_then_rerun_equal_the_reference(tmp_path, referen
 # --------------------------------------------------------------------------- the disk
 
 
-def _mount(args, target):
-    try:
-        subprocess.run(["mount", *args, str(target)], check=True, capture_output=True)
-    except (OSError, subprocess.CalledProcessError) as e:
-        pytest.skip(f"cannot mount here ({e})")
-
-
 def test_a_full_disk_is_one_line_and_a_rerun_with_room_resumes(tmp_path, reference):
-    disk = tmp_path / "disk"
+    """A real 600 kB tmpfs, mounted in a private mount namespace (root or not); the run is copied
+    out of it ("free space": moved to a bigger disk) before the namespace and the tmpfs end."""
+    disk, saved = tmp_path / "disk", tmp_path / "moved"
     disk.mkdir()
-    _mount(["-t", "tmpfs", "-o", "size=600k", "tmpfs"], disk)
-    try:
-        proc = cli(*cli_flags(disk / "run"))
-        one_error_line(proc, f"the disk of {disk / 'run'} is full", "rerun the same command to resume")
-        saved = tmp_path / "moved"
-        shutil.copytree(disk / "run", saved)  # "free space": move the run to a bigger disk
-    finally:
-        subprocess.run(["umount", str(disk)], check=False)
+    proc = fsfaults.run_in_mount_namespace([sys.executable, "-m", "experiments.train", *cli_flags(disk / "run")],
+                                           [["-t", "tmpfs", "-o", "size=600k", "tmpfs", str(disk)]],
+                                           after=f"cp -a {disk / 'run'} {saved}",
+                                           cwd=REPO, capture_output=True, text=True, timeout=300)
+    one_error_line(proc, f"the disk of {disk / 'run'} is full", "rerun the same command to resume")
     assert Workdir(saved).config() is not None and not (saved / "summary.json").exists()
     again = cli(*cli_flags(saved))
     assert again.returncode == 0, again.stderr
     assert_equals_reference(saved, reference)
 
 
-def test_a_read_only_workdir_is_one_line(copy):
-    _mount(["--bind", str(copy)], copy)
-    try:
-        subprocess.run(["mount", "-o", "remount,bind,ro", str(copy)], check=True, capture_output=True)
-        proc = cli(*cli_flags(copy))
-    finally:
-        subprocess.run(["umount", str(copy)], check=False)
-    one_error_line(proc, f"cannot write in {copy}", "Read-only file system")
+def test_a_disk_that_fills_at_a_checkpoint_stops_and_a_rerun_resumes(tmp_path, reference, monkeypatch):
+    """The same promise without any mount (runs wherever the tmpfs test cannot): the disk reports
+    too little room for epoch 2's checkpoint."""
+    from cnnjax import checkpoint
+    real = checkpoint.shutil.disk_usage
+    workdir = tmp_path / "run"
+
+    def disk_usage(path):
+        full = os.path.isdir(workdir / "checkpoints" / "1")
+        return real(path)._replace(free=1000) if full else real(path)
+    monkeypatch.setattr(checkpoint.shutil, "disk_usage", disk_usage)
+    with pytest.raises(experiment.DiskFull, match=f"the disk of {workdir} is full .*rerun the same command"):
+        train(workdir)
+    assert [r["epoch"] for r in Workdir(workdir).metrics()] == [1, 2] and os.listdir(workdir / "checkpoints") == ["1"]
+    monkeypatch.setattr(checkpoint.shutil, "disk_usage", real)
+    said = []
+    train(workdir, log=said.append)
+    assert any("resuming" in s and "epoch 1" in s for s in said), said
+    assert_equals_reference(workdir, reference)
+
+
+@pytest.mark.parametrize("how,reason", [("permissions", "Operation not permitted" if os.geteuid() == 0
+                                         else "Permission denied"),  # chattr +i as root, chmod a-w otherwise
+                                        ("read-only mount", "Read-only file system")])
+def test_a_read_only_workdir_is_one_line(copy, how, reason):
+    argv = [sys.executable, "-m", "experiments.train", *cli_flags(copy)]
+    if how == "permissions":
+        with fsfaults.read_only(copy):
+            proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300)
+    else:
+        proc = fsfaults.run_in_mount_namespace(argv, fsfaults.read_only_mount(copy), cwd=REPO,
+                                               capture_output=True, text=True, timeout=300)
+    one_error_line(proc, f"cannot write in {copy}: {reason}")
+    assert not (copy / "summary.json").exists()
 
 
 # --------------------------------------------------------------------------- failures that must write nothing
