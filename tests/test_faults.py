@@ -192,20 +192,54 @@ def test_concurrent_trainers_on_one_workdir_give_one_run(tmp_path, reference):
     assert_equals_reference(workdir, reference)
 
 
+def checkpointed(workdir):
+    """The epochs with a finished checkpoint (Orbax writes into a temporary name and renames)."""
+    d = workdir / "checkpoints"
+    return sorted(int(n) for n in os.listdir(d) if n.isdigit()) if d.is_dir() else []
+
+
 def test_kills_at_random_points_then_rerun_equal_the_reference(tmp_path, reference):
-    """SIGKILL at three random moments of one run (start-up, mid-epoch, mid-checkpoint alike),
-    each followed by a rerun that is killed again; the last rerun finishes.  The lock a killed
-    trainer held never blocks the next one."""
+    """SIGKILL at random moments of one run: the first process at a random time from its start
+    (start-up, usually), the second at a random moment after it checkpointed an epoch of its own
+    (mid-epoch or mid-checkpoint alike), the third at a random moment after it resumed.  What was
+    on disk at each kill is read with the process stopped (SIGSTOP); every next process must say it
+    resumes from the newest checkpoint then on disk -- at least one of them from epoch >= 1 -- and
+    the last one finishes equal to the reference.  The lock a killed trainer held never blocks."""
     workdir = tmp_path / "killed"
     rng = random.Random(1234)
-    for _ in range(3):
-        proc = subprocess.Popen([sys.executable, "-m", "experiments.train", *cli_flags(workdir)], cwd=REPO,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(3.0, 9.0))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    final = cli(*cli_flags(workdir))
-    assert final.returncode == 0, final.stderr
+    resumed_from, finished = None, False  # the checkpoint the next process must resume from
+    for kill in range(4):
+        log = tmp_path / f"process{kill}.log"
+        with open(log, "w") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "experiments.train", *cli_flags(workdir)], cwd=REPO,
+                                    stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        said = lambda: log.read_text().splitlines()
+        before, deadline = checkpointed(workdir), time.time() + 120
+        if kill == 0:
+            time.sleep(rng.uniform(0.5, 3.0))
+        elif kill == 1:
+            while checkpointed(workdir) == before and proc.poll() is None and time.time() < deadline:
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 0.5))
+        elif kill == 2:
+            while not any(line.startswith("resuming") for line in said()) and proc.poll() is None \
+                    and time.time() < deadline:
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 1.0))
+        if kill < 3:
+            proc.send_signal(signal.SIGSTOP)
+            on_disk, finished = checkpointed(workdir), (workdir / "summary.json").exists()
+            proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=300) in ((0,) if kill == 3 else (0, -signal.SIGKILL)), log.read_text()
+        if resumed_from:
+            assert f"resuming {workdir} from the checkpoint of epoch {resumed_from}" in said(), said()
+        elif kill:
+            assert not any(line.startswith("resuming") for line in said()), said()
+        if finished:
+            break
+        if kill == 1:
+            assert on_disk and on_disk[-1] >= 1  # so the next process must resume
+        resumed_from = on_disk[-1] if on_disk else None
     assert_equals_reference(workdir, reference)
 
 
