@@ -33,13 +33,6 @@ def test_param_counts_match_the_published_ones(name):
     assert n_params(models.create(name)) == CIFAR_PINNED[name]
 
 
-def test_published_rounded_figures():
-    assert round(CIFAR_PINNED["resnet20"] / 1e6, 2) == 0.27
-    assert round(CIFAR_PINNED["resnet56"] / 1e6, 2) == 0.85
-    assert round(CIFAR_PINNED["resnet18"] / 1e6, 1) == 11.2
-    assert round(CIFAR_PINNED["airbench"] / 1e6, 2) == 1.97
-
-
 def test_resnet20_and_airbench_run_train_and_eval_with_batch_norm():
     for name in ("resnet20", "airbench"):
         model = models.create(name, 10)
