@@ -226,13 +226,34 @@ def test_schedules_and_optimizers():
         assert float(updates["w"][0]) < 0  # every optimizer steps against the gradient
 
 
-def test_augmentation_keeps_shapes_and_pixels():
-    imgs = np.arange(2 * 6 * 6, dtype=np.uint8).reshape(2, 6, 6, 1)
+def test_augmentation_flips_and_crops_by_exactly_what_it_says():
+    """flip: each image mirrored left-right or left alone, both occurring; crop: each image is the
+    zero-padded image (pad 2) cut at an offset in [0, 4]^2, i.e. shifted by -2..2 pixels per axis
+    with zeros shifted in, every one of the 25 offsets occurring; flip_crop: a crop of a flip."""
+    n, pad = 512, 2
+    imgs = (np.arange(n * 6 * 5, dtype=np.int64) % 251 + 1).astype(np.uint8).reshape(n, 6, 5, 1)  # no zeros
+    imgs[:, :, 0] = 7  # asymmetric and distinct per column, so a flip is visible
     flipped = np.asarray(train.augment_batch(jax.random.PRNGKey(0), imgs, "flip"))
-    for a, b in zip(flipped, imgs):
-        assert np.array_equal(a, b) or np.array_equal(a, b[:, ::-1])
-    cropped = np.asarray(train.augment_batch(jax.random.PRNGKey(1), imgs, "crop"))
-    assert cropped.shape == imgs.shape
+    mirrored = [np.array_equal(a, b[:, ::-1]) for a, b in zip(flipped, imgs)]
+    kept = [np.array_equal(a, b) for a, b in zip(flipped, imgs)]
+    assert all(m != k for m, k in zip(mirrored, kept))  # exactly one of the two
+    assert 0.4 < np.mean(mirrored) < 0.6  # probability 1/2
+
+    def offset(out, img):
+        padded = np.pad(img, ((pad, pad), (pad, pad), (0, 0)))
+        found = [(dy, dx) for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)
+                 if np.array_equal(out, padded[dy:dy + 6, dx:dx + 5])]
+        assert len(found) <= 1, found
+        return found[0] if found else None
+    cropped = np.asarray(train.augment_batch(jax.random.PRNGKey(1), imgs, "crop", pad=pad))
+    assert cropped.shape == imgs.shape and cropped.dtype == np.uint8
+    offsets = [offset(a, b) for a, b in zip(cropped, imgs)]
+    assert set(offsets) == {(dy, dx) for dy in range(5) for dx in range(5)}
+    assert offsets.count((pad, pad)) < n / 10  # the identity only as one of 25 offsets
+    both = np.asarray(train.augment_batch(jax.random.PRNGKey(2), imgs, "flip_crop", pad=pad))
+    as_is = [offset(out, img) is not None for out, img in zip(both, imgs)]
+    as_flipped = [offset(out, img[:, ::-1]) is not None for out, img in zip(both, imgs)]
+    assert all(a != f for a, f in zip(as_is, as_flipped)) and 0.4 < np.mean(as_flipped) < 0.6
 
 
 def test_evaluate_cli_restores_best_and_writes_confusion(reference):
