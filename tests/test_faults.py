@@ -361,3 +361,81 @@ def test_a_resume_hides_the_events_of_the_epochs_it_trains_again(copy):
     assert starts == [3]  # TensorBoard drops the older files' events from step 3 on
     scalars = sorted({e.step for e in events if e.HasField("summary")})
     assert scalars == [3]
+
+
+# --------------------------------------------------------------------------- promises not exercised elsewhere
+
+
+def test_checkpoint_retention_keeps_the_latest_n_plus_the_best(tmp_path):
+    """keep_checkpoints=2 over six epochs whose best validation accuracy is epoch 2's: 2, 5, 6 stay."""
+    import optax
+
+    from cnnjax import checkpoint, models
+    from cnnjax import train as train_lib
+    state = train_lib.init_state(models.create("mlp", hidden=()), optax.sgd(0.1), 0, (28, 28, 1))
+    checkpoints = checkpoint.Checkpoints(str(tmp_path / "checkpoints"), keep=2, log=lambda s: None)
+    try:
+        for epoch, val_accuracy in enumerate([0.5, 0.9, 0.6, 0.7, 0.8, 0.85], start=1):
+            checkpoints.save(epoch, state, {"epoch": epoch, "step": epoch}, {"val_accuracy": val_accuracy})
+            checkpoints.wait()
+        assert checkpoints.epochs() == [2, 5, 6]
+    finally:
+        checkpoints.close()
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["2", "5", "6"]  # deleted from disk, not just hidden
+
+
+def test_a_run_keeps_its_latest_checkpoints_and_the_selected_one(tmp_path):
+    """config.keep_checkpoints reaches the run: with 1 kept over 4 epochs, epochs 1-3 are deleted unless
+    validation selected one of them (the retention policy itself: the test above)."""
+    workdir = tmp_path / "run"
+    train(workdir, epochs=4, keep_checkpoints=1)
+    selected = Workdir(workdir).summary()["selected_epoch"]
+    assert sorted(os.listdir(workdir / "checkpoints"), key=int) == sorted({str(selected), "4"}, key=int)
+
+
+def test_nan_stop_exits_3_with_one_line_and_keeps_the_workdir(tmp_path):
+    """README: a NaN/inf loss stops the run (exit 3) and keeps the checkpoints before it."""
+    workdir = tmp_path / "nan"
+    proc = cli(*cli_flags(workdir), "--config.learning_rate=1e30", "--config.optimizer=sgd")
+    assert proc.returncode == 3, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: train loss is nan in epoch 1; stopped with the "
+                                                   "checkpoints of epochs none kept"), proc.stderr
+    assert "use another --workdir" in lines[0]
+    assert Workdir(workdir).config().learning_rate == 1e30 and not (workdir / "summary.json").exists()
+
+
+def test_a_training_batch_too_big_for_memory_is_refused_up_front(tmp_path, monkeypatch):
+    """The training batch (activations kept for the backward pass) is checked like the evaluation
+    batch.  With 64 MiB available, padded_cnn's training batch of 512 does not fit in 80% of it,
+    while the evaluation batch of 64 does.  (Were the check gone, this trains a small model.)"""
+    from cnnjax import models, summary
+    monkeypatch.setattr(experiment, "available_memory", lambda: 64 * 2**20)
+    per_image = summary.summarize(models.create("padded_cnn"), (28, 28, 1)).bytes_per_example(True)
+    fits = int(0.8 * 64 * 2**20 // per_image)
+    assert 0 < fits < 512
+    with pytest.raises(ValueError, match=rf"^config.batch_size=512 needs about {512 * per_image / 2**30:.1f} GiB "
+                                         rf"for padded_cnn \(largest layer conv2: 14x14x32 per image\), 0.1 GiB "
+                                         rf"are available; use config.batch_size <= {fits}$"):
+        train(tmp_path / "big", batch_size=512, eval_batch_size=64)
+    assert not (tmp_path / "big").exists()
+
+
+def test_tensorboard_scalars_are_the_metrics_and_the_test_numbers(reference):
+    """Every number of metrics.jsonl (but epoch and step) under its own tag at step = epoch, and the
+    test numbers of summary.json at the last epoch: nothing else, nothing missing."""
+    files = [n for n in os.listdir(reference) if n.startswith("events.out.tfevents")]
+    assert len(files) == 1
+    got = {(v.tag, e.step): v.simple_value for e in _events(reference / files[0]) if e.HasField("summary")
+           for v in e.summary.value}
+    rows, summary = Workdir(reference).metrics(), Workdir(reference).summary()
+    want = {(k, r["epoch"]): v for r in rows for k, v in r.items() if k not in ("epoch", "step") and v is not None}
+    last = rows[-1]["epoch"]
+    want.update({("test_loss_final", last): summary["final_test_loss"],
+                 ("test_accuracy_final", last): summary["final_test_accuracy"],
+                 ("test_loss_selected", last): summary["selected_test_loss"],
+                 ("test_accuracy_selected", last): summary["selected_test_accuracy"]})
+    assert {"train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate"} <= {k for k, _ in want}
+    assert sorted(got) == sorted(want)
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value, rel=1e-6), key  # stored as float32
