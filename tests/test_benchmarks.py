@@ -48,8 +48,7 @@ def test_train_throughput_prints_the_table(tmp_path):
 
 
 def test_resnet20_throughput_against_its_torch_twin(tmp_path):
-    import pytest
-    pytest.importorskip("torch")
+    import torch  # noqa: F401  ([dev] installs it: missing fails, never skips)
     from benchmarks.torch_twins import torch_model
     from tests.test_cifar_models import CIFAR_PINNED
     assert sum(p.numel() for p in torch_model("resnet20").parameters()) == CIFAR_PINNED["resnet20"]
@@ -81,7 +80,6 @@ def test_throughput_workers_all_train_on_the_first_fashion_mnist_images(monkeypa
     """--data=fashion_mnist (the default): every worker gathers from the same real images; the
     colour models, for which no real data exists here, and --data=random get uniform noise."""
     import numpy as np
-    import pytest
     from benchmarks import train_throughput as tt
     from cnnjax import data
     ds = data.synthetic(num_train=tt.POOL_IMAGES + 7, num_test=10)  # stands in for Fashion-MNIST
@@ -97,7 +95,7 @@ def test_throughput_workers_all_train_on_the_first_fashion_mnist_images(monkeypa
     assert colour.shape == (tt.POOL_IMAGES, 32, 32, 3)
     assert tt.pool_source((32, 32, 3), "fashion_mnist") == tt.pool_source(tt.IMAGE_SHAPE, "random") == \
         "uniform random uint8" != tt.pool_source(tt.IMAGE_SHAPE, "fashion_mnist")
-    torch = pytest.importorskip("torch")
+    import torch  # [dev] installs it: missing fails, never skips
     bench = tt._TorchBench("fashion_mnist")
     bench._pool("padded_cnn")  # NCHW tensors of the same images, labels and order
     np.testing.assert_array_equal(bench.images.numpy(), images.transpose(0, 3, 1, 2))

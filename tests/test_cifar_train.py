@@ -95,7 +95,6 @@ def test_cifar_recipes_are_valid_configs(name):
     cfg = config.from_dict(cifar.get_config(name))  # validates the settings and the model options
     assert cfg.dataset == "cifar10" and cfg.model == name and cfg.augment == "flip_crop"
     # ready to run on a CIFAR-format copy: the same config on a tiny set in the published layout
-    assert cifar.PUBLISHED[name] > 0.9
 
 
 @pytest.mark.parametrize("name", ["resnet20", "airbench"])
@@ -111,8 +110,12 @@ def test_bfloat16_compute_and_accumulation_run_the_colour_nets(name):
     state, m = run(state, *jax.device_put((ds.train_images, ds.train_labels)), 1)
     assert np.isfinite(m["train_loss"])
     assert all(a.dtype == jnp.float32 for a in jax.tree.leaves((state.params, state.batch_stats)))
-    acc = evaluation.evaluate(model, state.variables(), ds, batch_size=8, compute_dtype="bfloat16")["accuracy"]
-    assert 0 <= acc <= 1
+    # evaluation in bfloat16 computes the float32 evaluation's function to bfloat16 precision -- and does
+    # run in bfloat16 (not bit-identical)
+    bf16, f32 = (evaluation.evaluate(model, state.variables(), ds, batch_size=8, compute_dtype=dtype)
+                 for dtype in ("bfloat16", "float32"))
+    assert bf16["loss"] != f32["loss"] and bf16["loss"] == pytest.approx(f32["loss"], rel=0.03)
+    assert abs(bf16["accuracy"] - f32["accuracy"]) <= 2 / len(ds.test_labels)
 
 
 def test_cifar_recipe_trains_end_to_end_on_a_cifar_binary_copy(tmp_path):

@@ -319,3 +319,46 @@ def test_load_real_fashion_mnist():
     np.testing.assert_array_equal(np.bincount(ds.train_labels, minlength=10), np.full(10, 6000))
     np.testing.assert_array_equal(np.bincount(ds.test_labels, minlength=10), np.full(10, 1000))
     assert ds.mean == pytest.approx(0.2860, abs=1e-3) and ds.std == pytest.approx(0.3530, abs=1e-3)
+
+
+def _numbered(n=200):
+    """A dataset whose training image i holds i in its first two pixels (identifiable after a split)."""
+    images = np.zeros((n, 2, 2, 1), np.uint8)
+    images[:, 0, 0, 0], images[:, 0, 1, 0] = np.arange(n) % 256, np.arange(n) // 256
+    images[:, 1, 1, 0] = np.where(np.arange(n) < n // 2, 255, 0)  # the first half bright: visible in the mean
+    labels = (np.arange(n) % 3).astype(np.int32)
+    return data.Dataset("numbered", images, labels, images[:5], labels[:5], ("a", "b", "c"), "hand")
+
+
+def _ids(images):
+    return images[:, 0, 0, 0].astype(int) + 256 * images[:, 0, 1, 0].astype(int)
+
+
+def test_hold_out_is_disjoint_chosen_by_the_seed_and_counts_or_fractions():
+    ds = _numbered(200)
+    split = ds.hold_out(30, seed=0)
+    train, val = _ids(split.train_images), _ids(split.val_images)
+    assert len(val) == 30 and len(train) == 170
+    assert set(train).isdisjoint(val) and sorted(set(train) | set(val)) == list(range(200))  # a partition
+    assert list(train) == sorted(train)  # the rest keep their order
+    np.testing.assert_array_equal(split.train_labels, train % 3)  # labels travel with their images
+    np.testing.assert_array_equal(split.val_labels, val % 3)
+    assert set(val) != set(range(30)) and set(val) != set(range(170, 200))  # drawn, not a slice
+    assert set(_ids(ds.hold_out(30, seed=0).val_images)) == set(val)  # the seed decides ...
+    assert set(_ids(ds.hold_out(30, seed=1).val_images)) != set(val)  # ... and only the seed
+    assert len(ds.hold_out(0.1, seed=0).val_labels) == 20  # a fraction of the training images
+    assert len(ds.hold_out(0.25, seed=0).val_labels) == 50
+    assert len(ds.hold_out(1, seed=0).val_labels) == 1  # 1 is one image, not everything
+    assert ds.hold_out(0, seed=0) is ds  # no split
+    # pixel statistics of the remaining training images only (the held-out ones are not trained on)
+    assert split.mean == pytest.approx(split.train_images.mean() / 255) != pytest.approx(ds.mean)
+    for bad in (200, 250, 0.999, -3):  # (1.0 is one image, as 1)
+        with pytest.raises(ValueError, match="choose a validation_size between 1 and 199 images or a fraction"):
+            ds.hold_out(bad, seed=0)
+
+
+def test_hold_out_keeps_a_datasets_own_validation_split():
+    ds = _numbered(50)
+    own = data.Dataset("own", ds.train_images[:40], ds.train_labels[:40], ds.test_images, ds.test_labels,
+                       ds.class_names, "hand", val_images=ds.train_images[40:], val_labels=ds.train_labels[40:])
+    assert own.hold_out(0.1, seed=0) is own and own.hold_out(5, seed=3) is own

@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+from tests import fsfaults
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -37,15 +39,20 @@ def test_unwritable_output_is_one_error_line_after_the_results(run_dir):
     assert not (run_dir / "evaluation.json").exists()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write to a read-only directory")
-def test_read_only_workdir(run_dir):
-    os.chmod(run_dir, 0o555)
-    try:
-        proc = cli("evaluate", f"--workdir={run_dir}")
-    finally:
-        os.chmod(run_dir, 0o755)
-    assert proc.returncode == 2 and "test accuracy" in proc.stdout
-    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: cannot write {run_dir / 'confusion.png'}: ")
+@pytest.mark.parametrize("how,reason", [("permissions", "Operation not permitted" if os.geteuid() == 0
+                                         else "Permission denied"),  # chattr +i as root, chmod a-w otherwise
+                                        ("read-only mount", "Read-only file system")])
+def test_read_only_workdir(run_dir, how, reason):
+    argv = [sys.executable, "-m", "experiments.evaluate", f"--workdir={run_dir}"]
+    if how == "permissions":
+        with fsfaults.read_only(run_dir):
+            proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300)
+    else:
+        proc = fsfaults.run_in_mount_namespace(argv, fsfaults.read_only_mount(run_dir), cwd=REPO,
+                                               capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "test accuracy" in proc.stdout, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == f"error: cannot write {run_dir / 'confusion.png'}: {reason}"
+    assert not (run_dir / "confusion.png").exists() and not (run_dir / "evaluation.json").exists()
 
 
 def test_writes_confusion_and_evaluation(run_dir):

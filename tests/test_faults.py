@@ -16,6 +16,7 @@ import pytest
 
 from cnnjax import experiment
 from cnnjax.workdir import Workdir, WorkdirError
+from tests import fsfaults
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = dict(dataset="synthetic", num_train=640, num_test=200, batch_size=64, epochs=3, seed=0, progress="none")
@@ -191,58 +192,110 @@ def test_concurrent_trainers_on_one_workdir_give_one_run(tmp_path, reference):
     assert_equals_reference(workdir, reference)
 
 
+def checkpointed(workdir):
+    """The epochs with a finished checkpoint (Orbax writes into a temporary name and renames)."""
+    d = workdir / "checkpoints"
+    return sorted(int(n) for n in os.listdir(d) if n.isdigit()) if d.is_dir() else []
+
+
 def test_kills_at_random_points_then_rerun_equal_the_reference(tmp_path, reference):
-    """SIGKILL at three random moments of one run (start-up, mid-epoch, mid-checkpoint alike),
-    each followed by a rerun that is killed again; the last rerun finishes.  The lock a killed
-    trainer held never blocks the next one."""
+    """SIGKILL at random moments of one run: the first process at a random time from its start
+    (start-up, usually), the second at a random moment after it checkpointed an epoch of its own
+    (mid-epoch or mid-checkpoint alike), the third at a random moment after it resumed.  What was
+    on disk at each kill is read with the process stopped (SIGSTOP); every next process must say it
+    resumes from the newest checkpoint then on disk -- at least one of them from epoch >= 1 -- and
+    the last one finishes equal to the reference.  The lock a killed trainer held never blocks."""
     workdir = tmp_path / "killed"
     rng = random.Random(1234)
-    for _ in range(3):
-        proc = subprocess.Popen([sys.executable, "-m", "experiments.train", *cli_flags(workdir)], cwd=REPO,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(3.0, 9.0))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    final = cli(*cli_flags(workdir))
-    assert final.returncode == 0, final.stderr
+    resumed_from, finished = None, False  # the checkpoint the next process must resume from
+    for kill in range(4):
+        log = tmp_path / f"process{kill}.log"
+        with open(log, "w") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "experiments.train", *cli_flags(workdir)], cwd=REPO,
+                                    stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        said = lambda: log.read_text().splitlines()
+        before, deadline = checkpointed(workdir), time.time() + 120
+        if kill == 0:
+            time.sleep(rng.uniform(0.5, 3.0))
+        elif kill == 1:
+            while checkpointed(workdir) == before and proc.poll() is None and time.time() < deadline:
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 0.5))
+        elif kill == 2:
+            while not any(line.startswith("resuming") for line in said()) and proc.poll() is None \
+                    and time.time() < deadline:
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 1.0))
+        if kill < 3:
+            proc.send_signal(signal.SIGSTOP)
+            on_disk, finished = checkpointed(workdir), (workdir / "summary.json").exists()
+            proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=300) in ((0,) if kill == 3 else (0, -signal.SIGKILL)), log.read_text()
+        if resumed_from:
+            assert f"resuming {workdir} from the checkpoint of epoch {resumed_from}" in said(), said()
+        elif kill:
+            assert not any(line.startswith("resuming") for line in said()), said()
+        if finished:
+            break
+        if kill == 1:
+            assert on_disk and on_disk[-1] >= 1  # so the next process must resume
+        resumed_from = on_disk[-1] if on_disk else None
     assert_equals_reference(workdir, reference)
 
 
 # --------------------------------------------------------------------------- the disk
 
 
-def _mount(args, target):
-    try:
-        subprocess.run(["mount", *args, str(target)], check=True, capture_output=True)
-    except (OSError, subprocess.CalledProcessError) as e:
-        pytest.skip(f"cannot mount here ({e})")
-
-
 def test_a_full_disk_is_one_line_and_a_rerun_with_room_resumes(tmp_path, reference):
-    disk = tmp_path / "disk"
+    """A real 600 kB tmpfs, mounted in a private mount namespace (root or not); the run is copied
+    out of it ("free space": moved to a bigger disk) before the namespace and the tmpfs end."""
+    disk, saved = tmp_path / "disk", tmp_path / "moved"
     disk.mkdir()
-    _mount(["-t", "tmpfs", "-o", "size=600k", "tmpfs"], disk)
-    try:
-        proc = cli(*cli_flags(disk / "run"))
-        one_error_line(proc, f"the disk of {disk / 'run'} is full", "rerun the same command to resume")
-        saved = tmp_path / "moved"
-        shutil.copytree(disk / "run", saved)  # "free space": move the run to a bigger disk
-    finally:
-        subprocess.run(["umount", str(disk)], check=False)
+    proc = fsfaults.run_in_mount_namespace([sys.executable, "-m", "experiments.train", *cli_flags(disk / "run")],
+                                           [["-t", "tmpfs", "-o", "size=600k", "tmpfs", str(disk)]],
+                                           after=f"cp -a {disk / 'run'} {saved}",
+                                           cwd=REPO, capture_output=True, text=True, timeout=300)
+    one_error_line(proc, f"the disk of {disk / 'run'} is full", "rerun the same command to resume")
     assert Workdir(saved).config() is not None and not (saved / "summary.json").exists()
     again = cli(*cli_flags(saved))
     assert again.returncode == 0, again.stderr
     assert_equals_reference(saved, reference)
 
 
-def test_a_read_only_workdir_is_one_line(copy):
-    _mount(["--bind", str(copy)], copy)
-    try:
-        subprocess.run(["mount", "-o", "remount,bind,ro", str(copy)], check=True, capture_output=True)
-        proc = cli(*cli_flags(copy))
-    finally:
-        subprocess.run(["umount", str(copy)], check=False)
-    one_error_line(proc, f"cannot write in {copy}", "Read-only file system")
+def test_a_disk_that_fills_at_a_checkpoint_stops_and_a_rerun_resumes(tmp_path, reference, monkeypatch):
+    """The same promise without any mount (runs wherever the tmpfs test cannot): the disk reports
+    too little room for epoch 2's checkpoint."""
+    from cnnjax import checkpoint
+    real = checkpoint.shutil.disk_usage
+    workdir = tmp_path / "run"
+
+    def disk_usage(path):
+        full = os.path.isdir(workdir / "checkpoints" / "1")
+        return real(path)._replace(free=1000) if full else real(path)
+    monkeypatch.setattr(checkpoint.shutil, "disk_usage", disk_usage)
+    with pytest.raises(experiment.DiskFull, match=f"the disk of {workdir} is full .*rerun the same command"):
+        train(workdir)
+    assert [r["epoch"] for r in Workdir(workdir).metrics()] == [1, 2] and os.listdir(workdir / "checkpoints") == ["1"]
+    monkeypatch.setattr(checkpoint.shutil, "disk_usage", real)
+    said = []
+    train(workdir, log=said.append)
+    assert any("resuming" in s and "epoch 1" in s for s in said), said
+    assert_equals_reference(workdir, reference)
+
+
+@pytest.mark.parametrize("how,reason", [("permissions", "Operation not permitted" if os.geteuid() == 0
+                                         else "Permission denied"),  # chattr +i as root, chmod a-w otherwise
+                                        ("read-only mount", "Read-only file system")])
+def test_a_read_only_workdir_is_one_line(copy, how, reason):
+    argv = [sys.executable, "-m", "experiments.train", *cli_flags(copy)]
+    if how == "permissions":
+        with fsfaults.read_only(copy):
+            proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300)
+    else:
+        proc = fsfaults.run_in_mount_namespace(argv, fsfaults.read_only_mount(copy), cwd=REPO,
+                                               capture_output=True, text=True, timeout=300)
+    one_error_line(proc, f"cannot write in {copy}: {reason}")
+    assert not (copy / "summary.json").exists()
 
 
 # --------------------------------------------------------------------------- failures that must write nothing
@@ -308,3 +361,81 @@ def test_a_resume_hides_the_events_of_the_epochs_it_trains_again(copy):
     assert starts == [3]  # TensorBoard drops the older files' events from step 3 on
     scalars = sorted({e.step for e in events if e.HasField("summary")})
     assert scalars == [3]
+
+
+# --------------------------------------------------------------------------- promises not exercised elsewhere
+
+
+def test_checkpoint_retention_keeps_the_latest_n_plus_the_best(tmp_path):
+    """keep_checkpoints=2 over six epochs whose best validation accuracy is epoch 2's: 2, 5, 6 stay."""
+    import optax
+
+    from cnnjax import checkpoint, models
+    from cnnjax import train as train_lib
+    state = train_lib.init_state(models.create("mlp", hidden=()), optax.sgd(0.1), 0, (28, 28, 1))
+    checkpoints = checkpoint.Checkpoints(str(tmp_path / "checkpoints"), keep=2, log=lambda s: None)
+    try:
+        for epoch, val_accuracy in enumerate([0.5, 0.9, 0.6, 0.7, 0.8, 0.85], start=1):
+            checkpoints.save(epoch, state, {"epoch": epoch, "step": epoch}, {"val_accuracy": val_accuracy})
+            checkpoints.wait()
+        assert checkpoints.epochs() == [2, 5, 6]
+    finally:
+        checkpoints.close()
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["2", "5", "6"]  # deleted from disk, not just hidden
+
+
+def test_a_run_keeps_its_latest_checkpoints_and_the_selected_one(tmp_path):
+    """config.keep_checkpoints reaches the run: with 1 kept over 4 epochs, epochs 1-3 are deleted unless
+    validation selected one of them (the retention policy itself: the test above)."""
+    workdir = tmp_path / "run"
+    train(workdir, epochs=4, keep_checkpoints=1)
+    selected = Workdir(workdir).summary()["selected_epoch"]
+    assert sorted(os.listdir(workdir / "checkpoints"), key=int) == sorted({str(selected), "4"}, key=int)
+
+
+def test_nan_stop_exits_3_with_one_line_and_keeps_the_workdir(tmp_path):
+    """README: a NaN/inf loss stops the run (exit 3) and keeps the checkpoints before it."""
+    workdir = tmp_path / "nan"
+    proc = cli(*cli_flags(workdir), "--config.learning_rate=1e30", "--config.optimizer=sgd")
+    assert proc.returncode == 3, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: train loss is nan in epoch 1; stopped with the "
+                                                   "checkpoints of epochs none kept"), proc.stderr
+    assert "use another --workdir" in lines[0]
+    assert Workdir(workdir).config().learning_rate == 1e30 and not (workdir / "summary.json").exists()
+
+
+def test_a_training_batch_too_big_for_memory_is_refused_up_front(tmp_path, monkeypatch):
+    """The training batch (activations kept for the backward pass) is checked like the evaluation
+    batch.  With 64 MiB available, padded_cnn's training batch of 512 does not fit in 80% of it,
+    while the evaluation batch of 64 does.  (Were the check gone, this trains a small model.)"""
+    from cnnjax import models, summary
+    monkeypatch.setattr(experiment, "available_memory", lambda: 64 * 2**20)
+    per_image = summary.summarize(models.create("padded_cnn"), (28, 28, 1)).bytes_per_example(True)
+    fits = int(0.8 * 64 * 2**20 // per_image)
+    assert 0 < fits < 512
+    with pytest.raises(ValueError, match=rf"^config.batch_size=512 needs about {512 * per_image / 2**30:.1f} GiB "
+                                         rf"for padded_cnn \(largest layer conv2: 14x14x32 per image\), 0.1 GiB "
+                                         rf"are available; use config.batch_size <= {fits}$"):
+        train(tmp_path / "big", batch_size=512, eval_batch_size=64)
+    assert not (tmp_path / "big").exists()
+
+
+def test_tensorboard_scalars_are_the_metrics_and_the_test_numbers(reference):
+    """Every number of metrics.jsonl (but epoch and step) under its own tag at step = epoch, and the
+    test numbers of summary.json at the last epoch: nothing else, nothing missing."""
+    files = [n for n in os.listdir(reference) if n.startswith("events.out.tfevents")]
+    assert len(files) == 1
+    got = {(v.tag, e.step): v.simple_value for e in _events(reference / files[0]) if e.HasField("summary")
+           for v in e.summary.value}
+    rows, summary = Workdir(reference).metrics(), Workdir(reference).summary()
+    want = {(k, r["epoch"]): v for r in rows for k, v in r.items() if k not in ("epoch", "step") and v is not None}
+    last = rows[-1]["epoch"]
+    want.update({("test_loss_final", last): summary["final_test_loss"],
+                 ("test_accuracy_final", last): summary["final_test_accuracy"],
+                 ("test_loss_selected", last): summary["selected_test_loss"],
+                 ("test_accuracy_selected", last): summary["selected_test_accuracy"]})
+    assert {"train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate"} <= {k for k, _ in want}
+    assert sorted(got) == sorted(want)
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value, rel=1e-6), key  # stored as float32

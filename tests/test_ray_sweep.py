@@ -199,3 +199,30 @@ def get_search():
 
     first = trials(0, "a")
     assert len(set(first)) == 3 and trials(0, "b") == first and trials(1, "c") != first
+
+
+def test_a_two_trial_search_runs_and_reports(cluster, tmp_path):
+    """launch.search end to end in the fast suite (the slow tests above cover ASHA and the seeds):
+    2 random trials of 1 epoch on a few synthetic images, each a finished run trained with the
+    drawn learning rate, inside the space, named after it; sweep.json and the report list both."""
+    from launch import search
+    path = tmp_path / "search.py"
+    path.write_text(STUDY.split("def get_sweep")[0].replace("padded_cnn", "seed_net") + '''
+def get_search():
+    return {"space": {"learning_rate": ("log", 1e-4, 1e-1)}, "num_samples": 2, "algorithm": "random", "seed": 0}
+''')
+    out = tmp_path / "out"
+    base = {**BASE, "model": "seed_net", "epochs": 1, "num_train": 256, "num_test": 64}
+    assert search.run_search(str(out), str(path), base, echo=lambda line: None) == 0
+    record = json.load(open(out / "sweep.json"))
+    assert record["tool"] == "launch.search" and len(record["runs"]) == 2
+    rates = []
+    for run in record["runs"]:
+        wd = Workdir(str(out / "runs" / run["name"]))
+        assert wd.summary() is not None and wd.summary()["epochs_trained"] == 1
+        lr = wd.config().learning_rate
+        assert 1e-4 <= lr <= 1e-1 and run["name"] == study_lib.run_name(search.trial_overrides({"learning_rate": lr}))
+        rates.append(lr)
+    assert len(set(rates)) == 2
+    assert len(report_lib.report(str(out), write=False)) == 2
+    assert all(run["name"] in (out / "results.md").read_text() for run in record["runs"])

@@ -141,7 +141,7 @@ def test_train_cli_refuses_target_without_validation_in_one_line(tmp_path):
 
 @pytest.mark.parametrize("target,margin,delay", [(TARGET, 0.0, 0), (0.8, TARGET - 0.8, 0), (TARGET, 0.0, 2)])
 def test_torch_mirror_trains_a_tiny_config_and_stops_at_the_target(target, margin, delay):
-    pytest.importorskip("torch")
+    import torch  # noqa: F401  ([dev] installs it: missing fails, never skips)
     from benchmarks import speedrun_torch
     lines = []
     rec = speedrun_torch.run(dict(TINY, target_accuracy=target, target_margin=margin, eval_delay=delay),
@@ -158,7 +158,7 @@ def test_torch_mirror_trains_a_tiny_config_and_stops_at_the_target(target, margi
 
 
 def test_torch_twins_have_cnnjax_parameter_counts_and_the_same_schedule():
-    pytest.importorskip("torch")
+    import torch  # noqa: F401  ([dev] installs it: missing fails, never skips)
     import numpy as np
     from benchmarks import speedrun_torch, torch_twins
     from cnnjax import models, summary
@@ -181,7 +181,7 @@ def test_torch_twins_have_cnnjax_parameter_counts_and_the_same_schedule():
 
 
 def test_torch_mirror_takes_auto_compute_dtype_where_it_is_float32(monkeypatch):
-    pytest.importorskip("torch")
+    import torch  # noqa: F401  ([dev] installs it: missing fails, never skips)
     import jax
     from benchmarks import speedrun_torch
     speedrun_torch.check(config_lib.from_dict(dict(TINY, compute_dtype="auto")))  # float32 on this CPU
@@ -211,7 +211,7 @@ def _flax_into_torch(variables, net):
 def test_torch_airbench_computes_cnnjax_airbench_given_its_weights(options):
     """Same layers, pools (27 -> 13 -> 6 -> 3 -> 1), exact GELU, 1/9 scaling, BN eps and momentum:
     with Flax's weights copied in, the same logits (eval and train mode) and running statistics."""
-    torch = pytest.importorskip("torch")
+    import torch  # [dev] installs it: missing fails, never skips
     import jax
     import jax.numpy as jnp
     from benchmarks import torch_twins
@@ -261,7 +261,7 @@ def _steps(cfg, model, ema, opt, ds, n):
 
 
 def test_torch_whitening_init_is_cnnjax_kernel_frozen_and_ema_averages_every_step():
-    torch = pytest.importorskip("torch")
+    import torch  # [dev] installs it: missing fails, never skips
     from benchmarks import speedrun_torch
     cfg = config_lib.from_dict(WHITE)
     ds = experiment.load_data(cfg)
@@ -291,7 +291,7 @@ def test_torch_whitening_init_is_cnnjax_kernel_frozen_and_ema_averages_every_ste
 @pytest.mark.parametrize("tta", ["none", "flip", "flip_shift"])
 def test_torch_tta_is_cnnjax_tta_logits(tta):
     """A linear model with the same weights on both sides: the same views with the same weights."""
-    torch = pytest.importorskip("torch")
+    import torch  # [dev] installs it: missing fails, never skips
     import jax.numpy as jnp
     from benchmarks import speedrun_torch
     rng = np.random.default_rng(0)
@@ -307,7 +307,7 @@ def test_torch_tta_is_cnnjax_tta_logits(tta):
 
 
 def test_torch_mirror_runs_airbench_with_whitening_ema_and_tta_to_a_target():
-    pytest.importorskip("torch")
+    import torch  # noqa: F401  ([dev] installs it: missing fails, never skips)
     from benchmarks import speedrun_torch
     lines = []
     rec = speedrun_torch.run(dict(WHITE, target_accuracy=0.5), log=lines.append)
@@ -329,7 +329,7 @@ def run_speedrun(*args):
 
 
 def test_speedrun_driver_tabulates_seeds_with_the_torch_ratio(tmp_path):
-    pytest.importorskip("torch")
+    import torch  # noqa: F401  ([dev] installs it: missing fails, never skips)
     out = tmp_path / "out"
     proc = run_speedrun("--config=experiments/configs/speedrun.py:0.915", f"--target={TARGET}", "--seeds=2",
                         "--torch", "--noisolate", f"--out={out}", *SPEEDRUN_FLAGS)
@@ -395,7 +395,7 @@ def test_speedrun_config_variants_are_valid_recipes_the_torch_mirror_takes():
 
 
 def test_torch_augmentation_flips_and_shifts_like_cnnjax():
-    torch = pytest.importorskip("torch")
+    import torch  # [dev] installs it: missing fails, never skips
     import numpy as np
     from benchmarks import speedrun_torch
     x = torch.randint(1, 256, (64, 2, 6, 5), dtype=torch.uint8)  # no zeros: padding is recognisable

@@ -87,18 +87,34 @@ def test_same_seed_same_numbers_in_process(tmp_path, reference):
     assert_same_params(params_of(tmp_path / "a"), params_of(reference))
 
 
-def test_sigkill_and_rerun_equals_uninterrupted(tmp_path, reference):
-    workdir = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "experiments.train", *cli_flags(workdir)], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not (workdir / "checkpoints" / "1").exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (workdir / "summary.json").exists(), "killed too late: the run had already finished"
+def checkpointed(workdir):
+    """The epochs with a finished checkpoint (Orbax writes into a temporary name and renames)."""
+    d = workdir / "checkpoints"
+    return sorted(int(n) for n in os.listdir(d) if n.isdigit()) if d.is_dir() else []
+
+
+def test_sigkill_mid_epoch_and_rerun_resumes_and_equals_uninterrupted(tmp_path, reference):
+    """Killed while it trains epoch 2: the moment is read with the process stopped (SIGSTOP) just
+    before the kill -- epoch 1 logged and checkpointed, epoch 2 not logged, no summary.  The rerun
+    must say it resumes from epoch 1's checkpoint and end equal to the uninterrupted run."""
+    for attempt in range(3):  # epoch 2 takes ~0.5 s here: a loaded machine may overshoot it
+        workdir = tmp_path / f"killed{attempt}"
+        proc = subprocess.Popen([sys.executable, "-m", "experiments.train", *cli_flags(workdir)], cwd=REPO,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 120
+        while not checkpointed(workdir) and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGSTOP)
+        at_kill = checkpointed(workdir), len(Workdir(workdir).metrics()), (workdir / "summary.json").exists()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if at_kill == ([1], 1, False):
+            break
+    else:
+        pytest.fail(f"three runs were never stopped inside epoch 2 (checkpoints, logged epochs, finished): {at_kill}")
     rerun = run_cli(*cli_flags(workdir))
     assert rerun.returncode == 0, rerun.stderr
+    assert f"resuming {workdir} from the checkpoint of epoch 1" in rerun.stdout.splitlines()
     assert numbers(workdir) == numbers(reference)
     assert_same_params(params_of(workdir), params_of(reference))
 
@@ -211,13 +227,34 @@ def test_schedules_and_optimizers():
         assert float(updates["w"][0]) < 0  # every optimizer steps against the gradient
 
 
-def test_augmentation_keeps_shapes_and_pixels():
-    imgs = np.arange(2 * 6 * 6, dtype=np.uint8).reshape(2, 6, 6, 1)
+def test_augmentation_flips_and_crops_by_exactly_what_it_says():
+    """flip: each image mirrored left-right or left alone, both occurring; crop: each image is the
+    zero-padded image (pad 2) cut at an offset in [0, 4]^2, i.e. shifted by -2..2 pixels per axis
+    with zeros shifted in, every one of the 25 offsets occurring; flip_crop: a crop of a flip."""
+    n, pad = 512, 2
+    imgs = (np.arange(n * 6 * 5, dtype=np.int64) % 251 + 1).astype(np.uint8).reshape(n, 6, 5, 1)  # no zeros
+    imgs[:, :, 0] = 7  # asymmetric and distinct per column, so a flip is visible
     flipped = np.asarray(step_lib.augment_batch(jax.random.PRNGKey(0), imgs, "flip"))
-    for a, b in zip(flipped, imgs):
-        assert np.array_equal(a, b) or np.array_equal(a, b[:, ::-1])
-    cropped = np.asarray(step_lib.augment_batch(jax.random.PRNGKey(1), imgs, "crop"))
-    assert cropped.shape == imgs.shape
+    mirrored = [np.array_equal(a, b[:, ::-1]) for a, b in zip(flipped, imgs)]
+    kept = [np.array_equal(a, b) for a, b in zip(flipped, imgs)]
+    assert all(m != k for m, k in zip(mirrored, kept))  # exactly one of the two
+    assert 0.4 < np.mean(mirrored) < 0.6  # probability 1/2
+
+    def offset(out, img):
+        padded = np.pad(img, ((pad, pad), (pad, pad), (0, 0)))
+        found = [(dy, dx) for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)
+                 if np.array_equal(out, padded[dy:dy + 6, dx:dx + 5])]
+        assert len(found) <= 1, found
+        return found[0] if found else None
+    cropped = np.asarray(step_lib.augment_batch(jax.random.PRNGKey(1), imgs, "crop", pad=pad))
+    assert cropped.shape == imgs.shape and cropped.dtype == np.uint8
+    offsets = [offset(a, b) for a, b in zip(cropped, imgs)]
+    assert set(offsets) == {(dy, dx) for dy in range(5) for dx in range(5)}
+    assert offsets.count((pad, pad)) < n / 10  # the identity only as one of 25 offsets
+    both = np.asarray(step_lib.augment_batch(jax.random.PRNGKey(2), imgs, "flip_crop", pad=pad))
+    as_is = [offset(out, img) is not None for out, img in zip(both, imgs)]
+    as_flipped = [offset(out, img[:, ::-1]) is not None for out, img in zip(both, imgs)]
+    assert all(a != f for a, f in zip(as_is, as_flipped)) and 0.4 < np.mean(as_flipped) < 0.6
 
 
 def test_evaluate_cli_restores_best_and_writes_confusion(reference):
