@@ -50,7 +50,8 @@ class Setup(NamedTuple):
         ds = self.data
         return {"source": ds.source, "num_classes": ds.num_classes, "image_shape": list(ds.image_shape),
                 "mean": ds.mean, "std": ds.std, "num_train": len(ds.train_labels), "num_test": len(ds.test_labels),
-                "num_val": len(ds.val_labels) if ds.has_validation else 0, "class_names": list(ds.class_names)}
+                "num_val": len(ds.val_labels) if ds.has_validation else 0, "class_names": list(ds.class_names),
+                **ds.info}  # source-specific facts, e.g. an image folder's skipped files and prepared copy
 
 
 def as_config(config: config_lib.TrainConfig | Mapping) -> config_lib.TrainConfig:
@@ -65,7 +66,8 @@ def as_config(config: config_lib.TrainConfig | Mapping) -> config_lib.TrainConfi
 def load_data(cfg: config_lib.TrainConfig) -> data_lib.Dataset:
     """``cfg``'s dataset: its first num_train / num_test images, the validation split held out
     of the training set by ``cfg.seed`` (uint8 NHWC, as :class:`cnnjax.data.Dataset`)."""
-    ds = data_lib.load(cfg.dataset, cfg.data_dir).subset(cfg.num_train or None, cfg.num_test or None)
+    ds = data_lib.load(cfg.dataset, cfg.data_dir, image_size=cfg.image_size, channels=cfg.channels,
+                       cache_dir=cfg.data_cache_dir).subset(cfg.num_train or None, cfg.num_test or None)
     return ds.hold_out(cfg.validation_size, cfg.seed)
 
 
