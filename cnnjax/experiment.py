@@ -26,7 +26,7 @@ import jax
 from cnnjax import checkpoint as ckpt_lib
 from cnnjax import config as config_lib
 from cnnjax import data as data_lib
-from cnnjax import models, summary, train
+from cnnjax import models, streaming, summary, train
 from cnnjax.workdir import DiskFull, Workdir, WorkdirError
 
 
@@ -195,9 +195,16 @@ def _train(s: Setup, wd: Workdir, log, on_epoch) -> dict:
     if s.mesh is not None:
         log(f"data-parallel over {s.mesh.size} devices ({jax.process_count()} processes)")
     state = train.replicate(state, s.mesh)
-    images, labels = train.replicate((ds.train_images, ds.train_labels), s.mesh)
-    run_epoch = train.make_epoch_runner(s.model, s.tx, cfg, ds.mean, ds.std, ds.num_classes, s.mesh,
-                                        fused=None if cfg.epoch_loop == "auto" else cfg.epoch_loop == "scan")
+    # --- streaming hook (cnnjax.streaming, issue 27): batches from a Grain pipeline instead of the device copy
+    if streaming.streams(cfg, ds):
+        log(f"streaming the training batches (config.data_in_memory={cfg.data_in_memory})")
+        images = labels = None
+        run_epoch = streaming.make_epoch_runner(s.model, s.tx, cfg, ds, s.mesh)
+    else:
+        images, labels = train.replicate((ds.train_images, ds.train_labels), s.mesh)
+        run_epoch = train.make_epoch_runner(s.model, s.tx, cfg, ds.mean, ds.std, ds.num_classes, s.mesh,
+                                            fused=None if cfg.epoch_loop == "auto" else cfg.epoch_loop == "scan")
+    # --- end of streaming hook
     eval_fn = train.make_eval_step(s.model, ds.mean, ds.std, ds.num_classes, cfg.compute_dtype, cfg.tta)
     bar = _Progress(cfg.progress, log)
     writer = summary_writer(wd.path, purge_step=start + 1 if start else None) if summary_writer else None
