@@ -68,6 +68,9 @@ def make_epoch_runner(model, tx, cfg, dataset, mesh=None, workers: int | None = 
             if on_step is not None:
                 on_step(i, steps, m)
         pipeline["next_epoch"] = epoch + 1
+        if epoch >= cfg.epochs:  # its last batch: stop the workers and free their shared memory now
+            iterator.close()
+            pipeline["next_epoch"] = None
         return state, {"train_loss": float(loss_sum) / steps, "train_accuracy": int(correct) / (steps * batch)}
 
     return run

@@ -82,6 +82,31 @@ def test_a_folder_is_recognised_by_its_contents_without_dataset_folder(tmp_path)
     assert ds.source.startswith(f"folder:{tmp_path / 'f'}") and ds.num_classes == 3
 
 
+def test_fashion_mnist_like_idx_exported_to_pngs_reads_back_exactly(tmp_path):
+    """The loader is lossless: IDX arrays -> PNGs named by their IDX index -> image folder ==
+    the IDX images and labels once ordered by that index (benchmarks.folder_data's export)."""
+    from benchmarks.folder_data import class_folder_names, export_png_folder, index_order
+    rng = np.random.default_rng(0)
+    idx_dir = tmp_path / "fashion_mnist"
+    idx_dir.mkdir()
+    arrays = {"train_images": rng.integers(0, 256, (50, 28, 28), dtype=np.uint8),
+              "train_labels": rng.permutation(np.arange(50) % 10).astype(np.uint8),
+              "test_images": rng.integers(0, 256, (20, 28, 28), dtype=np.uint8),
+              "test_labels": rng.permutation(np.arange(20) % 10).astype(np.uint8)}
+    for key, stem in data.IDX_FILES.items():
+        datafiles.write_idx(idx_dir / stem, arrays[key])
+    idx = data.load("fashion_mnist", str(idx_dir))
+    export_png_folder(idx, str(tmp_path / "png"))
+    back = _load(tmp_path / "png", tmp_path)
+    listing = folder.scan(str(tmp_path / "png"))
+    assert back.class_names == tuple(class_folder_names(idx.class_names)) and back.class_names[0] == "0_T-shirt_top"
+    assert back.image_shape == (28, 28, 1)
+    for split in ("train", "test"):
+        order = index_order(listing.files[split])
+        assert np.array_equal(np.asarray(getattr(back, f"{split}_images"))[order], arrays[f"{split}_images"][..., None])
+        assert np.array_equal(getattr(back, f"{split}_labels")[order], arrays[f"{split}_labels"])
+
+
 # ------------------------------------------------------------------ formats and conversions
 
 
