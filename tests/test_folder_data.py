@@ -3,6 +3,7 @@ formats, conversions, skipped files, statistics, the cache's reuse and invalidat
 bad-input case as one line naming the path with nothing written."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -260,8 +261,7 @@ def test_bad_input_is_one_line_naming_the_path_and_writes_nothing(tmp_path, monk
         _load(tmp_path / "f", tmp_path)
     message = str(e.value)
     assert "\n" not in message and message.startswith(str(path)) and words in message, message
-    assert not [p for p in os.listdir(tmp_path / "cache") if not p.endswith(".lock")] \
-        if os.path.isdir(tmp_path / "cache") else True
+    assert not os.listdir(tmp_path / "cache") if os.path.isdir(tmp_path / "cache") else True
 
 
 def test_no_images_and_missing_split(tmp_path):
@@ -322,8 +322,15 @@ def test_cli_trains_from_a_folder_and_refuses_a_bad_one_in_one_line(tmp_path):
     assert ok.returncode == 0, ok.stderr[-2000:]
     info = json.loads((tmp_path / "w" / "data.json").read_text())
     assert info["class_names"] == CLASSES and info["image_shape"] == [12, 12, 1] and info["skipped_files"] == 1
-    _corrupt(tmp_path / "f")
-    bad = _train(f"--workdir={tmp_path / 'w2'}", *common, cwd=REPO)
-    err = bad.stderr.strip().splitlines()
-    assert bad.returncode == 2 and err[-1].startswith(f"error: {tmp_path / 'f' / 'train' / 'dog'}"), bad.stderr
-    assert "truncated or corrupt" in err[-1] and not (tmp_path / "w2").exists()
+    entries = sorted(os.listdir(tmp_path / "cache"))
+    for case in ("truncated image", "empty class folder", "classes differ"):
+        make, words = BAD[case]
+        root = tmp_path / case.replace(" ", "_")
+        shutil.copytree(tmp_path / "f", root)
+        path = make(root)
+        flags = [f.replace(str(tmp_path / "f"), str(root)) for f in common]
+        bad = _train(f"--workdir={tmp_path / 'w2'}", *flags, cwd=REPO)
+        errors = [line for line in bad.stderr.splitlines() if line.startswith("error:")]
+        assert bad.returncode == 2 and len(errors) == 1 and errors[0].startswith(f"error: {path}"), bad.stderr
+        assert words in errors[0] and bad.stderr.strip().splitlines()[-1] == errors[0]
+        assert not (tmp_path / "w2").exists() and sorted(os.listdir(tmp_path / "cache")) == entries, case

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 
-from cnnjax.data import cache, cifar, folder, idx, synthetic as _synthetic_source, tfds
+from cnnjax.data import cache, cifar, folder, idx, stream, synthetic as _synthetic_source, tfds
 from cnnjax.data.cifar import (CIFAR10_CLASSES, CIFAR_FORMATS, CIFAR_IMAGE_BYTES, find_cifar_dir, load_cifar_dir,
                                read_cifar_binary_batch, read_cifar_python_batch)
 from cnnjax.data.dataset import DataError, Dataset, canonical, channel_stats, normalize, pixel_histograms

@@ -16,14 +16,13 @@ An entry is used only when its fingerprint (:meth:`~cnnjax.data.folder.Listing.f
 every file's path, size and modification time, the size, the channel count and the decoding
 rule's version) equals the folder's now; otherwise the folder is prepared again and a line says
 what changed -- a changed folder is never used silently.  An entry is written to a temporary
-directory and renamed into place, under a lock (runs of a sweep prepare it once): a failed
+directory and renamed into place, under the cache directory's lock (runs of a sweep prepare it once): a failed
 prepare (a bad image) leaves no entry behind.  A prepared entry can also be loaded directly,
 without the folder: ``--config.dataset=prepared --config.data_dir=ENTRY``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import hashlib
 import json
@@ -84,12 +83,13 @@ def prepared(listing, image_size: int, channels: int, cache_dir: str | None, nam
     entry = entry_dir(cache_dir or default_cache_dir(), listing.root, image_size, channels)
     try:
         os.makedirs(os.path.dirname(entry), exist_ok=True)
-        lock = _lock(entry + ".lock")
+        lock = os.open(os.path.dirname(entry), os.O_RDONLY)  # flock on the directory: no lock file left behind
     except OSError as e:
         notice(f"cannot write the prepared-data cache {os.path.dirname(entry)} ({e.strerror or e}); "
                f"decoding {listing.root} into memory (set --config.data_cache_dir to a writable folder)")
         return prepared(listing, image_size, channels, "", name)
-    with lock:
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the runs of a sweep prepare a folder once
         meta = _read_meta(entry)
         if meta is None or meta.get("fingerprint") != fingerprint:
             if meta is not None:
@@ -97,17 +97,9 @@ def prepared(listing, image_size: int, channels: int, cache_dir: str | None, nam
                        f"preparing it again")
             _prepare(listing, image_size, channels, entry, fingerprint)
             meta = _read_meta(entry)
-    return load_entry(entry, meta, name)
-
-
-@contextlib.contextmanager
-def _lock(path: str):
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
     finally:
-        os.close(fd)
+        os.close(lock)
+    return load_entry(entry, meta, name)
 
 
 def _changes(meta: dict, listing) -> str:
