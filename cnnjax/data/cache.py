@@ -34,7 +34,7 @@ import time
 import numpy as np
 
 from cnnjax import imagefile
-from cnnjax.data.dataset import DataError, Dataset
+from cnnjax.data.dataset import DataError, Dataset, release_pages
 from cnnjax.data.registry import Source
 
 META = "meta.json"
@@ -133,6 +133,7 @@ def decode(listing, split: str, image_size: int, channels: int, out: np.ndarray 
             results = map(_decode_chunk, chunks)
             for i, block in enumerate(results):
                 out[i * CHUNK:i * CHUNK + len(block)] = block
+                release_pages(out)  # written pages stay in the page cache, not in this process's RSS
         else:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
@@ -140,6 +141,7 @@ def decode(listing, split: str, image_size: int, channels: int, out: np.ndarray 
             with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
                 for i, block in enumerate(pool.map(_decode_chunk, chunks)):
                     out[i * CHUNK:i * CHUNK + len(block)] = block
+                    release_pages(out)
     except imagefile.ImageError as e:
         raise DataError(str(e)) from None
     return out

@@ -138,14 +138,27 @@ def normalize(images, mean: float, std: float):
     return (x - jnp.float32(mean)) / jnp.float32(std)
 
 
-def pixel_histograms(images: np.ndarray, chunk: int = 4096) -> np.ndarray:
+def release_pages(array: np.ndarray) -> None:
+    """Drop the resident pages of a memory-mapped array from this process (``MADV_DONTNEED`` on
+    its read-only file mapping; the kernel's page cache keeps them): reading a mapped file larger
+    than memory then does not grow the process's RSS.  A no-op for an in-memory array."""
+    import mmap
+    mapping = getattr(array, "_mmap", None)
+    if isinstance(mapping, mmap.mmap) and hasattr(mapping, "madvise") and not mapping.closed:
+        mapping.madvise(mmap.MADV_DONTNEED)
+
+
+def pixel_histograms(images: np.ndarray, chunk_bytes: int = 4 << 20) -> np.ndarray:
     """int64 ``(C, 256)``: per channel, how many pixels of uint8 NHWC ``images`` hold each value,
-    counted ``chunk`` images at a time (a memory-mapped array is streamed, not loaded)."""
+    counted about ``chunk_bytes`` of images at a time (a memory-mapped array is streamed, not
+    loaded; ``np.bincount``'s 8-byte copy of a chunk's channel is the largest temporary)."""
     counts = np.zeros((images.shape[-1], 256), np.int64)
+    chunk = max(1, chunk_bytes // max(1, int(np.prod(images.shape[1:]))))
     for start in range(0, len(images), chunk):
         block = np.asarray(images[start:start + chunk])
         for c in range(block.shape[-1]):
             counts[c] += np.bincount(block[..., c].reshape(-1), minlength=256)
+        release_pages(images)
     return counts
 
 

@@ -29,6 +29,8 @@ import os
 
 import numpy as np
 
+from cnnjax.data.dataset import release_pages
+
 
 class _Mapped:
     """A file-backed ``np.memmap`` that pickles as (file, offset, dtype, shape), not its bytes."""
@@ -84,6 +86,7 @@ class EpochBatches:
         ascending = np.argsort(rows, kind="stable")
         images = np.empty((len(rows), *self.images.array.shape[1:]), np.uint8)
         images[ascending] = self.images.array[rows[ascending]]
+        release_pages(self.images.array)  # a worker's RSS stays a few batches, whatever the file's size
         return images, self.labels[rows]
 
 
