@@ -23,12 +23,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnnjax import train
-from cnnjax.data import stream
+from cnnjax.data import cache, stream
 
 def default_workers(images) -> int:
     """Worker processes for a memory-mapped split (each maps the file itself; half the cores, at
-    most 2); 0 for an in-memory split (this process's threads read it: no copy per worker)."""
-    mapped = isinstance(images, np.memmap)
+    most 2); 0 -- this process's threads read it -- for an in-memory split (no copy per worker)
+    and under a main script that cannot spawn workers (:func:`cnnjax.data.cache.spawn_is_safe`)."""
+    mapped = isinstance(images, np.memmap) and cache.spawn_is_safe()
     return min(2, max(1, (os.cpu_count() or 1) // 2)) if mapped else 0
 
 

@@ -202,6 +202,18 @@ def test_cache_is_reused_memory_mapped_and_rebuilt_in_one_line_when_the_folder_c
     assert data.load("prepared", changed.info["prepared"]).num_classes == 3
 
 
+def test_worker_processes_decode_what_this_process_decodes(tmp_path, monkeypatch):
+    _splits_folder(tmp_path / "f", n_train=30, channels=3)
+    listing = folder.scan(str(tmp_path / "f"))
+    here = cache.decode(listing, "train", 6, 1)
+    monkeypatch.setattr(cache, "PARALLEL_MIN_FILES", 10)
+    monkeypatch.setattr(cache, "CHUNK", 4)  # 8 chunks over the workers, written back in order
+    assert cache.spawn_is_safe()  # pytest's main module has the guard
+    np.testing.assert_array_equal(cache.decode(listing, "train", 6, 1), here)
+    monkeypatch.setattr(cache, "spawn_is_safe", lambda: False)  # a script without it: decoded here, same
+    np.testing.assert_array_equal(cache.decode(listing, "train", 6, 1), here)
+
+
 # ------------------------------------------------------------------ bad input
 
 

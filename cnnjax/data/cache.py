@@ -114,6 +114,22 @@ def _changes(meta: dict, listing) -> str:
     return ", ".join(parts) or "its classes, split, image size or the decoding rule's version changed"
 
 
+def spawn_is_safe() -> bool:
+    """Whether worker processes can be spawned: Python's ``spawn`` re-runs the main script in
+    each worker, so a script without an ``if __name__ == "__main__":`` guard would train (or wait
+    for this prepare's lock) in every worker.  True for an interactive session and for a main
+    script that has the guard (``experiments.train``, pytest)."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if path is None:
+        return True
+    try:
+        with open(path) as f:
+            return "__main__" in f.read()
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def _decode_chunk(args) -> np.ndarray:
     paths, image_size, channels = args
     return np.stack([imagefile.load_image(p, image_size, channels) for p in paths])
@@ -128,20 +144,27 @@ def decode(listing, split: str, image_size: int, channels: int, out: np.ndarray 
         out = np.empty((len(paths), image_size, image_size, channels), np.uint8)
     chunks = [(paths[i:i + CHUNK], image_size, channels) for i in range(0, len(paths), CHUNK)]
     workers = min(os.cpu_count() or 1, len(chunks))
+    done = 0  # chunks written
+
+    def write(blocks):
+        nonlocal done
+        for block in blocks:
+            out[done * CHUNK:done * CHUNK + len(block)] = block
+            release_pages(out)  # written pages stay in the page cache, not in this process's RSS
+            done += 1
+
     try:
-        if len(paths) < PARALLEL_MIN_FILES or workers < 2:
-            results = map(_decode_chunk, chunks)
-            for i, block in enumerate(results):
-                out[i * CHUNK:i * CHUNK + len(block)] = block
-                release_pages(out)  # written pages stay in the page cache, not in this process's RSS
-        else:
+        if len(paths) >= PARALLEL_MIN_FILES and workers >= 2 and spawn_is_safe():
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
-            # spawn, not fork: the parent may already run JAX's threads
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-                for i, block in enumerate(pool.map(_decode_chunk, chunks)):
-                    out[i * CHUNK:i * CHUNK + len(block)] = block
-                    release_pages(out)
+            from concurrent.futures.process import BrokenProcessPool
+            try:  # spawn, not fork: the parent may already run JAX's threads
+                with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                    write(pool.map(_decode_chunk, chunks))
+            except BrokenProcessPool:  # e.g. a script without the __main__ guard: decode here instead
+                notice("worker processes could not start (a script needs `if __name__ == \"__main__\":`); "
+                       "decoding in this process")
+        write(map(_decode_chunk, chunks[done:]))
     except imagefile.ImageError as e:
         raise DataError(str(e)) from None
     return out
