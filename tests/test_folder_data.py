@@ -276,6 +276,18 @@ def test_bad_input_is_one_line_naming_the_path_and_writes_nothing(tmp_path, monk
     assert not os.listdir(tmp_path / "cache") if os.path.isdir(tmp_path / "cache") else True
 
 
+def test_a_bad_first_image_is_one_line_also_when_it_sets_the_size(tmp_path, monkeypatch):
+    _splits_folder(tmp_path / "f")
+    first = tmp_path / "f" / "train" / "cat" / "train_00000.png"
+    Image.fromarray(np.zeros((40, 40), np.uint8)).save(first)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 40 * 40 // 4)
+    with pytest.raises(data.DataError, match=rf"^{first}: larger than Pillow's decompression-bomb limit"):
+        _load(tmp_path / "f", tmp_path)  # image_size 0: read from this image's header
+    first.write_text("not a png")
+    with pytest.raises(data.DataError, match=rf"^{first}: not an image Pillow can read$"):
+        _load(tmp_path / "f", tmp_path)
+
+
 def test_no_images_and_missing_split(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(data.DataError, match=r"empty: no images"):

@@ -242,7 +242,7 @@ def resolve_shape(listing: Listing, image_size: int, channels: int) -> tuple[int
         with Image.open(path) as im:
             w, h = im.size
             mode = im.mode
-    except (OSError, SyntaxError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001 - Pillow's errors (incl. DecompressionBombError): load_image's line
         raise DataError(imagefile_error(path, e)) from None
     return image_size or min(w, h), channels or (1 if mode in GREY_MODES else 3)
 
