@@ -21,7 +21,7 @@ import math
 import types
 import typing
 from collections.abc import Mapping
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import ml_collections
 
@@ -32,6 +32,7 @@ COMPUTE_DTYPES = ("float32", "bfloat16", "auto")
 EPOCH_LOOPS = ("auto", "steps", "scan")
 PROGRESS = ("auto", "bar", "plain", "none")
 TTA = ("none", "flip", "flip_shift")
+DATA_IN_MEMORY = ("auto", "true", "false")
 
 
 class ConfigError(ValueError):
@@ -59,8 +60,18 @@ class TrainConfig:
     model_options: dict = setting(None, "Options of the model, e.g. {'activation': 'sigmoid', 'widths': (8, 16)}.",
                                   factory=dict)
     dataset: str = setting("fashion_mnist", "fashion_mnist, mnist, synthetic, or any TFDS name.")
-    data_dir: Optional[str] = setting(None, "Directory with IDX files or TFDS data (None: the system copy).",
-                                      run=True)
+    data_dir: Optional[str] = setting(None, "Directory with IDX files, CIFAR archives, an image folder (dataset=folder) "
+                                      "or TFDS data (None: the system copy).", run=True)
+    image_size: int = setting(0, "Image folders: the side images are resized (shorter side) and centre-cropped to; "
+                              "0 = the first training image's shorter side.")
+    channels: int = setting(0, "Image folders: 1 (greyscale) or 3 (RGB) channels; 0 = 1 if the first training "
+                            "image is greyscale, else 3.")
+    data_cache_dir: Optional[str] = setting(None, "Where image folders are prepared (decoded once, reused while the "
+                                            "folder is unchanged); None: $CNNJAX_CACHE_DIR or ~/.cache/cnnjax/prepared, "
+                                            "'' = decode into memory every run.", run=True)
+    data_in_memory: Union[str, bool] = setting("auto", "Training images on the device (true) or streamed in batches by a Grain "
+                                  "pipeline (false); auto: in memory when they fit the memory budget. Same examples "
+                                  "in the same order either way.", choices=DATA_IN_MEMORY, run=True)
     num_train: int = setting(0, "Use only the first N training images (0 = all).")
     num_test: int = setting(0, "Use only the first N test images (0 = all).")
     validation_size: float = setting(0.1, "Validation images held out of the training set (after num_train), "
@@ -116,6 +127,8 @@ class TrainConfig:
 
     def __post_init__(self):  # canonical model options: sorted keys, tuples (equal after a JSON round trip)
         object.__setattr__(self, "model_options", _canonical(dict(self.model_options or {})))
+        if isinstance(self.data_in_memory, (bool, str)):  # True / "False" (a command line's spelling) -> "true"/"false"
+            object.__setattr__(self, "data_in_memory", str(self.data_in_memory).lower())
 
     @property
     def stop_accuracy(self) -> float:
@@ -153,6 +166,8 @@ class TrainConfig:
             "seed": (self.seed >= 0, f"must be >= 0, got {self.seed}"),
         }
         checks["grad_accum_steps"] = positive("grad_accum_steps")
+        checks["image_size"] = (self.image_size >= 0, f"must be >= 0 (0 = the images' own size), got {self.image_size}")
+        checks["channels"] = (self.channels in (0, 1, 3), f"must be 0 (from the images), 1 or 3, got {self.channels}")
         checks["crop_padding"] = (0 <= self.crop_padding <= 64, f"must be in [0, 64], got {self.crop_padding}")
         checks["ema_decay"] = (0 <= self.ema_decay < 1, f"must be in [0, 1) (0 = off), got {self.ema_decay}")
         checks["target_accuracy"] = (

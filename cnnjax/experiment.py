@@ -26,7 +26,7 @@ import jax
 from cnnjax import checkpoint as ckpt_lib
 from cnnjax import config as config_lib
 from cnnjax import data as data_lib
-from cnnjax import evaluation, models, optim, sharding, summary, train, whitening
+from cnnjax import evaluation, models, optim, sharding, streaming, summary, train, whitening
 from cnnjax.train_state import abstract_state, init_state
 from cnnjax.step import StepSpec, resolve_compute_dtype
 from cnnjax.workdir import DiskFull, Workdir, WorkdirError
@@ -52,7 +52,8 @@ class Setup(NamedTuple):
         ds = self.data
         return {"source": ds.source, "num_classes": ds.num_classes, "image_shape": list(ds.image_shape),
                 "mean": ds.mean, "std": ds.std, "num_train": len(ds.train_labels), "num_test": len(ds.test_labels),
-                "num_val": len(ds.val_labels) if ds.has_validation else 0, "class_names": list(ds.class_names)}
+                "num_val": len(ds.val_labels) if ds.has_validation else 0, "class_names": list(ds.class_names),
+                **ds.info}  # source-specific facts, e.g. an image folder's skipped files and prepared copy
 
     def step_spec(self) -> StepSpec:
         """The training step's spec of this run (:mod:`cnnjax.step`)."""
@@ -72,7 +73,8 @@ def as_config(config: config_lib.TrainConfig | Mapping) -> config_lib.TrainConfi
 def load_data(cfg: config_lib.TrainConfig) -> data_lib.Dataset:
     """``cfg``'s dataset: its first num_train / num_test images, the validation split held out
     of the training set by ``cfg.seed`` (uint8 NHWC, as :class:`cnnjax.data.Dataset`)."""
-    ds = data_lib.load(cfg.dataset, cfg.data_dir).subset(cfg.num_train or None, cfg.num_test or None)
+    ds = data_lib.load(cfg.dataset, cfg.data_dir, image_size=cfg.image_size, channels=cfg.channels,
+                       cache_dir=cfg.data_cache_dir).subset(cfg.num_train or None, cfg.num_test or None)
     return ds.hold_out(cfg.validation_size, cfg.seed)
 
 
@@ -200,8 +202,14 @@ def _train(s: Setup, wd: Workdir, log, on_epoch) -> dict:
     if s.mesh is not None:
         log(f"data-parallel over {s.mesh.size} devices ({jax.process_count()} processes)")
     state = sharding.replicate(state, s.mesh)
-    images, labels = sharding.replicate((ds.train_images, ds.train_labels), s.mesh)
-    run_epoch = train.make_epoch_runner(s.step_spec(), fused=None if cfg.epoch_loop == "auto" else cfg.epoch_loop == "scan")
+    spec = s.step_spec()
+    if streaming.streams(cfg, ds):  # batches from a Grain pipeline instead of a device copy (cnnjax.streaming)
+        log(f"streaming the training batches (config.data_in_memory={cfg.data_in_memory})")
+        images = labels = None
+        run_epoch = streaming.make_epoch_runner(spec, ds, cfg.epochs)
+    else:
+        images, labels = sharding.replicate((ds.train_images, ds.train_labels), s.mesh)
+        run_epoch = train.make_epoch_runner(spec, fused=None if cfg.epoch_loop == "auto" else cfg.epoch_loop == "scan")
     eval_fn = evaluation.make_eval_step(s.model, ds.mean, ds.std, ds.num_classes, cfg.compute_dtype, cfg.tta)
     progress = _Progress(cfg.progress, log)
     tensorboard = _TensorBoard(board(wd.path, purge_step=start + 1 if start else None) if board else None)

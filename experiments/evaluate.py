@@ -33,7 +33,8 @@ def main(argv):
     if not _WORKDIR.value:
         raise common.UsageError("--workdir is required")
     model, variables, cfg, epoch = experiment.load_trained(_WORKDIR.value, _WHICH.value)
-    ds = data.load(cfg.dataset, _DATA_DIR.value or cfg.data_dir).subset(cfg.num_train or None, cfg.num_test or None)
+    ds = data.load(cfg.dataset, _DATA_DIR.value or cfg.data_dir, image_size=cfg.image_size, channels=cfg.channels,
+                   cache_dir=cfg.data_cache_dir).subset(cfg.num_train or None, cfg.num_test or None)
     ev = evaluation.evaluate(model, variables, ds, compute_dtype=cfg.compute_dtype, tta=cfg.tta)
     names = list(ds.class_names)
     print(f"{cfg.model} on {cfg.dataset} ({_WHICH.value} checkpoint, epoch {epoch}): "

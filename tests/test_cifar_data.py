@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from cnnjax import data
+import datafiles
 
 
 def _images(n, seed):
@@ -47,7 +48,7 @@ def test_pixel_layout_is_planes_of_rows():
     # one hand-made record: R plane all 1 except pixel (row 0, col 1) = 7; G plane 2; B plane 3
     rec = np.concatenate([np.full(1024, 1), np.full(1024, 2), np.full(1024, 3)]).astype(np.uint8)
     rec[1] = 7
-    img = data._to_nhwc(rec[None])[0]
+    img = data.cifar._to_nhwc(rec[None])[0]
     assert img.shape == (32, 32, 3)
     assert tuple(img[0, 0]) == (1, 2, 3) and img[0, 1, 0] == 7 and img[1, 0, 0] == 1
 
@@ -77,10 +78,10 @@ def test_cifar10_binary_round_trip_and_named_subdir(tmp_path):
 
 def test_writers_match_the_hand_written_formats(tmp_path):
     x = _images(3, 0)
-    data.write_cifar_binary_batch(tmp_path / "a.bin", x, [1, 2, 3])
+    datafiles.write_cifar_binary_batch(tmp_path / "a.bin", x, [1, 2, 3])
     assert (tmp_path / "a.bin").read_bytes() == b"".join(bytes([v]) + x[j].transpose(2, 0, 1).tobytes()
                                                         for j, v in enumerate([1, 2, 3]))
-    data.write_cifar_python_batch(tmp_path / "b", x, [4, 5, 6])
+    datafiles.write_cifar_python_batch(tmp_path / "b", x, [4, 5, 6])
     got_x, got_y = data.read_cifar_python_batch(tmp_path / "b")
     np.testing.assert_array_equal(got_x, x)
     assert list(got_y) == [4, 5, 6]
@@ -96,7 +97,7 @@ def test_cifar100_fine_and_coarse_labels(tmp_path, kind):
         d = tmp_path / "cifar-100-python"
         d.mkdir()
         for split in ("train", "test"):
-            data.write_cifar_python_batch(d / split, xs[split], fine[split], label_key=b"fine_labels",
+            datafiles.write_cifar_python_batch(d / split, xs[split], fine[split], label_key=b"fine_labels",
                                           extra_labels={b"coarse_labels": coarse[split]})
         with open(d / "meta", "wb") as fh:
             pickle.dump({b"fine_label_names": [f"f{i}".encode() for i in range(100)],
@@ -105,7 +106,7 @@ def test_cifar100_fine_and_coarse_labels(tmp_path, kind):
         d = tmp_path / "cifar-100-binary"
         d.mkdir()
         for split in ("train", "test"):  # <coarse byte><fine byte><3072 pixels>
-            data.write_cifar_binary_batch(d / f"{split}.bin", xs[split], coarse[split], fine[split])
+            datafiles.write_cifar_binary_batch(d / f"{split}.bin", xs[split], coarse[split], fine[split])
         (d / "fine_label_names.txt").write_text("\n".join(f"f{i}" for i in range(100)))
         (d / "coarse_label_names.txt").write_text("\n".join(f"c{i}" for i in range(20)))
     ds = data.load("cifar100", str(tmp_path))
@@ -136,12 +137,12 @@ def test_corrupt_python_files_are_one_line_errors_naming_the_file(tmp_path):
         data.load("cifar10", str(tmp_path))
     _one_line(e, f)
     # a CIFAR-100 batch where a CIFAR-10 one belongs: its keys are named
-    data.write_cifar_python_batch(f, _images(2, 0), [1, 2], label_key=b"fine_labels")
+    datafiles.write_cifar_python_batch(f, _images(2, 0), [1, 2], label_key=b"fine_labels")
     with pytest.raises(data.DataError) as e:
         data.load("cifar10", str(tmp_path))
     assert "b'fine_labels'" in _one_line(e, f)
     # labels out of range for CIFAR-10 (a CIFAR-100 file relabelled)
-    data.write_cifar_python_batch(f, _images(2, 0), [1, 55])
+    datafiles.write_cifar_python_batch(f, _images(2, 0), [1, 55])
     with pytest.raises(data.DataError) as e:
         data.load("cifar10", str(tmp_path))
     assert "[0, 10)" in _one_line(e, f)
@@ -166,7 +167,7 @@ def test_corrupt_binary_files_are_one_line_errors_naming_the_file(tmp_path):
     with pytest.raises(data.DataError) as e:
         data.load("cifar10", str(tmp_path))
     assert "3073-byte records" in _one_line(e, f)
-    data.write_cifar_binary_batch(f, _images(3, 0), [1, 2, 3], [4, 5, 6])  # CIFAR-100 records in a CIFAR-10 dir
+    datafiles.write_cifar_binary_batch(f, _images(3, 0), [1, 2, 3], [4, 5, 6])  # CIFAR-100 records in a CIFAR-10 dir
     with pytest.raises(data.DataError) as e:
         data.load("cifar10", str(tmp_path))
     assert "CIFAR-100" in _one_line(e, f)

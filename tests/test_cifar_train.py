@@ -10,6 +10,7 @@ import pytest
 from cnnjax import config, data, evaluation, models, optim, train, train_state
 from cnnjax import step as step_lib
 from cnnjax.config import TrainConfig
+import datafiles
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
@@ -128,9 +129,9 @@ def test_cifar_recipe_trains_end_to_end_on_a_cifar_binary_copy(tmp_path):
     d.mkdir()
     ds = data.synthetic_color(60, 20)
     for i in range(5):
-        data.write_cifar_binary_batch(d / f"data_batch_{i + 1}.bin", ds.train_images[i * 12:(i + 1) * 12],
+        datafiles.write_cifar_binary_batch(d / f"data_batch_{i + 1}.bin", ds.train_images[i * 12:(i + 1) * 12],
                                       ds.train_labels[i * 12:(i + 1) * 12])
-    data.write_cifar_binary_batch(d / "test_batch.bin", ds.test_images, ds.test_labels)
+    datafiles.write_cifar_binary_batch(d / "test_batch.bin", ds.test_images, ds.test_labels)
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     wd = tmp_path / "wd"
     proc = subprocess.run([sys.executable, "-m", "experiments.train", "--config=experiments/configs/cifar.py:resnet20",

@@ -109,7 +109,16 @@ def test_print_config_lists_every_setting_with_its_value():
 
 def test_run_fields_are_exactly_the_ones_that_do_not_change_numbers():
     assert config.run_fields() == {"data_dir", "eval_batch_size", "checkpoint_every", "keep_checkpoints", "epoch_loop",
-                                   "progress"}
+                                   "progress", "data_cache_dir", "data_in_memory"}
+
+
+def test_data_in_memory_takes_the_command_line_and_python_spellings():
+    for value, canonical in ((True, "true"), (False, "false"), ("False", "false"), ("AUTO", "auto")):
+        assert config.from_dict({"data_in_memory": value}).data_in_memory == canonical
+    with pytest.raises(config.ConfigError, match="config.data_in_memory must be one of auto, true, false"):
+        config.from_dict({"data_in_memory": "sometimes"})
+    with pytest.raises(config.ConfigError, match="config.channels must be 0"):
+        config.from_dict({"channels": 2})
 
 
 def run_train(*args):

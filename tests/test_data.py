@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from cnnjax import data
+import datafiles
 
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 
@@ -23,7 +24,7 @@ def _write_idx_dir(directory, n_train=12, n_test=5, *, gz=False, seed=0):
     }
     os.makedirs(directory, exist_ok=True)
     for key, stem in data.IDX_FILES.items():
-        data.write_idx(os.path.join(directory, stem + (".gz" if gz else "")), arrays[key])
+        datafiles.write_idx(os.path.join(directory, stem + (".gz" if gz else "")), arrays[key])
     return arrays
 
 
@@ -43,7 +44,7 @@ def _write_idx_dir(directory, n_train=12, n_test=5, *, gz=False, seed=0):
 )
 def test_idx_round_trip(tmp_path, suffix, array):
     path = tmp_path / ("x-idx" + suffix)
-    data.write_idx(path, array)
+    datafiles.write_idx(path, array)
     raw = path.read_bytes()
     assert (raw[:2] == b"\x1f\x8b") == (suffix == ".gz")
     if suffix == "":  # big-endian header per the IDX spec
@@ -57,7 +58,7 @@ def test_idx_round_trip(tmp_path, suffix, array):
 def test_read_idx_detects_gzip_by_content_not_name(tmp_path):
     array = np.arange(10, dtype=np.uint8)
     gz_named_plain, plain_named_gz = tmp_path / "a.gz", tmp_path / "b"
-    data.write_idx(tmp_path / "plain", array)
+    datafiles.write_idx(tmp_path / "plain", array)
     gz_named_plain.write_bytes((tmp_path / "plain").read_bytes())
     plain_named_gz.write_bytes(gzip.compress((tmp_path / "plain").read_bytes()))
     np.testing.assert_array_equal(data.read_idx(gz_named_plain), array)
@@ -66,7 +67,7 @@ def test_read_idx_detects_gzip_by_content_not_name(tmp_path):
 
 def test_read_idx_errors_name_the_file(tmp_path):
     good = tmp_path / "good-idx1-ubyte"
-    data.write_idx(good, np.arange(100, dtype=np.uint8))
+    datafiles.write_idx(good, np.arange(100, dtype=np.uint8))
     raw = good.read_bytes()
 
     bad_magic = tmp_path / "badmagic-idx1-ubyte"
@@ -130,7 +131,7 @@ def test_load_idx_dir(tmp_path, gz):
 
 def test_load_idx_dir_count_mismatch_names_both_files(tmp_path):
     _write_idx_dir(tmp_path)
-    data.write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.zeros(4, np.uint8))
+    datafiles.write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.zeros(4, np.uint8))
     with pytest.raises(data.DataError) as err:
         data.load_idx_dir(tmp_path, "mnist")
     assert "t10k-images-idx3-ubyte" in str(err.value) and "t10k-labels-idx1-ubyte" in str(err.value)
@@ -138,23 +139,23 @@ def test_load_idx_dir_count_mismatch_names_both_files(tmp_path):
 
 def test_load_idx_dir_rejects_bad_labels_and_rank(tmp_path):
     _write_idx_dir(tmp_path)
-    data.write_idx(tmp_path / "train-labels-idx1-ubyte", np.full(12, 10, np.uint8))
+    datafiles.write_idx(tmp_path / "train-labels-idx1-ubyte", np.full(12, 10, np.uint8))
     with pytest.raises(data.DataError, match="train-labels-idx1-ubyte.*labels must lie"):
         data.load_idx_dir(tmp_path, "mnist")
     _write_idx_dir(tmp_path)
-    data.write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((12, 28 * 28), np.uint8))
+    datafiles.write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((12, 28 * 28), np.uint8))
     with pytest.raises(data.DataError, match="train-images-idx3-ubyte: header claims 2 dimensions, expected 3"):
         data.load_idx_dir(tmp_path, "mnist")
 
 
 def test_find_idx_dir(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "SYSTEM_IDX_DIRS", {})
+    monkeypatch.setattr(data.idx, "SYSTEM_IDX_DIRS", {})
     assert data.find_idx_dir("mnist", str(tmp_path)) is None
     assert data.find_idx_dir("mnist", None) is None
     _write_idx_dir(tmp_path / "fashion_mnist", gz=True)
     assert data.find_idx_dir("Fashion-MNIST", str(tmp_path)) == str(tmp_path / "fashion_mnist")
     assert data.find_idx_dir("fashion_mnist", str(tmp_path / "fashion_mnist")) == str(tmp_path / "fashion_mnist")
-    monkeypatch.setattr(data, "SYSTEM_IDX_DIRS", {"mnist": str(tmp_path / "sys")})
+    monkeypatch.setattr(data.idx, "SYSTEM_IDX_DIRS", {"mnist": str(tmp_path / "sys")})
     _write_idx_dir(tmp_path / "sys")
     assert data.find_idx_dir("mnist", None) == str(tmp_path / "sys")
     # a named data_dir without the files is not silently replaced by the system copy
@@ -170,7 +171,7 @@ def test_incomplete_idx_dir_names_the_missing_files(tmp_path, gz, monkeypatch):
     with pytest.raises(data.DataError, match=msg):  # not a fall-through to TFDS
         data.load("fashion_mnist", data_dir=str(tmp_path))
     # the same for a broken system copy
-    monkeypatch.setattr(data, "SYSTEM_IDX_DIRS", {"fashion_mnist": str(tmp_path / "fashion_mnist")})
+    monkeypatch.setattr(data.idx, "SYSTEM_IDX_DIRS", {"fashion_mnist": str(tmp_path / "fashion_mnist")})
     os.remove(tmp_path / "fashion_mnist" / ("train-images-idx3-ubyte" + (".gz" if gz else "")))
     with pytest.raises(data.DataError, match="missing train-images-idx3-ubyte.*, t10k-labels-idx1-ubyte"):
         data.load("fashion_mnist")
@@ -267,7 +268,7 @@ def test_normalize_hand_checked():
 def test_load_tfds_with_mock_data(tmp_path, monkeypatch):
     # tfds.testing.mock_data works with tfds.data_source without TensorFlow installed.
     tfds = pytest.importorskip("tensorflow_datasets")
-    monkeypatch.setattr(data, "SYSTEM_IDX_DIRS", {})
+    monkeypatch.setattr(data.idx, "SYSTEM_IDX_DIRS", {})
     with tfds.testing.mock_data(num_examples=6):
         ds = data.load("mnist", data_dir=str(tmp_path))
     assert ds.source.startswith("tfds:mnist")

@@ -415,7 +415,7 @@ def test_selection_follows_validation_never_test(tmp_path, monkeypatch):
     import dataclasses
     ds = data.synthetic(640, 200, seed=0)
     shifted = dataclasses.replace(ds, test_labels=(ds.test_labels + 1) % ds.num_classes)
-    monkeypatch.setattr(data, "load", lambda name, data_dir=None: shifted)
+    monkeypatch.setattr(data, "load", lambda name, data_dir=None, **options: shifted)
     workdir = tmp_path / "disagree"
     result = experiment.train_and_evaluate(dict(SMALL, progress="none"), str(workdir),
                                            log=lambda s: None)

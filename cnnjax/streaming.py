@@ -1,0 +1,76 @@
+"""Training epochs fed by the Grain pipeline of :mod:`cnnjax.data.stream` (``config.data_in_memory``).
+
+:func:`make_epoch_runner` has the signature of :func:`cnnjax.train.make_epoch_runner`'s runner,
+``run(state, images, labels, epoch, on_step) -> (state, metrics)`` (``images``/``labels`` are
+ignored: the batches come from the dataset's training split), and runs the same batch step
+(:func:`cnnjax.step.train_step`, jitted by :func:`cnnjax.step.make_train_step`) on each streamed
+batch as the in-memory path runs on the batch it gathers: batch ``s`` of ``epoch`` holds the examples
+``epoch_permutation(state.rng, epoch, n)[s*B:(s+1)*B]`` in that order, so both paths see the
+same examples in the same order, and the same step key (``state.step``) augments them.
+
+Position and resume: the pipeline covers the epochs from the first one this process trains to
+``config.epochs``; its position after an epoch is the start of the next epoch, which is what the
+epoch's checkpoint records (``epoch``), so a run resumed from a checkpoint rebuilds the
+pipeline at that epoch and continues exactly (a mid-epoch checkpoint would store
+``iterator.get_state()`` and restore it with ``set_state`` instead).
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax.numpy as jnp
+import numpy as np
+
+from cnnjax import sharding, train
+from cnnjax import step as step_lib
+from cnnjax.data import cache, stream
+
+def default_workers(images) -> int:
+    """Worker processes for a memory-mapped split (each maps the file itself; half the cores, at
+    most 2); 0 -- this process's threads read it -- for an in-memory split (no copy per worker)
+    and under a main script that cannot spawn workers (:func:`cnnjax.data.cache.spawn_is_safe`)."""
+    mapped = isinstance(images, np.memmap) and cache.spawn_is_safe()
+    return min(2, max(1, (os.cpu_count() or 1) // 2)) if mapped else 0
+
+
+def streams(cfg, dataset) -> bool:
+    """Whether ``cfg``'s training batches are streamed: ``data_in_memory='false'``, or 'auto' and
+    the training images do not fit :func:`cnnjax.data.stream.fits_in_memory`."""
+    if cfg.data_in_memory == "auto":
+        return not stream.fits_in_memory(dataset.train_images.nbytes)
+    return cfg.data_in_memory == "false"
+
+
+def make_epoch_runner(spec: step_lib.StepSpec, dataset, epochs: int, workers: int | None = None):
+    """``run(state, images, labels, epoch, on_step=None) -> (state, metrics)`` over streamed
+    batches of ``dataset``'s training split for a run of ``epochs`` epochs (see the module docstring)."""
+    step = step_lib.make_train_step(spec)
+    images, labels = dataset.train_images, dataset.train_labels
+    n, batch = len(labels), spec.batch_size
+    steps = n // batch
+    if steps == 0:
+        raise ValueError(f"batch_size {batch} is larger than the training set ({n} images)")
+    workers = default_workers(images) if workers is None else workers
+    pipeline = {"next_epoch": None, "iterator": None}
+
+    def run(state, _images, _labels, epoch: int, on_step=None):
+        if pipeline["next_epoch"] != epoch:  # the first epoch this process trains (or a jump): build it there
+            orders = np.stack([np.asarray(train.epoch_permutation(state.rng, e, n), np.int32)
+                               for e in range(epoch, max(epochs, epoch) + 1)])
+            pipeline["iterator"] = stream.batches(images, labels, orders, batch, workers=workers, shard=(0, 1))
+        iterator = pipeline["iterator"]
+        loss_sum = jnp.zeros(())
+        correct = jnp.zeros((), jnp.int32)
+        for i in range(steps):
+            state, m = step(state, sharding.replicate(next(iterator), spec.mesh))
+            loss_sum, correct = loss_sum + m["loss"], correct + m["correct"]
+            if on_step is not None:
+                on_step(i, steps, m)
+        pipeline["next_epoch"] = epoch + 1
+        if epoch >= epochs:  # its last batch: stop the workers and free their shared memory now
+            iterator.close()
+            pipeline["next_epoch"] = None
+        return state, {"train_loss": float(loss_sum) / steps, "train_accuracy": int(correct) / (steps * batch)}
+
+    return run
