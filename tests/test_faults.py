@@ -207,7 +207,7 @@ def test_kills_at_random_points_then_rerun_equal_the_reference(tmp_path, referen
     the last one finishes equal to the reference.  The lock a killed trainer held never blocks."""
     workdir = tmp_path / "killed"
     rng = random.Random(1234)
-    resumed_from, finished = None, False  # the checkpoint the next process must resume from
+    resumed_from, finished, resumes = None, False, 0  # resumed_from: where the next process must resume
     for kill in range(4):
         log = tmp_path / f"process{kill}.log"
         with open(log, "w") as out:
@@ -233,6 +233,7 @@ def test_kills_at_random_points_then_rerun_equal_the_reference(tmp_path, referen
         assert proc.wait(timeout=300) in ((0,) if kill == 3 else (0, -signal.SIGKILL)), log.read_text()
         if resumed_from:
             assert f"resuming {workdir} from the checkpoint of epoch {resumed_from}" in said(), said()
+            resumes += 1
         elif kill:
             assert not any(line.startswith("resuming") for line in said()), said()
         if finished:
@@ -240,6 +241,7 @@ def test_kills_at_random_points_then_rerun_equal_the_reference(tmp_path, referen
         if kill == 1:
             assert on_disk and on_disk[-1] >= 1  # so the next process must resume
         resumed_from = on_disk[-1] if on_disk else None
+    assert resumes >= 1, "no process resumed: the run finished before a kill after its first checkpoint"
     assert_equals_reference(workdir, reference)
 
 
