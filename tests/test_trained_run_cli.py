@@ -145,3 +145,30 @@ def test_predict_refusals_are_one_line_exit_2(run_dir, pngs, tmp_path, case):
     if case in ("empty", "config_only", "missing", "top_k", "no_files"):
         assert len(proc.stderr.strip().splitlines()) == 1
     assert proc.stdout == "" and (listing(tmp_path), listing(run_dir)) == before
+
+
+# --------------------------------------------------------------------------- export
+
+
+@pytest.mark.parametrize("fmt", ["stablehlo", "onnx"])
+def test_export_writes_a_file_that_reloads_to_the_run_logits(run_dir, trained, pngs, tmp_path, fmt):
+    from cnnjax import export
+    _, _, images = pngs
+    out = tmp_path / f"model.{fmt}"
+    proc = cli("export", f"--workdir={run_dir}", f"--format={fmt}", f"--out={out}")
+    assert proc.returncode == 0, proc.stderr
+    assert f"wrote {out}" in proc.stdout and "classes: 0=" in proc.stdout
+    blob = out.read_bytes()
+    got = (export.run_stablehlo if fmt == "stablehlo" else export.run_onnx)(blob, images)
+    want = np.asarray(trained.model.apply(trained.variables, trained.normalize(images)))
+    assert export.relative_error(got, want) <= 1e-5
+    again = cli("export", f"--workdir={run_dir}", f"--format={fmt}", f"--out={out}")  # never overwritten silently
+    assert again.returncode == 2 and again.stderr.strip() == f"error: --out {out} already exists (--overwrite replaces it)"
+    assert out.read_bytes() == blob
+
+
+def test_export_of_an_unfinished_workdir_writes_nothing(tmp_path):
+    (tmp_path / "w").mkdir()
+    proc = cli("export", f"--workdir={tmp_path / 'w'}", "--format=onnx", f"--out={tmp_path / 'm.onnx'}")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "has no finished training" in proc.stderr and not (tmp_path / "m.onnx").exists()
