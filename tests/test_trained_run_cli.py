@@ -172,3 +172,43 @@ def test_export_of_an_unfinished_workdir_writes_nothing(tmp_path):
     proc = cli("export", f"--workdir={tmp_path / 'w'}", "--format=onnx", f"--out={tmp_path / 'm.onnx'}")
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert "has no finished training" in proc.stderr and not (tmp_path / "m.onnx").exists()
+
+
+# --------------------------------------------------------------------------- explain
+
+
+def test_explain_writes_a_figure_per_method_and_image_and_a_comparison(run_dir, pngs, tmp_path):
+    _, paths, _ = pngs
+    out = tmp_path / "figs"
+    proc = cli("explain", f"--workdir={run_dir}", f"--out={out}", "--indices=0,5")
+    assert proc.returncode == 0, proc.stderr
+    from cnnjax import explain
+    for method in explain.METHODS:
+        assert sorted(os.listdir(out / method)) == ["test0.png", "test5.png"]
+    assert (out / "comparison.png").stat().st_size > 1000
+    files = cli("explain", f"--workdir={run_dir}", f"--out={tmp_path / 'f2'}", "--methods=occlusion,grad_cam",
+                "--layer=conv1", paths[0])
+    assert files.returncode == 0, files.stderr
+    assert sorted(os.listdir(tmp_path / "f2")) == ["comparison.png", "grad_cam", "occlusion"]
+    assert os.listdir(tmp_path / "f2" / "grad_cam") == ["img0.png"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--layer=fc"], "layer 'fc' is not a conv layer of PaddedCNN on 28x28x1 images; conv layers: conv1, conv2"),
+    (["--methods=saliency"], "--methods: unknown method 'saliency'; methods: gradients, smoothgrad,"),
+    (["--indices=64"], "--indices must lie in [0, 64) (the test set), got 64"),
+    (["NOFILE"], "NOFILE: no such file"),
+])
+def test_explain_bad_input_is_one_line_and_writes_nothing(run_dir, tmp_path, args, message):
+    out = tmp_path / "figs"
+    proc = cli("explain", f"--workdir={run_dir}", f"--out={out}", *args)
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr, proc.stderr
+    assert not out.exists()
+
+
+def test_explain_never_writes_into_a_directory_with_files(run_dir, tmp_path):
+    (tmp_path / "keep.txt").write_text("mine")
+    proc = cli("explain", f"--workdir={run_dir}", f"--out={tmp_path}")
+    assert proc.returncode == 2 and "already holds files (--overwrite writes into it)" in proc.stderr
+    assert os.listdir(tmp_path) == ["keep.txt"]
