@@ -45,11 +45,15 @@ def offsets(max_shift: int) -> list[tuple[str, int, int, int]]:
 
 
 def shift_evaluation(model, variables, dataset: data_lib.Dataset, max_shift: int = 4, batch_size: int = 1000,
-                     compute_dtype: str = "float32", tta: str = "none") -> list[dict]:
+                     compute_dtype: str = "float32", tta: str = "none", mean=None, std=None) -> list[dict]:
     """One row per offset of :func:`offsets`: ``{"direction", "pixels", "dy", "dx", "accuracy",
     "loss"}`` on ``dataset``'s test split shifted by (dy, dx), evaluated as
-    :func:`cnnjax.train.evaluate` (one compiled evaluation step for all offsets)."""
-    step = train.make_eval_step(model, dataset.mean, dataset.std, dataset.num_classes, compute_dtype, tta)
+    :func:`cnnjax.train.evaluate` (one compiled evaluation step for all offsets), normalised with
+    ``mean`` / ``std`` (default the dataset's; pass a run's recorded ones, data.json's, to
+    evaluate exactly as it was trained)."""
+    mean = dataset.mean if mean is None else mean
+    std = dataset.std if std is None else std
+    step = train.make_eval_step(model, mean, std, dataset.num_classes, compute_dtype, tta)
     rows = []
     for direction, pixels, dy, dx in offsets(max_shift):
         shifted = dataset if (dy, dx) == (0, 0) else dataclasses.replace(

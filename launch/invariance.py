@@ -1,6 +1,6 @@
 r"""Shift invariance of a finished sweep's runs: accuracy versus shift, per configuration.
 
-  python -m launch.invariance --out=OUT [--shifts=4]
+  python -m launch.invariance --out=OUT [--shifts=4] [--num_test=N]
 
 For every finished run ``OUT/runs/<name>`` (the sweep of experiments/configs/claim_shift_invariance.py,
 or any other), its validation-selected checkpoint is scored on the test set shifted by 0..N pixels
@@ -30,22 +30,27 @@ from launch import report
 
 _OUT = flags.DEFINE_string("out", None, "Sweep directory (OUT of launch.sweep).")
 _SHIFTS = flags.DEFINE_integer("shifts", 4, "Largest shift in pixels.")
+_NUM_TEST = flags.DEFINE_integer("num_test", 0, "Score the first N test images of each run's test set (0: all).")
 RESULTS = "shifts.json"
 
 
-def run_shifts(workdir: str, max_shift: int, datasets: dict) -> list[dict]:
-    """The shift rows of one finished run (cached in its ``shifts.json`` for this ``max_shift``)."""
+def run_shifts(workdir: str, max_shift: int, datasets: dict, num_test: int = 0) -> list[dict]:
+    """The shift rows of one finished run on its first ``num_test`` test images (0: all), cached
+    in its ``shifts.json`` for this ``max_shift`` and ``num_test``."""
     from cnnjax import data, experiment, shift
     cached = workdir_lib.read_json(os.path.join(workdir, RESULTS))
-    if isinstance(cached, dict) and cached.get("max_shift") == max_shift:
+    if isinstance(cached, dict) and (cached.get("max_shift"), cached.get("num_test")) == (max_shift, num_test):
         return cached["rows"]
     model, variables, cfg, epoch = experiment.load_trained(workdir, "best")
     key = (cfg.dataset, cfg.data_dir, cfg.num_train, cfg.num_test)
     if key not in datasets:
-        datasets[key] = data.load(cfg.dataset, cfg.data_dir).subset(cfg.num_train or None, cfg.num_test or None)
+        ds = data.load(cfg.dataset, cfg.data_dir).subset(cfg.num_train or None, cfg.num_test or None)
+        datasets[key] = ds.subset(None, num_test) if num_test else ds
+    info = workdir_lib.Workdir(workdir).data_info()  # the statistics it trained with (after the validation hold-out)
     rows = shift.shift_evaluation(model, variables, datasets[key], max_shift, compute_dtype=cfg.compute_dtype,
-                                  tta=cfg.tta)
-    workdir_lib.write_json(os.path.join(workdir, RESULTS), {"max_shift": max_shift, "epoch": epoch, "rows": rows})
+                                  tta=cfg.tta, mean=info["mean"], std=info["std"])
+    workdir_lib.write_json(os.path.join(workdir, RESULTS), {"max_shift": max_shift, "num_test": num_test,
+                                                            "epoch": epoch, "rows": rows})
     return rows
 
 
@@ -54,7 +59,7 @@ def _label(overrides: dict) -> str:
     return ",".join(f"{k}={report.study_lib.value_text(v)}" for k, v in flat.items()) or "base"
 
 
-def collect(out: str, max_shift: int, log=print) -> tuple[dict[str, list[dict[int, float]]], list[str]]:
+def collect(out: str, max_shift: int, num_test: int = 0, log=print) -> tuple[dict[str, list[dict[int, float]]], list[str]]:
     """({configuration label: one {distance: accuracy} per seed}, unfinished run names)."""
     from cnnjax import shift
     record = report.sweep_record(out) or {}
@@ -70,7 +75,7 @@ def collect(out: str, max_shift: int, log=print) -> tuple[dict[str, list[dict[in
             unfinished.append(run["name"])
             continue
         log(f"shifts: {run['name']}")
-        rows = run_shifts(workdir, max_shift, datasets)
+        rows = run_shifts(workdir, max_shift, datasets, num_test)
         groups.setdefault(_label(run["overrides"]), []).append(shift.by_distance(rows))
     return groups, unfinished
 
@@ -90,7 +95,7 @@ def summarize(groups: dict) -> list[dict]:
     return rows
 
 
-def write(out: str, rows: list[dict], unfinished: list[str], max_shift: int) -> list[str]:
+def write(out: str, rows: list[dict], unfinished: list[str], max_shift: int, num_test: int = 0) -> list[str]:
     from cnnjax import explain_plots
     csv_path, md_path = os.path.join(out, "invariance.csv"), os.path.join(out, "invariance.md")
     with open(csv_path, "w", newline="") as f:
@@ -100,9 +105,10 @@ def write(out: str, rows: list[dict], unfinished: list[str], max_shift: int) -> 
     fmt = lambda m, h: f"{m:.4f}" + (f" ± {h:.4f}" if h is not None else "")
     configs = list(dict.fromkeys(r["config"] for r in rows))
     lines = [f"# Test accuracy on shifted images: {os.path.basename(os.path.abspath(out))}", "",
-             f"Accuracy on the test set shifted by k pixels, mean over the four directions (up, down, left, "
+             f"Accuracy on {f'the first {num_test:,} images of ' if num_test else ''}the test set shifted by k pixels, mean over the four directions (up, down, left, "
              f"right; zero fill), mean ± 95% CI (Student's t) over seeds; drop = unshifted minus shifted, paired "
-             f"by seed. `python -m launch.invariance --out={out} --shifts={max_shift}`", "",
+             f"by seed. `python -m launch.invariance --out={out} --shifts={max_shift}"
+             f"{f' --num_test={num_test}' if num_test else ''}`", "",
              "| config | seeds | " + " | ".join(f"{k} px" for k in range(max_shift + 1)) + f" | drop at {max_shift} px |",
              "|---|---:|" + "---:|" * (max_shift + 2)]
     for c in configs:
@@ -120,14 +126,16 @@ def write(out: str, rows: list[dict], unfinished: list[str], max_shift: int) -> 
 def main(argv):
     if not _OUT.value:
         raise common.UsageError("--out is required")
+    if _NUM_TEST.value < 0:
+        raise common.UsageError(f"--num_test must be >= 0, got {_NUM_TEST.value}")
     if _SHIFTS.value < 1:
         raise common.UsageError(f"--shifts must be >= 1, got {_SHIFTS.value}")
     if not os.path.isdir(os.path.join(_OUT.value, "runs")):
         raise common.UsageError(f"--out {_OUT.value} has no runs/ (run python -m launch.sweep --out={_OUT.value} first)")
-    groups, unfinished = collect(_OUT.value, _SHIFTS.value)
+    groups, unfinished = collect(_OUT.value, _SHIFTS.value, _NUM_TEST.value)
     if not groups:
         raise common.UsageError(f"--out {_OUT.value}: no finished run")
-    for path in write(_OUT.value, summarize(groups), unfinished, _SHIFTS.value):
+    for path in write(_OUT.value, summarize(groups), unfinished, _SHIFTS.value, _NUM_TEST.value):
         print(f"wrote {path}")
 
 
