@@ -79,7 +79,6 @@ def predict_speed(workdir: str, num_images: int, rounds: int) -> list[tuple[str,
 
 def explain_speed(models_: list[str], batch: int, rounds: int) -> list[tuple[str, str, float]]:
     import jax
-    import jax.numpy as jnp
 
     from cnnjax import explain, models
     out = []

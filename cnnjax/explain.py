@@ -76,6 +76,26 @@ def _check(x):
         raise ValueError(f"x must be a batch of images (N, H, W, C), got shape {x.shape}")
 
 
+def _group(count: int, x) -> int:
+    """How many of ``count`` model evaluations on copies of ``x`` run vectorised at once: all of
+    them up to ~2**22 input values (XLA's CPU loops are slow), then groups of that size."""
+    return max(1, min(count, (1 << 22) // max(1, x.size)))
+
+
+def _mean_gradient(model, variables, targets, points, params, x):
+    """Mean over ``params`` of the gradient at ``points(params[chunk])`` ((S, N, H, W, C) inputs):
+    each chunk of :func:`_group` size is one batch of S * N images through one gradient call
+    (6-7x faster on the CPU than a scan or vmap over single gradients)."""
+    count, group, total = params.shape[0], _group(params.shape[0], x), jnp.zeros_like(x)
+    for start in range(0, count, group):
+        inputs = points(params[start:start + group])
+        s = inputs.shape[0]
+        flat = inputs.reshape(s * x.shape[0], *x.shape[1:])
+        g = jax.grad(_score_fn(model, variables, jnp.tile(targets, s)))(flat)
+        total = total + g.reshape(inputs.shape).sum(0)
+    return total / count
+
+
 def _jit(*static):
     """jit with the model and ``static`` settings static; the model is made hashable first."""
     def wrap(fn):
@@ -103,16 +123,11 @@ def smoothgrad(model: nn.Module, variables, x, targets=None, *, key=None, sample
     """The mean of ``samples`` gradients at ``x + N(0, sigma^2)``, ``sigma = noise * (max - min)``
     of each image; ``key`` (default ``jax.random.key(0)``) draws the noise."""
     targets = _targets(model, variables, x, targets)
-    grad = jax.grad(_score_fn(model, variables, targets))
     key = jax.random.key(0) if key is None else key
     spread = jnp.max(x, axis=(1, 2, 3), keepdims=True) - jnp.min(x, axis=(1, 2, 3), keepdims=True)
     sigma = noise * spread
-
-    def body(total, k):
-        return total + grad(x + sigma * jax.random.normal(k, x.shape, x.dtype)), None
-
-    total, _ = jax.lax.scan(body, jnp.zeros_like(x), jax.random.split(key, samples))
-    return total / samples
+    noisy = lambda keys: x + sigma * jax.vmap(lambda k: jax.random.normal(k, x.shape, x.dtype))(keys)
+    return _mean_gradient(model, variables, targets, noisy, jax.random.split(key, samples), x)
 
 
 @_jit("steps")
@@ -122,16 +137,11 @@ def integrated_gradients(model: nn.Module, variables, x, targets=None, *, baseli
     space; :func:`black_baseline`).  The maps of one image sum to ``score(x) - score(baseline)``
     up to the rule's error, which shrinks with ``steps`` (:func:`completeness_gap`)."""
     targets = _targets(model, variables, x, targets)
-    grad = jax.grad(_score_fn(model, variables, targets))
     baseline = jnp.broadcast_to(jnp.asarray(baseline, x.dtype), x.shape)
     diff = x - baseline
-
-    def body(total, k):
-        alpha = (k + 0.5) / steps
-        return total + grad(baseline + alpha * diff), None
-
-    total, _ = jax.lax.scan(body, jnp.zeros_like(x), jnp.arange(steps, dtype=x.dtype))
-    return diff * total / steps
+    alphas = (jnp.arange(steps, dtype=x.dtype) + 0.5) / steps
+    path = lambda a: baseline + a[:, None, None, None, None] * diff
+    return diff * _mean_gradient(model, variables, targets, path, alphas, x)
 
 
 def completeness_gap(model: nn.Module, variables, x, attributions, targets=None, *, baseline=0.0):
@@ -200,8 +210,7 @@ def occlusion(model: nn.Module, variables, x, targets=None, *, patch: int = 4, s
     h, w = x.shape[1:3]
     positions = np.array([(t, l) for t in patch_starts(h, patch, stride) for l in patch_starts(w, patch, stride)],
                          np.int32)
-    # at most ~2**22 input values per vmapped group of positions (bounded memory for any batch)
-    group = max(1, min(len(positions), (1 << 22) // max(1, x.size)))
+    group = _group(len(positions), x)
     return _occlusion(features_lib.hashable(model), variables, x, targets, jnp.asarray(positions),
                       jnp.asarray(fill, x.dtype), patch=patch, group=group)
 
