@@ -2,7 +2,7 @@ r"""Study, course claim (seeds 002/003, "平移不变性"): a CNN handles shifte
 connected net does not.
 
   python -m launch.sweep --config=experiments/configs/claim_shift_invariance.py --out=OUT
-  python -m launch.invariance --out=OUT --shifts=4          # -> OUT/invariance.{md,csv,png}
+  python -m launch.invariance --out=OUT --shifts=4 --num_test=2500   # -> OUT/invariance.{md,csv,png}
 
 Five networks x seeds 0,1,2 (15 runs), trained the same way WITHOUT shift augmentation
 (``augment='none'``): every training image is centred as Fashion-MNIST centres it.
@@ -21,6 +21,10 @@ fill, :mod:`cnnjax.shift`).
 
 Budget: the full 54,000 training images (6,000 held out for validation), 3 epochs, Adam 1e-3,
 batch 128, label smoothing 0.1 (the claims' training, claims_base.py, on all the data).
+
+Runtime: MEASURED 44 min wall for the 15 runs through Ray (two at a time, 1 CPU each) plus 9 min
+for launch.invariance on 2,500 test images, on the shared 2-core dev VM with a load average of
+11-16 from other jobs, 2026-12-06 (results/invariance; verdict in docs/explain.md).
 """
 from cnnjax import config
 from experiments.configs import claims_base
