@@ -101,13 +101,14 @@ def quiet() -> None:
         lambda r: not (r.levelno >= std_logging.ERROR and f"{os.sep}orbax{os.sep}" in r.pathname))
 
 
-def run(main_fn) -> None:
-    """``absl.app.run`` with ``quiet()`` and UsageError/ValueError/FileNotFoundError -> ``fail``."""
+def run(main_fn, positional: bool = False) -> None:
+    """``absl.app.run`` with ``quiet()`` and UsageError/ValueError/FileNotFoundError -> ``fail``;
+    arguments other than flags are an error unless ``positional`` (then main_fn gets them)."""
     from absl import app
 
     def wrapped(argv):
         quiet()
-        if len(argv) > 1:
+        if len(argv) > 1 and not positional:
             fail(f"unexpected arguments: {' '.join(argv[1:])}")
         try:
             return main_fn(argv)

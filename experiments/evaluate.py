@@ -3,7 +3,9 @@ r"""Evaluate a training workdir's best (or latest) checkpoint on its test set.
   python -m experiments.evaluate --workdir=workdirs/padded_cnn [--which=best]
 
 Prints test loss/accuracy and a per-class accuracy table; writes confusion.png (and
-evaluation.json) into the workdir.  If they cannot be written (e.g. a read-only workdir),
+evaluation.json) into the workdir.  ``--shifts=N`` also scores the test images shifted by
+1..N pixels up, down, left and right (zero fill, cnnjax/shift.py): a table of accuracy per
+shift, and ``"shifts"`` rows in evaluation.json.  If they cannot be written (e.g. a read-only workdir),
 the printed results are followed by one ``error: cannot write PATH: ...`` line, exit status 2.
 """
 from __future__ import annotations
@@ -17,6 +19,7 @@ from experiments import common
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir to evaluate.")
 _WHICH = flags.DEFINE_enum("which", "best", ["best", "latest"], "Checkpoint to restore.")
+_SHIFTS = flags.DEFINE_integer("shifts", 0, "Also evaluate on test images shifted by 1..N pixels in each direction.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Directory with the dataset (default: the run's data_dir).")
 
 
@@ -28,10 +31,23 @@ def per_class_table(class_names, per_class, confusion) -> str:
     return "\n".join(lines)
 
 
+def shift_table(rows) -> str:
+    """Accuracy per shift distance (rows) and direction (columns)."""
+    directions = list(dict.fromkeys(r["direction"] for r in rows if r["pixels"]))
+    acc = {(r["pixels"], r["direction"]): r["accuracy"] for r in rows}
+    lines = ["shift px  " + "  ".join(f"{d:>6}" for d in directions) + "    mean"]
+    for k in sorted({r["pixels"] for r in rows}):
+        cells = [acc.get((k, d), acc.get((k, "none"))) for d in directions]
+        lines.append(f"{k:>8}  " + "  ".join(f"{c:6.4f}" for c in cells) + f"  {sum(cells) / len(cells):6.4f}")
+    return "\n".join(lines)
+
+
 def main(argv):
-    from cnnjax import data, evaluation, experiment, plots
+    from cnnjax import data, evaluation, experiment, plots, shift
     if not _WORKDIR.value:
         raise common.UsageError("--workdir is required")
+    if _SHIFTS.value < 0:
+        raise common.UsageError(f"--shifts must be >= 0, got {_SHIFTS.value}")
     model, variables, cfg, epoch = experiment.load_trained(_WORKDIR.value, _WHICH.value)
     ds = data.load(cfg.dataset, _DATA_DIR.value or cfg.data_dir, image_size=cfg.image_size, channels=cfg.channels,
                    cache_dir=cfg.data_cache_dir).subset(cfg.num_train or None, cfg.num_test or None)
@@ -40,6 +56,12 @@ def main(argv):
     print(f"{cfg.model} on {cfg.dataset} ({_WHICH.value} checkpoint, epoch {epoch}): "
           f"test loss {ev['loss']:.4f}, test accuracy {ev['accuracy']:.4f} ({len(ds.test_labels)} images)")
     print(per_class_table(names, ev["per_class_accuracy"], ev["confusion"]))
+    shifts = None
+    if _SHIFTS.value:
+        shifts = shift.shift_evaluation(model, variables, ds, _SHIFTS.value, compute_dtype=cfg.compute_dtype,
+                                        tta=cfg.tta)
+        print(f"test accuracy on images shifted by 0..{_SHIFTS.value} px (zero fill):")
+        print(shift_table(shifts))
     confusion_png = path = os.path.join(_WORKDIR.value, "confusion.png")
     try:
         plots.plot_confusion(ev["confusion"], names, path, title=f"{cfg.model} on {cfg.dataset}")
@@ -48,7 +70,8 @@ def main(argv):
             json.dump({"which": _WHICH.value, "epoch": epoch, "loss": ev["loss"],
                        "accuracy": ev["accuracy"],
                        "per_class_accuracy": dict(zip(names, map(float, ev["per_class_accuracy"]))),
-                       "confusion": ev["confusion"].tolist()}, f, indent=2)
+                       "confusion": ev["confusion"].tolist(), **({"shifts": shifts} if shifts else {})},
+                      f, indent=2)
     except OSError as e:  # e.g. a read-only workdir: the results above stand, the files do not
         raise common.UsageError(f"cannot write {path}: {e.strerror or e}") from e
     print(f"wrote {confusion_png}")

@@ -60,3 +60,18 @@ def test_writes_confusion_and_evaluation(run_dir):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == f"wrote {run_dir / 'confusion.png'}"
     assert sum(map(sum, json.loads((run_dir / "evaluation.json").read_text())["confusion"])) == 64
+
+
+def test_shifts_table_and_json_start_at_the_plain_accuracy(run_dir):
+    proc = cli("evaluate", f"--workdir={run_dir}", "--shifts=2")
+    assert proc.returncode == 0, proc.stderr
+    assert "test accuracy on images shifted by 0..2 px (zero fill):" in proc.stdout
+    table = proc.stdout.split("(zero fill):\n")[1].splitlines()
+    assert table[0].split() == ["shift", "px", "up", "down", "left", "right", "mean"] and len(table) >= 4
+    with open(run_dir / "evaluation.json") as f:
+        result = json.load(f)
+    assert [(r["direction"], r["pixels"]) for r in result["shifts"]][:2] == [("none", 0), ("up", 1)]
+    assert len(result["shifts"]) == 9 and result["shifts"][0]["accuracy"] == result["accuracy"]
+    assert float(table[1].split()[1]) == pytest.approx(result["accuracy"], abs=5e-5)
+    bad = cli("evaluate", f"--workdir={run_dir}", "--shifts=-1")
+    assert bad.returncode == 2 and bad.stderr.strip() == "error: --shifts must be >= 0, got -1"

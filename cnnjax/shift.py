@@ -1,0 +1,72 @@
+"""Evaluation on shifted test images: how translation-invariant a trained classifier is.
+
+``shift_images(images, dy, dx)`` moves every image ``dy`` pixels down and ``dx`` pixels right
+(negative: up / left); the pixels that enter are 0 (black, Fashion-MNIST's background), the
+pixels pushed over the edge are lost.  The shift is done on the uint8 images, before the
+run's normalisation, so a shifted image is exactly what a camera would have recorded one
+object position over.
+
+``shift_evaluation(model, variables, dataset, max_shift)`` scores the test set at shift 0 and
+at 1..max_shift pixels in each of the four directions (up, down, left, right) with
+:func:`cnnjax.evaluation.evaluate` -- the same evaluation, so shift 0 is the plain evaluation's
+result exactly.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from cnnjax import data as data_lib
+from cnnjax import evaluation
+
+DIRECTIONS = {"up": (-1, 0), "down": (1, 0), "left": (0, -1), "right": (0, 1)}
+
+
+def shift_images(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """``images`` (N, H, W, C) moved ``dy`` rows down and ``dx`` columns right, zero fill, same
+    shape and dtype: ``out[:, i, j] = images[:, i - dy, j - dx]`` where that is inside, else 0."""
+    images = np.asarray(images)
+    n, h, w, c = images.shape
+    out = np.zeros_like(images)
+    if abs(dy) >= h or abs(dx) >= w:
+        return out
+    out[:, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+        images[:, max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    return out
+
+
+def offsets(max_shift: int) -> list[tuple[str, int, int, int]]:
+    """``(direction, pixels, dy, dx)``: ('none', 0, 0, 0), then 1..max_shift pixels in each direction."""
+    if max_shift < 0:
+        raise ValueError(f"max_shift must be >= 0, got {max_shift}")
+    return [("none", 0, 0, 0)] + [(d, k, k * uy, k * ux) for k in range(1, max_shift + 1)
+                                  for d, (uy, ux) in DIRECTIONS.items()]
+
+
+def shift_evaluation(model, variables, dataset: data_lib.Dataset, max_shift: int = 4, batch_size: int = 1000,
+                     compute_dtype: str = "float32", tta: str = "none", mean=None, std=None) -> list[dict]:
+    """One row per offset of :func:`offsets`: ``{"direction", "pixels", "dy", "dx", "accuracy",
+    "loss"}`` on ``dataset``'s test split shifted by (dy, dx), evaluated as
+    :func:`cnnjax.evaluation.evaluate` (one compiled evaluation step for all offsets), normalised with
+    ``mean`` / ``std`` (default the dataset's; pass a run's recorded ones, data.json's, to
+    evaluate exactly as it was trained)."""
+    mean = dataset.mean if mean is None else mean
+    std = dataset.std if std is None else std
+    step = evaluation.make_eval_step(model, mean, std, dataset.num_classes, compute_dtype, tta)
+    rows = []
+    for direction, pixels, dy, dx in offsets(max_shift):
+        shifted = dataset if (dy, dx) == (0, 0) else dataclasses.replace(
+            dataset, test_images=shift_images(dataset.test_images, dy, dx))
+        ev = evaluation.evaluate(model, variables, shifted, batch_size, "test", eval_step=step)
+        rows.append({"direction": direction, "pixels": pixels, "dy": dy, "dx": dx,
+                     "accuracy": ev["accuracy"], "loss": ev["loss"]})
+    return rows
+
+
+def by_distance(rows: list[dict]) -> dict[int, float]:
+    """Accuracy per shift distance, averaged over the directions: ``{0: acc, 1: acc, ...}``."""
+    out: dict[int, list[float]] = {}
+    for r in rows:
+        out.setdefault(r["pixels"], []).append(r["accuracy"])
+    return {k: float(np.mean(v)) for k, v in sorted(out.items())}
