@@ -318,13 +318,26 @@ def test_unreadable_file_and_directory(tmp_path, monkeypatch):
         _load(tmp_path / "f", tmp_path, image_size=8, channels=1)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
 def test_unreadable_file_for_real(tmp_path):
+    """A file of mode 000 is one error line.  Root reads any file through its DAC capabilities,
+    so as root the load runs in a child without them (``setpriv`` drops CAP_DAC_OVERRIDE and
+    CAP_DAC_READ_SEARCH from its bounding set), where the mode applies to it as to anyone."""
     _splits_folder(tmp_path / "f")
     secret = tmp_path / "f" / "train" / "cat" / "train_00003.png"
     secret.chmod(0)
-    with pytest.raises(data.DataError, match="permission denied"):
-        _load(tmp_path / "f", tmp_path, image_size=8, channels=1)
+    if os.geteuid() != 0:
+        with pytest.raises(data.DataError, match=rf"^{secret}: not readable \(permission denied\)$"):
+            _load(tmp_path / "f", tmp_path, image_size=8, channels=1)
+        return
+    code = ("from cnnjax import data\n"
+            "try:\n"
+            f"    data.load('folder', {str(tmp_path / 'f')!r}, cache_dir={str(tmp_path / 'cache')!r}, image_size=8, channels=1)\n"
+            "except data.DataError as e:\n"
+            "    print(e)\n")
+    proc = subprocess.run(["setpriv", "--bounding-set", "-dac_override,-dac_read_search", sys.executable, "-c", code],
+                          env={**os.environ, "PYTHONPATH": REPO}, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"{secret}: not readable (permission denied)", proc.stdout + proc.stderr
 
 
 # ------------------------------------------------------------------ the command line
