@@ -26,6 +26,7 @@ import jax
 from cnnjax import checkpoint as ckpt_lib
 from cnnjax import config as config_lib
 from cnnjax import data as data_lib
+from cnnjax import freeze as freeze_lib
 from cnnjax import models, summary, train
 from cnnjax.workdir import DiskFull, Workdir, WorkdirError
 
@@ -88,6 +89,8 @@ def build(cfg: config_lib.TrainConfig) -> Setup:
     _check_memory(cfg, arch)
     if cfg.whiten_init and (problem := train.whitening_problem(model, ds.image_shape)):
         raise ValueError(problem)
+    if cfg.freeze or cfg.lr_multipliers:  # patterns that match nothing / freeze everything: before anything is written
+        freeze_lib.check(freeze_lib.variable_shapes(model, ds.image_shape), cfg.freeze, cfg.lr_multipliers)
     mesh = train.data_parallel_mesh()  # data-parallel over every device there is
     if mesh is not None and cfg.batch_size % mesh.size:
         raise ValueError(f"config.batch_size {cfg.batch_size} must be a multiple of the number of devices "

@@ -38,6 +38,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from cnnjax import data as data_lib
+from cnnjax import freeze as freeze_lib
 from cnnjax import config as config_lib
 from cnnjax.config import TrainConfig
 
@@ -81,21 +82,12 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> optax.GradientTran
         base = optax.adam(lr) if cfg.optimizer == "adam" else optax.sgd(lr, momentum=cfg.momentum or None)
         if cfg.weight_decay:
             base = optax.chain(optax.add_decayed_weights(cfg.weight_decay), base)
-    return freeze_whitening(base) if cfg.whiten_init else base
+    frozen = (*cfg.freeze, *((freeze_lib.WHITEN,) if cfg.whiten_init else ()))  # whiten_init freezes its kernel
+    return freeze_lib.partition(base, frozen, cfg.lr_multipliers)
 
 
 #: the parameter that config.whiten_init sets from the data and then freezes
 WHITEN_KERNEL = ("whiten", "kernel")
-
-
-def freeze_whitening(tx: optax.GradientTransformation) -> optax.GradientTransformation:
-    """``tx`` for every parameter but the 'whiten' conv's kernel, which gets zero updates
-    (``optax.set_to_zero``: no step, no weight decay, no optimizer moments), as airbench freezes it."""
-    def labels(params):
-        return jax.tree_util.tree_map_with_path(
-            lambda path, _: "frozen" if tuple(getattr(k, "key", k) for k in path[-2:]) == WHITEN_KERNEL else "trained",
-            params)
-    return optax.multi_transform({"trained": tx, "frozen": optax.set_to_zero()}, labels)
 
 
 #: compiler options of functions that run once per process (init): optimising the generated code
@@ -275,7 +267,8 @@ def make_update(model: nn.Module, tx: optax.GradientTransformation, cfg: TrainCo
             params, x = cast_floats(params, compute), x.astype(compute)
         variables = {"params": params, **({"batch_stats": state.batch_stats} if state.batch_stats else {})}
         mutable = ["batch_stats"] if state.batch_stats else False
-        out = model.apply(variables, x, train=True, rngs={"dropout": key}, mutable=mutable)
+        with freeze_lib.frozen_batch_norm(freeze_lib.frozen_bn_layers(variables, cfg.freeze)):  # inference mode
+            out = model.apply(variables, x, train=True, rngs={"dropout": key}, mutable=mutable)
         logits, updates = out if mutable else (out, {})
         loss = cross_entropy(logits.astype(jnp.float32), y, num_classes, cfg.label_smoothing).mean()
         stats = updates.get("batch_stats", state.batch_stats)
