@@ -575,3 +575,6 @@ def create(name: str, num_classes=_UNSET, /, **kw) -> nn.Module:
             raise ValueError(f"model {name!r} has no option(s) {sorted(unknown)}; options: {sorted(fields)}")
         _check(name, factory, num_classes, kw)
     return factory(num_classes=num_classes, **kw)
+
+
+from cnnjax import models_torchvision  # noqa: E402,F401 -- registers the torchvision-layout tv_* models
