@@ -116,8 +116,8 @@ class TrainConfig:
     # ---- start from a trained network (cnnjax/freeze.py, cnnjax/init_from.py, cnnjax/subsets.py; docs/transfer.md)
     init_from: Optional[str] = setting(None, "Start from trained weights: a cnnjax work directory (its validation-selected "
                                        "checkpoint) or a .safetensors / .npz / .pth file; matched by variable path.")
-    reinit: tuple = setting((), "Path patterns (as freeze) that init_from leaves freshly initialised where the "
-                            "shapes differ, e.g. ('fc',) for a head with another number of classes.", factory=tuple)
+    reinit: tuple = setting((), "Path patterns (as freeze) that init_from leaves freshly initialised (shape mismatches "
+                            "elsewhere are errors), e.g. ('fc',): a new head for new classes.", factory=tuple)
     freeze: tuple = setting((), "Path patterns ('/'-joined fnmatch globs; '!' excludes; last match wins) of parameters "
                             "not trained (no update, no weight decay; frozen batch norm uses its running statistics). "
                             "('*', '!fc') is a linear probe.", factory=tuple)

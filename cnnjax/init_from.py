@@ -10,9 +10,9 @@ The source is one of
   torch) or ``.safetensors`` (torch's key names), converted by :mod:`cnnjax.torch_weights`.
 
 Matching is by path in the variable tree (``params`` and ``batch_stats``, paths as in
-:mod:`cnnjax.freeze`).  Each variable of the new model is *loaded* (same path and shape), *new*
-(not in the source, or a shape mismatch on a path that a ``config.reinit`` pattern lists: it keeps
-its fresh initialisation), or an error (a shape mismatch not listed).  Source variables the model
+:mod:`cnnjax.freeze`).  Each variable of the new model is *new* (not in the source, or listed by
+a ``config.reinit`` pattern, e.g. the head ``fc`` for new classes: it keeps its fresh
+initialisation), *loaded* (same path and shape), or an error (a shape mismatch not listed).  Source variables the model
 does not have are *skipped*.  :attr:`Prepared.table` says which is which.  Errors
 (:class:`InitFromError`, a ValueError: one line, raised while the run is built, before anything
 is written): a missing, unfinished or damaged work directory or file, another architecture
@@ -155,11 +155,11 @@ def match(source: dict, target: dict, reinit=(), where: str = "the source") -> t
                 rows.append((name, shape, "new: not in the source"))
                 continue
             s = tuple(np.shape(source[c][path]))
-            if s == shape:
+            if freeze.selected(reinit, path):
+                rows.append((name, shape, f"new: config.reinit (source shape {s})"))
+            elif s == shape:
                 loaded[c][path] = np.asarray(source[c][path]).astype(t.dtype)
                 rows.append((name, shape, "loaded"))
-            elif freeze.selected(reinit, path):
-                rows.append((name, shape, f"new: config.reinit (source shape {s})"))
             else:
                 raise InitFromError(f"config.init_from: {path} has shape {s} in {where} and {shape} in this model; "
                                     f"list it in config.reinit to start it fresh")

@@ -78,6 +78,13 @@ def test_a_new_head_is_reinitialised_only_where_listed(source):
     assert any("fc/kernel" in l and "new: config.reinit (source shape (392, 5))" in l for l in s.init.table.splitlines())
 
 
+def test_reinit_starts_a_head_fresh_even_where_the_shapes_agree(source):
+    s, state = _started(dict(BASE, classes=(5, 6, 7, 8, 9), init_from=str(source), reinit=["fc"]))  # 5 -> 5 classes
+    fresh = train.init_state(s.model, s.tx, 0, s.data.image_shape)
+    np.testing.assert_array_equal(state.params["fc"]["kernel"], fresh.params["fc"]["kernel"])
+    assert s.init.table.splitlines()[0].endswith("20 loaded, 2 new, 0 skipped")
+
+
 def test_resume_of_a_fine_tuning_run_is_bit_exact(source, tmp_path):
     cfg = dict(BASE, classes=(5, 6, 7, 8, 9), init_from=str(source), freeze=["conv1_*", "bn1_*"], epochs=3,
                learning_rate=3e-3)
