@@ -203,7 +203,8 @@ def _transfer_checks(cfg: TrainConfig) -> dict:
                    f"must be a list of path patterns (strings, no '!') and needs config.init_from, got "
                    f"{list(cfg.reinit)!r}"),
         "lr_multipliers": (all(isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f < math.inf
-                               for f in factors) and strings(cfg.lr_multipliers),
+                               for f in factors) and strings(cfg.lr_multipliers)
+                           and not any(p.startswith("!") for p in cfg.lr_multipliers),
                            f"must map path patterns to factors > 0 (freeze instead of 0), got {cfg.lr_multipliers!r}"),
         "classes": (all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in cfg.classes)
                     and len(set(cfg.classes)) == len(cfg.classes),

@@ -167,6 +167,7 @@ def test_cli_error_is_one_line_with_exit_2(tmp_path):
 def test_config_settings_are_validated():
     for value, message in (({"freeze": [3]}, "config.freeze must be a list of path patterns"),
                            ({"lr_multipliers": {"fc": 0}}, "config.lr_multipliers must map path patterns to factors > 0"),
+                           ({"lr_multipliers": {"!fc": 2.0}}, "config.lr_multipliers must map path patterns"),
                            ({"freeze": "fc"}, "config.freeze must be a list")):
         with pytest.raises(config_lib.ConfigError, match=message):
             config_lib.from_dict(value)
