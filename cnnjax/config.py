@@ -125,10 +125,28 @@ class TrainConfig:
                                    "and a time-to-target record counts a run only if its test accuracy reaches "
                                    "target_accuracy.")
 
+    # ---- start from a trained network (cnnjax/freeze.py, cnnjax/init_from.py, cnnjax/subsets.py; docs/transfer.md)
+    init_from: Optional[str] = setting(None, "Start from trained weights: a cnnjax work directory (its validation-selected "
+                                       "checkpoint) or a .safetensors / .npz / .pth file; matched by variable path.")
+    reinit: tuple = setting((), "Path patterns (as freeze) that init_from leaves freshly initialised (shape mismatches "
+                            "elsewhere are errors), e.g. ('fc',): a new head for new classes.", factory=tuple)
+    freeze: tuple = setting((), "Path patterns ('/'-joined fnmatch globs; '!' excludes; last match wins) of parameters "
+                            "not trained (no update, no weight decay; frozen batch norm uses its running statistics). "
+                            "('*', '!fc') is a linear probe.", factory=tuple)
+    lr_multipliers: dict = setting(None, "Path pattern -> learning-rate factor (> 0) of the matched parameters, e.g. "
+                                   "{'conv1': 0.1}.", factory=dict)
+    classes: tuple = setting((), "Keep only these classes, relabelled 0, 1, ... in this order (empty = all).",
+                             factory=tuple)
+    train_per_class: int = setting(0, "Training images per class, drawn by the seed from the training split after "
+                                   "the validation split is held out (0 = all).")
+
     def __post_init__(self):  # canonical model options: sorted keys, tuples (equal after a JSON round trip)
         object.__setattr__(self, "model_options", _canonical(dict(self.model_options or {})))
         if isinstance(self.data_in_memory, (bool, str)):  # True / "False" (a command line's spelling) -> "true"/"false"
             object.__setattr__(self, "data_in_memory", str(self.data_in_memory).lower())
+        for name in ("freeze", "reinit", "classes"):
+            object.__setattr__(self, name, tuple(getattr(self, name) or ()))
+        object.__setattr__(self, "lr_multipliers", _canonical(dict(self.lr_multipliers or {})))
 
     @property
     def stop_accuracy(self) -> float:
@@ -179,6 +197,7 @@ class TrainConfig:
             0 <= self.target_margin and self.target_accuracy + self.target_margin <= 1,
             f"must be >= 0 with target_accuracy + target_margin <= 1, got {self.target_margin} (target_accuracy "
             f"{self.target_accuracy})")
+        checks.update(_transfer_checks(self))
         for f in dataclasses.fields(self):
             choices = f.metadata["choices"]
             if choices and getattr(self, f.name) not in choices:
@@ -186,6 +205,29 @@ class TrainConfig:
         for name, (ok, message) in checks.items():
             if not ok:
                 raise ConfigError(f"config.{name} {message}")
+
+
+def _transfer_checks(cfg: TrainConfig) -> dict:
+    """validate()'s checks of the start-from-a-trained-network settings (their patterns are checked
+    against the model by :func:`cnnjax.freeze.check` when the run is built)."""
+    strings = lambda v: all(isinstance(p, str) and p.strip("!") for p in v)
+    factors = cfg.lr_multipliers.values()
+    return {
+        "freeze": (strings(cfg.freeze), f"must be a list of path patterns (strings), got {list(cfg.freeze)!r}"),
+        "reinit": (strings(cfg.reinit) and not any(p.startswith("!") for p in cfg.reinit) and
+                   (not cfg.reinit or cfg.init_from is not None),
+                   f"must be a list of path patterns (strings, no '!') and needs config.init_from, got "
+                   f"{list(cfg.reinit)!r}"),
+        "lr_multipliers": (all(isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f < math.inf
+                               for f in factors) and strings(cfg.lr_multipliers)
+                           and not any(p.startswith("!") for p in cfg.lr_multipliers),
+                           f"must map path patterns to factors > 0 (freeze instead of 0), got {cfg.lr_multipliers!r}"),
+        "classes": (all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in cfg.classes)
+                    and len(set(cfg.classes)) == len(cfg.classes),
+                    f"must be distinct class indices >= 0, got {list(cfg.classes)!r}"),
+        "train_per_class": (cfg.train_per_class >= 0, f"must be >= 0 (0 = all), got {cfg.train_per_class}"),
+        "init_from": (cfg.init_from is None or bool(cfg.init_from.strip()), "must be a path, got ''"),
+    }
 
 
 def fields() -> tuple[dataclasses.Field, ...]:
@@ -232,11 +274,14 @@ def _type_error(f: dataclasses.Field, value) -> Optional[str]:
         return None
     if dict in allowed and isinstance(value, Mapping):
         return None
+    if tuple in allowed and isinstance(value, (list, tuple)):
+        return None
     return f"must be {_type_name(allowed)}, got {value!r} ({type(value).__name__})"
 
 
 def _type_name(allowed) -> str:
-    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a mapping"}
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a mapping",
+             tuple: "a list"}
     return " or ".join(names.get(t, t.__name__) for t in allowed if t is not type(None))
 
 
@@ -298,7 +343,7 @@ def config_dict(cfg: Optional[TrainConfig] = None, **overrides) -> ml_collection
     out = ml_collections.ConfigDict()
     for f in fields():
         value = getattr(cfg, f.name)
-        if f.name == "model_options":
+        if f.name in ("model_options", "lr_multipliers"):
             out[f.name] = ml_collections.ConfigDict(dict(value))
         elif value is None:
             out[f.name] = ml_collections.config_dict.placeholder(str)

@@ -26,7 +26,8 @@ import jax
 from cnnjax import checkpoint as ckpt_lib
 from cnnjax import config as config_lib
 from cnnjax import data as data_lib
-from cnnjax import evaluation, models, optim, sharding, streaming, summary, train, whitening
+from cnnjax import evaluation, init_from, models, optim, sharding, streaming, subsets, summary, train, whitening
+from cnnjax import freeze as freeze_lib
 from cnnjax.train_state import abstract_state, init_state
 from cnnjax.step import StepSpec, resolve_compute_dtype
 from cnnjax.workdir import DiskFull, Workdir, WorkdirError
@@ -47,13 +48,15 @@ class Setup(NamedTuple):
     schedule: Any
     mesh: Any
     load_seconds: float = 0.0  # wall time of reading the data and splitting off the validation set
+    init: Any = None  # config.init_from's variables to load (cnnjax.init_from.Prepared), or None
 
     def data_info(self) -> dict:
         ds = self.data
         return {"source": ds.source, "num_classes": ds.num_classes, "image_shape": list(ds.image_shape),
                 "mean": ds.mean, "std": ds.std, "num_train": len(ds.train_labels), "num_test": len(ds.test_labels),
                 "num_val": len(ds.val_labels) if ds.has_validation else 0, "class_names": list(ds.class_names),
-                **ds.info}  # source-specific facts, e.g. an image folder's skipped files and prepared copy
+                **ds.info,  # source-specific facts, e.g. an image folder's skipped files and prepared copy
+                **({"init_from": self.init.record} if self.init is not None else {})}
 
     def step_spec(self) -> StepSpec:
         """The training step's spec of this run (:mod:`cnnjax.step`)."""
@@ -72,10 +75,12 @@ def as_config(config: config_lib.TrainConfig | Mapping) -> config_lib.TrainConfi
 
 def load_data(cfg: config_lib.TrainConfig) -> data_lib.Dataset:
     """``cfg``'s dataset: its first num_train / num_test images, the validation split held out
-    of the training set by ``cfg.seed`` (uint8 NHWC, as :class:`cnnjax.data.Dataset`)."""
+    of the training set by ``cfg.seed``, then ``cfg.classes`` / ``cfg.train_per_class``
+    (:func:`cnnjax.subsets.restrict`) (uint8 NHWC, as :class:`cnnjax.data.Dataset`)."""
     ds = data_lib.load(cfg.dataset, cfg.data_dir, image_size=cfg.image_size, channels=cfg.channels,
                        cache_dir=cfg.data_cache_dir).subset(cfg.num_train or None, cfg.num_test or None)
-    return ds.hold_out(cfg.validation_size, cfg.seed)
+    ds = ds.hold_out(cfg.validation_size, cfg.seed)
+    return subsets.restrict(ds, cfg.classes, cfg.train_per_class, cfg.seed)
 
 
 def build(cfg: config_lib.TrainConfig) -> Setup:
@@ -97,12 +102,15 @@ def build(cfg: config_lib.TrainConfig) -> Setup:
     _check_memory(cfg, arch)
     if cfg.whiten_init and (problem := whitening.whitening_problem(model, ds.image_shape)):
         raise ValueError(problem)
+    if cfg.freeze or cfg.lr_multipliers:  # patterns that match nothing / freeze everything: before anything is written
+        freeze_lib.check(freeze_lib.variable_shapes(model, ds.image_shape), cfg.freeze, cfg.lr_multipliers)
     mesh = sharding.data_parallel_mesh()  # data-parallel over every device there is
     if mesh is not None and cfg.batch_size % mesh.size:
         raise ValueError(f"config.batch_size {cfg.batch_size} must be a multiple of the number of devices "
                          f"({mesh.size})")
+    init = init_from.prepare(cfg, model, ds.image_shape) if cfg.init_from else None  # read and matched: errors now
     return Setup(cfg, ds, model, arch, steps, optim.make_optimizer(cfg, steps), optim.make_schedule(cfg, steps), mesh,
-                 load_seconds)
+                 load_seconds, init)
 
 
 def available_memory() -> int | None:
@@ -341,6 +349,9 @@ def _resume(s: Setup, wd: Workdir, checkpoints: ckpt_lib.Checkpoints, log):
         state = init_state(s.model, s.tx, cfg.seed, s.data.image_shape, ema=cfg.ema_decay > 0)
         if cfg.whiten_init:
             state = whitening.init_whitening(state, s.data.train_images, s.data.mean, s.data.std)
+        if s.init is not None:  # config.init_from: a fresh run starts from the source's variables
+            state = init_from.apply(state, s.init, s.tx)
+            log(s.init.table)
         if logged:
             log(f"no readable checkpoint in {wd.checkpoint_dir}: starting {wd.path} again from epoch 1 "
                 f"({len(logged)} logged epochs are redone)")

@@ -1,14 +1,15 @@
 """The optimizer of a :class:`cnnjax.config.TrainConfig`: learning-rate schedule, Adam/AdamW/SGD
-with weight decay, gradient accumulation (``optax.MultiSteps``) and the frozen whitening conv."""
+with weight decay, gradient accumulation (``optax.MultiSteps``), and frozen or slower parameters
+(``config.freeze`` / ``config.lr_multipliers``, the whitening conv of ``config.whiten_init``: one
+``optax.multi_transform``, :mod:`cnnjax.freeze`)."""
 from __future__ import annotations
 
 import dataclasses
 
-import jax
 import optax
 
 from cnnjax.config import TrainConfig
-from cnnjax.whitening import WHITEN_KERNEL
+from cnnjax import freeze as freeze_lib
 
 
 def make_schedule(cfg: TrainConfig, steps_per_epoch: int) -> optax.Schedule:
@@ -28,7 +29,8 @@ def make_schedule(cfg: TrainConfig, steps_per_epoch: int) -> optax.Schedule:
 
 def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
     """``cfg``'s optimizer for ``steps_per_epoch`` batches an epoch (accumulating with
-    ``grad_accum_steps`` > 1, the whitening conv frozen with ``whiten_init``)."""
+    ``grad_accum_steps`` > 1; ``freeze`` patterns frozen, ``lr_multipliers`` applied, the whitening
+    conv frozen with ``whiten_init``: :func:`cnnjax.freeze.partition`)."""
     if cfg.grad_accum_steps > 1:
         return make_accumulating_optimizer(cfg, steps_per_epoch)
     lr = make_schedule(cfg, steps_per_epoch)
@@ -38,7 +40,8 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> optax.GradientTran
         base = optax.adam(lr) if cfg.optimizer == "adam" else optax.sgd(lr, momentum=cfg.momentum or None)
         if cfg.weight_decay:
             base = optax.chain(optax.add_decayed_weights(cfg.weight_decay), base)
-    return freeze_whitening(base) if cfg.whiten_init else base
+    frozen = (*cfg.freeze, *((freeze_lib.WHITEN,) if cfg.whiten_init else ()))
+    return freeze_lib.partition(base, frozen, cfg.lr_multipliers)
 
 
 def make_accumulating_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
@@ -51,13 +54,3 @@ def make_accumulating_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> optax
     k = cfg.grad_accum_steps
     inner = make_optimizer(dataclasses.replace(cfg, grad_accum_steps=1), max(steps_per_epoch // k, 1))
     return optax.MultiSteps(inner, every_k_schedule=k).gradient_transformation()
-
-
-def freeze_whitening(tx: optax.GradientTransformation) -> optax.GradientTransformation:
-    """``tx`` for every parameter but the 'whiten' conv's kernel, which gets zero updates
-    (``optax.set_to_zero``: no step, no weight decay, no optimizer moments), as airbench freezes it."""
-    def labels(params):
-        return jax.tree_util.tree_map_with_path(
-            lambda path, _: "frozen" if tuple(getattr(k, "key", k) for k in path[-2:]) == WHITEN_KERNEL else "trained",
-            params)
-    return optax.multi_transform({"trained": tx, "frozen": optax.set_to_zero()}, labels)

@@ -27,6 +27,7 @@ import optax
 from jax.sharding import Mesh
 
 from cnnjax import data as data_lib
+from cnnjax import freeze as freeze_lib
 from cnnjax.config import TrainConfig
 from cnnjax.sharding import split_batch
 from cnnjax.train_state import TrainState
@@ -56,7 +57,9 @@ class StepSpec:
     'flip_crop' (:func:`augment_batch`).  ``compute_dtype``: 'float32', 'bfloat16' or 'auto'
     (resolved here for the current backend).  ``ema_decay`` > 0 needs a state made with
     ``ema=True``.  ``mesh`` (:func:`cnnjax.sharding.data_parallel_mesh`): the batch is split over
-    its devices; ValueError when ``batch_size`` is not a multiple of their number."""
+    its devices; ValueError when ``batch_size`` is not a multiple of their number.  ``freeze``:
+    ``config.freeze``'s path patterns; the batch-norm layers they freeze run in inference mode
+    (:func:`cnnjax.freeze.frozen_batch_norm`; their parameters' updates are ``tx``'s business)."""
     model: nn.Module
     tx: optax.GradientTransformation
     num_classes: int
@@ -70,6 +73,7 @@ class StepSpec:
     ema_decay: float = 0.0
     grad_accum_steps: int = 1
     mesh: Mesh | None = None
+    freeze: tuple[str, ...] = ()
 
     def __post_init__(self):
         object.__setattr__(self, "compute_dtype", resolve_compute_dtype(self.compute_dtype))
@@ -82,7 +86,7 @@ class StepSpec:
                     mean, std, mesh: Mesh | None = None) -> "StepSpec":
         """The spec of ``cfg``'s step for ``model`` trained by ``tx`` on data normalised by ``mean``/``std``."""
         return cls(model, tx, num_classes, mean, std, cfg.batch_size, cfg.augment, cfg.crop_padding,
-                   cfg.label_smoothing, cfg.compute_dtype, cfg.ema_decay, cfg.grad_accum_steps, mesh)
+                   cfg.label_smoothing, cfg.compute_dtype, cfg.ema_decay, cfg.grad_accum_steps, mesh, cfg.freeze)
 
 
 def train_step(spec: StepSpec, state: TrainState, batch) -> tuple[TrainState, dict]:
@@ -120,7 +124,8 @@ def _loss(params, spec: StepSpec, batch_stats, x, y, key):
         params, x = cast_floats(params, compute), x.astype(compute)
     variables = {"params": params, **({"batch_stats": batch_stats} if batch_stats else {})}
     mutable = ["batch_stats"] if batch_stats else False
-    out = spec.model.apply(variables, x, train=True, rngs={"dropout": key}, mutable=mutable)
+    with freeze_lib.frozen_batch_norm(freeze_lib.frozen_bn_layers(variables, spec.freeze)):
+        out = spec.model.apply(variables, x, train=True, rngs={"dropout": key}, mutable=mutable)
     logits, updates = out if mutable else (out, {})
     loss = cross_entropy(logits.astype(jnp.float32), y, spec.num_classes, spec.label_smoothing).mean()
     stats = updates.get("batch_stats", batch_stats)

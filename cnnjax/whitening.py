@@ -1,5 +1,6 @@
 """airbench94's data-dependent first layer: a patch-whitening conv set from the training images
-and then frozen (``config.whiten_init``; the optimizer side is :func:`cnnjax.optim.freeze_whitening`).
+and then frozen (``config.whiten_init``; the optimizer side: :func:`cnnjax.optim.make_optimizer`
+freezes the pattern :data:`cnnjax.freeze.WHITEN`).
 
 The conv is the parameter :data:`WHITEN_KERNEL` of the airbench models (``params['whiten']['kernel']``,
 HWIO).  :func:`whitening_problem` says, before anything is allocated, why a model cannot take it;

@@ -15,6 +15,9 @@ CIFAR_PINNED = {
     "vgg11_bn": 9_231_114,  # kuangliu/pytorch-cifar VGG('VGG11')
     "vgg16_bn": 14_728_266,  # kuangliu/pytorch-cifar VGG('VGG16')
     "airbench": 1_971_640,  # airbench94 make_net: 1,972,792 less its 1,152 frozen BN weights
+    # torchvision's counts with 1,000 classes (11,689,512 / 21,797,672 / 132,868,840 / 138,365,992, pinned in
+    # tests/test_torch_weights.py) less the 990 classes' head weights: 513*990 (ResNet), 4097*990 (VGG)
+    "tv_resnet18": 11_181_642, "tv_resnet34": 21_289_802, "tv_vgg11_bn": 128_812_810, "tv_vgg16_bn": 134_309_962,
 }
 
 

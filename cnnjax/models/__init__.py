@@ -11,6 +11,7 @@ Use the registry (:mod:`cnnjax.models.registry`): ``models.create("padded_cnn")`
     grouped_cnn), vgg_bn, conv_autoencoder
   * :mod:`~cnnjax.models.cifar`    resnet20 / 56 / 18, vgg11_bn / vgg16_bn
   * :mod:`~cnnjax.models.airbench` airbench, airbench28_s / _m / _l
+  * :mod:`~cnnjax.models.torchvision` tv_resnet18 / 34, tv_vgg11_bn / 16_bn (torchvision's layout)
 
 A conv model receives its conv as the field ``conv`` (a :class:`cnnjax.blocks.ConvDef`, which
 builds its conv and pool blocks on one implementation); ``create`` exposes it as the option
@@ -26,7 +27,16 @@ from cnnjax.models.cifar import VGG, BasicBlock, ResNet, ShortcutConv
 from cnnjax.models.common import OptionError
 from cnnjax.models.course import MLP, VGGBN, ConvAutoencoder, LeNet5, PaddedCNN, SeedNet
 from cnnjax.models.registry import REGISTRY, available, create, options, register
+from cnnjax.models.torchvision import TVResNet, TVVGG
 
 __all__ = ["Airbench", "dirac_init", "VGG", "BasicBlock", "ResNet", "ShortcutConv", "OptionError", "MLP", "VGGBN",
            "ConvAutoencoder", "LeNet5", "PaddedCNN", "SeedNet", "REGISTRY", "available", "create", "options",
-           "register"]
+           "register", "TVResNet", "TVVGG", "features"]
+
+
+def features(model, variables, x, layer: str, batch_size: int = 256):
+    """The activations of ``layer`` (named as in the model's summary) for float NHWC inputs ``x``:
+    :func:`cnnjax.features.features` (imported on call: it reads layer names from
+    :mod:`cnnjax.summary`, a layer above this one)."""
+    from cnnjax import features as features_lib
+    return features_lib.features(model, variables, x, layer, batch_size)

@@ -18,6 +18,7 @@ from cnnjax.models.airbench import Airbench
 from cnnjax.models.cifar import VGG, ResNet
 from cnnjax.models.common import OptionError, pos_int
 from cnnjax.models.course import MLP, VGGBN, ConvAutoencoder, LeNet5, PaddedCNN, SeedNet
+from cnnjax.models.torchvision import VGG11, VGG16, TVResNet, TVVGG
 
 REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "lenet5": LeNet5,
@@ -40,6 +41,11 @@ REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "airbench28_s": functools.partial(Airbench, widths=(8, 16, 16), whiten_width=8),
     "airbench28_m": functools.partial(Airbench, widths=(16, 32, 32), whiten_width=8),
     "airbench28_l": functools.partial(Airbench, widths=(32, 64, 64), whiten_width=8),
+    # torchvision's layouts, so that its state_dicts convert key by key (cnnjax.torch_weights)
+    "tv_resnet18": functools.partial(TVResNet, stage_sizes=(2, 2, 2, 2)),
+    "tv_resnet34": functools.partial(TVResNet, stage_sizes=(3, 4, 6, 3)),
+    "tv_vgg11_bn": functools.partial(TVVGG, layers=VGG11),
+    "tv_vgg16_bn": functools.partial(TVVGG, layers=VGG16),
 }
 
 #: the option that stands for a model's ``conv`` field
