@@ -30,6 +30,7 @@ from cnnjax import evaluation, init_from, models, optim, sharding, streaming, su
 from cnnjax import freeze as freeze_lib
 from cnnjax.train_state import abstract_state, init_state
 from cnnjax.step import StepSpec, resolve_compute_dtype
+from cnnjax.data.stream import available_memory
 from cnnjax.workdir import DiskFull, Workdir, WorkdirError
 
 
@@ -111,18 +112,6 @@ def build(cfg: config_lib.TrainConfig) -> Setup:
     init = init_from.prepare(cfg, model, ds.image_shape) if cfg.init_from else None  # read and matched: errors now
     return Setup(cfg, ds, model, arch, steps, optim.make_optimizer(cfg, steps), optim.make_schedule(cfg, steps), mesh,
                  load_seconds, init)
-
-
-def available_memory() -> int | None:
-    """Bytes of memory the system can still give (Linux MemAvailable); None where unknown."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
 
 
 def _check_memory(cfg: config_lib.TrainConfig, arch: summary.Summary, fraction: float = 0.8) -> None:
