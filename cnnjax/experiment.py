@@ -56,8 +56,9 @@ class Setup(NamedTuple):
 
     def step_spec(self) -> StepSpec:
         """The training step's spec of this run (:mod:`cnnjax.step`)."""
-        return StepSpec.from_config(self.cfg, self.model, self.tx, self.data.num_classes, self.data.mean,
-                                    self.data.std, self.mesh)
+        ds = self.data
+        return StepSpec.from_config(self.cfg, self.model, self.tx, num_classes=ds.num_classes, mean=ds.mean, std=ds.std,
+                                    mesh=self.mesh)
 
 
 def as_config(config: config_lib.TrainConfig | Mapping) -> config_lib.TrainConfig:
