@@ -29,7 +29,7 @@ from cnnjax import data as data_lib
 from cnnjax import evaluation, models, optim, sharding, summary, train, whitening
 from cnnjax.train_state import abstract_state, init_state
 from cnnjax.step import StepSpec, resolve_compute_dtype
-from cnnjax.workdir import DiskFull, Workdir, WorkdirError
+from cnnjax.workdir import METRICS, DiskFull, Workdir, WorkdirError
 
 
 class NonFiniteLoss(RuntimeError):
@@ -345,7 +345,7 @@ def _resume(s: Setup, wd: Workdir, checkpoints: ckpt_lib.Checkpoints, log):
     if kept is not None:
         missing = sorted({r["epoch"] for r in kept} - {r["epoch"] for r in rows})
         if missing:
-            log(f"{wd.file('metrics.jsonl')} lacks the rows of epochs {', '.join(map(str, missing))} (cut short by "
+            log(f"{wd.file(METRICS)} lacks the rows of epochs {', '.join(map(str, missing))} (cut short by "
                 f"a crash); restored them from the checkpoint of epoch {start}")
         rows = [dict(r) for r in kept]
     return state, start, rows
