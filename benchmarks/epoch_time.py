@@ -51,8 +51,8 @@ def _trainer(ds, model_name: str, batch: int, loop: str, dtype: str, epochs: int
     tx = optim.make_optimizer(cfg, len(ds.train_labels) // batch)
     state = train_state.init_state(model, tx, cfg.seed, ds.image_shape)
     images, labels = jax.device_put((ds.train_images, ds.train_labels))
-    run = train.make_epoch_runner(StepSpec.from_config(cfg, model, tx, ds.num_classes, ds.mean, ds.std),
-                                  fused=loop == "scan")
+    spec = StepSpec.from_config(cfg, model, tx, num_classes=ds.num_classes, mean=ds.mean, std=ds.std)
+    run = train.make_epoch_runner(spec, fused=loop == "scan")
     return model, state, images, labels, run
 
 

@@ -152,7 +152,7 @@ def main(argv=None):
         model = models.create(cfg.model, ds.num_classes)
         tx = optim.make_optimizer(cfg, steps)
         state = init_state(model, tx, cfg.seed, ds.image_shape)
-        spec = StepSpec.from_config(cfg, model, tx, ds.num_classes, ds.mean, ds.std)
+        spec = StepSpec.from_config(cfg, model, tx, num_classes=ds.num_classes, mean=ds.mean, std=ds.std)
         if streamed:
             run = streaming.make_epoch_runner(spec, ds, cfg.epochs, workers=args.stream_workers)
         else:

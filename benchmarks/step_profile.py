@@ -43,7 +43,7 @@ _NOT_OPS = ("ThunkExecutor", "ThreadpoolListener", "SlinkyThreadPool", "CommonPj
 
 def hlo_ops(dump_dir: str) -> dict[str, tuple[str, str]]:
     """{instruction name: (output shape, op_name metadata)} of the dumped optimised training step."""
-    files = sorted(glob.glob(os.path.join(dump_dir, "*.jit_step.*after_optimizations.txt")))
+    files = sorted(glob.glob(os.path.join(dump_dir, "*jit_indexed_train_step*after_optimizations.txt")))
     if not files:
         return {}
     text = open(files[-1]).read()

@@ -139,7 +139,7 @@ class _JaxBench:
         tx = self.optim.make_optimizer(cfg, steps_per_epoch)
         shape, mean, std = model_input(name)
         state = self.train_state.init_state(model, tx, 0, shape)
-        spec = self.StepSpec.from_config(cfg, model, tx, 10, mean, std)
+        spec = self.StepSpec.from_config(cfg, model, tx, num_classes=10, mean=mean, std=std)
         return (model, state, spec, train.make_indexed_step(spec), self.evaluation.make_eval_step(model, mean, std, 10))
 
     def setup(self, name, batch):

@@ -31,7 +31,7 @@ from cnnjax import freeze as freeze_lib
 from cnnjax.train_state import abstract_state, init_state
 from cnnjax.step import StepSpec, resolve_compute_dtype
 from cnnjax.data.stream import available_memory
-from cnnjax.workdir import DiskFull, Workdir, WorkdirError
+from cnnjax.workdir import METRICS, DiskFull, Workdir, WorkdirError
 
 
 class NonFiniteLoss(RuntimeError):
@@ -61,8 +61,9 @@ class Setup(NamedTuple):
 
     def step_spec(self) -> StepSpec:
         """The training step's spec of this run (:mod:`cnnjax.step`)."""
-        return StepSpec.from_config(self.cfg, self.model, self.tx, self.data.num_classes, self.data.mean,
-                                    self.data.std, self.mesh)
+        ds = self.data
+        return StepSpec.from_config(self.cfg, self.model, self.tx, num_classes=ds.num_classes, mean=ds.mean, std=ds.std,
+                                    mesh=self.mesh)
 
 
 def as_config(config: config_lib.TrainConfig | Mapping) -> config_lib.TrainConfig:
@@ -352,7 +353,7 @@ def _resume(s: Setup, wd: Workdir, checkpoints: ckpt_lib.Checkpoints, log):
     if kept is not None:
         missing = sorted({r["epoch"] for r in kept} - {r["epoch"] for r in rows})
         if missing:
-            log(f"{wd.file('metrics.jsonl')} lacks the rows of epochs {', '.join(map(str, missing))} (cut short by "
+            log(f"{wd.file(METRICS)} lacks the rows of epochs {', '.join(map(str, missing))} (cut short by "
                 f"a crash); restored them from the checkpoint of epoch {start}")
         rows = [dict(r) for r in kept]
     return state, start, rows

@@ -1,6 +1,6 @@
 """One training step: ``train_step(spec, state, batch) -> (state, metrics)``, a pure function.
 
-  spec  = StepSpec.from_config(cfg, model, tx, ds.num_classes, ds.mean, ds.std)
+  spec  = StepSpec.from_config(cfg, model, tx, num_classes=ds.num_classes, mean=ds.mean, std=ds.std)
   step  = make_train_step(spec)              # jitted, the old state donated
   state, metrics = step(state, (images_u8, labels))
 
@@ -82,8 +82,8 @@ class StepSpec:
                              f"({self.mesh.size})")
 
     @classmethod
-    def from_config(cls, cfg: TrainConfig, model: nn.Module, tx: optax.GradientTransformation, num_classes: int,
-                    mean, std, mesh: Mesh | None = None) -> "StepSpec":
+    def from_config(cls, cfg: TrainConfig, model: nn.Module, tx: optax.GradientTransformation, *,
+                    num_classes: int, mean, std, mesh: Mesh | None = None) -> "StepSpec":
         """The spec of ``cfg``'s step for ``model`` trained by ``tx`` on data normalised by ``mean``/``std``."""
         return cls(model, tx, num_classes, mean, std, cfg.batch_size, cfg.augment, cfg.crop_padding,
                    cfg.label_smoothing, cfg.compute_dtype, cfg.ema_decay, cfg.grad_accum_steps, mesh, cfg.freeze)

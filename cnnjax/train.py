@@ -4,7 +4,7 @@
   model = models.create(cfg.model, ds.num_classes, **cfg.model_options)
   tx    = optim.make_optimizer(cfg, steps_per_epoch)
   state = init_state(model, tx, cfg.seed, ds.image_shape)                    # cnnjax.train_state
-  spec  = StepSpec.from_config(cfg, model, tx, ds.num_classes, ds.mean, ds.std)   # cnnjax.step
+  spec  = StepSpec.from_config(cfg, model, tx, num_classes=ds.num_classes, mean=ds.mean, std=ds.std)
   run   = make_epoch_runner(spec)
   state, metrics = run(state, images, labels, epoch)
 
@@ -46,10 +46,10 @@ def fused_epoch_default(backend: str | None = None) -> bool:
 def _indexed_step(spec: StepSpec) -> Callable:
     """``step(state, images, labels, order, index)``: :func:`cnnjax.step.train_step` on the batch
     ``order[index*B:(index+1)*B]`` gathered from the device-resident ``images``/``labels``."""
-    def step(state: TrainState, images, labels, order, index):
+    def indexed_train_step(state: TrainState, images, labels, order, index):
         idx = split_batch(jax.lax.dynamic_slice_in_dim(order, index * spec.batch_size, spec.batch_size), spec.mesh)
         return train_step(spec, state, (images[idx], labels[idx]))
-    return step
+    return indexed_train_step
 
 
 def make_indexed_step(spec: StepSpec) -> Callable:

@@ -27,7 +27,8 @@ def test_accumulating_k_micro_batches_equals_one_large_batch(optimizer):
         steps = n // cfg.batch_size
         tx = optim.make_optimizer(cfg, steps)
         state = train_state.init_state(model, tx, 0, ds.image_shape)
-        update = step_lib.make_train_step(step_lib.StepSpec.from_config(cfg, model, tx, 10, ds.mean, ds.std))
+        spec = step_lib.StepSpec.from_config(cfg, model, tx, num_classes=10, mean=ds.mean, std=ds.std)
+        update = step_lib.make_train_step(spec)
         b = cfg.batch_size
         for i in range(3 * 32 // b):  # three large steps' worth of data
             state, _ = update(state, (images[i * b:(i + 1) * b], labels[i * b:(i + 1) * b]))
@@ -82,8 +83,8 @@ def test_resnet20_learns_the_synthetic_colour_set_in_seconds():
     tx = optim.make_optimizer(cfg, steps)
     state = train_state.init_state(model, tx, cfg.seed, ds.image_shape)
     images, labels = jax.device_put((ds.train_images, ds.train_labels))
-    run = train.make_epoch_runner(step_lib.StepSpec.from_config(cfg, model, tx, ds.num_classes, ds.mean, ds.std),
-                                  fused=False)
+    spec = step_lib.StepSpec.from_config(cfg, model, tx, num_classes=ds.num_classes, mean=ds.mean, std=ds.std)
+    run = train.make_epoch_runner(spec, fused=False)
     for epoch in range(1, cfg.epochs + 1):
         state, m = run(state, images, labels, epoch)
     acc = evaluation.evaluate(model, state.variables(), ds, batch_size=500)["accuracy"]
@@ -106,8 +107,8 @@ def test_bfloat16_compute_and_accumulation_run_the_colour_nets(name):
     model = models.create(name, ds.num_classes)
     tx = optim.make_optimizer(cfg, 4)
     state = train_state.init_state(model, tx, 0, ds.image_shape)
-    run = train.make_epoch_runner(step_lib.StepSpec.from_config(cfg, model, tx, ds.num_classes, ds.mean, ds.std),
-                                  fused=False)
+    spec = step_lib.StepSpec.from_config(cfg, model, tx, num_classes=ds.num_classes, mean=ds.mean, std=ds.std)
+    run = train.make_epoch_runner(spec, fused=False)
     state, m = run(state, *jax.device_put((ds.train_images, ds.train_labels)), 1)
     assert np.isfinite(m["train_loss"])
     assert all(a.dtype == jnp.float32 for a in jax.tree.leaves((state.params, state.batch_stats)))

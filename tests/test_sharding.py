@@ -22,7 +22,8 @@ tx = optim.make_optimizer(cfg, 256 // 32)
 mesh = sharding.data_parallel_mesh(jax.devices()[:n_dev])
 state = sharding.replicate(train_state.init_state(model, tx, 0, ds.image_shape), mesh)
 images, labels = sharding.replicate((ds.train_images, ds.train_labels), mesh)
-run = train.make_epoch_runner(StepSpec.from_config(cfg, model, tx, 10, ds.mean, ds.std, mesh), fused=fused)
+spec = StepSpec.from_config(cfg, model, tx, num_classes=10, mean=ds.mean, std=ds.std, mesh=mesh)
+run = train.make_epoch_runner(spec, fused=fused)
 losses = []  # per step, or per epoch (the epoch mean) when fused
 for epoch in (1, 2):
     state, m = run(state, images, labels, epoch,

@@ -57,7 +57,7 @@ def test_ema_is_the_hand_computed_average_of_three_steps():
     model = models.create(cfg.model, **cfg.model_options)
     tx = optim.make_optimizer(cfg, 3)
     state = train_state.init_state(model, tx, 0, ds.image_shape, ema=True)
-    spec = step_lib.StepSpec.from_config(cfg, model, tx, 10, ds.mean, ds.std)
+    spec = step_lib.StepSpec.from_config(cfg, model, tx, num_classes=10, mean=ds.mean, std=ds.std)
     seen = [state.variables()]
     for i in range(3):  # unjitted: nothing donated
         batch = (ds.train_images[i * 16:(i + 1) * 16], ds.train_labels[i * 16:(i + 1) * 16])

@@ -283,8 +283,8 @@ def _run_epochs(name, cfg, fused, epochs=2):
     tx = optim.make_optimizer(cfg, 320 // cfg.batch_size)
     state = train_state.init_state(model, tx, cfg.seed, ds.image_shape)
     images, labels = jax.device_put((ds.train_images, ds.train_labels))
-    run = train.make_epoch_runner(step_lib.StepSpec.from_config(cfg, model, tx, ds.num_classes, ds.mean, ds.std),
-                                  fused=fused)
+    spec = step_lib.StepSpec.from_config(cfg, model, tx, num_classes=ds.num_classes, mean=ds.mean, std=ds.std)
+    run = train.make_epoch_runner(spec, fused=fused)
     rows = []
     for epoch in range(1, epochs + 1):
         state, m = run(state, images, labels, epoch)
@@ -299,7 +299,8 @@ def test_batches_from_the_host_train_as_the_in_memory_epoch():
     want_rows, want, model, ds = _run_epochs("vgg_bn", cfg, fused=False)
     tx = optim.make_optimizer(cfg, 320 // cfg.batch_size)
     state = train_state.init_state(model, tx, cfg.seed, ds.image_shape)
-    step = step_lib.make_train_step(step_lib.StepSpec.from_config(cfg, model, tx, ds.num_classes, ds.mean, ds.std))
+    spec = step_lib.StepSpec.from_config(cfg, model, tx, num_classes=ds.num_classes, mean=ds.mean, std=ds.std)
+    step = step_lib.make_train_step(spec)
     for epoch, row in zip((1, 2), want_rows):
         order = np.asarray(train.epoch_permutation(state.rng, epoch, len(ds.train_labels)))
         losses = []
@@ -358,7 +359,8 @@ def test_auto_compute_dtype_trains_what_it_resolves_to(monkeypatch):
     def one_step(dtype):
         cfg = TrainConfig(model="seed_net", batch_size=32, compute_dtype=dtype)
         tx = optim.make_optimizer(cfg, 2)
-        step = step_lib.make_train_step(step_lib.StepSpec.from_config(cfg, model, tx, ds.num_classes, ds.mean, ds.std))
+        spec = step_lib.StepSpec.from_config(cfg, model, tx, num_classes=ds.num_classes, mean=ds.mean, std=ds.std)
+        step = step_lib.make_train_step(spec)
         state, m = step(train_state.init_state(model, tx, 0, ds.image_shape), batch)
         return float(m["loss"]), [np.asarray(a) for a in jax.tree.leaves(state.params)]
 
