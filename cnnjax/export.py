@@ -44,8 +44,9 @@ class ExportError(ValueError):
 
 
 def _portable(model: nn.Module) -> nn.Module:
+    """``model`` with its convs and pools on lax's ops (a model receives them as its ``conv``)."""
     names = {f.name for f in dataclasses.fields(model)}
-    return model.clone(conv_impl="lax") if "conv_impl" in names else model
+    return model.clone(conv=blocks.ConvDef("lax")) if "conv" in names else model
 
 
 def logits_function(model: nn.Module, variables, mean, std) -> Callable:

@@ -195,7 +195,7 @@ def prepare(cfg, model, image_shape) -> Prepared:
 
 
 def apply(state, prepared: Prepared, tx):
-    """``state`` (a fresh :class:`cnnjax.train.TrainState`) with the loaded variables in place, its
+    """``state`` (a fresh :class:`cnnjax.train_state.TrainState`) with the loaded variables in place, its
     optimizer state initialised for them and its moving average (if any) restarted from them."""
     def put(tree, collection):
         values = prepared.loaded[collection]

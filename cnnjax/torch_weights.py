@@ -5,7 +5,7 @@
 
 Supported (:data:`LAYOUTS`): the torchvision-layout models of :mod:`cnnjax.models.torchvision`
 (``tv_resnet18/34``, ``tv_vgg11_bn/16_bn``: torchvision's own key names) and the PyTorch twins of
-``benchmarks/train_throughput.py`` / ``benchmarks/speedrun_torch.py`` (``lenet5``, ``padded_cnn``,
+``benchmarks/torch_twins.py`` (``lenet5``, ``padded_cnn``,
 ``separable_cnn``, ``dilated_cnn``, ``grouped_cnn``, ``vgg_bn``, ``resnet20``, the ``airbench``
 family).  The conversion, per tensor:
 

@@ -1,6 +1,6 @@
 r"""Shift invariance of a finished sweep's runs: accuracy versus shift, per configuration.
 
-  python -m launch.invariance --out=OUT [--shifts=4] [--num_test=N]
+  python -m launch.invariance --out=OUT [--shifts=4] [--test_images=N]
 
 For every finished run ``OUT/runs/<name>`` (the sweep of experiments/configs/claim_shift_invariance.py,
 or any other), its validation-selected checkpoint is scored on the test set shifted by 0..N pixels
@@ -30,7 +30,7 @@ from launch import report
 
 _OUT = flags.DEFINE_string("out", None, "Sweep directory (OUT of launch.sweep).")
 _SHIFTS = flags.DEFINE_integer("shifts", 4, "Largest shift in pixels.")
-_NUM_TEST = flags.DEFINE_integer("num_test", 0, "Score the first N test images of each run's test set (0: all).")
+_TEST_IMAGES = flags.DEFINE_integer("test_images", 0, "Score the first N test images of each run's test set (0: all).")
 RESULTS = "shifts.json"
 
 
@@ -108,7 +108,7 @@ def write(out: str, rows: list[dict], unfinished: list[str], max_shift: int, num
              f"Accuracy on {f'the first {num_test:,} images of ' if num_test else ''}the test set shifted by k pixels, mean over the four directions (up, down, left, "
              f"right; zero fill), mean ± 95% CI (Student's t) over seeds; drop = unshifted minus shifted, paired "
              f"by seed. `python -m launch.invariance --out={out} --shifts={max_shift}"
-             f"{f' --num_test={num_test}' if num_test else ''}`", "",
+             f"{f' --test_images={num_test}' if num_test else ''}`", "",
              "| config | seeds | " + " | ".join(f"{k} px" for k in range(max_shift + 1)) + f" | drop at {max_shift} px |",
              "|---|---:|" + "---:|" * (max_shift + 2)]
     for c in configs:
@@ -126,16 +126,16 @@ def write(out: str, rows: list[dict], unfinished: list[str], max_shift: int, num
 def main(argv):
     if not _OUT.value:
         raise common.UsageError("--out is required")
-    if _NUM_TEST.value < 0:
-        raise common.UsageError(f"--num_test must be >= 0, got {_NUM_TEST.value}")
+    if _TEST_IMAGES.value < 0:
+        raise common.UsageError(f"--test_images must be >= 0, got {_TEST_IMAGES.value}")
     if _SHIFTS.value < 1:
         raise common.UsageError(f"--shifts must be >= 1, got {_SHIFTS.value}")
     if not os.path.isdir(os.path.join(_OUT.value, "runs")):
         raise common.UsageError(f"--out {_OUT.value} has no runs/ (run python -m launch.sweep --out={_OUT.value} first)")
-    groups, unfinished = collect(_OUT.value, _SHIFTS.value, _NUM_TEST.value)
+    groups, unfinished = collect(_OUT.value, _SHIFTS.value, _TEST_IMAGES.value)
     if not groups:
         raise common.UsageError(f"--out {_OUT.value}: no finished run")
-    for path in write(_OUT.value, summarize(groups), unfinished, _SHIFTS.value, _NUM_TEST.value):
+    for path in write(_OUT.value, summarize(groups), unfinished, _SHIFTS.value, _TEST_IMAGES.value):
         print(f"wrote {path}")
 
 

@@ -7,14 +7,17 @@ import pytest
 
 from cnnjax import export, models
 
-COLOUR_32 = ("resnet20", "resnet56", "resnet18", "vgg11_bn", "vgg16_bn", "airbench")  # 32x32x3 nets (five pools, ...)
+COLOUR_32 = ("resnet20", "resnet56", "resnet18", "vgg11_bn", "vgg16_bn", "airbench",  # 32x32x3 nets (five pools, ...)
+             "tv_resnet18", "tv_resnet34", "tv_vgg11_bn", "tv_vgg16_bn")
+#: the torchvision VGGs' classifier at a test's width (4096 wide it holds 120M parameters); same layers
+OPTIONS = {"tv_vgg11_bn": {"hidden": 64}, "tv_vgg16_bn": {"hidden": 64}}
 CLASSIFIERS = [name for name in models.available() if name != "conv_autoencoder"]
 MEAN, STD = 0.3, 0.35
 
 
 def _model(name):
     shape = (32, 32, 3) if name in COLOUR_32 else (28, 28, 1)
-    model = models.create(name)
+    model = models.create(name, **OPTIONS.get(name, {}))
     variables = model.init(jax.random.key(0), jnp.zeros((1, *shape)))
     # moved batch-norm statistics, so the export must carry the running averages, not the init ones
     variables = jax.tree_util.tree_map_with_path(

@@ -1,4 +1,5 @@
 """cnnjax.freeze: path patterns, frozen parameters and batch-norm statistics, learning-rate multipliers."""
+import functools
 import os
 import subprocess
 import sys
@@ -9,7 +10,9 @@ import numpy as np
 import optax
 import pytest
 
-from cnnjax import data, experiment, freeze, models, train
+from cnnjax import data, experiment, freeze, models, optim, train
+from cnnjax import step as step_lib
+from cnnjax.train_state import init_state
 from cnnjax import config as config_lib
 from cnnjax.config import TrainConfig
 
@@ -38,16 +41,22 @@ def _setup(**over):
     cfg = TrainConfig(**{**VGG, **over})
     ds = data.synthetic(64, 16, seed=0)
     model = models.create(cfg.model, ds.num_classes, **cfg.model_options)
-    tx = train.make_optimizer(cfg, 4)
-    state = train.init_state(model, tx, cfg.seed, ds.image_shape)
-    step = train.make_update(model, tx, cfg, ds.mean, ds.std, ds.num_classes)  # unjitted: nothing donated
-    return ds, state, jax.jit(step)
+    tx = optim.make_optimizer(cfg, 4)
+    state = init_state(model, tx, cfg.seed, ds.image_shape)
+    return ds, state, _step(cfg, model, tx, ds)
 
 
-def _train(ds, state, step, steps=4):
-    order = train.epoch_permutation(state.rng, 1, len(ds.train_labels))
+def _step(cfg, model, tx, ds):
+    """``step(state, (images, labels))``: the training step jitted without donating the state."""
+    spec = step_lib.StepSpec.from_config(cfg, model, tx, num_classes=ds.num_classes, mean=ds.mean, std=ds.std)
+    return jax.jit(functools.partial(step_lib.train_step, spec))
+
+
+def _train(ds, state, step, steps=4, batch=16):
+    order = np.asarray(train.epoch_permutation(state.rng, 1, len(ds.train_labels)))
     for i in range(steps):
-        state, _ = step(state, ds.train_images, ds.train_labels, order, i)
+        idx = order[i * batch:(i + 1) * batch]
+        state, _ = step(state, (ds.train_images[idx], ds.train_labels[idx]))
     return state
 
 
@@ -77,15 +86,13 @@ def test_a_frozen_batch_norm_layer_normalises_with_its_running_statistics():
     cfg = TrainConfig(**{**VGG, "freeze": ("*", "!fc"), "model_options": {"widths": (4, 8), "dropout": 0.0}})
     ds = data.synthetic(64, 16, seed=0)
     model = models.create(cfg.model, ds.num_classes, **cfg.model_options)
-    tx = train.make_optimizer(cfg, 4)
-    state = train.init_state(model, tx, 0, ds.image_shape)
+    tx = optim.make_optimizer(cfg, 4)
+    state = init_state(model, tx, 0, ds.image_shape)
     state = state._replace(batch_stats=jax.tree.map(lambda a: a + 0.5, state.batch_stats))  # not the batch's
-    step = train.make_update(model, tx, cfg, ds.mean, ds.std, ds.num_classes)
-    order = jnp.arange(64)
-    _, m = jax.jit(step)(state, ds.train_images, ds.train_labels, order, 0)
+    _, m = _step(cfg, model, tx, ds)(state, (ds.train_images[:16], ds.train_labels[:16]))
     x = data.normalize(ds.train_images[:16], ds.mean, ds.std)
     logits = model.apply(state.variables(), x, train=False)
-    want = train.cross_entropy(logits, ds.train_labels[:16], 10).mean()
+    want = step_lib.cross_entropy(logits, ds.train_labels[:16], 10).mean()
     np.testing.assert_allclose(float(m["loss"]), float(want), rtol=1e-6)
 
 
@@ -102,7 +109,7 @@ def test_the_learning_rate_multiplier_scales_the_update_exactly(optimizer):
     cfg = TrainConfig(**{**VGG, "optimizer": optimizer, "weight_decay": 0.01, "schedule": "constant"})
     params = {"conv": {"kernel": jnp.arange(6.0).reshape(2, 3)}, "fc": {"kernel": jnp.ones((3,)) * 2}}
     grads = jax.tree.map(lambda p: jnp.sin(p) + 0.3, params)
-    base = train.make_optimizer(cfg, 4)
+    base = optim.make_optimizer(cfg, 4)
     scaled, same = (freeze.partition(base, lr_multipliers={"fc": f}) for f in (0.25, 1.0))  # one structure
     u_base, _ = base.update(grads, base.init(params), params)
     u_same, _ = same.update(grads, same.init(params), params)
@@ -128,9 +135,9 @@ def test_lr_multipliers_reach_the_training_step():
 
 def test_whiten_init_is_a_freeze_pattern():
     cfg = TrainConfig(model="airbench", model_options={"widths": (4, 8, 8), "whiten_width": 8}, whiten_init=True)
-    tx = train.make_optimizer(cfg, 4)
+    tx = optim.make_optimizer(cfg, 4)
     model = models.create(cfg.model, 10, **cfg.model_options)
-    state = train.init_state(model, tx, 0, (28, 28, 1))
+    state = init_state(model, tx, 0, (28, 28, 1))
     groups = freeze.labels(state.params, (freeze.WHITEN,))
     assert [k for k, g in _flat(groups).items() if g == "frozen"] == ["whiten/kernel"]
     assert set(state.opt_state.inner_states) == {"trained", "frozen"}  # the checkpoint layout of earlier runs

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from cnnjax import config as config_lib
-from cnnjax import data, experiment, init_from, train
+from cnnjax import data, experiment, init_from
+from cnnjax.train_state import init_state
 from cnnjax.workdir import Workdir
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -39,7 +40,7 @@ def _logits(model, variables, ds):
 def _started(cfg):
     """(setup, the state a fresh run starts training from)."""
     s = experiment.build(config_lib.from_dict(cfg))
-    state = train.init_state(s.model, s.tx, s.cfg.seed, s.data.image_shape)
+    state = init_state(s.model, s.tx, s.cfg.seed, s.data.image_shape)
     return s, init_from.apply(state, s.init, s.tx)
 
 
@@ -71,7 +72,7 @@ def test_a_new_head_is_reinitialised_only_where_listed(source):
                                                       r"in this model; list it in config.reinit"):
         experiment.build(config_lib.from_dict(cfg))
     s, state = _started(dict(cfg, reinit=["fc"]))
-    fresh = train.init_state(s.model, s.tx, 0, s.data.image_shape)
+    fresh = init_state(s.model, s.tx, 0, s.data.image_shape)
     np.testing.assert_array_equal(state.params["fc"]["kernel"], fresh.params["fc"]["kernel"])
     _, src, _, _ = experiment.load_trained(str(source), "best")
     np.testing.assert_array_equal(state.params["conv2_2"]["kernel"], src["params"]["conv2_2"]["kernel"])
@@ -80,7 +81,7 @@ def test_a_new_head_is_reinitialised_only_where_listed(source):
 
 def test_reinit_starts_a_head_fresh_even_where_the_shapes_agree(source):
     s, state = _started(dict(BASE, classes=(5, 6, 7, 8, 9), init_from=str(source), reinit=["fc"]))  # 5 -> 5 classes
-    fresh = train.init_state(s.model, s.tx, 0, s.data.image_shape)
+    fresh = init_state(s.model, s.tx, 0, s.data.image_shape)
     np.testing.assert_array_equal(state.params["fc"]["kernel"], fresh.params["fc"]["kernel"])
     assert s.init.table.splitlines()[0].endswith("20 loaded, 2 new, 0 skipped")
 

@@ -9,7 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from benchmarks import train_throughput as twins  # noqa: E402
+from benchmarks import torch_twins as twins  # noqa: E402
 from cnnjax import freeze, init_from, models, torch_weights  # noqa: E402
 from tests import torchvision_layout as tv  # noqa: E402
 

@@ -60,7 +60,7 @@ class TVResNet(nn.Module):
     def __call__(self, x, train: bool = False):
         x = self.conv(self.widths[0], 7, stride=2, padding=3, use_bias=False, kernel_init=_conv_init, name="conv1")(x)
         x = nn.relu(_bn(train, "bn1")(x))
-        x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+        x = nn.max_pool(x, window_shape=(3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
         for s, (n, width) in enumerate(zip(self.stage_sizes, self.widths)):
             for b in range(n):
                 x = TVBasicBlock(width, stride=2 if s > 0 and b == 0 else 1, conv=self.conv,
@@ -88,10 +88,14 @@ class TVVGG(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool = False):
+        pools = sum(layer == "M" for layer in self.layers)
+        if min(x.shape[1:3]) < 2 ** pools:
+            raise ValueError(f"TVVGG: {pools} max pools of 2 need images of at least {2 ** pools}x{2 ** pools} "
+                             f"pixels, got {x.shape[1]}x{x.shape[2]}")
         i = 0
         for layer in self.layers:
             if layer == "M":
-                x = nn.max_pool(x, (2, 2), strides=(2, 2))
+                x = nn.max_pool(x, window_shape=(2, 2), strides=(2, 2))
                 i += 1
                 continue
             x = self.conv(int(layer), 3, padding=1, kernel_init=_conv_init, name=f"features_{i}")(x)

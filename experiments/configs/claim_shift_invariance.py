@@ -2,7 +2,7 @@ r"""Study, course claim (seeds 002/003, "平移不变性"): a CNN handles shifte
 connected net does not.
 
   python -m launch.sweep --config=experiments/configs/claim_shift_invariance.py --out=OUT
-  python -m launch.invariance --out=OUT --shifts=4 --num_test=2500   # -> OUT/invariance.{md,csv,png}
+  python -m launch.invariance --out=OUT --shifts=4 --test_images=2500   # -> OUT/invariance.{md,csv,png}
 
 Five networks x seeds 0,1,2 (15 runs), trained the same way WITHOUT shift augmentation
 (``augment='none'``): every training image is centred as Fashion-MNIST centres it.
