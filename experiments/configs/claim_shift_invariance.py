@@ -22,9 +22,8 @@ fill, :mod:`cnnjax.shift`).
 Budget: the full 54,000 training images (6,000 held out for validation), 3 epochs, Adam 1e-3,
 batch 128, label smoothing 0.1 (the claims' training, claims_base.py, on all the data).
 
-Runtime: MEASURED 44 min wall for the 15 runs through Ray (two at a time, 1 CPU each) plus 9 min
-for launch.invariance on 2,500 test images, on the shared 2-core dev VM with a load average of
-11-16 from other jobs, 2026-12-06 (results/invariance; verdict in docs/explain.md).
+Runtime: docs/experiments.md ("How long the studies take"); results in results/invariance, the
+verdict in docs/explain.md.
 """
 from cnnjax import config
 from experiments.configs import claims_base
