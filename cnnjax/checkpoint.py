@@ -11,8 +11,10 @@ instead (:meth:`Checkpoints.set_aside`).
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
+import logging
 import os
 import shutil
 from typing import Callable, Optional
@@ -23,6 +25,20 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
 from cnnjax.train_state import TrainState
+
+
+@contextlib.contextmanager
+def _quiet_asyncio():
+    """Within: asyncio's own error log is off.  When Orbax fails to read a damaged checkpoint, its
+    other reads are cancelled and asyncio logs each of them at shutdown -- many lines on stderr for
+    the one failure the restore raises, which the caller reports (in one line, for the CLIs)."""
+    logger = logging.getLogger("asyncio")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 class CorruptCheckpoint(ValueError):
@@ -88,8 +104,9 @@ class Checkpoints:
     def restore(self, epoch: int, target: TrainState) -> tuple[TrainState, dict]:
         """(state, meta) of ``epoch``; CorruptCheckpoint when its bytes fail the recorded digest
         (checkpoints from before digests were recorded are not checked)."""
-        out = self.manager.restore(epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(_on_disk(target)),
-                                                                  meta=ocp.args.JsonRestore()))
+        with _quiet_asyncio():
+            out = self.manager.restore(epoch, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(_on_disk(target)), meta=ocp.args.JsonRestore()))
         state, meta = TrainState(**out["state"]), dict(out["meta"])
         if "digest" in meta and digest(state) != meta["digest"]:
             raise CorruptCheckpoint(f"checkpoint of epoch {epoch} in {self.directory} does not match its "
