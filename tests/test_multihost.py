@@ -4,12 +4,12 @@ gloo CPU collectives train as one data-parallel job: the same metrics as one pro
 same global batch (to float tolerance), one set of files and checkpoints in the shared work
 directory.  (The same through Ray, as one gang of actors: tests/test_ray_sweep.py.)"""
 import os
-import random
-import socket
 import subprocess
 import sys
 
 import pytest
+
+from tests.ports import free_port
 
 from cnnjax.workdir import Workdir
 
@@ -24,24 +24,6 @@ def trainer(workdir, *extra):
            "PYTHONPATH": os.pathsep.join(p for p in (REPO, os.environ.get("PYTHONPATH")) if p)}
     return subprocess.Popen([sys.executable, "-m", "experiments.train", *CONFIG, f"--workdir={workdir}", *extra],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def free_port():
-    """A port free now and below the kernel's ephemeral range, so that no other process's bind(0)
-    or outgoing connection is handed it before the server here binds it (a bind(0) port released
-    for the server to take could be handed out again in between)."""
-    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-        ephemeral_start = int(f.read().split()[0])
-    rng = random.SystemRandom()
-    for _ in range(100):
-        port = rng.randrange(10_000, ephemeral_start)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError(f"no free port in 10000-{ephemeral_start - 1}")
 
 
 def test_two_processes_train_as_one_data_parallel_job(tmp_path):

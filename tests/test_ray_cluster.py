@@ -7,7 +7,6 @@ The head runs as ``ray start --head --block`` in its own session and is stopped 
 that session only (``ray stop`` would stop every Ray cluster of this user on the machine)."""
 import json
 import os
-import random
 import secrets
 import shutil
 import signal
@@ -17,6 +16,8 @@ import sys
 import time
 
 import pytest
+
+from tests.ports import free_port
 
 pytest.importorskip("ray")
 
@@ -46,24 +47,6 @@ def env():
     e = {**os.environ, "RAY_DEDUP_LOGS": "0", **JAX_CACHE, **AUTH}
     e["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, e.get("PYTHONPATH")) if p)
     return e
-
-
-def free_port():
-    """A port free now and below the kernel's ephemeral range, so that no other process's bind(0)
-    or outgoing connection is handed it before the server here binds it (a bind(0) port released
-    for the server to take could be handed out again in between)."""
-    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-        ephemeral_start = int(f.read().split()[0])
-    rng = random.SystemRandom()
-    for _ in range(100):
-        port = rng.randrange(10_000, ephemeral_start)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError(f"no free port in 10000-{ephemeral_start - 1}")
 
 
 @pytest.fixture(scope="module")
