@@ -193,8 +193,8 @@ def _train(s: Setup, wd: Workdir, log, on_epoch) -> dict:
     checkpoints = ckpt_lib.Checkpoints(wd.checkpoint_dir, keep=cfg.keep_checkpoints, log=log)
     state, start, rows = _resume(s, wd, checkpoints, log)
     if not ds.has_validation:
-        log(f"no validation split (config.validation_size is 0, as in work directories made before it existed): "
-            f"nothing is selected; the final epoch is reported")
+        log("no validation split (config.validation_size is 0, as in work directories made before it existed): "
+            "nothing is selected; the final epoch is reported")
     if primary:
         wd.write_metrics(rows)
     if s.mesh is not None:

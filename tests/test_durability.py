@@ -2,13 +2,11 @@
 metrics row of the newest checkpoint's epoch lost (metrics.jsonl is appended without fsync before
 an asynchronous checkpoint save, so after a power loss the checkpoint can survive while its row
 does not), and the checkpoint that validation selected damaged."""
-import json
 import os
 import shutil
 
 import pytest
 
-from cnnjax import experiment
 from cnnjax.workdir import Workdir
 
 from test_faults import assert_equals_reference, largest_file, numbers, train

@@ -1,7 +1,6 @@
 """Fault injection: damaged checkpoints, metrics, configs and summaries, a full disk, a read-only
 directory, concurrent trainers and kills at random points.  Every case ends either in a run equal
 to an uninterrupted one, or in one ``error:`` line naming the file and nothing lost."""
-import json
 import os
 import random
 import shutil
@@ -373,8 +372,8 @@ def test_checkpoint_retention_keeps_the_latest_n_plus_the_best(tmp_path):
     import optax
 
     from cnnjax import checkpoint, models
-    from cnnjax import train as train_lib
-    state = train_lib.init_state(models.create("mlp", hidden=()), optax.sgd(0.1), 0, (28, 28, 1))
+    from cnnjax.train_state import init_state
+    state = init_state(models.create("mlp", hidden=()), optax.sgd(0.1), 0, (28, 28, 1))
     checkpoints = checkpoint.Checkpoints(str(tmp_path / "checkpoints"), keep=2, log=lambda s: None)
     try:
         for epoch, val_accuracy in enumerate([0.5, 0.9, 0.6, 0.7, 0.8, 0.85], start=1):

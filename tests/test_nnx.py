@@ -11,7 +11,7 @@ from cnnjax import nnx as cnnjax_nnx
 
 def _narrow(name):
     """The registered layers at 1/8 of the width (and a narrower VGG head): the bridge, not the size, is tested."""
-    factory = models._REGISTRY[name]
+    factory = models.REGISTRY[name]
     layers = getattr(factory, "keywords", {}).get("layers")
     out = {"layers": tuple(v if v == "M" else v // 8 for v in layers)} if layers else {}
     if name.startswith("tv_resnet") or name == "resnet18":

@@ -2,7 +2,6 @@
 validation, refusal of a changed sweep, one-line errors that write nothing, the dry run, and
 report aggregation on fabricated workdirs (the runs themselves: tests/test_ray_sweep.py)."""
 import csv
-import dataclasses
 import json
 import math
 import os
@@ -160,6 +159,7 @@ STUDIES = {  # every study in experiments/configs and its number of runs
     "ablation_blocks": 12, "optimizers": 18, "dilation_pool": 18, "lenet_vs_padded": 9,
     "claim_mlp_vs_cnn": 12, "claim_relu_vs_sigmoid": 9, "claim_max_vs_avg_pool": 6, "claim_padding_stride": 12,
     "small_data_defaults": 48, "label_smoothing_seeds": 40, "speedrun_ablation": 35,
+    "claim_shift_invariance": 15, "transfer_pretrain": 10, "transfer": 120,
 }
 
 
