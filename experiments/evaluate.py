@@ -10,6 +10,7 @@ the printed results are followed by one ``error: cannot write PATH: ...`` line, 
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -43,14 +44,14 @@ def shift_table(rows) -> str:
 
 
 def main(argv):
-    from cnnjax import data, evaluation, experiment, plots, shift
+    from cnnjax import evaluation, experiment, plots, shift
     if not _WORKDIR.value:
         raise common.UsageError("--workdir is required")
     if _SHIFTS.value < 0:
         raise common.UsageError(f"--shifts must be >= 0, got {_SHIFTS.value}")
     model, variables, cfg, epoch = experiment.load_trained(_WORKDIR.value, _WHICH.value)
-    ds = data.load(cfg.dataset, _DATA_DIR.value or cfg.data_dir, image_size=cfg.image_size, channels=cfg.channels,
-                   cache_dir=cfg.data_cache_dir).subset(cfg.num_train or None, cfg.num_test or None)
+    # the run's own data: its classes, image size, and the training split's statistics after the hold-out
+    ds = experiment.load_data(dataclasses.replace(cfg, data_dir=_DATA_DIR.value or cfg.data_dir))
     ev = evaluation.evaluate(model, variables, ds, compute_dtype=cfg.compute_dtype, tta=cfg.tta)
     names = list(ds.class_names)
     print(f"{cfg.model} on {cfg.dataset} ({_WHICH.value} checkpoint, epoch {epoch}): "

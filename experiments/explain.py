@@ -37,7 +37,7 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Write into a --out directory
 
 def _inputs(run, files):
     """(uint8 images, names, true class names or None)."""
-    from cnnjax import data, imagefile, inference
+    from cnnjax import experiment, imagefile, inference
     if files:
         try:
             images = np.stack([inference.read_image(f, run.image_shape, _CONVERT.value) for f in files])
@@ -45,7 +45,7 @@ def _inputs(run, files):
             raise common.UsageError(str(e)) from None
         names = [os.path.splitext(os.path.basename(f))[0] for f in files]
         return images, names, None
-    ds = data.load(run.config.dataset, run.config.data_dir).subset(None, run.config.num_test or None)
+    ds = experiment.load_data(run.config)  # the run's own test split, classes and class names
     try:
         indices = [int(i) for i in _INDICES.value]
     except ValueError:
