@@ -203,6 +203,11 @@ def _train(s: Setup, wd: Workdir, log, on_epoch) -> dict:
     spec = s.step_spec()
     if streaming.streams(cfg, ds):  # batches from a Grain pipeline instead of a device copy (cnnjax.streaming)
         log(f"streaming the training batches (config.data_in_memory={cfg.data_in_memory})")
+        if jax.process_count() > 1:
+            index, count = streaming.process_rows(s.mesh, cfg.batch_size)
+            part = cfg.batch_size // count
+            log(f"process {jax.process_index()} of {jax.process_count()} reads rows {index * part}-{(index + 1) * part} "
+                f"of each batch of {cfg.batch_size}")
         images = labels = None
         run_epoch = streaming.make_epoch_runner(spec, ds, cfg.epochs)
     else:

@@ -13,16 +13,23 @@ Position and resume: the pipeline covers the epochs from the first one this proc
 epoch's checkpoint records (``epoch``), so a run resumed from a checkpoint rebuilds the
 pipeline at that epoch and continues exactly (a mid-epoch checkpoint would store
 ``iterator.get_state()`` and restore it with ``set_state`` instead).
+
+Processes: with a mesh, each process's pipeline reads only the rows of every global batch that
+its own devices train on (:func:`process_rows`; under ``jax.distributed`` each process reads its
+shard and no process reads the whole batch), and the global batch is assembled from the
+processes' parts by ``jax.make_array_from_process_local_data``.
 """
 
 from __future__ import annotations
 
 import os
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
 
-from cnnjax import sharding, train
+from cnnjax import train
 from cnnjax import step as step_lib
 from cnnjax.data import cache, stream
 
@@ -32,6 +39,22 @@ def default_workers(images) -> int:
     and under a main script that cannot spawn workers (:func:`cnnjax.data.cache.spawn_is_safe`)."""
     mapped = isinstance(images, np.memmap) and cache.spawn_is_safe()
     return min(2, max(1, (os.cpu_count() or 1) // 2)) if mapped else 0
+
+
+def process_rows(mesh, batch_size: int) -> tuple[int, int]:
+    """``(index, count)``: this process's rows of a global batch of ``batch_size`` split over
+    ``mesh``'s 'data' axis are ``[index*B/count, (index+1)*B/count)``.  (0, 1) without a mesh.
+    ValueError if this process's devices do not hold one contiguous block of rows."""
+    if mesh is None:
+        return 0, 1
+    split = NamedSharding(mesh, P("data"))
+    rows = sorted({(s[0].start or 0, batch_size if s[0].stop is None else s[0].stop)
+                   for s in split.addressable_devices_indices_map((batch_size,)).values()})
+    first, last = rows[0][0], rows[-1][1]
+    part = last - first
+    if any(a != b for (_, a), (b, _) in zip(rows, rows[1:])) or batch_size % part or first % part:
+        raise ValueError(f"this process's devices hold rows {rows} of a batch of {batch_size}: not one block")
+    return first // part, batch_size // part
 
 
 def streams(cfg, dataset) -> bool:
@@ -52,18 +75,19 @@ def make_epoch_runner(spec: step_lib.StepSpec, dataset, epochs: int, workers: in
     if steps == 0:
         raise ValueError(f"batch_size {batch} is larger than the training set ({n} images)")
     workers = default_workers(images) if workers is None else workers
+    shard = process_rows(spec.mesh, batch)
     pipeline = {"next_epoch": None, "iterator": None}
 
     def run(state, _images, _labels, epoch: int, on_step=None):
         if pipeline["next_epoch"] != epoch:  # the first epoch this process trains (or a jump): build it there
             orders = np.stack([np.asarray(train.epoch_permutation(state.rng, e, n), np.int32)
                                for e in range(epoch, max(epochs, epoch) + 1)])
-            pipeline["iterator"] = stream.batches(images, labels, orders, batch, workers=workers, shard=(0, 1))
+            pipeline["iterator"] = stream.batches(images, labels, orders, batch, workers=workers, shard=shard)
         iterator = pipeline["iterator"]
         loss_sum = jnp.zeros(())
         correct = jnp.zeros((), jnp.int32)
         for i in range(steps):
-            state, m = step(state, sharding.replicate(next(iterator), spec.mesh))
+            state, m = step(state, _global_batch(next(iterator), spec.mesh))
             loss_sum, correct = loss_sum + m["loss"], correct + m["correct"]
             if on_step is not None:
                 on_step(i, steps, m)
@@ -74,3 +98,11 @@ def make_epoch_runner(spec: step_lib.StepSpec, dataset, epochs: int, workers: in
         return state, {"train_loss": float(loss_sum) / steps, "train_accuracy": int(correct) / (steps * batch)}
 
     return run
+
+
+def _global_batch(local, mesh):
+    """The global batch, on the devices, from this process's rows of it (the whole batch without a mesh)."""
+    if mesh is None:
+        return jax.device_put(local)
+    split = NamedSharding(mesh, P("data"))
+    return tuple(jax.make_array_from_process_local_data(split, a) for a in local)

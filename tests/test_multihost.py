@@ -26,18 +26,33 @@ def trainer(workdir, *extra):
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def test_two_processes_train_as_one_data_parallel_job(tmp_path):
-    one, two = str(tmp_path / "one"), str(tmp_path / "two")
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+    """The reference: the same config trained by one process (in memory)."""
+    one = str(tmp_path_factory.mktemp("one"))
+    out = trainer(one).communicate(timeout=300)[0]
+    assert Workdir(one).summary() is not None, out
+    return one
+
+
+@pytest.mark.parametrize("data_in_memory", ["true", "false"])
+def test_two_processes_train_as_one_data_parallel_job(tmp_path, one_process, data_in_memory):
+    """In memory, and streamed by each process's Grain pipeline reading only its half of every batch."""
+    two = str(tmp_path / "two")
     port = free_port()
-    procs = [trainer(one)] + [trainer(two, f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
-                                      f"--process_id={i}") for i in (0, 1)]
+    procs = [trainer(two, f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2", f"--process_id={i}",
+                     f"--config.data_in_memory={data_in_memory}") for i in (0, 1)]
     outs = [p.communicate(timeout=300)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0, 0], outs
-    assert "data-parallel over 2 devices (2 processes)" in outs[1]
-    got, want = Workdir(two).metrics(), Workdir(one).metrics()
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert "data-parallel over 2 devices (2 processes)" in outs[0]
+    if data_in_memory == "false":
+        assert "process 0 of 2 reads rows 0-32 of each batch of 64" in outs[0], outs[0]
+        assert "process 1 of 2 reads rows 32-64 of each batch of 64" in outs[1], outs[1]
+    got, want = Workdir(two).metrics(), Workdir(one_process).metrics()
     assert len(got) == len(want) == 2  # written once (process 0), not once per process
     for g, w in zip(got, want):
         for k in NUMBERS:
             assert g[k] == pytest.approx(w[k], rel=1e-4, abs=1e-5), (k, g, w)
-    assert Workdir(two).summary()["final_test_accuracy"] == pytest.approx(Workdir(one).summary()["final_test_accuracy"])
-    assert sorted(os.listdir(Workdir(two).checkpoint_dir)) == sorted(os.listdir(Workdir(one).checkpoint_dir))
+    assert Workdir(two).summary()["final_test_accuracy"] == pytest.approx(
+        Workdir(one_process).summary()["final_test_accuracy"])
+    assert sorted(os.listdir(Workdir(two).checkpoint_dir)) == sorted(os.listdir(Workdir(one_process).checkpoint_dir))
