@@ -12,7 +12,7 @@ sneaker, bag, ankle boot) from 10, 50, 100 or 1,000 training images per class, t
 
 Stage 1 must have finished first: its runs are this stage's ``init_from`` (PRETRAIN_OUT, relative
 to the repository root, where launch.sweep runs).  The validation split (10% of the classes'
-training images, drawn before the N per class) selects the checkpoint; the test set (the 5,000
+training images, drawn before the N per class), evaluated 10 times per run, selects the checkpoint; the test set (the 5,000
 test images of classes 5-9) is measured once.  2 models x 4 sizes x 3 ways x 5 seeds = 120 runs;
 the same seed draws the same N images for all three ways (paired differences).
 """
@@ -25,8 +25,9 @@ PRETRAIN_OUT = os.path.join("results", "transfer", "pretrain")
 SEEDS = config.sweep("seed", [0, 1, 2, 3, 4])
 MODELS = ["padded_cnn", "vgg_bn"]
 TARGET_CLASSES = (5, 6, 7, 8, 9)
-# per class -> (epochs, batch size): at least ~100 optimizer steps for the smallest set
-SIZES = {10: (100, 25), 50: (40, 50), 100: (30, 50), 1000: (10, 50)}
+# per class -> (epochs, batch size, validate and checkpoint every k epochs): at least 200 optimizer
+# steps, and 10 validations to select from, whatever the size
+SIZES = {10: (100, 25, 10), 50: (40, 50, 4), 100: (30, 50, 3), 1000: (10, 50, 1)}
 BASELINE = {"init_from": None}  # from scratch; results.md pairs every row with it by seed
 
 
@@ -48,6 +49,7 @@ def get_config():
 
 
 def get_sweep():
-    sizes = [{"train_per_class": n, "epochs": e, "batch_size": b} for n, (e, b) in SIZES.items()]
+    sizes = [{"train_per_class": n, "epochs": e, "batch_size": b, "eval_every": k, "checkpoint_every": k}
+             for n, (e, b, k) in SIZES.items()]
     return [{"seed": seed, "model": model, **size, **way}
             for seed in [s["seed"] for s in SEEDS] for model in MODELS for size in sizes for way in ways(model, seed)]
