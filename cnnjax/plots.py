@@ -390,6 +390,34 @@ def plot_scatter(rows: Sequence[Mapping[str, Any]], path: str, title: Optional[s
     return _save(fig, path, dpi)
 
 
+
+def plot_transfer(rows: Sequence[Mapping[str, Any]], path: str, *, dpi: int = DPI) -> str:
+    """The transfer study's chart (``launch.transfer``'s transfer.png): test accuracy against
+    training images per class (log x), one panel per ``model``, one line per ``way``, the 95% CI
+    over seeds shaded.  rows: dicts with ``model``, ``per_class``, ``way``, ``acc_mean``,
+    ``acc_ci95`` (None = no band).  Returns ``path``."""
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    fig, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 4.5), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        for way in dict.fromkeys(r["way"] for r in rows if r["model"] == model):
+            rs = sorted((r for r in rows if r["model"] == model and r["way"] == way), key=lambda r: r["per_class"])
+            x = np.array([r["per_class"] for r in rs], float)
+            m = np.array([r["acc_mean"] for r in rs])
+            h = np.array([r["acc_ci95"] or 0.0 for r in rs])
+            line, = ax.plot(x, m, marker="o", markersize=4, label=way)
+            ax.fill_between(x, m - h, m + h, color=line.get_color(), alpha=0.2)
+        ax.set_xscale("log")
+        ax.set_xticks(sorted({r["per_class"] for r in rows}))
+        ax.set_xticklabels([f"{v:,}" for v in sorted({r["per_class"] for r in rows})])
+        ax.set_xlabel("training images per class")
+        ax.set_ylabel("test accuracy")
+        ax.set_title(model)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("learning new classes from few images: scratch vs pretrained (mean, 95% CI over seeds)", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path, dpi)
+
 def curve_stats(metrics_runs: Sequence[Sequence[Mapping[str, Any]]], key: str = "val_accuracy"):
     """(epochs, mean, std) of ``key`` over runs (each a list of metrics rows), per epoch; std is
     0 where one run has that epoch."""
