@@ -37,9 +37,9 @@ TOLERANCE = 1e-5
 def check_images(run, n: int = 16) -> np.ndarray:
     """Up to ``n`` of the run's test images (the dataset it trained on), uint8 NHWC; random
     pixels of the run's shape when the dataset cannot be read here."""
-    from cnnjax import data
-    try:
-        images = data.load(run.config.dataset, run.config.data_dir).test_images[:n]
+    from cnnjax import experiment
+    try:  # the run's own data settings (an image folder's size and channels, classes)
+        images = experiment.load_data(run.config).test_images[:n]
         if images.shape[1:] == run.image_shape:
             return images
     except (OSError, ValueError):

@@ -126,7 +126,11 @@ def main(argv):
     dataset = _DATASET.value or (config.dataset if config else DEFAULT_DATASET)
     if config and _DATASET.value and _DATASET.value != config.dataset:
         print(f"note: the model was trained on {config.dataset}, showing {dataset} images")
-    ds = data.load(dataset, _DATA_DIR.value or (config.data_dir if config else None))
+    if config is not None and dataset == config.dataset and not _DATA_DIR.value:
+        from cnnjax import experiment
+        ds = experiment.load_data(config)  # the run's own data settings (a folder's size and channels, classes)
+    else:
+        ds = data.load(dataset, _DATA_DIR.value or (config.data_dir if config else None))
     n = min(_NUM_IMAGES.value, len(ds.test_images))
     images, labels = ds.test_images[:n], ds.test_labels[:n]
     # A trained model sees images normalised with its training set's statistics.

@@ -212,3 +212,21 @@ def test_explain_never_writes_into_a_directory_with_files(run_dir, tmp_path):
     proc = cli("explain", f"--workdir={run_dir}", f"--out={tmp_path}")
     assert proc.returncode == 2 and "already holds files (--overwrite writes into it)" in proc.stderr
     assert os.listdir(tmp_path) == ["keep.txt"]
+
+
+def test_export_checks_a_folder_run_on_its_own_images_at_its_size(tmp_path):
+    """experiments.export compares the exported model with JAX on the run's test images: for an
+    image folder trained at another size, those read with the run's size and channels."""
+    import types
+    import numpy as np
+    from cnnjax import config, experiment
+    from experiments import export
+    from tests.datafiles import write_image_folder
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (8, 20, 20, 3), dtype=np.uint8)
+    write_image_folder(tmp_path / "photos", {"train": (images, [0, 1] * 4), "test": (images[:4], [0, 1, 0, 1])},
+                       ["cat", "dog"])
+    cfg = config.TrainConfig(dataset="folder", data_dir=str(tmp_path / "photos"), image_size=12, channels=1,
+                             data_cache_dir="", validation_size=0)
+    got = export.check_images(types.SimpleNamespace(config=cfg, image_shape=(12, 12, 1)), n=3)
+    np.testing.assert_array_equal(got, experiment.load_data(cfg).test_images[:3])
