@@ -197,6 +197,9 @@ def end_to_end(args) -> None:
         streamed = "streaming the training batches" in run["output"]
         prepared = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(cache_dir) for f in fs)
         rows[name] = run
+        for line in run["output"].splitlines():
+            if line.startswith(("prepared ", "streaming ", "test accuracy")):
+                print(f"  {name}: {line}")
         print(f"{name}: prepared cache {prepared / 2**20:,.0f} MiB, streamed: {streamed}; peak RSS of the run's "
               f"processes while preparing/loading {run['first']:,.0f} MiB, while training {run['second']:,.0f} MiB; "
               f"{run['seconds']:.0f}s; budget {args.budget_mb} MiB (load {os.getloadavg()[0]:.1f})", flush=True)
