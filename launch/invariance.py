@@ -18,19 +18,13 @@ Unfinished runs are skipped (listed).  Exit 2 with one error line for an OUT wit
 """
 from __future__ import annotations
 
-import csv
 import os
 import statistics
-
-from absl import flags
 
 from cnnjax import workdir as workdir_lib
 from experiments import common
 from launch import report
 
-_OUT = flags.DEFINE_string("out", None, "Sweep directory (OUT of launch.sweep).")
-_SHIFTS = flags.DEFINE_integer("shifts", 4, "Largest shift in pixels.")
-_TEST_IMAGES = flags.DEFINE_integer("test_images", 0, "Score the first N test images of each run's test set (0: all).")
 RESULTS = "shifts.json"
 
 
@@ -98,10 +92,6 @@ def summarize(groups: dict) -> list[dict]:
 def write(out: str, rows: list[dict], unfinished: list[str], max_shift: int, num_test: int = 0) -> list[str]:
     from cnnjax import explain_plots
     csv_path, md_path = os.path.join(out, "invariance.csv"), os.path.join(out, "invariance.md")
-    with open(csv_path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
     fmt = lambda m, h: f"{m:.4f}" + (f" ± {h:.4f}" if h is not None else "")
     configs = list(dict.fromkeys(r["config"] for r in rows))
     lines = [f"# Test accuracy on shifted images: {os.path.basename(os.path.abspath(out))}", "",
@@ -115,29 +105,32 @@ def write(out: str, rows: list[dict], unfinished: list[str], max_shift: int, num
         rs = [r for r in rows if r["config"] == c]
         lines.append(f"| {c} | {rs[0]['n_seeds']} | " + " | ".join(fmt(r["acc_mean"], r["acc_ci95"]) for r in rs)
                      + f" | {fmt(rs[-1]['drop_mean'], rs[-1]['drop_ci95'])} |")
-    if unfinished:
-        lines += ["", "Not finished (not included): " + ", ".join(unfinished)]
-    with open(md_path, "w") as f:
-        f.write("\n".join(lines) + "\n")
+    report.write_study_tables(csv_path, md_path, rows, lines, unfinished)
     png = explain_plots.plot_shift_curves(rows, os.path.join(out, "invariance.png"))
     return [csv_path, md_path, png]
 
 
 def main(argv):
-    if not _OUT.value:
+    from absl import flags
+    out, shifts, test_images = flags.FLAGS.out, flags.FLAGS.shifts, flags.FLAGS.test_images
+    if not out:
         raise common.UsageError("--out is required")
-    if _TEST_IMAGES.value < 0:
-        raise common.UsageError(f"--test_images must be >= 0, got {_TEST_IMAGES.value}")
-    if _SHIFTS.value < 1:
-        raise common.UsageError(f"--shifts must be >= 1, got {_SHIFTS.value}")
-    if not os.path.isdir(os.path.join(_OUT.value, "runs")):
-        raise common.UsageError(f"--out {_OUT.value} has no runs/ (run python -m launch.sweep --out={_OUT.value} first)")
-    groups, unfinished = collect(_OUT.value, _SHIFTS.value, _TEST_IMAGES.value)
+    if test_images < 0:
+        raise common.UsageError(f"--test_images must be >= 0, got {test_images}")
+    if shifts < 1:
+        raise common.UsageError(f"--shifts must be >= 1, got {shifts}")
+    if not os.path.isdir(os.path.join(out, "runs")):
+        raise common.UsageError(f"--out {out} has no runs/ (run python -m launch.sweep --out={out} first)")
+    groups, unfinished = collect(out, shifts, test_images)
     if not groups:
-        raise common.UsageError(f"--out {_OUT.value}: no finished run")
-    for path in write(_OUT.value, summarize(groups), unfinished, _SHIFTS.value, _TEST_IMAGES.value):
+        raise common.UsageError(f"--out {out}: no finished run")
+    for path in write(out, summarize(groups), unfinished, shifts, test_images):
         print(f"wrote {path}")
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # flags only for the command: the module's functions import without them
+    from absl import flags
+    flags.DEFINE_string("out", None, "Sweep directory (OUT of launch.sweep).")
+    flags.DEFINE_integer("shifts", 4, "Largest shift in pixels.")
+    flags.DEFINE_integer("test_images", 0, "Score the first N test images of each run's test set (0: all).")
     common.run(main)

@@ -286,6 +286,19 @@ def write_csv(path: str, rows) -> None:
             w.writerow(cells)
 
 
+def write_study_tables(csv_path: str, md_path: str, rows: list[dict], lines: list[str], unfinished: list[str]) -> None:
+    """A study's own report (launch.invariance, launch.transfer): ``rows`` (flat dicts, one
+    column per key) as CSV, and the Markdown ``lines`` with the unfinished runs listed under them."""
+    with open(csv_path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    if unfinished:
+        lines = [*lines, "", "Not finished (not included): " + ", ".join(unfinished)]
+    with open(md_path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
 def report(directory: str, curves: bool = False, write: bool = True, baseline: Optional[dict] = None) -> list[dict]:
     """Aggregate ``directory``; write results.{csv,md,png} (and curves.png) unless ``write=False``.
 

@@ -22,17 +22,13 @@ or without finished runs.
 """
 from __future__ import annotations
 
-import csv
 import os
 import statistics
-
-from absl import flags
 
 from cnnjax import workdir as workdir_lib
 from experiments import common
 from launch import report
 
-_OUT = flags.DEFINE_string("out", None, "Sweep directory of the transfer study (OUT of launch.sweep).")
 WAYS = ("scratch", "probe", "finetune")
 
 
@@ -99,10 +95,6 @@ def summarize(records: list[dict]) -> list[dict]:
 def write(out: str, rows: list[dict], unfinished: list[str]) -> list[str]:
     from cnnjax import plots
     csv_path, md_path = os.path.join(out, "transfer.csv"), os.path.join(out, "transfer.md")
-    with open(csv_path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
     pct = lambda m, h: f"{100 * m:.1f}" + (f" ± {100 * h:.1f}" if h is not None else "")
     signed = lambda m, h: f"{100 * m:+.1f}" + (f" ± {100 * h:.1f}" if h is not None else "")
     lines = [f"# Transfer study: {os.path.basename(os.path.abspath(out))}", "",
@@ -116,26 +108,27 @@ def write(out: str, rows: list[dict], unfinished: list[str]) -> list[str]:
         delta = signed(r["delta_mean"], r["delta_ci95"]) if r["delta_mean"] is not None else ""
         lines.append(f"| {r['model']} | {r['per_class']:,} | {r['way']} | {r['n_seeds']} | "
                      f"{pct(r['acc_mean'], r['acc_ci95'])} | {delta} | {r['verdict']} |")
-    if unfinished:
-        lines += ["", "Not finished (not included): " + ", ".join(unfinished)]
-    with open(md_path, "w") as f:
-        f.write("\n".join(lines) + "\n")
+    report.write_study_tables(csv_path, md_path, rows, lines, unfinished)
     png = plots.plot_transfer(rows, os.path.join(out, "transfer.png"))
     return [csv_path, md_path, png]
 
 
 def main(argv):
-    if not _OUT.value:
+    from absl import flags
+    out = flags.FLAGS.out
+    if not out:
         raise common.UsageError("--out is required")
-    if not os.path.isdir(os.path.join(_OUT.value, "runs")):
-        raise common.UsageError(f"--out {_OUT.value} has no runs/ (run python -m launch.sweep "
-                                f"--config=experiments/configs/transfer.py --out={_OUT.value} first)")
-    records, unfinished = collect(_OUT.value)
+    if not os.path.isdir(os.path.join(out, "runs")):
+        raise common.UsageError(f"--out {out} has no runs/ (run python -m launch.sweep "
+                                f"--config=experiments/configs/transfer.py --out={out} first)")
+    records, unfinished = collect(out)
     if not records:
-        raise common.UsageError(f"--out {_OUT.value}: no finished run")
-    for path in write(_OUT.value, summarize(records), unfinished):
+        raise common.UsageError(f"--out {out}: no finished run")
+    for path in write(out, summarize(records), unfinished):
         print(f"wrote {path}")
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # flags only for the command: the module's functions import without them
+    from absl import flags
+    flags.DEFINE_string("out", None, "Sweep directory of the transfer study (OUT of launch.sweep).")
     common.run(main)
