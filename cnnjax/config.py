@@ -72,6 +72,8 @@ class TrainConfig:
     data_in_memory: Union[str, bool] = setting("auto", "Training images on the device (true) or streamed in batches by a Grain "
                                   "pipeline (false); auto: in memory when they fit the memory budget. Same examples "
                                   "in the same order either way.", choices=DATA_IN_MEMORY, run=True)
+    data_workers: int = setting(-1, "Grain worker processes reading streamed batches; 0: threads of the training "
+                                "process; -1: chosen by cnnjax.streaming.default_workers.", run=True)
     num_train: int = setting(0, "Use only the first N training images (0 = all).")
     num_test: int = setting(0, "Use only the first N test images (0 = all).")
     validation_size: float = setting(0.1, "Validation images held out of the training set (after num_train), "
@@ -167,6 +169,7 @@ class TrainConfig:
             "eval_every": positive("eval_every"),
             "eval_delay": (self.eval_delay >= 0, f"must be >= 0, got {self.eval_delay}"),
             "eval_batch_size": positive("eval_batch_size"),
+            "data_workers": (self.data_workers >= -1, f"must be >= 0, or -1 for the default, got {self.data_workers}"),
             "checkpoint_every": positive("checkpoint_every"),
             "keep_checkpoints": positive("keep_checkpoints"),
             "learning_rate": (self.learning_rate > 0 and math.isfinite(self.learning_rate),

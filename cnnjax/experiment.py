@@ -209,7 +209,7 @@ def _train(s: Setup, wd: Workdir, log, on_epoch) -> dict:
             log(f"process {jax.process_index()} of {jax.process_count()} reads rows {index * part}-{(index + 1) * part} "
                 f"of each batch of {cfg.batch_size}")
         images = labels = None
-        run_epoch = streaming.make_epoch_runner(spec, ds, cfg.epochs)
+        run_epoch = streaming.make_epoch_runner(spec, ds, cfg.epochs, None if cfg.data_workers < 0 else cfg.data_workers)
     else:
         images, labels = sharding.replicate((ds.train_images, ds.train_labels), s.mesh)
         run_epoch = train.make_epoch_runner(spec, fused=None if cfg.epoch_loop == "auto" else cfg.epoch_loop == "scan")

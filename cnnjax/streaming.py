@@ -33,12 +33,17 @@ from cnnjax import train
 from cnnjax import step as step_lib
 from cnnjax.data import cache, stream
 
+
 def default_workers(images) -> int:
-    """Worker processes for a memory-mapped split (each maps the file itself; half the cores, at
-    most 2); 0 -- this process's threads read it -- for an in-memory split (no copy per worker)
-    and under a main script that cannot spawn workers (:func:`cnnjax.data.cache.spawn_is_safe`)."""
+    """Grain worker processes for a split: for a memory-mapped split on more than 2 cores, half
+    the cores, at most 2 (each worker maps the file itself); otherwise 0, i.e. threads of this
+    process read the batches: an in-memory split (no copy per worker), a main script that cannot
+    spawn workers (:func:`cnnjax.data.cache.spawn_is_safe`), and a machine of 1-2 cores, where a
+    worker process takes a core from the step's XLA threads and a batch read is one memory copy
+    (benchmarks/RESULTS.md, "Image folders")."""
+    cores = os.cpu_count() or 1
     mapped = isinstance(images, np.memmap) and cache.spawn_is_safe()
-    return min(2, max(1, (os.cpu_count() or 1) // 2)) if mapped else 0
+    return min(2, cores // 2) if mapped and cores > 2 else 0
 
 
 def process_rows(mesh, batch_size: int) -> tuple[int, int]:

@@ -95,6 +95,17 @@ def test_memory_rule_of_data_in_memory(monkeypatch):
     assert streaming.streams(TrainConfig(data_in_memory="false"), ds)
 
 
+def test_worker_processes_only_for_a_mapped_split_on_more_than_two_cores(monkeypatch, mapped):
+    from cnnjax.config import ConfigError
+    images = mapped[0]
+    for cores, want in ((1, 0), (2, 0), (4, 2), (16, 2)):
+        monkeypatch.setattr(os, "cpu_count", lambda: cores)
+        assert streaming.default_workers(images) == want, cores
+        assert streaming.default_workers(np.asarray(images)) == 0  # in memory: threads, no copy per worker
+    with pytest.raises(ConfigError, match="data_workers"):
+        TrainConfig(data_workers=-2).validate()
+
+
 # ------------------------------------------------------------------ training runs
 
 
@@ -155,7 +166,7 @@ def test_streamed_run_killed_and_rerun_equals_the_in_memory_run(tmp_path):
     experiment.train_and_evaluate(_config(root, tmp_path, data_in_memory="true", progress="none"), str(reference),
                                   log=lambda s: None)
     workdir = tmp_path / "streamed"
-    flags = [f"--config.{k}={v}" for k, v in _config(root, tmp_path, data_in_memory="false").items()]
+    flags = [f"--config.{k}={v}" for k, v in _config(root, tmp_path, data_in_memory="false", data_workers=1).items()]
     command = [sys.executable, "-m", "experiments.train", f"--workdir={workdir}", *flags]
     env = {**os.environ, "PYTHONPATH": REPO}
     proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
