@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib
 import os
 from collections.abc import Mapping
 from typing import Any, Optional, Sequence
@@ -81,6 +82,7 @@ class Study:
     base: dict                        # get_config() with those overrides
     runs: tuple[Run, ...]
     baseline: Optional[dict] = None   # the study's BASELINE settings, compared against in the report
+    report: Optional[str] = None      # the study's REPORT: a module whose report(out) writes its tables
 
     def record(self) -> dict:
         """What OUT/sweep.json holds: the study, the command's overrides, every run's overrides and
@@ -148,4 +150,11 @@ def load(file: str, base: Mapping, cli_args: Sequence[str], cli_keys: Sequence[s
         runs.append(Run(name, overrides, cfg))
     if baseline and not any(all(flatten(r.overrides).get(k) == v for k, v in baseline.items()) for r in runs):
         raise common.UsageError(f"{where}: BASELINE {baseline} matches none of the runs")
-    return Study(file, tuple(cli_args), base, tuple(runs), baseline)
+    report = getattr(common.config_module(file), "REPORT", None)
+    if report is not None:
+        try:
+            if not callable(getattr(importlib.import_module(report), "report", None)):
+                raise ImportError(f"{report} has no report(out)")
+        except ImportError as e:
+            raise common.UsageError(f"{where}: REPORT {report!r} is not a module with report(out): {e}") from None
+    return Study(file, tuple(cli_args), base, tuple(runs), baseline, report)

@@ -17,7 +17,9 @@ and resumes from its checkpoint.  ``--processes_per_run=P`` trains each run as o
 data-parallel job (:func:`gang`).  Finished runs are skipped on a rerun; a failed run is recorded
 in ``OUT/failures.jsonl`` and its ``status.json`` and the sweep goes on (exit 1 at the end);
 Ctrl-C / SIGTERM cancel the tasks (exit 130).  Then ``launch.report`` writes
-``OUT/results.{md,csv,png}`` and ``OUT/curves.png``.  Details: docs/sweeps.md.
+``OUT/results.{md,csv,png}`` and ``OUT/curves.png`` -- or, for a study file that names a
+``REPORT`` module (e.g. experiments/configs/transfer.py: ``launch.transfer``), that module's
+``report(out)`` writes the study's own tables.  Details: docs/sweeps.md.
 """
 from __future__ import annotations
 
@@ -224,6 +226,22 @@ def init_ray(address: Optional[str] = None, num_cpus: Optional[int] = None, echo
     return True
 
 
+def write_report(out: str, st: study_lib.Study, curves: bool, echo: Callable[[str], None] = _print) -> None:
+    """The sweep's last step: ``launch.report``'s tables, or the study's own (its ``REPORT``
+    module's ``report(out)``, for runs that do not group as launch.report groups them).  A
+    failure is echoed, never raised: it must not hide the sweep's status."""
+    try:
+        if st.report:
+            import importlib
+            made = importlib.import_module(st.report).report(out)
+            echo(f"report ({st.report}): {', '.join(made)}")
+        else:
+            rows = report.report(out, curves=curves)
+            echo(f"report: {len(rows)} configurations -> {os.path.join(out, 'results.md')}")
+    except Exception as e:  # noqa: BLE001
+        echo(f"report failed: {type(e).__name__}: {e}")
+
+
 def run_sweep(out: str, st: study_lib.Study, *, ray_address: Optional[str] = None, num_cpus: Optional[int] = None,
               cpus_per_run: float = 1, gpus_per_run: float = 0, processes_per_run: int = 1, max_retries: int = 3,
               dry_run: bool = False, make_report: bool = True, curves: bool = True,
@@ -309,11 +327,7 @@ def run_sweep(out: str, st: study_lib.Study, *, ray_address: Optional[str] = Non
 
     echo(f"sweep: {total} runs: " + ", ".join(f"{v} {n}" for n, v in counts.items() if v or n == "failed"))
     if make_report:
-        try:
-            rows = report.report(out, curves=curves)
-            echo(f"report: {len(rows)} configurations -> {os.path.join(out, 'results.md')}")
-        except Exception as e:  # noqa: BLE001 - a report problem must not hide the sweep's status
-            echo(f"report failed: {type(e).__name__}: {e}")
+        write_report(out, st, curves, echo)
     if counts["failed"]:
         echo(f"{counts['failed']} run(s) failed: see {os.path.join(out, 'failures.jsonl')}")
         return 1

@@ -27,7 +27,7 @@ import statistics
 
 from cnnjax import workdir as workdir_lib
 from experiments import common
-from launch import report
+from launch import report as launch_report
 
 WAYS = ("scratch", "probe", "finetune")
 
@@ -58,7 +58,7 @@ def collect(out: str) -> tuple[list[dict], list[str]]:
 
 def _mean_ci(values: list[float]) -> tuple[float, float | None]:
     std = statistics.stdev(values) if len(values) > 1 else None
-    return statistics.fmean(values), report.ci95(std, len(values))
+    return statistics.fmean(values), launch_report.ci95(std, len(values))
 
 
 def verdict(delta: float | None, ci: float | None) -> str:
@@ -108,9 +108,18 @@ def write(out: str, rows: list[dict], unfinished: list[str]) -> list[str]:
         delta = signed(r["delta_mean"], r["delta_ci95"]) if r["delta_mean"] is not None else ""
         lines.append(f"| {r['model']} | {r['per_class']:,} | {r['way']} | {r['n_seeds']} | "
                      f"{pct(r['acc_mean'], r['acc_ci95'])} | {delta} | {r['verdict']} |")
-    report.write_study_tables(csv_path, md_path, rows, lines, unfinished)
+    launch_report.write_study_tables(csv_path, md_path, rows, lines, unfinished)
     png = plots.plot_transfer(rows, os.path.join(out, "transfer.png"))
     return [csv_path, md_path, png]
+
+
+def report(out: str) -> list[str]:
+    """Write OUT's transfer.{csv,md,png} (the study's REPORT, called by launch.sweep at the end);
+    returns their paths.  UsageError when OUT has no finished run."""
+    records, unfinished = collect(out)
+    if not records:
+        raise common.UsageError(f"--out {out}: no finished run")
+    return write(out, summarize(records), unfinished)
 
 
 def main(argv):
@@ -121,10 +130,7 @@ def main(argv):
     if not os.path.isdir(os.path.join(out, "runs")):
         raise common.UsageError(f"--out {out} has no runs/ (run python -m launch.sweep "
                                 f"--config=experiments/configs/transfer.py --out={out} first)")
-    records, unfinished = collect(out)
-    if not records:
-        raise common.UsageError(f"--out {out}: no finished run")
-    for path in write(out, summarize(records), unfinished):
+    for path in report(out):
         print(f"wrote {path}")
 
 

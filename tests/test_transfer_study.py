@@ -109,3 +109,29 @@ def test_transfer_report_without_runs_is_one_error_line(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.strip().startswith("error: --out") and len(r.stderr.strip().splitlines()) == 1
     assert not os.listdir(tmp_path)
+
+
+def test_the_sweep_writes_the_transfer_tables_not_the_generic_report(tmp_path, monkeypatch):
+    """experiments/configs/transfer.py names REPORT = launch.transfer: the sweep's last step
+    calls launch.transfer.report(out) instead of launch.report, whose grouping by config
+    without the seed would split the probe/finetune runs (their init_from names the seed)."""
+    from launch import sweep, transfer
+    st = _load(TRANSFER)
+    assert st.report == "launch.transfer" and st.baseline is None
+    called, echoed = [], []
+    monkeypatch.setattr(transfer, "report", lambda out: called.append(out) or [os.path.join(out, "transfer.md")])
+    monkeypatch.setattr(sweep.report, "report", lambda *a, **k: called.append("generic") or [])
+    sweep.write_report(str(tmp_path), st, curves=True, echo=echoed.append)
+    assert called == [str(tmp_path)] and echoed == [f"report (launch.transfer): {tmp_path / 'transfer.md'}"]
+    sweep.write_report(str(tmp_path), _load(PRETRAIN), curves=True, echo=echoed.append)  # no REPORT: launch.report
+    assert called[-1] == "generic"
+
+
+def test_a_report_that_is_not_a_module_with_report_is_one_usage_error(tmp_path):
+    import pytest
+    study_file = tmp_path / "study.py"
+    study_file.write_text("from cnnjax import config\nREPORT = 'launch.no_such_module'\n"
+                          "def get_config():\n    return config.config_dict()\n"
+                          "def get_sweep():\n    return [{'seed': 0}]\n")
+    with pytest.raises(common.UsageError, match="REPORT 'launch.no_such_module' is not a module with report"):
+        _load(str(study_file))

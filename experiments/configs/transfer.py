@@ -28,7 +28,7 @@ TARGET_CLASSES = (5, 6, 7, 8, 9)
 # per class -> (epochs, batch size, validate and checkpoint every k epochs): at least 200 optimizer
 # steps, and 10 validations to select from, whatever the size
 SIZES = {10: (100, 25, 10), 50: (40, 50, 4), 100: (30, 50, 3), 1000: (10, 50, 1)}
-BASELINE = {"init_from": None}  # from scratch; results.md pairs every row with it by seed
+REPORT = "launch.transfer"  # the tables: each way paired with scratch by seed, per model and size
 
 
 def pretrained(model: str, seed: int) -> str:
