@@ -6,7 +6,7 @@ training images less a 10% validation split, one network per model and seed.
   python -m launch.sweep --config=experiments/configs/transfer.py --out=results/transfer/transfer
 
 Stage 2 (transfer.py) learns classes 5-9 from few images, starting from these runs.  2 models x
-5 seeds = 10 runs.  NOT RUN YET (docs/transfer.md).
+5 seeds = 10 runs.  Results and verdict: docs/transfer.md, results/transfer/.
 """
 from cnnjax import config
 
