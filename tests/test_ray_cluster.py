@@ -92,7 +92,9 @@ def sweep_cli(*args, **kw):
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
 def test_sweep_on_a_cluster_by_address_ctrl_c_and_resume(head, tmp_path, signum):
-    (tmp_path / "study.py").write_text(STUDY)
+    # 30 epochs of ~0.1 s: the interrupt, sent after the first epoch, lands while both runs train
+    # (with 3, an idle machine finished the sweep before it, and the test had nothing to test)
+    (tmp_path / "study.py").write_text(STUDY.replace("epochs=3,", "epochs=30,"))
     out = tmp_path / "out"
     args = [f"--config={tmp_path / 'study.py'}", f"--out={out}", f"--ray_address={head}"]
     proc = sweep_cli(*args)
@@ -108,8 +110,6 @@ def test_sweep_on_a_cluster_by_address_ctrl_c_and_resume(head, tmp_path, signum)
     proc.send_signal(signum)
     stdout, _ = proc.communicate(timeout=120)
     assert f"ray: joined {head}" in stdout, stdout
-    if proc.returncode == 0:  # both runs finished before the interrupt: nothing to resume
-        pytest.skip("the sweep finished before it could be interrupted")
     assert proc.returncode == 130 and "sweep interrupted" in stdout, stdout
     statuses = [json.load(open(out / "runs" / n / "status.json"))["status"] for n in os.listdir(out / "runs")]
     assert "interrupted" in statuses
@@ -117,7 +117,7 @@ def test_sweep_on_a_cluster_by_address_ctrl_c_and_resume(head, tmp_path, signum)
     stdout, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, stdout
     for name in ("learning_rate=0.001,seed=0", "learning_rate=0.003,seed=0"):
-        assert Workdir(str(out / "runs" / name)).summary()["epochs"] == 3
+        assert Workdir(str(out / "runs" / name)).summary()["epochs"] == 30
     assert (out / "results.md").exists() and (out / "results.png").exists()
 
 
