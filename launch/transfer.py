@@ -18,7 +18,8 @@ measured once and selects nothing). For each model, images per class and way: me
   per way, 95% CI shaded.
 
 Unfinished runs are listed and left out. Exit 2 with one error line for an OUT without runs/
-or without finished runs.
+or without finished runs. launch.sweep calls :func:`report` at the end of the study (the study
+file names this module as its ``REPORT``).
 """
 from __future__ import annotations
 
