@@ -345,17 +345,20 @@ def _record_failure(out: str, workdir: str, name: str, reason: str, seconds: flo
 @contextlib.contextmanager
 def sigterm_as_ctrl_c():
     """Within the block SIGTERM raises KeyboardInterrupt, as Ctrl-C does, so a terminated sweep or
-    search ends as an interrupted one (exit 130, resumable) instead of dying mid-write; the previous
-    handler is back afterwards.  Outside the main thread (where Python cannot set handlers) it
+    search ends as an interrupted one (exit 130, resumable) instead of dying mid-write; SIGINT
+    raises it too even when this process inherited SIGINT ignored (a parent that ignores it, a
+    job started in the background by a script), where Python leaves it ignored.  The previous
+    handlers are back afterwards.  Outside the main thread (where Python cannot set handlers) it
     changes nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _raise_interrupt(signum, frame):

@@ -382,6 +382,20 @@ def test_search_resumes_only_with_the_max_retries_it_started_with(tmp_path):
     assert sorted(p.name for p in (tmp_path / "o").rglob("*")) == before
 
 
+def test_ctrl_c_interrupts_a_sweep_that_inherited_sigint_ignored():
+    """A parent that ignores SIGINT (or a script's background job) passes SIG_IGN on, and Python
+    keeps it: the block still turns Ctrl-C into KeyboardInterrupt, and restores SIG_IGN after.
+    (Found when the full suite's Ray Ctrl-C test ran the sweep under such a parent.)"""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with sweep.sigterm_as_ctrl_c():
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(5)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
 def test_sigterm_as_ctrl_c_raises_keyboard_interrupt_inside_and_restores_the_handler_after():
     """What makes a terminated sweep or search end as an interrupted one (exit 130, resumable)."""
     import threading
