@@ -100,12 +100,13 @@ def numbers_config(cfg: config_lib.TrainConfig) -> dict:
 
 def get_sweep(file: str) -> list[dict]:
     """The override dicts of study file ``file`` (FILE[:ARG]; the ARG goes to get_config only)."""
-    return _sweep_and_baseline(file)[0]
+    return _study_module(file)[0]
 
 
-def _sweep_and_baseline(file: str) -> tuple[list[dict], Optional[dict]]:
-    """(get_sweep(), BASELINE) of a study file; BASELINE (optional) names the settings of the
-    row every other row is compared with, e.g. ``{"model_options.activation": "relu"}``."""
+def _study_module(file: str) -> tuple[list[dict], Optional[dict], Optional[str]]:
+    """(get_sweep(), BASELINE, REPORT) of a study file; BASELINE (optional) names the settings of
+    the row every other row is compared with, e.g. ``{"model_options.activation": "relu"}``;
+    REPORT (optional) a module whose ``report(out)`` writes the study's own tables."""
     path = file.split(":", 1)[0]
     module = common.config_module(file)
     if not hasattr(module, "get_sweep"):
@@ -118,14 +119,14 @@ def _sweep_and_baseline(file: str) -> tuple[list[dict], Optional[dict]]:
     baseline = getattr(module, "BASELINE", None)
     if baseline is not None and not (isinstance(baseline, Mapping) and baseline):
         raise common.UsageError(f"{path}: BASELINE must be a non-empty dict of settings")
-    return [dict(o) for o in overrides], (flatten(baseline) if baseline else None)
+    return [dict(o) for o in overrides], (flatten(baseline) if baseline else None), getattr(module, "REPORT", None)
 
 
 def load(file: str, base: Mapping, cli_args: Sequence[str], cli_keys: Sequence[str]) -> Study:
     """The study in ``file`` applied to ``base`` (its get_config() with the command line's
     overrides ``cli_args``, of keys ``cli_keys``).  Every run is validated before anything runs:
     UsageError naming the file, the run and the key otherwise."""
-    sweep, baseline = _sweep_and_baseline(file)
+    sweep, baseline, report = _study_module(file)
     where = os.path.relpath(file.split(":", 1)[0])
     base = config_lib.apply(base, {})  # a plain dict
     try:
@@ -150,7 +151,6 @@ def load(file: str, base: Mapping, cli_args: Sequence[str], cli_keys: Sequence[s
         runs.append(Run(name, overrides, cfg))
     if baseline and not any(all(flatten(r.overrides).get(k) == v for k, v in baseline.items()) for r in runs):
         raise common.UsageError(f"{where}: BASELINE {baseline} matches none of the runs")
-    report = getattr(common.config_module(file), "REPORT", None)
     if report is not None:
         try:
             if not callable(getattr(importlib.import_module(report), "report", None)):
