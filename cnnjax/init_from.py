@@ -4,10 +4,12 @@ The source is one of
 
 * a cnnjax work directory of a finished run: the variables its evaluations used (the moving
   average with ema_decay) at its validation-selected checkpoint (the latest without a validation
-  split), via :func:`cnnjax.experiment.load_trained`; its model must be the new run's model;
+  split), read without changing it (:func:`cnnjax.runs.load_trained`); its model must be the new
+  run's model;
 * a weights file: ``.safetensors`` or ``.npz`` in cnnjax's layout (keys ``params/conv1/kernel``,
-  ``batch_stats/bn1/mean``: :func:`write_weights`), or a PyTorch ``state_dict`` as ``.pth`` (needs
-  torch) or ``.safetensors`` (torch's key names), converted by :mod:`cnnjax.torch_weights`.
+  ``batch_stats/bn1/mean``: :func:`write_weights`), or a PyTorch ``state_dict`` as ``.pth`` /
+  ``.pt`` / ``.bin`` (needs torch) or ``.safetensors`` (torch's key names), in any key order,
+  nested or prefixed as training scripts save them, converted by :mod:`cnnjax.torch_weights`.
 
 Matching is by path in the variable tree (``params`` and ``batch_stats``, paths as in
 :mod:`cnnjax.freeze`).  Each variable of the new model is *new* (not in the source, or listed by
@@ -33,10 +35,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnnjax import freeze
+from cnnjax import freeze, runs, torch_weights
 
 COLLECTIONS = ("params", "batch_stats")
-WEIGHT_SUFFIXES = (".safetensors", ".npz", ".pth", ".pt")
+WEIGHT_SUFFIXES = (".safetensors", ".npz", *torch_weights.TORCH_SUFFIXES)
 
 
 class InitFromError(ValueError):
@@ -59,7 +61,6 @@ def _flatten(variables) -> dict:
 
 
 def _from_workdir(path: str, model_name: str) -> tuple[dict, dict]:
-    from cnnjax import experiment  # the layer above: read lazily (experiment imports this module)
     from cnnjax.workdir import Workdir
     wd = Workdir(path)
     try:
@@ -75,7 +76,7 @@ def _from_workdir(path: str, model_name: str) -> tuple[dict, dict]:
         raise InitFromError(f"config.init_from: {path} trained {cfg.model}, another architecture than this "
                             f"run's {model_name}")
     try:
-        _, variables, _, epoch = experiment.load_trained(path, "best")
+        _, variables, _, epoch = runs.load_trained(path, "best")
         info = wd.data_info()
     except Exception as e:  # noqa: BLE001 - missing / damaged checkpoints raise many kinds: one line
         raise InitFromError(f"config.init_from: {path} cannot be read ({' '.join(str(e).split())[:300]})") from None
@@ -84,33 +85,25 @@ def _from_workdir(path: str, model_name: str) -> tuple[dict, dict]:
     return _flatten(jax.device_get(variables)), record
 
 
-def _from_file(path: str, model_name: str, target: dict) -> tuple[dict, dict]:
+def _from_file(path: str, model_name: str, model, image_shape) -> tuple[dict, dict]:
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in WEIGHT_SUFFIXES:
         raise InitFromError(f"config.init_from: {path} is neither a work directory nor a weights file "
                             f"({', '.join(WEIGHT_SUFFIXES)})")
     record = {"path": os.path.abspath(path), "kind": suffix.lstrip(".")}
     try:
-        if suffix == ".safetensors":
-            from safetensors import safe_open
-            with safe_open(path, "numpy") as f:
-                flat = {k: f.get_tensor(k) for k in f.keys()}
-                meta = f.metadata() or {}
-            record.update({k: json.loads(v) for k, v in meta.items() if k in ("mean", "std", "class_names")})
-        elif suffix == ".npz":
+        if suffix == ".npz":
             with np.load(path, allow_pickle=False) as f:
                 flat = {k: f[k] for k in f.files}
         else:
-            try:
-                import torch
-            except ImportError:
-                raise InitFromError(f"config.init_from: {path} is a PyTorch file and torch is not installed "
-                                    f"(convert it to .safetensors where torch is)") from None
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            state = state.get("state_dict", state) if isinstance(state, dict) else state
-            flat = {k: v.detach().cpu().numpy() for k, v in state.items() if hasattr(v, "detach")}
-    except InitFromError:
-        raise
+            if suffix == ".safetensors":  # cnnjax's own files carry the source's normalisation and classes
+                from safetensors import safe_open
+                with safe_open(path, "numpy") as f:
+                    meta = f.metadata() or {}
+                record.update({k: json.loads(v) for k, v in meta.items() if k in ("mean", "std", "class_names")})
+            flat = torch_weights.read_state_dict(path)
+    except torch_weights.ConversionError as e:
+        raise InitFromError(f"config.init_from: {e}") from None
     except Exception as e:  # noqa: BLE001 - truncated / foreign files raise many kinds: one line
         raise InitFromError(f"config.init_from: {path} cannot be read ({type(e).__name__}: "
                             f"{' '.join(str(e).split())[:200]})") from None
@@ -120,21 +113,21 @@ def _from_file(path: str, model_name: str, target: dict) -> tuple[dict, dict]:
             c, rest = k.split("/", 1)
             out[c][rest] = v
         return out, record
-    from cnnjax import torch_weights
     try:
-        return torch_weights.to_cnnjax(flat, model_name, target), {**record, "layout": "torch"}
+        return (torch_weights.to_cnnjax(flat, model_name, model, image_shape),
+                {**record, "layout": "torch"})
     except torch_weights.ConversionError as e:
         raise InitFromError(f"config.init_from: {path}: {e}") from None
 
 
-def read(path: str, model_name: str, target: dict) -> tuple[dict, dict]:
-    """({collection: {path: array}}, record) of a source (module docstring); ``target`` is the
-    new model's variables (shapes suffice) for converting PyTorch files."""
+def read(path: str, model_name: str, model, image_shape) -> tuple[dict, dict]:
+    """({collection: {path: array}}, record) of a source (module docstring) for the new run's
+    ``model`` (registry name ``model_name``) on (H, W, C) ``image_shape`` images."""
     if not os.path.exists(path):
         raise InitFromError(f"config.init_from: {path} does not exist")
     if os.path.isdir(path):
         return _from_workdir(path, model_name)
-    return _from_file(path, model_name, target)
+    return _from_file(path, model_name, model, image_shape)
 
 
 # --------------------------------------------------------------------------- matching
@@ -188,7 +181,7 @@ def prepare(cfg, model, image_shape) -> Prepared:
     """Read and match ``cfg.init_from`` for ``model`` on (H, W, C) images; InitFromError when it
     does not fit (nothing is written by this)."""
     target = freeze.variable_shapes(model, image_shape)
-    source, record = read(cfg.init_from, cfg.model, target)
+    source, record = read(cfg.init_from, cfg.model, model, image_shape)
     loaded, rows = match(source, target, cfg.reinit, where=cfg.init_from)
     where = f"{cfg.init_from}" + (f" (epoch {record['epoch']})" if "epoch" in record else "")
     return Prepared(loaded, format_table(rows, f"init_from {where}"), record)
