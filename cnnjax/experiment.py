@@ -28,6 +28,7 @@ from cnnjax import config as config_lib
 from cnnjax import data as data_lib
 from cnnjax import evaluation, init_from, models, optim, sharding, streaming, subsets, summary, train, whitening
 from cnnjax import freeze as freeze_lib
+from cnnjax.runs import load_trained, mismatch_message, selected_epoch  # noqa: F401 - load_trained: public here too
 from cnnjax.train_state import abstract_state, init_state
 from cnnjax.step import StepSpec, resolve_compute_dtype
 from cnnjax.data.stream import available_memory
@@ -339,7 +340,11 @@ def _resume(s: Setup, wd: Workdir, checkpoints: ckpt_lib.Checkpoints, log):
     carry them), so rows that a crash kept from reaching metrics.jsonl are restored."""
     cfg = s.cfg
     logged = wd.metrics()
-    restored = checkpoints.restore_latest(_abstract_state(s))
+    try:
+        restored = checkpoints.restore_latest(_abstract_state(s))
+    except ckpt_lib.CheckpointMismatch as e:  # another run's checkpoint: refused, never set aside
+        raise WorkdirError(f"{wd.path}: {mismatch_message(e, s.data.num_classes)}; nothing was moved: use another "
+                           f"--workdir, or the config that made this run") from None
     if not restored:
         state = init_state(s.model, s.tx, cfg.seed, s.data.image_shape, ema=cfg.ema_decay > 0)
         if cfg.whiten_init:
@@ -364,13 +369,6 @@ def _resume(s: Setup, wd: Workdir, checkpoints: ckpt_lib.Checkpoints, log):
     return state, start, rows
 
 
-def selected_epoch(rows: list[dict], available: list[int] | None = None) -> int | None:
-    """The epoch with the highest validation accuracy (the earliest of equals) among ``available``
-    (default: all); None without validation metrics.  Test metrics are never consulted."""
-    scored = [r for r in rows if r.get("val_accuracy") is not None and (available is None or r["epoch"] in available)]
-    return max(scored, key=lambda r: (r["val_accuracy"], -r["epoch"]))["epoch"] if scored else None
-
-
 def _test_once(s: Setup, state, rows, checkpoints: ckpt_lib.Checkpoints, eval_fn) -> dict:
     """Test metrics, measured once at the end: of the final state and of the checkpoint that
     validation selected (the same when it is the last epoch or there is no validation split).  A
@@ -382,6 +380,8 @@ def _test_once(s: Setup, state, rows, checkpoints: ckpt_lib.Checkpoints, eval_fn
     while (epoch := selected_epoch(rows, checkpoints.epochs())) not in (None, final["epoch"]):
         try:
             best, _ = checkpoints.restore(epoch, _abstract_state(s))
+        except ckpt_lib.CheckpointMismatch:
+            raise
         except Exception as e:  # noqa: BLE001 - any unreadable checkpoint: set it aside, select again
             checkpoints.set_aside(epoch, e, "selecting among the intact checkpoints")
             continue
@@ -410,47 +410,6 @@ def _summary(s: Setup, rows: list[dict], tests: dict, steps: int, session_second
         "train_images_per_sec": statistics.median(r["images_per_sec"] for r in rows),
         "wall_seconds": sum(r["seconds"] for r in rows), "this_session_seconds": session_seconds,
     }
-
-
-def load_trained(workdir: str, which: str = "best") -> tuple[Any, dict, config_lib.TrainConfig, int]:
-    """(model, variables, config, restored epoch) of a training workdir (the variables its
-    evaluations used: the moving average with config.ema_decay); ``which`` is 'best'
-    (highest validation accuracy in metrics.jsonl; the latest without a validation split) or
-    'latest' (newest readable checkpoint).
-
-    Raises FileNotFoundError when the workdir has no config.json or no checkpoint."""
-    if which not in ("best", "latest"):
-        raise ValueError(f"which must be 'best' or 'latest', got {which!r}")
-    wd = Workdir(workdir)
-    cfg = wd.require_config()
-    info = wd.data_info()
-    model = models.create(cfg.model, info["num_classes"], **cfg.model_options)
-    tx = optim.make_optimizer(cfg, steps_per_epoch=1)  # the schedule does not change the state's structure
-    target = abstract_state(model, tx, cfg.seed, info["image_shape"], ema=cfg.ema_decay > 0)
-    if not os.path.isdir(wd.checkpoint_dir):
-        raise FileNotFoundError(f"no checkpoint in {wd.path} (no {os.path.basename(wd.checkpoint_dir)}/)")
-    ckpt = ckpt_lib.Checkpoints(wd.checkpoint_dir, keep=cfg.keep_checkpoints)
-    try:
-        epochs = ckpt.epochs()
-        if not epochs:
-            raise FileNotFoundError(f"no checkpoint in {wd.checkpoint_dir}")
-        if which == "best":
-            epoch = selected_epoch(wd.metrics(), epochs) or epochs[-1]
-            try:
-                state, _ = ckpt.restore(epoch, target)
-            except Exception as e:  # noqa: BLE001 - Orbax/tensorstore raise many kinds: one line instead
-                reason = " ".join(f"{type(e).__name__}: {e}".split())[:200]
-                raise ValueError(f"the best checkpoint (epoch {epoch}) in {wd.checkpoint_dir} is unreadable "
-                                 f"({reason}); use which='latest' (--which=latest), which falls back to older "
-                                 f"ones") from None
-        else:
-            restored = ckpt.restore_latest(target)
-            if restored is None:
-                raise FileNotFoundError(f"no readable checkpoint in {wd.checkpoint_dir}")
-            epoch, state, _ = restored
-    finally:
-        ckpt.close()
-    return model, state.eval_variables(), cfg, epoch
 
 
 # --------------------------------------------------------------------------- display and logging

@@ -1,7 +1,7 @@
 """Attribution maps: which input pixels a classifier's class score depends on.
 
 Every method takes a registered classifier (``model``, ``variables``: e.g. from
-:func:`cnnjax.experiment.load_trained`), a batch ``x`` of float NHWC inputs **in the model's
+:func:`cnnjax.runs.load_trained`), a batch ``x`` of float NHWC inputs **in the model's
 input space** (normalised images, :func:`cnnjax.data.normalize`) and ``targets`` (int ``(N,)``,
 the class each image's map explains; None: the predicted class), and returns float32 maps of
 ``x``'s shape ``(N, H, W, C)``.  The class score is the logit (before the softmax).  The model

@@ -19,7 +19,7 @@ import numpy as np
 
 from cnnjax import config as config_lib
 from cnnjax import data as data_lib
-from cnnjax import evaluation, experiment, imagefile
+from cnnjax import evaluation, imagefile, runs
 from cnnjax import step as step_lib
 from cnnjax.features import hashable
 from cnnjax.workdir import Workdir
@@ -42,7 +42,8 @@ class TrainedRun(NamedTuple):
 
 def load_run(workdir: str, which: str = "best") -> TrainedRun:
     """The finished training run in ``workdir`` with its ``which`` checkpoint ('best': selected by
-    validation accuracy; 'latest'), see :func:`cnnjax.experiment.load_trained`.
+    validation accuracy; 'latest'), read without changing anything (:func:`cnnjax.runs.load_trained`;
+    a damaged checkpoint skipped for 'latest' is named on stderr).
     FileNotFoundError (one line naming the directory) when it has no finished training."""
     wd = Workdir(workdir)
     if not os.path.isdir(wd.path):
@@ -50,7 +51,7 @@ def load_run(workdir: str, which: str = "best") -> TrainedRun:
     if wd.summary() is None:
         raise FileNotFoundError(f"--workdir {workdir} has no finished training (no summary.json); "
                                 f"train it to the end with python -m experiments.train --workdir={workdir}")
-    model, variables, cfg, epoch = experiment.load_trained(workdir, which)
+    model, variables, cfg, epoch = runs.load_trained(workdir, which)
     info = wd.data_info()
     return TrainedRun(hashable(model), variables, cfg, epoch, tuple(int(d) for d in info["image_shape"]),
                       info["mean"], info["std"], tuple(info["class_names"]))

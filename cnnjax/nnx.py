@@ -31,7 +31,7 @@ class Model(nnx.Module):
     ``model``: a registry name (created with ``num_classes`` and ``options``, as
     :func:`cnnjax.models.create`) or a Linen module; ``image_shape`` (H, W, C) initialises it;
     ``variables`` (Linen ``{'params', 'batch_stats'}``, e.g. from
-    :func:`cnnjax.experiment.load_trained`) replace the fresh ones.  ``rngs`` draws the
+    :func:`cnnjax.runs.load_trained`) replace the fresh ones.  ``rngs`` draws the
     initialisation and dropout (streams 'params' / 'dropout'; Linen draws from 'params' where
     there is no 'dropout' stream, and ToNNX names the default stream 'params')."""
 

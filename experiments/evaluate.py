@@ -2,11 +2,16 @@ r"""Evaluate a training workdir's best (or latest) checkpoint on its test set.
 
   python -m experiments.evaluate --workdir=workdirs/padded_cnn [--which=best]
 
-Prints test loss/accuracy and a per-class accuracy table; writes confusion.png (and
-evaluation.json) into the workdir.  ``--shifts=N`` also scores the test images shifted by
-1..N pixels up, down, left and right (zero fill, cnnjax/shift.py): a table of accuracy per
-shift, and ``"shifts"`` rows in evaluation.json.  If they cannot be written (e.g. a read-only workdir),
-the printed results are followed by one ``error: cannot write PATH: ...`` line, exit status 2.
+Prints test loss/accuracy and a per-class accuracy table; writes confusion.png and
+evaluation.json (which checkpoint -- ``which``, ``epoch``, its directory -- and the numbers) into
+--out (default: the workdir).  ``--shifts=N`` also scores the test images shifted by 1..N pixels
+up, down, left and right (zero fill, cnnjax/shift.py): a table of accuracy per shift, and
+``"shifts"`` rows in evaluation.json.  If they cannot be written (e.g. a read-only workdir: give
+--out), the printed results are followed by one ``error: cannot write PATH: ...`` line, exit 2.
+
+The run is only read: nothing training wrote is moved, changed or removed (checkpoints are opened
+read-only; a damaged checkpoint skipped by --which=latest is one line on stderr and stays where
+it is); a checkpoint of another model is one ``error:`` line, exit 2.
 """
 from __future__ import annotations
 
@@ -22,6 +27,9 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir to evaluate.")
 _WHICH = flags.DEFINE_enum("which", "best", ["best", "latest"], "Checkpoint to restore.")
 _SHIFTS = flags.DEFINE_integer("shifts", 0, "Also evaluate on test images shifted by 1..N pixels in each direction.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Directory with the dataset (default: the run's data_dir).")
+_OUT = flags.DEFINE_string("out", None, "Directory for confusion.png and evaluation.json (default: the workdir).")
+#: the files this command writes; training writes none of these names
+OUTPUTS = ("confusion.png", "evaluation.json")
 
 
 def per_class_table(class_names, per_class, confusion) -> str:
@@ -44,12 +52,16 @@ def shift_table(rows) -> str:
 
 
 def main(argv):
-    from cnnjax import evaluation, experiment, plots, shift
+    from cnnjax import evaluation, experiment, plots, runs, shift
+    from cnnjax.workdir import Workdir
     if not _WORKDIR.value:
         raise common.UsageError("--workdir is required")
     if _SHIFTS.value < 0:
         raise common.UsageError(f"--shifts must be >= 0, got {_SHIFTS.value}")
-    model, variables, cfg, epoch = experiment.load_trained(_WORKDIR.value, _WHICH.value)
+    out = _OUT.value or _WORKDIR.value
+    if not os.path.isdir(out):
+        raise common.UsageError(f"--out {out} is not a directory")
+    model, variables, cfg, epoch = runs.load_trained(_WORKDIR.value, _WHICH.value)
     # the run's own data: its classes, image size, and the training split's statistics after the hold-out
     ds = experiment.load_data(dataclasses.replace(cfg, data_dir=_DATA_DIR.value or cfg.data_dir))
     ev = evaluation.evaluate(model, variables, ds, compute_dtype=cfg.compute_dtype, tta=cfg.tta)
@@ -63,12 +75,13 @@ def main(argv):
                                         tta=cfg.tta)
         print(f"test accuracy on images shifted by 0..{_SHIFTS.value} px (zero fill):")
         print(shift_table(shifts))
-    confusion_png = path = os.path.join(_WORKDIR.value, "confusion.png")
+    confusion_png = path = os.path.join(out, OUTPUTS[0])
+    checkpoint = os.path.join(Workdir(_WORKDIR.value).checkpoint_dir, str(epoch))
     try:
-        plots.plot_confusion(ev["confusion"], names, path, title=f"{cfg.model} on {cfg.dataset}")
-        path = os.path.join(_WORKDIR.value, "evaluation.json")
+        plots.plot_confusion(ev["confusion"], names, path, title=f"{cfg.model} on {cfg.dataset} (epoch {epoch})")
+        path = os.path.join(out, OUTPUTS[1])
         with open(path, "w") as f:
-            json.dump({"which": _WHICH.value, "epoch": epoch, "loss": ev["loss"],
+            json.dump({"which": _WHICH.value, "epoch": epoch, "checkpoint": checkpoint, "loss": ev["loss"],
                        "accuracy": ev["accuracy"],
                        "per_class_accuracy": dict(zip(names, map(float, ev["per_class_accuracy"]))),
                        "confusion": ev["confusion"].tolist(), **({"shifts": shifts} if shifts else {})},

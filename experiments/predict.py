@@ -17,7 +17,9 @@ the run's (a colour photo for a greyscale run; --convert_channels converts it by
 cnnjax.imagefile rule instead) -- is one ``error: PATH: ...`` line on stderr; the other files are
 still predicted.  Exit status: 0 all files predicted; 1 some files could not be (each named
 on stderr), the others were predicted; 2 bad input before any prediction (a workdir with no
-finished training, a bad flag, no readable file at all).  Nothing is written to disk.
+finished training, a checkpoint of another model, a bad flag, no readable file at all).
+Nothing is written to disk: the run is only read (a damaged checkpoint skipped by
+--which=latest is one line on stderr, left in place), and only predictions reach stdout.
 """
 from __future__ import annotations
 
@@ -32,7 +34,8 @@ from experiments import common
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Finished training workdir whose model classifies.")
 _WHICH = flags.DEFINE_enum("which", "best", ["best", "latest"], "Checkpoint to restore.")
-_TOP_K = flags.DEFINE_integer("top_k", 3, "Classes to list per file, most probable first.")
+_TOP_K = flags.DEFINE_integer("top_k", None, "Classes to list per file, most probable first (default: 3, or "
+                               "the run's number of classes when it has fewer).")
 _FORMAT = flags.DEFINE_enum("format", "table", ["table", "json", "csv"], "Output format on stdout.")
 _BATCH = flags.DEFINE_integer("batch_size", 256, "Images per forward pass (and per read of files).")
 _CONVERT = flags.DEFINE_bool("convert_channels", False, "Convert colour files for a greyscale run (luma) "
@@ -88,8 +91,9 @@ def main(argv):
         raise common.UsageError(f"--batch_size must be >= 1, got {_BATCH.value}")
     run = inference.load_run(_WORKDIR.value, _WHICH.value)
     classes = len(run.class_names)
-    if not 1 <= _TOP_K.value <= classes:
-        raise common.UsageError(f"--top_k must be in [1, {classes}] (the run has {classes} classes), got {_TOP_K.value}")
+    k = min(3, classes) if _TOP_K.value is None else _TOP_K.value
+    if not 1 <= k <= classes:
+        raise common.UsageError(f"--top_k must be in [1, {classes}] (the run has {classes} classes), got {k}")
     files, errors = inference.image_files(argv[1:])
     for line in errors:
         _error(line)
@@ -104,8 +108,8 @@ def main(argv):
             continue
         padded = np.concatenate([images, np.zeros((batch - len(paths), *images.shape[1:]), np.uint8)])
         probs = np.asarray(predict(padded))[:len(paths)]  # one compiled batch shape for every batch
-        printer = printer or _Printer(_FORMAT.value, _TOP_K.value)
-        printer.rows(paths, run.class_names, *top_k(probs, _TOP_K.value))
+        printer = printer or _Printer(_FORMAT.value, k)
+        printer.rows(paths, run.class_names, *top_k(probs, k))
         done += len(paths)
     if printer is not None:
         printer.close()

@@ -31,11 +31,11 @@ RESULTS = "shifts.json"
 def run_shifts(workdir: str, max_shift: int, datasets: dict, num_test: int = 0) -> list[dict]:
     """The shift rows of one finished run on its first ``num_test`` test images (0: all), cached
     in its ``shifts.json`` for this ``max_shift`` and ``num_test``."""
-    from cnnjax import experiment, shift
+    from cnnjax import experiment, runs, shift
     cached = workdir_lib.read_json(os.path.join(workdir, RESULTS))
     if isinstance(cached, dict) and (cached.get("max_shift"), cached.get("num_test")) == (max_shift, num_test):
         return cached["rows"]
-    model, variables, cfg, epoch = experiment.load_trained(workdir, "best")
+    model, variables, cfg, epoch = runs.load_trained(workdir, "best")
     key = (cfg.dataset, cfg.data_dir, cfg.num_train, cfg.num_test, cfg.classes, cfg.image_size, cfg.channels)
     if key not in datasets:
         ds = experiment.load_data(cfg)  # the run's own data (classes, image size, folder options)
