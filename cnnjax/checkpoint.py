@@ -84,8 +84,10 @@ def _shapes(tree) -> dict:
 
 
 def _first_difference(stored: dict, wanted: dict):
-    """(path, stored shape, wanted shape) of the first variable that differs, or None."""
-    for path in sorted(set(stored) | set(wanted)):
+    """(path, stored shape, wanted shape) of the first variable that differs (the model's own
+    variables before the optimizer's copies of them), or None."""
+    order = lambda p: (not p.startswith("params/"), not p.startswith("batch_stats/"), p)
+    for path in sorted(set(stored) | set(wanted), key=order):
         if stored.get(path) != wanted.get(path):
             return path, stored.get(path), wanted.get(path)
     return None
@@ -128,9 +130,9 @@ class Checkpoints:
             pp.BestN(get_metric_fn=lambda m: m["val_accuracy"], n=1, keep_checkpoints_without_metrics=False),
         ])
         if read_only:
-            options = ocp.CheckpointManagerOptions(read_only=True, create=False, cleanup_tmp_directories=False,
-                                                   save_root_metadata=False)
             with _quiet_absl():  # Orbax warns that a read-only manager does not save: that is the point
+                options = ocp.CheckpointManagerOptions(read_only=True, create=False, cleanup_tmp_directories=False,
+                                                       save_root_metadata=False, save_interval_steps=0)
                 self.manager = ocp.CheckpointManager(self.directory, item_names=("state", "meta"), options=options)
         else:
             self.manager = ocp.CheckpointManager(
