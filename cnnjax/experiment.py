@@ -98,10 +98,11 @@ def build(cfg: config_lib.TrainConfig) -> Setup:
         raise ValueError(f"config.model {cfg.model} outputs {'x'.join(map(str, arch.rows[-1].output_shape))} per "
                          f"image, not {ds.num_classes} class scores: experiments.train trains classifiers (an "
                          f"autoencoder is trained from Python with a reconstruction loss)")
-    steps = len(ds.train_labels) // cfg.batch_size
-    if steps == 0:
-        raise ValueError(f"config.batch_size {cfg.batch_size} is larger than the training set "
-                         f"({len(ds.train_labels)} images)")
+    steps = train.steps_per_epoch(len(ds.train_labels), cfg.batch_size)
+    if cfg.epoch_loop == "scan" and streaming.streams(cfg, ds):
+        raise ValueError(f"config.epoch_loop='scan' cannot apply: this run streams its training batches "
+                         f"(config.data_in_memory={cfg.data_in_memory!r}); use epoch_loop 'steps' or 'auto', or "
+                         f"data_in_memory 'true'")
     _check_memory(cfg, arch)
     if cfg.whiten_init and (problem := whitening.whitening_problem(model, ds.image_shape)):
         raise ValueError(problem)
@@ -209,11 +210,11 @@ def _train(s: Setup, wd: Workdir, log, on_epoch) -> dict:
             part = cfg.batch_size // count
             log(f"process {jax.process_index()} of {jax.process_count()} reads rows {index * part}-{(index + 1) * part} "
                 f"of each batch of {cfg.batch_size}")
-        images = labels = None
-        run_epoch = streaming.make_epoch_runner(spec, ds, cfg.epochs, None if cfg.data_workers < 0 else cfg.data_workers)
+        source = streaming.StreamedBatches(spec, ds, cfg.epochs, None if cfg.data_workers < 0 else cfg.data_workers)
     else:
         images, labels = sharding.replicate((ds.train_images, ds.train_labels), s.mesh)
-        run_epoch = train.make_epoch_runner(spec, fused=None if cfg.epoch_loop == "auto" else cfg.epoch_loop == "scan")
+        source = train.make_epoch_runner(spec, fused=None if cfg.epoch_loop == "auto" else cfg.epoch_loop == "scan"
+                                         ).source(images, labels)
     eval_fn = evaluation.make_eval_step(s.model, ds.mean, ds.std, ds.num_classes, cfg.compute_dtype, cfg.tta)
     progress = _Progress(cfg.progress, log)
     tensorboard = _TensorBoard(board(wd.path, purge_step=start + 1 if start else None) if board else None)
@@ -225,7 +226,7 @@ def _train(s: Setup, wd: Workdir, log, on_epoch) -> dict:
         for epoch in range(start + 1, last + 1):
             progress.start_epoch(epoch, cfg.epochs, s.steps_per_epoch, cfg.batch_size)
             t0 = time.perf_counter()
-            state, m = run_epoch(state, images, labels, epoch, progress.on_step)
+            state, m = train.run_epoch(state, source, epoch, progress.on_step)
             _check_finite(m["train_loss"], epoch, checkpoints)
             row = _epoch_row(s, state, epoch, m, time.perf_counter() - t0, eval_fn)
             row["seconds"] = time.perf_counter() - t0

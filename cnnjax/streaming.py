@@ -1,8 +1,7 @@
 """Training epochs fed by the Grain pipeline of :mod:`cnnjax.data.stream` (``config.data_in_memory``).
 
-:func:`make_epoch_runner` has the signature of :func:`cnnjax.train.make_epoch_runner`'s runner,
-``run(state, images, labels, epoch, on_step) -> (state, metrics)`` (``images``/``labels`` are
-ignored: the batches come from the dataset's training split), and runs the same batch step
+:class:`StreamedBatches` is a batch source of :func:`cnnjax.train.run_epoch`, the one epoch loop,
+like :class:`cnnjax.train.InMemoryBatches`, and runs the same batch step
 (:func:`cnnjax.step.train_step`, jitted by :func:`cnnjax.step.make_train_step`) on each streamed
 batch as the in-memory path runs on the batch it gathers: batch ``s`` of ``epoch`` holds the examples
 ``epoch_permutation(state.rng, epoch, n)[s*B:(s+1)*B]`` in that order, so both paths see the
@@ -70,39 +69,42 @@ def streams(cfg, dataset) -> bool:
     return cfg.data_in_memory == "false"
 
 
-def make_epoch_runner(spec: step_lib.StepSpec, dataset, epochs: int, workers: int | None = None):
-    """``run(state, images, labels, epoch, on_step=None) -> (state, metrics)`` over streamed
-    batches of ``dataset``'s training split for a run of ``epochs`` epochs (see the module docstring)."""
-    step = step_lib.make_train_step(spec)
-    images, labels = dataset.train_images, dataset.train_labels
-    n, batch = len(labels), spec.batch_size
-    steps = n // batch
-    if steps == 0:
-        raise ValueError(f"batch_size {batch} is larger than the training set ({n} images)")
-    workers = default_workers(images) if workers is None else workers
-    shard = process_rows(spec.mesh, batch)
-    pipeline = {"next_epoch": None, "iterator": None}
+class StreamedBatches:
+    """A batch source (:func:`cnnjax.train.run_epoch`) streaming ``dataset``'s training split for a
+    run of ``epochs`` epochs (see the module docstring); ``workers`` Grain worker processes
+    (None: :func:`default_workers`)."""
 
-    def run(state, _images, _labels, epoch: int, on_step=None):
-        if pipeline["next_epoch"] != epoch:  # the first epoch this process trains (or a jump): build it there
+    def __init__(self, spec: step_lib.StepSpec, dataset, epochs: int, workers: int | None = None):
+        self.step = step_lib.make_train_step(spec)
+        self.images, self.labels = dataset.train_images, dataset.train_labels
+        self.batch_size, self.epochs, self.mesh = spec.batch_size, epochs, spec.mesh
+        self.steps = train.steps_per_epoch(len(self.labels), self.batch_size)
+        self.workers = default_workers(self.images) if workers is None else workers
+        self.shard = process_rows(spec.mesh, self.batch_size)
+        self.next_epoch, self.iterator = None, None
+
+    def epoch(self, state, epoch: int):
+        if self.next_epoch != epoch:  # the first epoch this process trains (or a jump): build it there
+            n = len(self.labels)
             orders = np.stack([np.asarray(train.epoch_permutation(state.rng, e, n), np.int32)
-                               for e in range(epoch, max(epochs, epoch) + 1)])
-            pipeline["iterator"] = stream.batches(images, labels, orders, batch, workers=workers, shard=shard)
-        iterator = pipeline["iterator"]
-        loss_sum = jnp.zeros(())
-        correct = jnp.zeros((), jnp.int32)
-        for i in range(steps):
-            state, m = step(state, _global_batch(next(iterator), spec.mesh))
-            loss_sum, correct = loss_sum + m["loss"], correct + m["correct"]
-            if on_step is not None:
-                on_step(i, steps, m)
-        pipeline["next_epoch"] = epoch + 1
-        if epoch >= epochs:  # its last batch: stop the workers and free their shared memory now
+                               for e in range(epoch, max(self.epochs, epoch) + 1)])
+            self.iterator = stream.batches(self.images, self.labels, orders, self.batch_size, workers=self.workers,
+                                           shard=self.shard)
+        iterator = self.iterator
+        for _ in range(self.steps):
+            yield lambda s: (*self.step(s, _global_batch(next(iterator), self.mesh)), 1)
+        self.next_epoch = epoch + 1
+        if epoch >= self.epochs:  # its last batch: stop the workers and free their shared memory now
             iterator.close()
-            pipeline["next_epoch"] = None
-        return state, {"train_loss": float(loss_sum) / steps, "train_accuracy": int(correct) / (steps * batch)}
+            self.next_epoch = None
 
-    return run
+
+def make_epoch_runner(spec: step_lib.StepSpec, dataset, epochs: int, workers: int | None = None):
+    """``run(state, images, labels, epoch, on_step=None) -> (state, metrics)`` over
+    :class:`StreamedBatches` of ``dataset`` (``images``/``labels`` are not used: the batches come
+    from the dataset's training split); the signature of :func:`cnnjax.train.make_epoch_runner`'s."""
+    source = StreamedBatches(spec, dataset, epochs, workers)
+    return lambda state, _images, _labels, epoch, on_step=None: train.run_epoch(state, source, epoch, on_step)
 
 
 def _global_batch(local, mesh):

@@ -163,7 +163,10 @@ def test_different_run_in_existing_workdir_is_refused_and_nothing_changes(refere
 @pytest.mark.parametrize("flag,message", [
     ("--config.epochs=0", "config.epochs must be >= 1"), ("--config.model=resnet", "unknown model 'resnet'"),
     ("--config.dataset=no_such_set", "cannot load 'no_such_set'"),
-    ("--config.batch_size=100000", "larger than the training set"),
+    ("--config.batch_size=100000", "config.batch_size 100000 is larger than the training set"),
+    # a setting that cannot apply is refused, not ignored: streamed batches have no lax.scan epoch
+    (("--config.epoch_loop=scan", "--config.data_in_memory=false"),
+     "config.epoch_loop='scan' cannot apply: this run streams its training batches"),
     ("--config.learning_rate=-1", "config.learning_rate must be a positive"),
     ("--config.model_options.activation=swish9", "activation must be one of"),
     ("--config.model_options.activaton=relu", "has no option(s) ['activaton']"),
@@ -177,7 +180,7 @@ def test_different_run_in_existing_workdir_is_refused_and_nothing_changes(refere
 ])
 def test_bad_flags_give_one_line_error_and_exit_2(tmp_path, flag, message):
     workdir = tmp_path / "bad"
-    proc = run_cli(*cli_flags(workdir), flag)
+    proc = run_cli(*cli_flags(workdir), *((flag,) if isinstance(flag, str) else flag))
     assert proc.returncode == 2, proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and message in last, proc.stderr
@@ -473,3 +476,22 @@ def test_init_state_draws_the_parameters_model_init_draws(name):
         assert jax.tree.structure(got) == jax.tree.structure(want)
         for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
             np.testing.assert_array_equal(a, b)
+
+
+def test_run_epoch_is_the_one_loop_for_any_batch_source():
+    """train.run_epoch sums each advance's metrics, reports progress after each, and is what both
+    the in-memory and the streamed sources run (a user's own source too)."""
+    import jax.numpy as jnp
+
+    class Source:
+        steps, batch_size = 3, 4
+
+        def epoch(self, state, epoch):
+            assert epoch == 7
+            for i in range(3):
+                yield lambda s, i=i: (s + 1, {"loss": jnp.float32(i + 1), "correct": jnp.int32(i)}, 1)
+
+    calls = []
+    state, m = train.run_epoch(0, Source(), 7, lambda i, n, metrics: calls.append((i, n, float(metrics["loss"]))))
+    assert state == 3 and m == {"train_loss": 2.0, "train_accuracy": 3 / 12}
+    assert calls == [(0, 3, 1.0), (1, 3, 2.0), (2, 3, 3.0)]
