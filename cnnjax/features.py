@@ -58,11 +58,6 @@ def _layer_rows(model: nn.Module, input_shape) -> tuple[summary.LayerRow, ...]:
     return _rows(hashable(model), tuple(int(d) for d in input_shape))
 
 
-def layer_names(model: nn.Module, input_shape) -> list[str]:
-    """Every layer of ``model`` on images of ``input_shape`` (H, W, C), in call order."""
-    return [r.name for r in _layer_rows(model, input_shape)]
-
-
 def conv_layers(model: nn.Module, input_shape) -> list[str]:
     """The conv layers (spatial output H' x W' x C') of ``model``, in call order."""
     kinds = _conv_kinds()

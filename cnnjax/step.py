@@ -28,6 +28,7 @@ from jax.sharding import Mesh
 
 from cnnjax import data as data_lib
 from cnnjax import freeze as freeze_lib
+from cnnjax import rng as rng_lib
 from cnnjax.config import TrainConfig
 from cnnjax.sharding import split_batch
 from cnnjax.train_state import TrainState
@@ -93,8 +94,8 @@ def train_step(spec: StepSpec, state: TrainState, batch) -> tuple[TrainState, di
     """One optimizer update on ``batch = (images, labels)`` (uint8 (B, H, W, C), int32 (B,)):
     ``(new state, {"loss": mean float32 loss, "correct": int32 count of right argmax})``.
     With ``spec.ema_decay`` the moving average follows every optimizer step."""
-    key = jax.random.fold_in(jax.random.fold_in(state.rng, 2), state.step)
-    x, y = prepare_batch(spec, jax.random.fold_in(key, 1), *batch)
+    key = rng_lib.step_key(state.rng, state.step)  # the dropout rng
+    x, y = prepare_batch(spec, rng_lib.augment_key(key), *batch)
     (loss, (logits, batch_stats)), grads = jax.value_and_grad(_loss, has_aux=True)(
         state.params, spec, state.batch_stats, x, y, key)
     updates, opt_state = spec.tx.update(grads, state.opt_state, state.params)

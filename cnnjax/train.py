@@ -28,6 +28,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from cnnjax import rng as rng_lib
 from cnnjax.sharding import split_batch
 from cnnjax.train_state import TrainState
 from cnnjax.step import StepSpec, on_accelerator, train_step
@@ -35,7 +36,7 @@ from cnnjax.step import StepSpec, on_accelerator, train_step
 
 def epoch_permutation(rng, epoch: int, n: int):
     """The data order of ``epoch``: a permutation of range(n), a pure function of (rng, epoch)."""
-    return jax.random.permutation(jax.random.fold_in(jax.random.fold_in(rng, 1), epoch), n)
+    return jax.random.permutation(rng_lib.epoch_key(rng, epoch), n)
 
 
 def fused_epoch_default(backend: str | None = None) -> bool:

@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from cnnjax import rng as rng_lib
+
 
 class TrainState(NamedTuple):
     """The whole training state, a pytree (what a checkpoint holds)."""
@@ -17,7 +19,7 @@ class TrainState(NamedTuple):
     params: Any
     batch_stats: Any        # {} for models without batch norm
     opt_state: Any
-    rng: jax.Array          # the run's raw PRNG key (uint32[2]); per-step/epoch keys are folded in
+    rng: jax.Array          # the run's raw PRNG key (uint32[2]); its streams: cnnjax.rng
     ema: Any = None         # config.ema_decay > 0: the moving average of variables() (same tree); else None
 
     def variables(self) -> dict:
@@ -36,8 +38,8 @@ _ONCE = {"xla_backend_optimization_level": 1}
 def init_state(model: nn.Module, tx: optax.GradientTransformation, seed: int, image_shape,
                ema: bool = False) -> TrainState:
     """Fresh state for images of ``image_shape`` (H, W, C).  Parameters are drawn from
-    ``fold_in(key(seed), 0)``; with ``ema`` the moving average starts as a copy of the initial
-    variables.  ``model.init`` runs jitted (one compilation instead of one per operation) at XLA's
+    ``cnnjax.rng.params_key(run_key(seed))``; with ``ema`` the moving average starts as a copy of
+    the initial variables.  ``model.init`` runs jitted (one compilation instead of one per operation) at XLA's
     backend optimisation level 1: the same bits as the plain call for every registered model,
     compiled faster, for a function that runs once.  Call it outside ``jit`` (a jit with compiler
     options must be top-level); for shapes under a trace use :func:`abstract_state`."""
@@ -46,8 +48,8 @@ def init_state(model: nn.Module, tx: optax.GradientTransformation, seed: int, im
 
 
 def _state(init: Callable, tx, seed: int, image_shape, ema: bool) -> TrainState:
-    rng = jax.random.PRNGKey(seed)
-    variables = init(jax.random.fold_in(rng, 0), jnp.zeros((1, *image_shape), jnp.float32))
+    rng = rng_lib.run_key(seed)
+    variables = init(rng_lib.params_key(rng), jnp.zeros((1, *image_shape), jnp.float32))
     params = variables["params"]
     state = TrainState(jnp.zeros((), jnp.int32), params, variables.get("batch_stats", {}), tx.init(params), rng)
     return restart_ema(state) if ema else state

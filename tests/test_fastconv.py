@@ -87,18 +87,34 @@ def test_fast_path_gemm_branch_for_short_rows(monkeypatch):
         close(a, b)
 
 
-def test_separable_and_depthwise_helpers_use_the_fast_path_and_match():
+def test_separable_and_depthwise_helpers_use_the_fast_path_and_match(monkeypatch):
+    """ops.separable_conv2d / depthwise_conv2d with impl="fast" run fastconv's depthwise loop (one
+    call each, seen by a counting wrapper) and the 1x1 pointwise conv as a matmul: no lax conv in
+    the traced forward or backward pass; with impl="lax" the other way round.  Both give the same
+    values and gradients."""
+    calls = []
+    real = fastconv.conv2d_depthwise
+    monkeypatch.setattr(fastconv, "conv2d_depthwise", lambda x, w, **kw: calls.append(w.shape) or real(x, w, **kw))
     x, wd, wp = rnd(2, 9, 9, 4), rnd(5, 5, 1, 8, seed=3), rnd(1, 1, 8, 6, seed=4)
-    f = lambda a, b, c: ops.separable_conv2d(a, b, c, padding=2)
-    y_fast, g_fast = value_and_grads(f, x, wd, wp)
-    os.environ[fastconv.ENV_VAR] = "lax"
-    try:
-        y_lax, g_lax = value_and_grads(f, x, wd, wp)
-    finally:
-        del os.environ[fastconv.ENV_VAR]
-    close(y_fast, y_lax)
-    for a, b in zip(g_fast, g_lax):
-        close(a, b)
+    sep = lambda impl: (lambda a, b, c: ops.separable_conv2d(a, b, c, padding=2, impl=impl))
+    dw = lambda impl: (lambda a, b: ops.depthwise_conv2d(a, b, padding=2, impl=impl))
+    grad = lambda f, n: jax.grad(lambda *a: jnp.sum(jnp.tanh(f(*a))), argnums=tuple(range(n)))
+
+    assert _primitives(sep("fast"), x, wd, wp) == {"custom_vjp_call", "reshape", "dot_general"}
+    assert calls == [wd.shape]
+    assert "conv_general_dilated" not in _primitives(grad(sep("fast"), 3), x, wd, wp)
+    calls.clear()
+    assert _primitives(dw("fast"), x, wd) == {"custom_vjp_call"} and calls == [wd.shape]
+    calls.clear()
+    assert _primitives(sep("lax"), x, wd, wp) == {"conv_general_dilated"}
+    assert "conv_general_dilated" in _primitives(grad(sep("lax"), 3), x, wd, wp) and calls == []
+
+    for f, args in ((sep, (x, wd, wp)), (dw, (x, wd))):
+        y_fast, g_fast = value_and_grads(f("fast"), *args)
+        y_lax, g_lax = value_and_grads(f("lax"), *args)
+        close(y_fast, y_lax)
+        for a, b in zip(g_fast, g_lax):
+            close(a, b)
 
 
 POOL_CASES = [(2, None, 0), (2, None, 1), (3, None, 1), ((2, 3), None, ((1, 0), 0)), (2, 2, (0, 1)),

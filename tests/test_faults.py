@@ -247,19 +247,33 @@ def test_kills_at_random_points_then_rerun_equal_the_reference(tmp_path, referen
 # --------------------------------------------------------------------------- the disk
 
 
+#: a tmpfs with room for the run's small files and epoch 1's checkpoint but not for epoch 2's: a
+#: checkpoint needs its state's bytes (~0.35 MB here) + 1 MiB free (checkpoint.Checkpoints.save) and
+#: takes ~0.4 MB, so any size from ~1.37 MB to ~1.77 MB fills at epoch 2
+DISK_FULL_AT_EPOCH_2 = "1620k"
+
+
 def test_a_full_disk_is_one_line_and_a_rerun_with_room_resumes(tmp_path, reference):
-    """A real 600 kB tmpfs, mounted in a private mount namespace (root or not); the run is copied
-    out of it ("free space": moved to a bigger disk) before the namespace and the tmpfs end."""
+    """A real tmpfs, mounted in a private mount namespace (root or not), with room for epoch 1's
+    checkpoint but not epoch 2's; the run is copied out of it ("free space": moved to a bigger
+    disk) before the namespace and the tmpfs end.  The rerun resumes from epoch 1's checkpoint --
+    it says so and keeps epoch 1's logged row as it was, timing included -- and ends equal to the
+    uninterrupted reference."""
     disk, saved = tmp_path / "disk", tmp_path / "moved"
     disk.mkdir()
     proc = fsfaults.run_in_mount_namespace([sys.executable, "-m", "experiments.train", *cli_flags(disk / "run")],
-                                           [["-t", "tmpfs", "-o", "size=600k", "tmpfs", str(disk)]],
+                                           [["-t", "tmpfs", "-o", f"size={DISK_FULL_AT_EPOCH_2}", "tmpfs", str(disk)]],
                                            after=f"cp -a {disk / 'run'} {saved}",
                                            cwd=REPO, capture_output=True, text=True, timeout=300)
     one_error_line(proc, f"the disk of {disk / 'run'} is full", "rerun the same command to resume")
     assert Workdir(saved).config() is not None and not (saved / "summary.json").exists()
+    assert os.listdir(saved / "checkpoints") == ["1"], "the disk should fill at epoch 2's checkpoint"
+    epoch_1 = Workdir(saved).metrics()[0]
+    assert epoch_1["epoch"] == 1 and epoch_1["seconds"] > 0
     again = cli(*cli_flags(saved))
     assert again.returncode == 0, again.stderr
+    assert f"resuming {saved} from the checkpoint of epoch 1" in again.stdout + again.stderr
+    assert Workdir(saved).metrics()[0] == epoch_1  # not trained again: its timing would differ
     assert_equals_reference(saved, reference)
 
 

@@ -168,11 +168,28 @@ def test_grouped_conv_is_independent_convs_per_group():
         np.testing.assert_allclose(out[..., 3 * g:3 * g + 3], ref, rtol=1e-5, atol=1e-5)
 
 
-def test_groups_1_is_plain_and_groups_c_is_depthwise():
+def _windows_conv(x, w, stride, padding):
+    """Independent reference: zero-pad, then out[n, i, j, o] = sum over the window (a, b) and
+    the input channels c of x[n, s*i + a, s*j + b, c] * w[a, b, c, o], in float64 numpy."""
+    x = np.pad(np.asarray(x, np.float64), ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    win = np.lib.stride_tricks.sliding_window_view(x, w.shape[:2], axis=(1, 2))[:, ::stride, ::stride]
+    return np.einsum("nijcab,abco->nijo", win, np.asarray(w, np.float64))
+
+
+@pytest.mark.parametrize("stride,padding", [(1, 0), (2, 1)])
+def test_groups_1_is_plain_and_groups_c_is_depthwise(stride, padding):
+    """groups=1 is the plain multi-channel convolution: against a numpy sum over windows and
+    against torch.nn.functional.conv2d (neither shares code with cnnjax.ops)."""
+    import torch  # [dev] installs it: missing fails, never skips
     rng = np.random.default_rng(2)
-    x = rng.normal(size=(1, 7, 7, 4)).astype(np.float32)
+    x = rng.normal(size=(2, 7, 7, 4)).astype(np.float32)
     w = rng.normal(size=(3, 3, 4, 5)).astype(np.float32)
-    np.testing.assert_array_equal(ops.conv2d(x, w, groups=1), ops.conv2d(x, w))
+    out = np.asarray(ops.conv2d(x, w, stride=stride, padding=padding, groups=1))
+    assert out.shape == (2, (7 + 2 * padding - 3) // stride + 1, (7 + 2 * padding - 3) // stride + 1, 5)
+    np.testing.assert_allclose(out, _windows_conv(x, w, stride, padding), rtol=1e-5, atol=1e-5)
+    ref = torch.nn.functional.conv2d(torch.from_numpy(x.transpose(0, 3, 1, 2)),
+                                     torch.from_numpy(w.transpose(3, 2, 0, 1)), stride=stride, padding=padding)
+    np.testing.assert_allclose(out, ref.numpy().transpose(0, 2, 3, 1), rtol=1e-5, atol=1e-5)
     wd = rng.normal(size=(3, 3, 1, 4)).astype(np.float32)
     dw = ops.conv2d(x, wd, groups=4)
     np.testing.assert_allclose(ops.depthwise_conv2d(x, wd), dw)

@@ -202,7 +202,7 @@ def get_search():
 
 
 def test_a_two_trial_search_runs_and_reports(cluster, tmp_path):
-    """launch.search end to end in the fast suite (the slow tests above cover ASHA and the seeds):
+    """launch.search end to end in the fast suite (ASHA and resume: the tests below; the seeds: slow):
     2 random trials of 1 epoch on a few synthetic images, each a finished run trained with the
     drawn learning rate, inside the space, named after it; sweep.json and the report list both."""
     from launch import search
@@ -226,3 +226,89 @@ def get_search():
     assert len(set(rates)) == 2
     assert len(report_lib.report(str(out), write=False)) == 2
     assert all(run["name"] in (out / "results.md").read_text() for run in record["runs"])
+
+
+def _search_file(tmp_path, search: str):
+    path = tmp_path / "search.py"
+    path.write_text(STUDY.split("def get_sweep")[0].replace("padded_cnn", "seed_net") +
+                    f"\ndef get_search():\n    return {search}\n")
+    return str(path)
+
+
+def test_asha_stops_a_weak_trial_early(cluster, tmp_path):
+    """The fast version of test_asha_search_ends_in_the_report: 3 random trials of 3 epochs over a
+    learning-rate range from hopeless (1e-6) to good (1e-1), one at a time (2 CPUs per trial on the
+    2-CPU cluster), so each is judged against the ones before it.  ASHA (grace 1, factor 2) stops
+    at least one after 1 or 2 of its 3 epochs: its run is 'stopped' with that many logged epochs,
+    its validation accuracy at that rung below an earlier trial's there; the search trains fewer
+    epochs than 3 x 3 and says so."""
+    from launch import search
+    file = _search_file(tmp_path, '{"space": {"learning_rate": ("log", 1e-6, 1e-1)}, "num_samples": 3, '
+                                  '"algorithm": "random", "seed": 0}')  # draws 1.5e-3, then 2.2e-5 and 1.6e-6
+    out = tmp_path / "out"
+    base = {**BASE, "model": "seed_net", "epochs": 3, "num_train": 256, "num_test": 64, "batch_size": 32}
+    assert search.run_search(str(out), file, base, cpus_per_run=2, echo=lambda line: None) == 0
+    record = json.load(open(out / "sweep.json"))
+    rows = {r["name"]: Workdir(str(out / "runs" / r["name"])).metrics() for r in record["runs"]}
+    status = {n: json.load(open(out / "runs" / n / "status.json")) for n in rows}
+    stopped = [n for n in rows if status[n]["status"] == "stopped"]
+    assert stopped, status
+    for name in stopped:
+        epochs = len(rows[name])
+        assert 1 <= epochs < 3 and status[name]["reason"] == f"stopped by ASHA after {epochs} of 3 epochs"
+        rung = {1: 0, 2: 1}[epochs]
+        assert any(len(m) > epochs and m[rung]["val_accuracy"] > rows[name][rung]["val_accuracy"]
+                   for other, m in rows.items() if other != name), rows
+    assert record["search"]["epochs_trained"] == sum(len(m) for m in rows.values()) < 9
+    assert record["search"]["epochs_full"] == 9
+    md = (out / "results.md").read_text()
+    assert all(f"`{n}`: stopped by ASHA after {len(rows[n])} of 3 epochs" in md for n in stopped), md
+
+
+def test_an_interrupted_search_resumes_without_training_finished_trials_again(cluster, tmp_path):
+    """The fast version of test_ray_cluster's slow Ctrl-C test, in this process: 3 trials of 2
+    epochs one at a time; SIGINT (Ctrl-C) once the first trial has finished ends the search as
+    interrupted (130, no results); the same call resumes it ("resuming the interrupted search"),
+    ends with all 3 trials, and the finished trial is not trained again (its log holds one
+    attempt, its summary.json is the same file)."""
+    from launch import search
+    file = _search_file(tmp_path, '{"space": {"learning_rate": ("log", 1e-4, 1e-2)}, "num_samples": 3, '
+                                  '"algorithm": "random", "seed": 1}')
+    out = tmp_path / "out"
+    base = {**BASE, "model": "seed_net", "epochs": 2, "num_train": 256, "num_test": 64}
+    summaries = lambda: {p.parent.name: p.stat().st_mtime_ns for p in out.glob("runs/*/summary.json")}
+    running, sent = threading.Event(), threading.Event()
+
+    def interrupt_after_the_first_trial():
+        deadline = time.time() + 240
+        while running.is_set() and time.time() < deadline:
+            if summaries():
+                os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C: Tune saves its state and fit() returns
+                sent.set()
+                return
+            time.sleep(0.05)
+    lines = []
+    running.set()
+    t = threading.Thread(target=interrupt_after_the_first_trial)
+    t.start()
+    try:
+        code = search.run_search(str(out), file, base, cpus_per_run=2, echo=lines.append)
+    finally:
+        running.clear()
+        t.join()
+    assert sent.is_set() and code == 130, lines
+    assert any("search interrupted; rerun the same command to resume it" in l for l in lines), lines
+    assert not (out / "sweep.json").exists() and not (out / "results.md").exists()
+    finished = summaries()
+    assert len(finished) in (1, 2), finished
+
+    lines = []
+    assert search.run_search(str(out), file, base, cpus_per_run=2, echo=lines.append) == 0, lines
+    assert any("search: resuming the interrupted search" in l for l in lines), lines
+    runs = json.load(open(out / "sweep.json"))["runs"]
+    assert len(runs) == 3 and (out / "results.md").exists()
+    assert {n: t for n, t in summaries().items() if n in finished} == finished
+    for name in finished:  # one attempt: a finished trial run again would log a second "==== " header
+        assert open(out / "runs" / name / "log.txt").read().count("==== ") == 1, name
+    for r in runs:
+        assert json.load(open(out / "runs" / r["name"] / "status.json"))["status"] in ("finished", "stopped")

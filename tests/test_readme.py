@@ -15,6 +15,15 @@ def test_readme_has_the_python_examples():
     assert len(BLOCKS) >= 2
 
 
+def test_readme_model_count_is_the_registry_s():
+    """The README's "models.available() lists N models" is the registry's count (it said 18 while
+    the registry held 22)."""
+    from cnnjax import models
+    with open(os.path.join(REPO, "README.md")) as f:
+        counts = re.findall(r"`models\.available\(\)` lists (\d+) models", f.read())
+    assert counts == [str(len(models.available()))]
+
+
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_readme_python_example_runs(index):
     code = BLOCKS[index].replace('data.load("fashion_mnist")', 'data.synthetic(640, 200)')

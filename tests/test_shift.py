@@ -1,10 +1,11 @@
-"""cnnjax.shift: shifts move pixels exactly; shift 0 is the plain evaluation."""
-import jax
+"""cnnjax.shift: shifts move pixels exactly; each shift's score is the hand-computed one of a
+position-dependent model; shift 0 is the plain evaluation."""
+import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cnnjax import data, evaluation, models, shift
+from cnnjax import data, evaluation, shift
 
 
 def test_a_shift_moves_pixels_exactly_with_zero_fill():
@@ -24,16 +25,47 @@ def test_a_shift_moves_pixels_exactly_with_zero_fill():
         shift.offsets(-1)
 
 
-def test_shift_zero_reproduces_the_plain_evaluation_exactly():
-    ds = data.synthetic(num_train=64, num_test=130)
-    model = models.create("padded_cnn")
-    variables = model.init(jax.random.key(0), jnp.zeros((1, *ds.image_shape)))
-    plain = evaluation.evaluate(model, variables, ds, batch_size=50)
-    rows = shift.shift_evaluation(model, variables, ds, max_shift=1, batch_size=50)
-    assert len(rows) == 5 and rows[0]["direction"] == "none"
+class _RowOfTheBrightPixel(nn.Module):
+    """A hand-made classifier whose answer depends on position: 4 classes, logit r = the sum of
+    image row r (one Dense layer whose weights we set by hand), so an image holding one bright
+    pixel is classified as that pixel's row, and an empty image as class 0 (argmax of equal logits)."""
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        return nn.Dense(4)(x.reshape(x.shape[0], -1))
+
+
+def _row_sum_variables():
+    kernel = np.zeros((16, 4), np.float32)
+    for r in range(4):
+        kernel[4 * r:4 * r + 4, r] = 1.0  # pixel (r, c) of a 4x4 image is input 4r + c
+    return {"params": {"Dense_0": {"kernel": jnp.asarray(kernel), "bias": jnp.zeros(4)}}}
+
+
+def test_shift_evaluation_scores_each_shift_as_hand_computed():
+    """Four 4x4 test images, each one bright pixel at (row, col) = (0, 0), (1, 3), (2, 1), (3, 2),
+    labelled by its row; the all-black training set makes the normalisation x / 255.  Unshifted,
+    every image is right.  Up: (0, 0) leaves the image (empty: class 0, right), the others land one
+    row too high (wrong): 1/4.  Down: all wrong, (3, 2) leaves as an empty image labelled 3: 0.
+    Left: the rows stay, (0, 0) leaves but is labelled 0: 1.  Right: (1, 3) leaves (class 0,
+    labelled 1): 3/4.  The losses: a bright pixel makes its row's logit 1 and the others 0, so an
+    example costs log(e + 3) - 1 when right, log(e + 3) when wrong, log 4 when empty."""
+    test = np.zeros((4, 4, 4, 1), np.uint8)
+    for k, (r, c) in enumerate([(0, 0), (1, 3), (2, 1), (3, 2)]):
+        test[k, r, c, 0] = 255
+    ds = data.Dataset("pixels", np.zeros((2, 4, 4, 1), np.uint8), np.array([0, 1]), test,
+                      np.array([0, 1, 2, 3]), ["0", "1", "2", "3"], "synthetic")
+    assert (ds.mean, ds.std) == (0.0, 1.0)
+    model, variables = _RowOfTheBrightPixel(), _row_sum_variables()
+    rows = shift.shift_evaluation(model, variables, ds, max_shift=1, batch_size=3)  # 2 batches, the last padded
+    right, wrong, empty = np.log(np.e + 3) - 1, np.log(np.e + 3), np.log(4)
+    want = {"none": (1.0, right), "up": (0.25, (empty + 3 * wrong) / 4), "down": (0.0, (empty + 3 * wrong) / 4),
+            "left": (1.0, (empty + 3 * right) / 4), "right": (0.75, (empty + 3 * right) / 4)}
+    assert [(r["direction"], r["pixels"], r["dy"], r["dx"]) for r in rows] == \
+        [("none", 0, 0, 0), ("up", 1, -1, 0), ("down", 1, 1, 0), ("left", 1, 0, -1), ("right", 1, 0, 1)]
+    for r in rows:
+        assert r["accuracy"] == want[r["direction"]][0], r
+        assert r["loss"] == pytest.approx(want[r["direction"]][1], rel=1e-6), r
+    assert shift.by_distance(rows) == {0: 1.0, 1: pytest.approx((0.25 + 0 + 1 + 0.75) / 4)}
+    # shift 0 is the plain evaluation, exactly
+    plain = evaluation.evaluate(model, variables, ds, batch_size=3)
     assert rows[0]["accuracy"] == plain["accuracy"] and rows[0]["loss"] == plain["loss"]
-    down = evaluation.evaluate(model, variables, data.Dataset(ds.name, ds.train_images, ds.train_labels,
-                                                         shift.shift_images(ds.test_images, 1, 0), ds.test_labels,
-                                                         ds.class_names, ds.source), batch_size=50)
-    assert rows[2]["direction"] == "down" and rows[2]["accuracy"] == down["accuracy"]
-    assert shift.by_distance(rows)[1] == pytest.approx(np.mean([r["accuracy"] for r in rows[1:]]))

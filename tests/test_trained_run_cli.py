@@ -177,20 +177,61 @@ def test_export_of_an_unfinished_workdir_writes_nothing(tmp_path):
 # --------------------------------------------------------------------------- explain
 
 
-def test_explain_writes_a_figure_per_method_and_image_and_a_comparison(run_dir, pngs, tmp_path):
+def test_explain_writes_a_figure_per_method_and_image_and_a_comparison(run_dir, trained, pngs, tmp_path):
+    """Each figure the CLI writes is, pixel for pixel, the figure of the map computed directly:
+    explain.attribute of the run's model on the chosen test images for the class it predicts
+    (the documented settings: black baseline and fill, Grad-CAM on the last conv layer), drawn by
+    explain_plots with the caption "true <class>, predicted <class> (<probability>)"; the
+    comparison likewise; the maps of different methods differ."""
+    from PIL import Image
+
+    from cnnjax import experiment, explain, explain_plots, inference
     _, paths, _ = pngs
     out = tmp_path / "figs"
     proc = cli("explain", f"--workdir={run_dir}", f"--out={out}", "--indices=0,5")
     assert proc.returncode == 0, proc.stderr
-    from cnnjax import explain
     for method in explain.METHODS:
         assert sorted(os.listdir(out / method)) == ["test0.png", "test5.png"]
-    assert (out / "comparison.png").stat().st_size > 1000
+
+    ds = experiment.load_data(trained.config)
+    images, truth = ds.test_images[[0, 5]], ds.test_labels[[0, 5]]
+    probs = np.asarray(inference.make_predict_fn(trained)(images))
+    predicted = probs.argmax(1)
+    captions = [f"true {trained.class_names[t]}, predicted {trained.class_names[p]} ({probs[i, p]:.2f})"
+                for i, (t, p) in enumerate(zip(truth, predicted))]
+    black = explain.black_baseline(trained.mean, trained.std)
+    settings = {"integrated_gradients": {"baseline": black}, "occlusion": {"fill": black},
+                "grad_cam": {"layer": "conv2"}}
+    x = trained.normalize(images)
+    heats = {m: explain.pixel_map(explain.attribute(m, trained.model, trained.variables, x, predicted,
+                                                    **settings.get(m, {})), m) for m in explain.METHODS}
+    shown = images.astype(np.float32) / 255.0
+    pixels = lambda path: np.asarray(Image.open(path).convert("RGB"))
+    for m in explain.METHODS:
+        for i, name in enumerate(["test0", "test5"]):
+            want = explain_plots.plot_attribution(shown[i], heats[m][i], m + (" on conv2" if m == "grad_cam" else ""),
+                                                  captions[i], str(tmp_path / "want" / m / f"{name}.png"))
+            np.testing.assert_array_equal(pixels(out / m / f"{name}.png"), pixels(want), err_msg=f"{m} {name}")
+    want = explain_plots.plot_comparison(shown, heats, captions, str(tmp_path / "want" / "comparison.png"),
+                                         f"padded_cnn (epoch {trained.epoch}): what it looks at")
+    np.testing.assert_array_equal(pixels(out / "comparison.png"), pixels(want))
+    for a, b in zip(explain.METHODS, explain.METHODS[1:]):  # the figures show different maps
+        assert not np.allclose(heats[a], heats[b]), (a, b)
+        assert pixels(out / a / "test0.png").tobytes() != pixels(out / b / "test0.png").tobytes(), (a, b)
+
     files = cli("explain", f"--workdir={run_dir}", f"--out={tmp_path / 'f2'}", "--methods=occlusion,grad_cam",
                 "--layer=conv1", paths[0])
     assert files.returncode == 0, files.stderr
     assert sorted(os.listdir(tmp_path / "f2")) == ["comparison.png", "grad_cam", "occlusion"]
     assert os.listdir(tmp_path / "f2" / "grad_cam") == ["img0.png"]
+    one = pngs[2][:1]  # the image file's pixels: its caption names the file, Grad-CAM runs on --layer
+    p = np.asarray(inference.make_predict_fn(trained)(one))[0]
+    cam = explain.pixel_map(explain.grad_cam(trained.model, trained.variables, trained.normalize(one), p.argmax()[None],
+                                             layer="conv1"), "grad_cam")
+    want = explain_plots.plot_attribution(one[0].astype(np.float32) / 255.0, cam[0], "grad_cam on conv1",
+                                          f"img0: predicted {trained.class_names[p.argmax()]} ({p.max():.2f})",
+                                          str(tmp_path / "want2.png"))
+    np.testing.assert_array_equal(pixels(tmp_path / "f2" / "grad_cam" / "img0.png"), pixels(want))
 
 
 @pytest.mark.parametrize("args, message", [

@@ -31,12 +31,4 @@ from cnnjax.models.torchvision import TVResNet, TVVGG
 
 __all__ = ["Airbench", "dirac_init", "VGG", "BasicBlock", "ResNet", "ShortcutConv", "OptionError", "MLP", "VGGBN",
            "ConvAutoencoder", "LeNet5", "PaddedCNN", "SeedNet", "REGISTRY", "available", "create", "options",
-           "register", "TVResNet", "TVVGG", "features"]
-
-
-def features(model, variables, x, layer: str, batch_size: int = 256):
-    """The activations of ``layer`` (named as in the model's summary) for float NHWC inputs ``x``:
-    :func:`cnnjax.features.features` (imported on call: it reads layer names from
-    :mod:`cnnjax.summary`, a layer above this one)."""
-    from cnnjax import features as features_lib
-    return features_lib.features(model, variables, x, layer, batch_size)
+           "register", "TVResNet", "TVVGG"]
