@@ -51,7 +51,9 @@ def main(argv):
         raise common.UsageError(f"--shifts must be >= 0, got {_SHIFTS.value}")
     model, variables, cfg, epoch = experiment.load_trained(_WORKDIR.value, _WHICH.value)
     # the run's own data: its classes, image size, and the training split's statistics after the hold-out
-    ds = experiment.load_data(dataclasses.replace(cfg, data_dir=_DATA_DIR.value or cfg.data_dir))
+    # (its recorded split; one error line when the data changed since it trained: cnnjax.data.fingerprint)
+    ds = experiment.load_run_data(dataclasses.replace(cfg, data_dir=_DATA_DIR.value or cfg.data_dir), _WORKDIR.value,
+                                  "cannot evaluate")
     ev = evaluation.evaluate(model, variables, ds, compute_dtype=cfg.compute_dtype, tta=cfg.tta)
     names = list(ds.class_names)
     print(f"{cfg.model} on {cfg.dataset} ({_WHICH.value} checkpoint, epoch {epoch}): "

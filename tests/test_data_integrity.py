@@ -65,3 +65,110 @@ def test_a_folder_of_tiff_classes_trains_like_png(tmp_path):
                     tmp_path / "f" / split / c / f"{i}.tif")
     ds = _load(tmp_path / "f", tmp_path)
     assert ds.class_names == tuple(CLASSES) and len(ds.train_labels) == 12 and ds.image_shape == (6, 6, 1)
+
+
+# ------------------------------------------------------------------ the run's data is part of the run (point 1)
+
+
+def _flat_folder(root, per_class=8, classes=CLASSES, size=8, seed=0, start=0):
+    """``per_class`` random greyscale PNGs per class in ``root/<class>/`` (names from ``start``)."""
+    rng = np.random.default_rng(seed)
+    for c in classes:
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(start, start + per_class):
+            Image.fromarray(rng.integers(0, 256, (size, size), dtype=np.uint8)).save(root / c / f"{i:03d}.png")
+
+
+def _cfg(root, tmp_path, **kw):
+    from cnnjax import config
+    return config.from_dict({"dataset": "folder", "data_dir": str(root), "data_cache_dir": str(tmp_path / "cache"),
+                             "model": "mlp", "model_options": {"hidden": (8,)}, "epochs": 4, "batch_size": 4,
+                             "validation_size": 0, "progress": "none", "eval_batch_size": 64, **kw})
+
+
+class _Stop(Exception):
+    pass
+
+
+def _train_until(cfg, workdir, epoch):
+    """Train in ``workdir`` and stop (like a kill) after ``epoch`` was checkpointed."""
+    from cnnjax import experiment
+
+    def stop(row):
+        if row["epoch"] == epoch:
+            raise _Stop()
+    with pytest.raises(_Stop):
+        experiment.train_and_evaluate(cfg, str(workdir), log=lambda line: None, on_epoch=stop)
+
+
+def _listing(path):
+    return sorted(os.listdir(path)) if os.path.isdir(path) else None
+
+
+def test_a_changed_folder_is_refused_on_resume_and_its_checkpoints_are_kept(tmp_path):
+    from cnnjax import experiment
+    from cnnjax.data import fingerprint
+    root, wd = tmp_path / "f", tmp_path / "w"
+    _flat_folder(root)
+    cfg = _cfg(root, tmp_path)
+    _train_until(cfg, wd, 2)
+    record = json.loads((wd / "data_fingerprint.json").read_text())
+    assert record["kind"] == "folder" and record["class_names"] == CLASSES and len(record["stats"]) == 24
+    assert json.loads((wd / "data.json").read_text())["fingerprint"]["digest"] == record["digest"]
+    checkpoints = _listing(wd / "checkpoints")
+    _flat_folder(root, per_class=2, start=100, seed=5, classes=["cat"])  # 2 files added
+    with pytest.raises(fingerprint.DataChanged, match=r"2 files added \(e\.g\. cat/100\.png\).*--config\.data_changed=accept"):
+        experiment.train_and_evaluate(cfg, str(wd), log=lambda line: None)
+    assert _listing(wd / "checkpoints") == checkpoints and not (wd / "corrupt_checkpoints").exists()
+    # a class folder added: refused even with accept; no checkpoint is set aside
+    _flat_folder(root, per_class=3, classes=["fox"])
+    with pytest.raises(fingerprint.DataChanged, match=r"1 class added: fox.*cannot continue on other classes"):
+        experiment.train_and_evaluate(_cfg(root, tmp_path, data_changed="accept"), str(wd), log=lambda line: None)
+    assert _listing(wd / "checkpoints") == checkpoints and not (wd / "corrupt_checkpoints").exists()
+    assert json.loads((wd / "data.json").read_text())["class_names"] == CLASSES
+
+
+def test_accepting_a_grown_folder_continues_from_the_checkpoint_keeps_the_split_and_records_it(tmp_path):
+    from cnnjax import experiment
+    root, wd = tmp_path / "f", tmp_path / "w"
+    _flat_folder(root)
+    _train_until(_cfg(root, tmp_path), wd, 2)
+    before = json.loads((wd / "data_fingerprint.json").read_text())
+    _flat_folder(root, per_class=5, start=100, seed=5)  # 15 files added
+    lines = []
+    result = experiment.train_and_evaluate(_cfg(root, tmp_path, data_changed="accept"), str(wd), log=lines.append)
+    assert result["status"] == "finished" and result["epochs_trained"] == 4
+    assert any("resuming" in line and "epoch 2" in line for line in lines), lines
+    after = json.loads((wd / "data_fingerprint.json").read_text())
+    for split in ("train", "test"):  # files already assigned keep their split
+        assert set(before["files"][split]) <= set(after["files"][split])
+    assert len(after["stats"]) == 39
+    info = json.loads((wd / "data.json").read_text())
+    assert info["num_train"] + info["num_test"] == 39 and info["fingerprint"]["digest"] == after["digest"]
+    assert info["data_changes"][0]["changes"].startswith("15 files added")
+    raw = [json.loads(line) for line in (wd / "metrics.jsonl").read_text().splitlines()]
+    assert [r.get("epoch", r.get("event")) for r in raw] == [1, 2, "data_changed", 3, 4]
+    assert raw[2]["after_epoch"] == 2 and raw[2]["num_train"] == info["num_train"]
+
+
+def test_evaluate_predict_and_explain_refuse_changed_data_in_one_line(tmp_path):
+    root, wd = tmp_path / "f", tmp_path / "w"
+    _flat_folder(root)
+    from cnnjax import experiment
+    experiment.train_and_evaluate(_cfg(root, tmp_path, epochs=1), str(wd), log=lambda line: None)
+    env = {**os.environ, "PYTHONPATH": REPO}
+    cli = lambda *args: subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env, capture_output=True,
+                                       text=True, timeout=300)
+    ok = cli("experiments.evaluate", f"--workdir={wd}")
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    # a test image moved into the training split's place: the flat split moves with a rename
+    os.rename(root / "dog" / "000.png", root / "dog" / "zzz.png")
+    image = str(root / "cat" / "001.png")
+    for args in (["experiments.evaluate", f"--workdir={wd}"], ["experiments.predict", f"--workdir={wd}", image],
+                 ["experiments.explain", f"--workdir={wd}", f"--out={tmp_path / 'x'}", image]):
+        bad = cli(*args)
+        errors = [line for line in bad.stderr.splitlines() if line.startswith("error:")]
+        assert bad.returncode == 2 and len(errors) == 1, (args, bad.stderr[-2000:])
+        assert "changed since the run started" in errors[0] and "1 file added (e.g. dog/zzz.png)" in errors[0]
+        assert "1 file removed (e.g. dog/000.png)" in errors[0] and bad.stdout == "", errors
+    assert not (tmp_path / "x").exists()

@@ -34,6 +34,7 @@ import time
 import numpy as np
 
 from cnnjax import imagefile
+from cnnjax.data import folder
 from cnnjax.data.dataset import DataError, Dataset, release_pages
 from cnnjax.data.registry import Source
 
@@ -79,7 +80,8 @@ def prepared(listing, image_size: int, channels: int, cache_dir: str | None, nam
     if cache_dir == "":
         arrays = {split: (decode(listing, split, image_size, channels), listing.labels[split])
                   for split in listing.files}
-        return _dataset(name, listing.root, listing.class_names, listing.skipped, arrays, f"folder:{listing.root}", {})
+        return _dataset(name, listing.root, listing.class_names, listing.skipped, arrays, f"folder:{listing.root}", {},
+                        folder.listing_provenance(listing))
     entry = entry_dir(cache_dir or default_cache_dir(), listing.root, image_size, channels)
     try:
         os.makedirs(os.path.dirname(entry), exist_ok=True)
@@ -205,14 +207,16 @@ def _prepare(listing, image_size: int, channels: int, entry: str, fingerprint: s
     notice(f"prepared {listing.root} in {seconds:.1f}s ({total / max(seconds, 1e-9):,.0f} images/s)")
 
 
-def _dataset(name: str, root: str, class_names, skipped, arrays: dict, source: str, extra: dict) -> Dataset:
+def _dataset(name: str, root: str, class_names, skipped, arrays: dict, source: str, extra: dict,
+             provenance: dict) -> Dataset:
     if skipped:
         notice(f"{root}: skipped {len(skipped)} hidden or non-image file{'s' * (len(skipped) != 1)} "
                f"(e.g. {', '.join(skipped[:3])})")
     val = arrays.get("val")
     info = {"folder": root, "skipped_files": len(skipped), **extra}
     return Dataset(name, *arrays["train"], *arrays["test"], class_names=tuple(class_names), source=source,
-                   val_images=val[0] if val else None, val_labels=val[1] if val else None, info=info)
+                   val_images=val[0] if val else None, val_labels=val[1] if val else None, info=info,
+                   provenance=provenance)
 
 
 def load_entry(entry: str, meta: dict | None = None, name: str = "prepared") -> Dataset:
@@ -229,7 +233,9 @@ def load_entry(entry: str, meta: dict | None = None, name: str = "prepared") -> 
             raise DataError(f"{entry}: prepared {split} split unreadable ({e}); delete the folder to prepare "
                             f"it again") from None
     return _dataset(name, meta["root"], meta["class_names"], meta["skipped"], arrays,
-                    f"folder:{meta['root']} (prepared {entry})", {"prepared": entry})
+                    f"folder:{meta['root']} (prepared {entry})", {"prepared": entry},
+                    folder.provenance(meta["root"], meta.get("layout", "splits"), meta["class_names"], meta["files"],
+                                      meta.get("stats", {})))
 
 
 def _find(name, data_dir):

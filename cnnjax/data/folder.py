@@ -157,9 +157,11 @@ def _class_dirs(directory: str, relative: str, skipped: list) -> dict[str, str]:
     return classes
 
 
-def scan(root: str) -> Listing:
+def scan(root: str, pinned: dict | None = None) -> Listing:
     """The :class:`Listing` of the image folder ``root``; DataError naming the path for a
-    folder that cannot be read or is not an image folder (see the module docstring)."""
+    folder that cannot be read or is not an image folder (see the module docstring).
+    ``pinned`` ({relative path: "train"/"test"}, a run's recorded split): in a flat folder those
+    files keep their split; the others are split by the folder's rule among themselves."""
     root = os.fspath(root)
     if not os.path.isdir(root):
         raise DataError(f"{root}: not a directory (--config.data_dir must be an image folder)")
@@ -209,16 +211,20 @@ def scan(root: str) -> Listing:
             ys += [label] * len(found)
         files[split], labels[split] = paths, np.asarray(ys, np.int32)
     if layout == "flat":
-        files, labels = _flat_split(files.pop("all"), labels.pop("all"), len(class_names))
+        files, labels = _flat_split(files.pop("all"), labels.pop("all"), len(class_names), pinned)
     return Listing(root, layout, class_names, files, labels, stats, tuple(sorted(skipped)))
 
 
-def _flat_split(paths: list[str], labels: np.ndarray, num_classes: int) -> tuple[dict, dict]:
+def _flat_split(paths: list[str], labels: np.ndarray, num_classes: int,
+                pinned: dict | None = None) -> tuple[dict, dict]:
     """Per class, round(FLAT_TEST_FRACTION * n) files (at least 1 of a class with >= 2) chosen by
-    FLAT_SPLIT_SEED go to the test split; each split keeps the class-then-path order."""
-    test = np.zeros(len(paths), bool)
+    FLAT_SPLIT_SEED go to the test split; each split keeps the class-then-path order.  Files in
+    ``pinned`` keep the split it gives them; the rule splits only the others."""
+    pinned = pinned or {}
+    test = np.asarray([pinned.get(p) == "test" for p in paths], bool)
+    free = np.asarray([p not in pinned for p in paths], bool)
     for k in range(num_classes):
-        members = np.flatnonzero(labels == k)
+        members = np.flatnonzero((labels == k) & free)
         count = max(int(round(FLAT_TEST_FRACTION * len(members))), 1 if len(members) >= 2 else 0)
         chosen = np.random.default_rng([FLAT_SPLIT_SEED, k]).permutation(len(members))[:count]
         test[members[chosen]] = True
@@ -256,11 +262,24 @@ def imagefile_error(path: str, e: Exception) -> str:
     return f"{path}: cannot read ({e})"
 
 
+def provenance(root: str, layout: str, class_names, files: dict, stats: dict) -> dict:
+    """:attr:`Dataset.provenance <cnnjax.data.Dataset.provenance>` of an image folder: its real
+    path, layout, class names, every file's split and (size, mtime in ns) -- what
+    :mod:`cnnjax.data.fingerprint` compares."""
+    return {"kind": "folder", "root": os.path.realpath(root), "layout": layout, "class_names": list(class_names),
+            "files": {split: list(paths) for split, paths in files.items()},
+            "stats": {path: [int(v) for v in stat_] for path, stat_ in stats.items()}}
+
+
+def listing_provenance(listing: Listing) -> dict:
+    return provenance(listing.root, listing.layout, listing.class_names, listing.files, listing.stats)
+
+
 def _load(name, data_dir, found, options):
     from cnnjax.data import cache  # the cache module reads and writes prepared folders
     if data_dir is None:
         raise DataError("config.dataset=folder needs the image folder: --config.data_dir=DIR")
-    listing = scan(data_dir)
+    listing = scan(data_dir, options.split)
     size, channels = resolve_shape(listing, options.image_size, options.channels)
     return cache.prepared(listing, size, channels, options.cache_dir, name=name)
 
