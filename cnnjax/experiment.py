@@ -31,7 +31,7 @@ from cnnjax import evaluation, init_from, models, optim, sharding, streaming, su
 from cnnjax import freeze as freeze_lib
 from cnnjax.train_state import abstract_state, init_state
 from cnnjax.step import StepSpec, resolve_compute_dtype
-from cnnjax.data import fingerprint
+from cnnjax.data import checks as data_checks, fingerprint
 from cnnjax.data.stream import available_memory
 from cnnjax.workdir import METRICS, DiskFull, Workdir, WorkdirError
 
@@ -145,8 +145,11 @@ def build(cfg: config_lib.TrainConfig, workdir: str | None = None) -> Setup:
     t0 = time.perf_counter()
     ds = load_data(cfg, workdir)
     load_seconds = time.perf_counter() - t0
+    data_checks.check(ds, validation=cfg.validation_size > 0,
+                      flat_test_fraction=data_lib.folder.FLAT_TEST_FRACTION
+                      if (ds.provenance or {}).get("layout") == "flat" else None)
     model = models.create(cfg.model, ds.num_classes, **cfg.model_options)
-    arch = summary.summarize(model, ds.image_shape, cfg.model)
+    arch = _summarize(cfg, model, ds)
     if tuple(arch.rows[-1].output_shape) != (ds.num_classes,):
         raise ValueError(f"config.model {cfg.model} outputs {'x'.join(map(str, arch.rows[-1].output_shape))} per "
                          f"image, not {ds.num_classes} class scores: experiments.train trains classifiers (an "
@@ -167,6 +170,33 @@ def build(cfg: config_lib.TrainConfig, workdir: str | None = None) -> Setup:
     init = init_from.prepare(cfg, model, ds.image_shape) if cfg.init_from else None  # read and matched: errors now
     return Setup(cfg, ds, model, arch, steps, optim.make_optimizer(cfg, steps), optim.make_schedule(cfg, steps), mesh,
                  load_seconds, init)
+
+
+def _summarize(cfg: config_lib.TrainConfig, model, ds: data_lib.Dataset) -> summary.Summary:
+    """summary.summarize of ``model`` on ``ds``'s images; ValueError naming the setting (and, for
+    an image folder sized by its first image, that file) when the images are too small for it."""
+    try:
+        return summary.summarize(model, ds.image_shape, cfg.model)
+    except Exception as e:  # noqa: BLE001 - a kernel larger than the image, an empty pooling output, ...
+        side = min(ds.image_shape[:2])
+        fits = next((n for n in (*range(side + 1, 65), 128, 224, 256) if n > side and _builds(model, n, ds, cfg)),
+                    None)  # the smallest side that works
+        if fits is None:
+            raise
+        source = ds.info.get("image_size_from")
+        raise ValueError(
+            f"{ds.image_shape[0]}x{ds.image_shape[1]} images are too small for config.model {cfg.model} (it needs "
+            f"at least {fits}x{fits}; {' '.join(str(e).split())[:160]})"
+            + (f"; the size comes from the first training image {source}" if source and not cfg.image_size else "")
+            + f": set --config.image_size={fits} or larger") from None
+
+
+def _builds(model, side: int, ds: data_lib.Dataset, cfg: config_lib.TrainConfig) -> bool:
+    try:
+        summary.summarize(model, (side, side, ds.image_shape[2]), cfg.model)
+    except Exception:  # noqa: BLE001
+        return False
+    return True
 
 
 def _check_memory(cfg: config_lib.TrainConfig, arch: summary.Summary, fraction: float = 0.8) -> None:

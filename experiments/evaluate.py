@@ -2,8 +2,8 @@ r"""Evaluate a training workdir's best (or latest) checkpoint on its test set.
 
   python -m experiments.evaluate --workdir=workdirs/padded_cnn [--which=best]
 
-Prints test loss/accuracy and a per-class accuracy table; writes confusion.png (and
-evaluation.json) into the workdir.  ``--shifts=N`` also scores the test images shifted by
+Prints test loss/accuracy and a per-class accuracy table; writes confusion.png (confusion.csv
+beyond plots.MAX_FIGURE_CLASSES classes) and evaluation.json into the workdir.  ``--shifts=N`` also scores the test images shifted by
 1..N pixels up, down, left and right (zero fill, cnnjax/shift.py): a table of accuracy per
 shift, and ``"shifts"`` rows in evaluation.json.  If they cannot be written (e.g. a read-only workdir),
 the printed results are followed by one ``error: cannot write PATH: ...`` line, exit status 2.
@@ -67,7 +67,7 @@ def main(argv):
         print(shift_table(shifts))
     confusion_png = path = os.path.join(_WORKDIR.value, "confusion.png")
     try:
-        plots.plot_confusion(ev["confusion"], names, path, title=f"{cfg.model} on {cfg.dataset}")
+        confusion_png = plots.plot_confusion(ev["confusion"], names, path, title=f"{cfg.model} on {cfg.dataset}")
         path = os.path.join(_WORKDIR.value, "evaluation.json")
         with open(path, "w") as f:
             json.dump({"which": _WHICH.value, "epoch": epoch, "loss": ev["loss"],

@@ -172,3 +172,61 @@ def test_evaluate_predict_and_explain_refuse_changed_data_in_one_line(tmp_path):
         assert "changed since the run started" in errors[0] and "1 file added (e.g. dog/zzz.png)" in errors[0]
         assert "1 file removed (e.g. dog/000.png)" in errors[0] and bad.stdout == "", errors
     assert not (tmp_path / "x").exists()
+
+
+# ------------------------------------------------------------------ degenerate data (point 3)
+
+
+def _cli(*args):
+    env = {**os.environ, "PYTHONPATH": REPO}
+    return subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_one_class_folder_is_one_error_line_and_nothing_is_written(tmp_path):
+    _flat_folder(tmp_path / "f", classes=["cat"])
+    (tmp_path / "f" / "README.txt").write_text("a plain file, not a class")
+    proc = _cli("experiments.train", f"--workdir={tmp_path / 'w'}", "--config.dataset=folder",
+                f"--config.data_dir={tmp_path / 'f'}", f"--config.data_cache_dir={tmp_path / 'cache'}",
+                "--config.epochs=1")
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1, proc.stderr[-2000:]
+    assert "only one class folder (cat): a classifier needs at least 2 classes" in errors[0]
+    assert not (tmp_path / "w").exists() and not (tmp_path / "cache").exists()
+
+
+def test_an_empty_test_split_names_the_classes_with_too_few_images(tmp_path):
+    from cnnjax import experiment
+    names = [f"c{i:02d}" for i in range(30)]
+    _flat_folder(tmp_path / "f", per_class=1, classes=names)  # one image per class: nothing to test on
+    with pytest.raises(DataError, match=r"the test split is empty; a flat folder's test split takes 20% of each "
+                                        r"class with at least 2 images, and every class \(c00, c01, c02, c03, c04 "
+                                        r"and 25 more\) have fewer: add images"):
+        experiment.build(_cfg(tmp_path / "f", tmp_path))
+    from cnnjax.data import checks
+    ds = data.synthetic(8, 4, image_size=8)
+    with pytest.raises(DataError, match=r"the train split is empty; config.num_train"):
+        checks.check(ds.subset(0, None), validation=False)
+    with pytest.raises(DataError, match=r"the validation split is empty; config.validation_size"):
+        checks.check(ds, validation=True)
+    checks.check(ds.hold_out(2, 0), validation=True)
+
+
+def test_images_smaller_than_the_model_needs_name_the_file_and_the_setting(tmp_path):
+    from cnnjax import experiment
+    _flat_folder(tmp_path / "f", size=1)
+    with pytest.raises(ValueError, match=r"1x1 images are too small for config.model padded_cnn \(it needs at least "
+                                         r"4x4; .*\); the size comes from the first training image .*cat/000.png: set "
+                                         r"--config.image_size=4 or larger"):
+        experiment.build(_cfg(tmp_path / "f", tmp_path, model="padded_cnn", model_options={}))
+
+
+def test_a_confusion_matrix_of_1000_classes_is_a_csv_not_a_huge_figure(tmp_path):
+    from cnnjax import plots
+    names = [f"class{i}" for i in range(1000)]
+    written = plots.plot_confusion(np.eye(1000, dtype=np.int64), names, str(tmp_path / "confusion.png"))
+    assert written == str(tmp_path / "confusion.csv") and not (tmp_path / "confusion.png").exists()
+    rows = (tmp_path / "confusion.csv").read_text().splitlines()
+    assert len(rows) == 1001 and rows[1].startswith("class0,1,0,0")
+    small = plots.plot_confusion(np.eye(3, dtype=np.int64), CLASSES, str(tmp_path / "small.png"))
+    assert small == str(tmp_path / "small.png") and os.path.getsize(small) > 0

@@ -197,6 +197,10 @@ def scan(root: str, pinned: dict | None = None) -> Listing:
     if not class_names:
         raise DataError(f"{root}: no images: an image folder holds <class>/ folders of images, or train/<class>/ "
                         f"and test/<class>/ (found no class folders)")
+    if len(class_names) < 2:
+        where = next(iter(per_split.values()))[class_names[0]]
+        raise DataError(f"{os.path.dirname(where)}: only one class folder ({class_names[0]}): a classifier needs at "
+                        f"least 2 classes, one <class>/ folder each")
     files, labels = {}, {}
     for split, classes in per_split.items():
         paths, ys = [], []
@@ -281,7 +285,10 @@ def _load(name, data_dir, found, options):
         raise DataError("config.dataset=folder needs the image folder: --config.data_dir=DIR")
     listing = scan(data_dir, options.split)
     size, channels = resolve_shape(listing, options.image_size, options.channels)
-    return cache.prepared(listing, size, channels, options.cache_dir, name=name)
+    ds = cache.prepared(listing, size, channels, options.cache_dir, name=name)
+    if not options.image_size:  # for messages about the size (e.g. too small for a model)
+        ds.info["image_size_from"] = listing.path(listing.files["train"][0])
+    return ds
 
 
 def _find(name, data_dir):
