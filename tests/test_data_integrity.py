@@ -230,3 +230,123 @@ def test_a_confusion_matrix_of_1000_classes_is_a_csv_not_a_huge_figure(tmp_path)
     assert len(rows) == 1001 and rows[1].startswith("class0,1,0,0")
     small = plots.plot_confusion(np.eye(3, dtype=np.int64), CLASSES, str(tmp_path / "small.png"))
     assert small == str(tmp_path / "small.png") and os.path.getsize(small) > 0
+
+
+# ------------------------------------------------------------------ the cache fails in one line or falls back (point 4)
+
+from tests import fsfaults  # noqa: E402
+
+LOAD = ("import sys, numpy as np; from cnnjax import data; "
+        "ds = data.load('folder', sys.argv[1], cache_dir=sys.argv[2]); "
+        "print('loaded', ds.train_images.shape, int(np.asarray(ds.train_images, np.int64).sum()))")
+
+
+def _load_cli(root, cache_dir):
+    return [sys.executable, "-c", LOAD, str(root), str(cache_dir)]
+
+
+def _expected(root, tmp_path):
+    ds = data.load("folder", str(root), cache_dir="")
+    return f"loaded {ds.train_images.shape} {int(np.asarray(ds.train_images, np.int64).sum())}"
+
+
+def _assert_fell_back(proc, reason, expected):
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == expected
+    assert "Traceback" not in proc.stderr and "Bus error" not in proc.stderr, proc.stderr
+    notices = [line for line in proc.stderr.splitlines() if line.startswith("cannot write the prepared-data cache")]
+    assert len(notices) == 1 and reason in notices[0] and "decoding" in notices[0] and "into memory" in notices[0], \
+        proc.stderr
+
+
+def test_a_full_cache_disk_falls_back_to_memory_without_a_bus_error_or_a_temp_dir(tmp_path):
+    _flat_folder(tmp_path / "f", size=64)  # 24 x 64x64 = 96 kB decoded, on a 48 kB tmpfs
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    proc = fsfaults.run_in_mount_namespace(_load_cli(tmp_path / "f", disk / "cache"),
+                                           [["-t", "tmpfs", "-o", "size=48k", "tmpfs", str(disk)]],
+                                           after=f"ls -A {disk / 'cache'} > {tmp_path / 'left'}",
+                                           cwd=REPO, capture_output=True, text=True, timeout=300,
+                                           env={**os.environ, "PYTHONPATH": REPO})
+    _assert_fell_back(proc, "No space left on device", _expected(tmp_path / "f", tmp_path))
+    assert (tmp_path / "left").read_text() == ""  # no .tmp-* entry left on the full disk
+
+
+@pytest.mark.parametrize("how", ["permissions", "read-only mount"])
+def test_a_read_only_cache_dir_falls_back_to_memory_in_one_line(tmp_path, how):
+    _flat_folder(tmp_path / "f")
+    cache_dir = tmp_path / "cache"
+    cache_dir.mkdir()
+    argv = _load_cli(tmp_path / "f", cache_dir)
+    env = {**os.environ, "PYTHONPATH": REPO}
+    if how == "permissions":
+        with fsfaults.read_only(cache_dir):
+            proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+        reason = "Operation not permitted" if os.geteuid() == 0 else "Permission denied"
+    else:
+        proc = fsfaults.run_in_mount_namespace(argv, fsfaults.read_only_mount(cache_dir), cwd=REPO,
+                                               capture_output=True, text=True, timeout=300, env=env)
+        reason = "Read-only file system"
+    _assert_fell_back(proc, reason, _expected(tmp_path / "f", tmp_path))
+    assert os.listdir(cache_dir) == []
+
+
+def test_the_temp_dir_of_a_killed_prepare_is_removed_by_the_next_run(tmp_path):
+    _flat_folder(tmp_path / "f")
+    from cnnjax.data import cache
+    entry = cache.entry_dir(str(tmp_path / "cache"), str(tmp_path / "f"), 8, 1)
+    os.makedirs(f"{entry}.tmp-999999")  # what a SIGKILL during the prepare leaves
+    (tmp_path / "cache" / f"{os.path.basename(entry)}.tmp-999999" / "train_images.npy").write_bytes(b"x" * 1000)
+    _load(tmp_path / "f", tmp_path)
+    assert sorted(os.listdir(tmp_path / "cache")) == [os.path.basename(entry)]
+
+
+def test_decoding_workers_die_with_their_parent(tmp_path, monkeypatch):
+    from cnnjax.data import cache
+    script = ("import os, sys, time, multiprocessing\n"
+              "from concurrent.futures import ProcessPoolExecutor\n"
+              "from cnnjax.data import cache\n"
+              "if __name__ == '__main__':\n"
+              "    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('spawn'),\n"
+              "                               initializer=cache.die_with_parent, initargs=(os.getpid(),))\n"
+              "    print(pool.submit(os.getpid).result(), flush=True)\n"
+              "    pool.submit(time.sleep, 120)\n"
+              "    time.sleep(120)\n")
+    (tmp_path / "s.py").write_text(script)
+    parent = subprocess.Popen([sys.executable, str(tmp_path / "s.py")], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": REPO})
+    worker = int(parent.stdout.readline())
+    parent.kill()  # SIGKILL: no cleanup in the parent
+    parent.wait()
+    import time
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(worker):
+        time.sleep(0.1)
+    alive = _alive(worker)
+    if alive:
+        os.kill(worker, 9)
+    assert not alive, "the decoding worker outlived its SIGKILLed parent"
+    # and the prepare step's pool is made with it
+    import concurrent.futures
+    made = []
+    real = concurrent.futures.ProcessPoolExecutor
+
+    def recording(*args, **kwargs):
+        made.append(kwargs.get("initializer"))
+        return real(*args, **kwargs)
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", recording)
+    monkeypatch.setattr(cache, "PARALLEL_MIN_FILES", 4)
+    monkeypatch.setattr(cache, "CHUNK", 4)
+    monkeypatch.setattr(cache.os, "cpu_count", lambda: 2)
+    _flat_folder(tmp_path / "f")
+    listing = folder.scan(str(tmp_path / "f"))
+    cache.decode(listing, "train", 8, 1)
+    assert made == [cache.die_with_parent]
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

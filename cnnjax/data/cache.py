@@ -23,6 +23,7 @@ without the folder: ``--config.dataset=prepared --config.data_dir=ENTRY``.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -92,12 +93,23 @@ def prepared(listing, image_size: int, channels: int, cache_dir: str | None, nam
         return prepared(listing, image_size, channels, "", name)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)  # the runs of a sweep prepare a folder once
+        _remove_stale(os.path.dirname(entry))
         meta = _read_meta(entry)
         if meta is None or meta.get("fingerprint") != fingerprint:
             if meta is not None:
                 notice(f"{listing.root} changed since it was prepared into {entry} ({_changes(meta, listing)}): "
                        f"preparing it again")
-            _prepare(listing, image_size, channels, entry, fingerprint)
+            try:
+                _prepare(listing, image_size, channels, entry, fingerprint)
+            except OSError as e:
+                if e.errno not in _WRITE_ERRORS:
+                    raise DataError(f"{os.path.dirname(entry)}: cannot write the prepared-data cache "
+                                    f"({e.strerror or e}); set --config.data_cache_dir to another folder, or '' "
+                                    f"to decode into memory") from None
+                notice(f"cannot write the prepared-data cache {os.path.dirname(entry)} ({e.strerror or e}); "
+                       f"decoding {listing.root} into memory (free space or set --config.data_cache_dir to a "
+                       f"writable folder)")
+                return prepared(listing, image_size, channels, "", name)
             meta = _read_meta(entry)
     finally:
         os.close(lock)
@@ -132,6 +144,20 @@ def spawn_is_safe() -> bool:
         return False
 
 
+def die_with_parent(parent: int) -> None:
+    """A worker process's initializer: the kernel kills the worker when its parent dies
+    (``PR_SET_PDEATHSIG``, Linux), so a SIGKILLed prepare leaves no decoding orphans; a parent
+    already gone by now ends the worker at once."""
+    import ctypes
+    import signal
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):  # not Linux: workers still end when their task queue breaks
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+
 def _decode_chunk(args) -> np.ndarray:
     paths, image_size, channels = args
     return np.stack([imagefile.load_image(p, image_size, channels) for p in paths])
@@ -161,7 +187,8 @@ def decode(listing, split: str, image_size: int, channels: int, out: np.ndarray 
             from concurrent.futures import ProcessPoolExecutor
             from concurrent.futures.process import BrokenProcessPool
             try:  # spawn, not fork: the parent may already run JAX's threads
-                with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
                     write(pool.map(_decode_chunk, chunks))
             except BrokenProcessPool:  # e.g. a script without the __main__ guard: decode here instead
                 notice("worker processes could not start (a script needs `if __name__ == \"__main__\":`); "
@@ -170,6 +197,39 @@ def decode(listing, split: str, image_size: int, channels: int, out: np.ndarray 
     except imagefile.ImageError as e:
         raise DataError(str(e)) from None
     return out
+
+
+def _allocated_memmap(path: str, shape: tuple) -> np.memmap:
+    """A writable memory-mapped uint8 ``.npy`` whose blocks are allocated on disk first
+    (``posix_fallocate``): a full file system is then an OSError (ENOSPC) here, not a SIGBUS
+    ("Bus error") when a write through the mapping finds no free block."""
+    images = np.lib.format.open_memmap(path, "w+", np.uint8, shape)
+    try:
+        fd = os.open(path, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+        finally:
+            os.close(fd)
+    except BaseException:
+        del images
+        raise
+    return images
+
+
+#: errors of writing the cache that make a run decode into memory instead (one notice line)
+_WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG)
+
+
+def _remove_stale(cache_dir: str) -> None:
+    """Remove the ``*.tmp-<pid>`` / ``*.old-<pid>`` entries of prepares that were killed (called
+    under the cache directory's lock, which every prepare holds: any such entry is stale)."""
+    try:
+        names = os.listdir(cache_dir)
+    except OSError:
+        return
+    for name in names:
+        if ".tmp-" in name or ".old-" in name:
+            shutil.rmtree(os.path.join(cache_dir, name), ignore_errors=True)
 
 
 def _prepare(listing, image_size: int, channels: int, entry: str, fingerprint: str) -> None:
@@ -182,8 +242,7 @@ def _prepare(listing, image_size: int, channels: int, entry: str, fingerprint: s
         os.makedirs(tmp)
         for split in listing.files:
             n = len(listing.files[split])
-            images = np.lib.format.open_memmap(os.path.join(tmp, f"{split}_images.npy"), "w+", np.uint8,
-                                               (n, image_size, image_size, channels))
+            images = _allocated_memmap(os.path.join(tmp, f"{split}_images.npy"), (n, image_size, image_size, channels))
             decode(listing, split, image_size, channels, images)
             images.flush()
             del images
