@@ -350,3 +350,36 @@ def _alive(pid):
             return f.read().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+# ------------------------------------------------------------------ the cache's rule and the strict check (point 2)
+
+
+def test_a_file_rewritten_with_the_same_size_and_mtime_is_found_by_the_strict_check(tmp_path):
+    _flat_folder(tmp_path / "f")
+    path = tmp_path / "f" / "dog" / "003.png"
+    with Image.open(path) as im:
+        pixels = np.asarray(im).copy()
+    Image.fromarray(pixels).save(path, compress_level=0)  # uncompressed: the same size whatever the pixels
+    first = _load(tmp_path / "f", tmp_path)
+    st = os.stat(path)
+    pixels[0, 0] ^= 0xFF
+    Image.fromarray(pixels).save(path, compress_level=0)  # rewritten in place...
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # ...with the same mtime (e.g. a restore that keeps it)
+    assert os.path.getsize(path) == st.st_size and os.stat(path).st_mtime_ns == st.st_mtime_ns
+    # the cache's rule: same size and mtime -> the old pixels (documented), silently
+    again = _load(tmp_path / "f", tmp_path)
+    np.testing.assert_array_equal(again.train_images, first.train_images)
+    check = lambda *extra: _cli("experiments.data", "check", f"--data_dir={tmp_path / 'f'}",
+                                f"--cache_dir={tmp_path / 'cache'}", *extra)
+    proc = check()
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith(f"{path}: its pixels differ from the prepared copy") and len(lines) == 2
+    assert "24 files compared, 1 differ" in lines[1]
+    assert check("--repair").returncode == 1 and not os.listdir(tmp_path / "cache")
+    fresh = _load(tmp_path / "f", tmp_path)
+    assert not np.array_equal(fresh.train_images, first.train_images) or \
+        not np.array_equal(fresh.test_images, first.test_images)
+    ok = check()
+    assert ok.returncode == 0 and ok.stdout.strip().endswith("24 files compared, 0 differ"), ok.stdout + ok.stderr

@@ -297,6 +297,47 @@ def load_entry(entry: str, meta: dict | None = None, name: str = "prepared") -> 
                                       meta.get("stats", {})))
 
 
+def entries_of(root: str, cache_dir: str | None = None) -> list[str]:
+    """The cache entries (every size and channel count) prepared from the folder ``root``."""
+    cache_dir = cache_dir or default_cache_dir()
+    prefix = os.path.basename(entry_dir(cache_dir, root, 0, 0)).rsplit("-", 1)[0] + "-"
+    try:
+        names = sorted(os.listdir(cache_dir))
+    except OSError:
+        return []
+    return [os.path.join(cache_dir, n) for n in names
+            if n.startswith(prefix) and ".tmp-" not in n and ".old-" not in n and _read_meta(os.path.join(cache_dir, n))]
+
+
+def verify(entry: str, listing) -> tuple[int, list[str], int]:
+    """The strict check of a cache entry against the folder now: every file whose size and
+    modification time are those it was prepared with (the cache's rule trusts them) is decoded
+    again and compared with its prepared pixels.  Returns (files compared, the relative paths
+    whose pixels differ, files whose size or mtime changed -- the next run prepares those again
+    anyway)."""
+    meta = _read_meta(entry)
+    if meta is None:
+        raise DataError(f"{os.path.join(entry, META)}: not a prepared image folder (missing or unreadable)")
+    stats = {p: tuple(v) for p, v in meta.get("stats", {}).items()}
+    compared, differ, moved = 0, [], 0
+    for split, paths in meta["files"].items():
+        images = np.load(os.path.join(entry, f"{split}_images.npy"), mmap_mode="r")
+        for i, path in enumerate(paths):
+            if tuple(listing.stats.get(path, ())) != stats.get(path):
+                moved += 1
+                continue
+            try:
+                now = imagefile.load_image(listing.path(path), meta["image_size"], meta["channels"])
+            except imagefile.ImageError:
+                differ.append(path)
+                continue
+            compared += 1
+            if not np.array_equal(now, images[i]):
+                differ.append(path)
+        release_pages(images)
+    return compared, differ, moved
+
+
 def _find(name, data_dir):
     return data_dir if data_dir is not None and _read_meta(data_dir) is not None else None
 
