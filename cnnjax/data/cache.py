@@ -15,7 +15,13 @@ split, ``<split>_images.npy`` (uint8 ``(N, S, S, C)``) and ``<split>_labels.npy`
 An entry is used only when its fingerprint (:meth:`~cnnjax.data.folder.Listing.fingerprint`:
 every file's path, size and modification time, the size, the channel count and the decoding
 rule's version) equals the folder's now; otherwise the folder is prepared again and a line says
-what changed -- a changed folder is never used silently.  An entry is written to a temporary
+what changed -- a changed folder is never used silently.  The rule trusts size and modification
+time (rsync's quick check): a file rewritten in place with both unchanged keeps its old pixels;
+:func:`verify` (``python -m experiments.data check``) decodes such files again and compares.
+A cache directory that cannot be written or fills up (EROFS, EACCES, ENOSPC, quota; the arrays'
+blocks are fallocated before the memory-mapped writes, so a full disk is an OSError, not SIGBUS)
+makes :func:`prepared` decode into memory with one notice line.  Decoding workers die with their
+parent, and the temporary entries of killed prepares are removed by the next prepare's lock.  An entry is written to a temporary
 directory and renamed into place, under the cache directory's lock (runs of a sweep prepare it once): a failed
 prepare (a bad image) leaves no entry behind.  A prepared entry can also be loaded directly,
 without the folder: ``--config.dataset=prepared --config.data_dir=ENTRY``.

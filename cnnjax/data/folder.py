@@ -7,7 +7,9 @@ Layouts (the first that matches):
   the same;
 * ``DIR/<class>/*`` (torchvision's ImageFolder): :data:`FLAT_TEST_FRACTION` of each class's
   files, chosen by :data:`FLAT_SPLIT_SEED` (a fixed seed, not the run's: every run of a study is
-  tested on the same images), become the test split.
+  tested on the same images), become the test split.  A run's later loads pass its recorded
+  split (``scan(root, pinned)``, :mod:`cnnjax.data.fingerprint`): recorded files keep their
+  split and only files added since are split by the rule.
 
 Class names are the sorted class folder names (label k = the k-th name).  Class folders are
 walked recursively, symbolic links followed.  A file counts when its name has an image extension
@@ -20,7 +22,7 @@ Within a split, examples are ordered by class, then by path.
 Decoded images are kept in a prepared cache (:mod:`cnnjax.data.cache`) keyed by the folder's
 listing (paths, sizes, modification times), ``image_size`` and ``channels``; later runs map it
 instead of decoding again.  Bad input (unreadable folder or file, symbolic-link loop, empty class
-folder, classes that differ between splits, no images, a file that is not a decodable image) is a
+folder, classes that differ between splits, no images, a single class folder, a file that is not a decodable image) is a
 one-line :class:`~cnnjax.data.DataError` naming the path; nothing is written then.
 """
 
