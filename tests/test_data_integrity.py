@@ -200,8 +200,8 @@ def test_an_empty_test_split_names_the_classes_with_too_few_images(tmp_path):
     names = [f"c{i:02d}" for i in range(30)]
     _flat_folder(tmp_path / "f", per_class=1, classes=names)  # one image per class: nothing to test on
     with pytest.raises(DataError, match=r"the test split is empty; a flat folder's test split takes 20% of each "
-                                        r"class with at least 2 images, and every class \(c00, c01, c02, c03, c04 "
-                                        r"and 25 more\) have fewer: add images"):
+                                        r"class with at least 2 images, and every class has fewer \(c00, c01, c02, c03, "
+                                        r"c04 and 25 more\): add images"):
         experiment.build(_cfg(tmp_path / "f", tmp_path))
     from cnnjax.data import checks
     ds = data.synthetic(8, 4, image_size=8)

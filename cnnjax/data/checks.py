@@ -22,8 +22,9 @@ def check(ds: Dataset, *, validation: bool, flat_test_fraction: float | None = N
     validation split, when ``validation`` is asked for) is empty; the message names the classes
     with too few images and the setting that would fix it.  ``flat_test_fraction``: the data is a
     flat image folder, whose test split takes that fraction of each class with >= 2 images."""
+    where = (ds.provenance or {}).get("root") or ds.source
     if ds.num_classes < 2:
-        raise DataError(f"{ds.source}: {ds.num_classes} class{'es' * (ds.num_classes != 1)} "
+        raise DataError(f"{where}: {ds.num_classes} class{'es' * (ds.num_classes != 1)} "
                         f"({_names(list(ds.class_names))}): a classifier needs at least 2 (config.classes chooses "
                         f"which are used)")
     per_class = np.zeros(ds.num_classes, np.int64)
@@ -38,13 +39,13 @@ def check(ds: Dataset, *, validation: bool, flat_test_fraction: float | None = N
             continue
         if split == "test" and flat_test_fraction is not None:
             fix = (f"a flat folder's test split takes {flat_test_fraction:.0%} of each class with at least 2 "
-                   f"images, and {'every class' if len(few) == ds.num_classes else 'these classes'} "
-                   f"({_names(few)}) {'has' if len(few) == 1 else 'have'} fewer: add images, or give the folder "
-                   f"train/<class>/ and test/<class>/ folders")
+                   f"images, and {'every class has' if len(few) == ds.num_classes else 'these classes have'} "
+                   f"fewer ({_names(few)}): add images, or give the folder train/<class>/ and test/<class>/ "
+                   f"folders")
         elif split == "train":
             fix = "config.num_train, config.classes and config.train_per_class choose the training images (0 = all)"
         elif split == "val":
             fix = "config.validation_size (images held out of the training split) must leave some"
         else:
             fix = "config.num_test and config.classes choose the test images (0 = all)"
-        raise DataError(f"{ds.source}: the {'validation' if split == 'val' else split} split is empty; {fix}")
+        raise DataError(f"{where}: the {'validation' if split == 'val' else split} split is empty; {fix}")
