@@ -33,6 +33,7 @@ EPOCH_LOOPS = ("auto", "steps", "scan")
 PROGRESS = ("auto", "bar", "plain", "none")
 TTA = ("none", "flip", "flip_shift")
 DATA_IN_MEMORY = ("auto", "true", "false")
+DATA_CHANGED = ("refuse", "accept")
 
 
 class ConfigError(ValueError):
@@ -69,6 +70,10 @@ class TrainConfig:
     data_cache_dir: Optional[str] = setting(None, "Where image folders are prepared (decoded once, reused while the "
                                             "folder is unchanged); None: $CNNJAX_CACHE_DIR or ~/.cache/cnnjax/prepared, "
                                             "'' = decode into memory every run.", run=True)
+    data_changed: str = setting("refuse", "When the data differs from what the run recorded when it started "
+                                "(cnnjax.data.fingerprint): refuse (one error line) or accept: continue from the "
+                                "last checkpoint on the data as it is now, recorded in data.json and metrics.jsonl "
+                                "(same classes and image shape only).", choices=DATA_CHANGED, run=True)
     data_in_memory: Union[str, bool] = setting("auto", "Training images on the device (true) or streamed in batches by a Grain "
                                   "pipeline (false); auto: in memory when they fit the memory budget. Same examples "
                                   "in the same order either way.", choices=DATA_IN_MEMORY, run=True)

@@ -12,6 +12,7 @@ config, the data and the model happens before anything is written.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import math
 import os
@@ -31,6 +32,7 @@ from cnnjax import freeze as freeze_lib
 from cnnjax.runs import load_trained, mismatch_message, selected_epoch  # noqa: F401 - load_trained: public here too
 from cnnjax.train_state import abstract_state, init_state
 from cnnjax.step import StepSpec, resolve_compute_dtype
+from cnnjax.data import checks as data_checks, fingerprint
 from cnnjax.data.stream import available_memory
 from cnnjax.workdir import METRICS, DiskFull, Workdir, WorkdirError
 
@@ -76,24 +78,79 @@ def as_config(config: config_lib.TrainConfig | Mapping) -> config_lib.TrainConfi
     return config
 
 
-def load_data(cfg: config_lib.TrainConfig) -> data_lib.Dataset:
+def load_data(cfg: config_lib.TrainConfig, workdir: str | None = None) -> data_lib.Dataset:
     """``cfg``'s dataset: its first num_train / num_test images, the validation split held out
     of the training set by ``cfg.seed``, then ``cfg.classes`` / ``cfg.train_per_class``
-    (:func:`cnnjax.subsets.restrict`) (uint8 NHWC, as :class:`cnnjax.data.Dataset`)."""
+    (:func:`cnnjax.subsets.restrict`) (uint8 NHWC, as :class:`cnnjax.data.Dataset`).
+
+    With ``workdir`` (a run's directory): a flat image folder keeps the split recorded there
+    (:func:`cnnjax.data.fingerprint.pinned_split`), and the dataset's ``provenance`` describes
+    the data as loaded (for :mod:`cnnjax.data.fingerprint`); nothing is compared here."""
+    record = fingerprint.read(workdir) if workdir else None
     ds = data_lib.load(cfg.dataset, cfg.data_dir, image_size=cfg.image_size, channels=cfg.channels,
-                       cache_dir=cfg.data_cache_dir).subset(cfg.num_train or None, cfg.num_test or None)
+                       cache_dir=cfg.data_cache_dir, split=fingerprint.pinned_split(record))
+    if workdir and ds.provenance is None:  # arrays: their digest before subset and hold-out
+        ds = dataclasses.replace(ds, provenance=fingerprint.describe(ds))
+    ds = ds.subset(cfg.num_train or None, cfg.num_test or None)
     ds = ds.hold_out(cfg.validation_size, cfg.seed)
     return subsets.restrict(ds, cfg.classes, cfg.train_per_class, cfg.seed)
 
 
-def build(cfg: config_lib.TrainConfig) -> Setup:
+def load_run_data(cfg: config_lib.TrainConfig, workdir: str, doing: str) -> data_lib.Dataset:
+    """:func:`load_data` for a command on the run in ``workdir`` (evaluate, explain): the run's
+    split, then :class:`cnnjax.data.fingerprint.DataChanged` (one line, ``doing`` first) when the
+    data differs from what the run recorded when it started."""
+    ds = load_data(cfg, workdir)
+    fingerprint.check(workdir, ds, doing=doing, remedy=_READ_ONLY_REMEDY)
+    return ds
+
+
+_READ_ONLY_REMEDY = ("its numbers would be of other data: restore the data the run trained on, or train a new run "
+                     "(another --workdir) on the data as it is now")
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def check_run_data(workdir: str, doing: str, log: Callable[[str], None] = _stderr) -> None:
+    """For commands that use a finished run without its data (predict, explain of files):
+    DataChanged (one line) when the run's data changed since it started; when the data cannot be
+    read any more (moved, deleted) one ``log`` line says it was not compared.  An image folder
+    is only listed, not decoded."""
+    wd = Workdir(workdir)
+    record = fingerprint.read(wd.path)
+    cfg = wd.config()
+    if record is None or cfg is None:
+        return
+    try:
+        if record["kind"] == "folder":
+            listing = data_lib.folder.scan(cfg.data_dir, fingerprint.pinned_split(record))
+            ds_record = data_lib.folder.listing_provenance(listing)
+        else:
+            ds_record = fingerprint.describe(load_data(cfg, wd.path))
+    except data_lib.DataError as e:
+        log(f"note: the data {record.get('root') or record.get('source')} of {wd.path} could not be compared "
+            f"with its record ({e}); going on with the run as trained")
+        return
+    changes, _ = fingerprint.compare(record, fingerprint.with_digest(ds_record))
+    if changes:
+        raise fingerprint.DataChanged(f"{doing}: the data of {wd.path} changed since the run started "
+                                      f"({fingerprint.where(record)}: {changes}); {_READ_ONLY_REMEDY}", changes, False)
+
+
+def build(cfg: config_lib.TrainConfig, workdir: str | None = None) -> Setup:
     """Load the data and build model and optimizer for ``cfg``; ValueError for anything that
-    does not fit (no batch fits the training set, batch not divisible by the devices, ...)."""
+    does not fit (no batch fits the training set, batch not divisible by the devices, ...).
+    ``workdir``: the run's directory, whose recorded split the data keeps (:func:`load_data`)."""
     t0 = time.perf_counter()
-    ds = load_data(cfg)
+    ds = load_data(cfg, workdir)
     load_seconds = time.perf_counter() - t0
+    data_checks.check(ds, validation=cfg.validation_size > 0,
+                      flat_test_fraction=data_lib.folder.FLAT_TEST_FRACTION
+                      if (ds.provenance or {}).get("layout") == "flat" else None)
     model = models.create(cfg.model, ds.num_classes, **cfg.model_options)
-    arch = summary.summarize(model, ds.image_shape, cfg.model)
+    arch = _summarize(cfg, model, ds)
     if tuple(arch.rows[-1].output_shape) != (ds.num_classes,):
         raise ValueError(f"config.model {cfg.model} outputs {'x'.join(map(str, arch.rows[-1].output_shape))} per "
                          f"image, not {ds.num_classes} class scores: experiments.train trains classifiers (an "
@@ -115,6 +172,33 @@ def build(cfg: config_lib.TrainConfig) -> Setup:
     init = init_from.prepare(cfg, model, ds.image_shape) if cfg.init_from else None  # read and matched: errors now
     return Setup(cfg, ds, model, arch, steps, optim.make_optimizer(cfg, steps), optim.make_schedule(cfg, steps), mesh,
                  load_seconds, init)
+
+
+def _summarize(cfg: config_lib.TrainConfig, model, ds: data_lib.Dataset) -> summary.Summary:
+    """summary.summarize of ``model`` on ``ds``'s images; ValueError naming the setting (and, for
+    an image folder sized by its first image, that file) when the images are too small for it."""
+    try:
+        return summary.summarize(model, ds.image_shape, cfg.model)
+    except Exception as e:  # noqa: BLE001 - a kernel larger than the image, an empty pooling output, ...
+        side = min(ds.image_shape[:2])
+        fits = next((n for n in (*range(side + 1, 65), 128, 224, 256) if n > side and _builds(model, n, ds, cfg)),
+                    None)  # the smallest side that works
+        if fits is None:
+            raise
+        source = ds.info.get("image_size_from")
+        raise ValueError(
+            f"{ds.image_shape[0]}x{ds.image_shape[1]} images are too small for config.model {cfg.model} (it needs "
+            f"at least {fits}x{fits}; {' '.join(str(e).split())[:160]})"
+            + (f"; the size comes from the first training image {source}" if source and not cfg.image_size else "")
+            + f": set --config.image_size={fits} or larger") from None
+
+
+def _builds(model, side: int, ds: data_lib.Dataset, cfg: config_lib.TrainConfig) -> bool:
+    try:
+        summary.summarize(model, (side, side, ds.image_shape[2]), cfg.model)
+    except Exception:  # noqa: BLE001
+        return False
+    return True
 
 
 def _check_memory(cfg: config_lib.TrainConfig, arch: summary.Summary, fraction: float = 0.8) -> None:
@@ -155,14 +239,18 @@ def train_and_evaluate(config: config_lib.TrainConfig | Mapping, workdir: str, *
             f"({', '.join(f'{k}={getattr(cfg, k)!r}' for k in predates)})")
     if (done := _finished(wd, log)) is not None:
         return done
-    setup = build(cfg)
+    setup = build(cfg, wd.path)
     # One lock per job: the processes of a multi-process job share the directory (process 0 writes).
     with wd.lock() if jax.process_index() == 0 else contextlib.nullcontext():
         wd.resume_config(cfg)  # again, now that no other trainer can change the directory
         if (done := _finished(wd, log)) is not None:
             return done
         if wd.config() is None and jax.process_index() == 0:
-            wd.write_config(cfg, setup.data_info())
+            record = fingerprint.describe(setup.data)
+            fingerprint.write(wd.path, record)  # before config.json: a run with a config has a record
+            wd.write_config(cfg, {**setup.data_info(), "fingerprint": fingerprint.summary(record)})
+        elif jax.process_index() == 0:
+            _check_data(setup, wd, log)
         try:
             return _train(setup, wd, log, on_epoch)
         except Exception as e:
@@ -170,6 +258,49 @@ def train_and_evaluate(config: config_lib.TrainConfig | Mapping, workdir: str, *
                 raise DiskFull(f"the disk of {wd.path} is full (while writing {_written_file(e)}); "
                                    f"free some space and rerun the same command to resume") from None
             raise
+
+
+def _check_data(s: Setup, wd: Workdir, log) -> None:
+    """Before a run resumes: its data must be what it recorded when it started
+    (:mod:`cnnjax.data.fingerprint`).  Changed data raises DataChanged (nothing is written, no
+    checkpoint is touched) unless ``config.data_changed=accept`` and the classes and image shape
+    are the run's: then the change is recorded -- the new record, data.json with the new counts
+    and a ``data_changes`` list, a ``{"event": "data_changed"}`` line in metrics.jsonl -- and the
+    run continues from its last checkpoint on the data as it is now.  A run made before records
+    existed gets its record now."""
+    new = fingerprint.describe(s.data)
+    old = fingerprint.read(wd.path)
+    if old is None:
+        fingerprint.write(wd.path, new)
+        log(f"{wd.path} has no record of its data (made before cnnjax recorded it): recorded the data as it is now")
+        return
+    changes, classes_changed = fingerprint.compare(old, new)
+    if not changes:
+        return
+    info = wd.data_info()
+    shape_changed = list(info.get("image_shape", s.data.image_shape)) != list(s.data.image_shape)
+    head = f"the data of {wd.path} changed since the run started ({fingerprint.where(new)}: {changes})"
+    if classes_changed or shape_changed:
+        raise fingerprint.DataChanged(
+            f"{head}; its checkpoints are kept, but a run cannot continue on other "
+            f"{'classes' if classes_changed else 'image shapes'}: restore the data, or train on it in a new --workdir",
+            changes, classes_changed)
+    if s.cfg.data_changed != "accept":
+        raise fingerprint.DataChanged(
+            f"{head}; its checkpoints are kept. To go on: train on the data as it is now in a new --workdir, or "
+            f"continue this run from its last checkpoint on it with --config.data_changed=accept (recorded in "
+            f"data.json and metrics.jsonl)", changes, classes_changed)
+    logged = wd.metrics()
+    event = {"event": fingerprint.EVENT, "after_epoch": logged[-1]["epoch"] if logged else 0, "changes": changes,
+             "old_digest": old["digest"], "digest": new["digest"], "num_train": len(s.data.train_labels),
+             "num_val": len(s.data.val_labels) if s.data.has_validation else 0, "num_test": len(s.data.test_labels),
+             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    wd.append_event(event)
+    wd.write_data_info({**s.data_info(), "fingerprint": fingerprint.summary(new),
+                        "data_changes": [*info.get("data_changes", []), event]})
+    fingerprint.write(wd.path, new)
+    log(f"{head}: accepted (config.data_changed=accept); continuing from the last checkpoint with "
+        f"{event['num_train']} training and {event['num_test']} test images")
 
 
 def _written_file(e: Exception) -> str:

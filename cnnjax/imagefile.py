@@ -6,12 +6,17 @@ prediction time.
 
 The rule, in order:
 
-1. Pillow opens the file (PNG, JPEG, BMP, GIF, WebP; the extension is not trusted, the content
-   decides). A GIF or other multi-frame file gives its first frame.
+1. Pillow opens the file (PNG, JPEG, BMP, GIF, WebP, TIFF, PPM/PGM; the extension is not
+   trusted, the content decides). A GIF, a multi-page TIFF or another multi-frame file gives its
+   first frame (page).
 2. EXIF orientation is applied (``ImageOps.exif_transpose``), as a photo viewer shows the image.
 3. Modes are brought to ``channels``: transparency is composited over black; palette, ``LA``,
-   ``RGBA``, ``CMYK`` and 16-bit greyscale (``I;16``, scaled by 1/256) become ``L`` (1 channel)
-   or ``RGB`` (3 channels) by Pillow's ITU-R 601-2 luma rule / channel replication.
+   ``RGBA``, ``CMYK`` and 16-bit greyscale become ``L`` (1 channel) or ``RGB`` (3 channels) by
+   Pillow's ITU-R 601-2 luma rule / channel replication.  The 16-bit rule, the same for PNG,
+   TIFF and PGM: a 16-bit greyscale pixel keeps its top 8 bits (value // 256; a 16-bit PGM's
+   values are taken as 16-bit whatever its maxval); a 32-bit integer (``I``) pixel of another
+   format its top 8 of 32.  16-bit colour (PPM with maxval > 255) is scaled to 8 bits by Pillow
+   (value * 255 / maxval).
 4. With ``size`` given, the shorter side is resized to ``size`` (bilinear, antialiased) and the
    centre ``size x size`` square is cropped (odd margins drop the extra row/column at the
    bottom/right). An image already ``size x size`` is returned untouched (lossless).
@@ -26,7 +31,7 @@ import warnings
 
 import numpy as np
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
 
 class ImageError(ValueError):
@@ -39,14 +44,17 @@ def is_image_name(name: str) -> bool:
     return not base.startswith(".") and base.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def _to_mode(im, channels: int):
+def _to_mode(im, channels: int, sixteen_bit_i: bool = False):
+    """``im`` in mode ``L`` (channels 1) or ``RGB`` (channels 3) by the module's rule.
+    ``sixteen_bit_i``: an ``I`` image holds 16-bit values (Pillow's mode for a PGM with maxval
+    > 255), so it keeps bits 8-15 like ``I;16``."""
     from PIL import Image
 
     if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
         # 16-bit (or 32-bit integer) greyscale: keep the top 8 bits instead of Pillow's clipping
         # convert("L"), which saturates everything above 255.
         wide = np.asarray(im, dtype=np.uint32 if im.mode == "I" else np.uint16)
-        shift = 24 if im.mode == "I" else 8
+        shift = 24 if im.mode == "I" and not sixteen_bit_i else 8
         im = Image.fromarray((wide >> shift).astype(np.uint8), "L")
     if im.mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
@@ -89,8 +97,9 @@ def load_image(path: str, size: int | None, channels: int) -> np.ndarray:
             with Image.open(path) as im:
                 im.seek(0)
                 im.load()
+                pgm16 = im.format == "PPM" and im.mode == "I"  # a PGM with maxval > 255: 16-bit values
                 im = ImageOps.exif_transpose(im)
-                im = _to_mode(im, channels)
+                im = _to_mode(im, channels, pgm16)
                 if size is not None:
                     im = _square(im, size)
                 array = np.asarray(im, dtype=np.uint8)

@@ -291,16 +291,21 @@ def plot_curves(rows: Sequence[Mapping[str, Any]], path: str, title: Optional[st
 
 def plot_confusion(matrix, class_names: Sequence[str], path: str, title: str = "confusion matrix", *,
                    dpi: int = DPI) -> str:
-    """Confusion matrix: rows = true class, columns = predicted class.
+    """Confusion matrix: rows = true class, columns = predicted class; returns the path written.
 
     matrix: ``(K, K)`` integer counts.  Each cell shows its count; the colour is the
     row-normalised fraction (recall for the diagonal), so classes of different sizes
-    compare.  Rows with no examples stay white.
+    compare.  Rows with no examples stay white.  Beyond :data:`MAX_FIGURE_CLASSES` classes a
+    figure would be unreadable and its size grows with K^2 (1,000 classes: tens of GB), so the
+    counts go to a CSV file instead (``path`` with ``.csv``: a header row of the predicted
+    classes, then one row per true class).
     """
     m = np.asarray(matrix)
     k = len(class_names)
     if m.shape != (k, k):
         raise ValueError(f"confusion matrix shape {m.shape} does not match {k} class names")
+    if k > MAX_FIGURE_CLASSES:
+        return write_confusion_csv(m, class_names, os.path.splitext(path)[0] + ".csv")
     totals = m.sum(axis=1, keepdims=True).astype(np.float64)
     frac = np.divide(m, totals, out=np.zeros(m.shape, np.float64), where=totals > 0)
     size = max(4.0, 0.5 * k + 2.0)
@@ -323,6 +328,24 @@ def plot_confusion(matrix, class_names: Sequence[str], path: str, title: str = "
     ax.set_title(f"{title}\naccuracy {acc:.2%} of {total:,}", fontsize=10)
     fig.tight_layout()
     return _save(fig, path, dpi)
+
+
+#: the most classes plot_confusion draws as a figure; more are written as CSV
+MAX_FIGURE_CLASSES = 40
+
+
+def write_confusion_csv(matrix, class_names: Sequence[str], path: str) -> str:
+    """``matrix`` (rows = true class) as CSV with the class names as header and first column."""
+    import csv
+    directory = os.path.dirname(path)
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["true \\ predicted", *class_names])
+        for name, row in zip(class_names, np.asarray(matrix)):
+            out.writerow([name, *map(int, row)])
+    return path
 
 
 def log_axis(ax, values, axis: str = "x", *, min_decades: float = 0.65) -> None:

@@ -3,7 +3,9 @@
   config.json      the run's full config (:func:`cnnjax.config.to_dict`): re-run it with
                    ``--config=experiments/configs/rerun.py:WORKDIR``
   data.json        what the data turned out to be: source, classes, image shape, normalisation
-  metrics.jsonl    one JSON object per epoch
+  metrics.jsonl    one JSON object per epoch (and one ``{"event": ...}`` line per accepted data change,
+                   which :meth:`Workdir.metrics` skips: :meth:`Workdir.events`)
+  data_fingerprint.json  what the run trains on (:mod:`cnnjax.data.fingerprint`)
   summary.json     written once the run has finished
   checkpoints/     Orbax (:mod:`cnnjax.checkpoint`)
   .lock            held (``flock``) by the process training in the directory
@@ -143,6 +145,10 @@ class Workdir:
         write_json(self.file(DATA), data_info)
         write_json(self.file(CONFIG), config_lib.to_dict(cfg))
 
+    def write_data_info(self, data_info: dict) -> None:
+        """Replace data.json (e.g. after an accepted data change)."""
+        write_json(self.file(DATA), data_info)
+
     def data_info(self) -> dict:
         """data.json (or the "data" entry of an older config.json)."""
         info = read_json(self.file(DATA))
@@ -162,13 +168,25 @@ class Workdir:
                 lines = f.read().split("\n")
         except FileNotFoundError:
             return []
+        return [r for r in self._lines(lines) if "event" not in r]
+
+    def events(self) -> list[dict]:
+        """metrics.jsonl's event lines (e.g. an accepted data change), in order."""
+        try:
+            with open(self.file(METRICS)) as f:
+                lines = f.read().split("\n")
+        except FileNotFoundError:
+            return []
+        return [r for r in self._lines(lines) if "event" in r]
+
+    def _lines(self, lines: list[str]) -> list[dict]:
         rows = []
         for i, line in enumerate(lines):
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
-                if not isinstance(row, dict) or "epoch" not in row:
+                if not isinstance(row, dict) or ("epoch" not in row and "event" not in row):
                     raise ValueError("not an epoch record")
             except ValueError as e:
                 if i == len(lines) - 1:  # no newline after it: the write was interrupted
@@ -179,10 +197,23 @@ class Workdir:
         return rows
 
     def write_metrics(self, rows: list[dict]) -> None:
+        """Replace the epoch rows by ``rows``; event lines stay, each after the row of its
+        ``after_epoch``."""
+        events = self.events()
+        lines = [e for e in events if e.get("after_epoch", 0) < (rows[0]["epoch"] if rows else 1)]
+        for r in rows:
+            lines.append(r)
+            lines += [e for e in events if e.get("after_epoch") == r["epoch"]]
+        lines += [e for e in events if e not in lines]
         tmp = f"{self.file(METRICS)}.tmp.{os.getpid()}"
         with open(tmp, "w") as f:
-            f.writelines(json.dumps(r, default=_jsonable) + "\n" for r in rows)
+            f.writelines(json.dumps(r, default=_jsonable) + "\n" for r in lines)
         os.replace(tmp, self.file(METRICS))
+
+    def append_event(self, event: dict) -> None:
+        """Append an ``{"event": ...}`` line to metrics.jsonl (kept by :meth:`write_metrics`)."""
+        os.makedirs(self.path, exist_ok=True)
+        self.append_metrics(event)
 
     def append_metrics(self, row: dict) -> None:
         with open(self.file(METRICS), "a") as f:

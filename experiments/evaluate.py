@@ -2,12 +2,13 @@ r"""Evaluate a training workdir's best (or latest) checkpoint on its test set.
 
   python -m experiments.evaluate --workdir=workdirs/padded_cnn [--which=best]
 
-Prints test loss/accuracy and a per-class accuracy table; writes confusion.png and
-evaluation.json (which checkpoint -- ``which``, ``epoch``, its directory -- and the numbers) into
---out (default: the workdir).  ``--shifts=N`` also scores the test images shifted by 1..N pixels
-up, down, left and right (zero fill, cnnjax/shift.py): a table of accuracy per shift, and
-``"shifts"`` rows in evaluation.json.  If they cannot be written (e.g. a read-only workdir: give
---out), the printed results are followed by one ``error: cannot write PATH: ...`` line, exit 2.
+Prints test loss/accuracy and a per-class accuracy table; writes confusion.png (confusion.csv
+beyond plots.MAX_FIGURE_CLASSES classes) and evaluation.json (which checkpoint -- ``which``,
+``epoch``, its directory -- and the numbers) into --out (default: the workdir).  ``--shifts=N``
+also scores the test images shifted by 1..N pixels up, down, left and right (zero fill,
+cnnjax/shift.py): a table of accuracy per shift, and ``"shifts"`` rows in evaluation.json.  If
+they cannot be written (e.g. a read-only workdir: give --out), the printed results are followed
+by one ``error: cannot write PATH: ...`` line, exit 2.
 
 The run is only read: nothing training wrote is moved, changed or removed (checkpoints are opened
 read-only; a damaged checkpoint skipped by --which=latest is one line on stderr and stays where
@@ -28,7 +29,8 @@ _WHICH = flags.DEFINE_enum("which", "best", ["best", "latest"], "Checkpoint to r
 _SHIFTS = flags.DEFINE_integer("shifts", 0, "Also evaluate on test images shifted by 1..N pixels in each direction.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Directory with the dataset (default: the run's data_dir).")
 _OUT = flags.DEFINE_string("out", None, "Directory for confusion.png and evaluation.json (default: the workdir).")
-#: the files this command writes; training writes none of these names
+#: the files this command writes (confusion.csv instead of the figure beyond plots.MAX_FIGURE_CLASSES
+#: classes); training writes none of these names
 OUTPUTS = ("confusion.png", "evaluation.json")
 
 
@@ -63,7 +65,9 @@ def main(argv):
         raise common.UsageError(f"--out {out} is not a directory")
     model, variables, cfg, epoch = runs.load_trained(_WORKDIR.value, _WHICH.value)
     # the run's own data: its classes, image size, and the training split's statistics after the hold-out
-    ds = experiment.load_data(dataclasses.replace(cfg, data_dir=_DATA_DIR.value or cfg.data_dir))
+    # (its recorded split; one error line when the data changed since it trained: cnnjax.data.fingerprint)
+    ds = experiment.load_run_data(dataclasses.replace(cfg, data_dir=_DATA_DIR.value or cfg.data_dir), _WORKDIR.value,
+                                  "cannot evaluate")
     ev = evaluation.evaluate(model, variables, ds, compute_dtype=cfg.compute_dtype, tta=cfg.tta)
     names = list(ds.class_names)
     print(f"{cfg.model} on {cfg.dataset} ({_WHICH.value} checkpoint, epoch {epoch}): "
@@ -78,7 +82,8 @@ def main(argv):
     confusion_png = path = os.path.join(out, OUTPUTS[0])
     checkpoint = os.path.join(Workdir(_WORKDIR.value).checkpoint_dir, str(epoch))
     try:
-        plots.plot_confusion(ev["confusion"], names, path, title=f"{cfg.model} on {cfg.dataset} (epoch {epoch})")
+        confusion_png = plots.plot_confusion(ev["confusion"], names, path,
+                                             title=f"{cfg.model} on {cfg.dataset} (epoch {epoch})")
         path = os.path.join(out, OUTPUTS[1])
         with open(path, "w") as f:
             json.dump({"which": _WHICH.value, "epoch": epoch, "checkpoint": checkpoint, "loss": ev["loss"],

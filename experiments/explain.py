@@ -39,13 +39,15 @@ def _inputs(run, files):
     """(uint8 images, names, true class names or None)."""
     from cnnjax import experiment, imagefile, inference
     if files:
+        experiment.check_run_data(_WORKDIR.value, "cannot explain")  # one line if its data changed
         try:
             images = np.stack([inference.read_image(f, run.image_shape, _CONVERT.value) for f in files])
         except imagefile.ImageError as e:
             raise common.UsageError(str(e)) from None
         names = [os.path.splitext(os.path.basename(f))[0] for f in files]
         return images, names, None
-    ds = experiment.load_data(run.config)  # the run's own test split, classes and class names
+    # the run's own test split, classes and class names (one error line if its data changed)
+    ds = experiment.load_run_data(run.config, _WORKDIR.value, "cannot explain")
     try:
         indices = [int(i) for i in _INDICES.value]
     except ValueError:

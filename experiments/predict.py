@@ -81,7 +81,7 @@ def _error(line: str) -> None:
 
 
 def main(argv):
-    from cnnjax import inference
+    from cnnjax import experiment, inference
     if not _WORKDIR.value:
         raise common.UsageError("--workdir is required")
     if len(argv) < 2:
@@ -90,6 +90,7 @@ def main(argv):
     if _BATCH.value < 1:
         raise common.UsageError(f"--batch_size must be >= 1, got {_BATCH.value}")
     run = inference.load_run(_WORKDIR.value, _WHICH.value)
+    experiment.check_run_data(_WORKDIR.value, "cannot predict")  # one line if its data changed
     classes = len(run.class_names)
     k = min(3, classes) if _TOP_K.value is None else _TOP_K.value
     if not 1 <= k <= classes:

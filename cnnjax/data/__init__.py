@@ -38,7 +38,7 @@ SOURCES: tuple[Source, ...] = (
 
 
 def load(name: str, data_dir: str | None = None, *, image_size: int = 0, channels: int = 0,
-         cache_dir: str | None = None) -> Dataset:
+         cache_dir: str | None = None, split: dict | None = None) -> Dataset:
     """Load a dataset by name (case-insensitive; ``-`` == ``_``).
 
     A source that answers to ``name`` itself (``"synthetic"``, ``"folder"``, ...) reads it;
@@ -46,10 +46,11 @@ def load(name: str, data_dir: str | None = None, *, image_size: int = 0, channel
     the system IDX copies), else a copy prepared for TFDS in ``data_dir`` (never downloaded; both
     "train" and "test" splits read fully into memory).  ``image_size``, ``channels`` and
     ``cache_dir`` are :class:`~cnnjax.data.registry.Options` of the sources that resize images
-    (image folders).  Raises a one-line :class:`DataError` if none of these works.
+    (image folders); ``split`` pins a flat image folder's files to a run's recorded split
+    (:class:`~cnnjax.data.registry.Options`).  Raises a one-line :class:`DataError` if none of these works.
     """
     name = canonical(name)
-    options = Options(image_size, channels, cache_dir)
+    options = Options(image_size, channels, cache_dir, split)
     for source in SOURCES:
         if name in source.names:
             return source.load(name, data_dir, None, options)

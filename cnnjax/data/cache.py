@@ -15,7 +15,13 @@ split, ``<split>_images.npy`` (uint8 ``(N, S, S, C)``) and ``<split>_labels.npy`
 An entry is used only when its fingerprint (:meth:`~cnnjax.data.folder.Listing.fingerprint`:
 every file's path, size and modification time, the size, the channel count and the decoding
 rule's version) equals the folder's now; otherwise the folder is prepared again and a line says
-what changed -- a changed folder is never used silently.  An entry is written to a temporary
+what changed -- a changed folder is never used silently.  The rule trusts size and modification
+time (rsync's quick check): a file rewritten in place with both unchanged keeps its old pixels;
+:func:`verify` (``python -m experiments.data check``) decodes such files again and compares.
+A cache directory that cannot be written or fills up (EROFS, EACCES, ENOSPC, quota; the arrays'
+blocks are fallocated before the memory-mapped writes, so a full disk is an OSError, not SIGBUS)
+makes :func:`prepared` decode into memory with one notice line.  Decoding workers die with their
+parent, and the temporary entries of killed prepares are removed by the next prepare's lock.  An entry is written to a temporary
 directory and renamed into place, under the cache directory's lock (runs of a sweep prepare it once): a failed
 prepare (a bad image) leaves no entry behind.  A prepared entry can also be loaded directly,
 without the folder: ``--config.dataset=prepared --config.data_dir=ENTRY``.
@@ -23,6 +29,7 @@ without the folder: ``--config.dataset=prepared --config.data_dir=ENTRY``.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -34,6 +41,7 @@ import time
 import numpy as np
 
 from cnnjax import imagefile
+from cnnjax.data import folder
 from cnnjax.data.dataset import DataError, Dataset, release_pages
 from cnnjax.data.registry import Source
 
@@ -79,7 +87,8 @@ def prepared(listing, image_size: int, channels: int, cache_dir: str | None, nam
     if cache_dir == "":
         arrays = {split: (decode(listing, split, image_size, channels), listing.labels[split])
                   for split in listing.files}
-        return _dataset(name, listing.root, listing.class_names, listing.skipped, arrays, f"folder:{listing.root}", {})
+        return _dataset(name, listing.root, listing.class_names, listing.skipped, arrays, f"folder:{listing.root}", {},
+                        folder.listing_provenance(listing))
     entry = entry_dir(cache_dir or default_cache_dir(), listing.root, image_size, channels)
     try:
         os.makedirs(os.path.dirname(entry), exist_ok=True)
@@ -90,12 +99,23 @@ def prepared(listing, image_size: int, channels: int, cache_dir: str | None, nam
         return prepared(listing, image_size, channels, "", name)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)  # the runs of a sweep prepare a folder once
+        _remove_stale(os.path.dirname(entry))
         meta = _read_meta(entry)
         if meta is None or meta.get("fingerprint") != fingerprint:
             if meta is not None:
                 notice(f"{listing.root} changed since it was prepared into {entry} ({_changes(meta, listing)}): "
                        f"preparing it again")
-            _prepare(listing, image_size, channels, entry, fingerprint)
+            try:
+                _prepare(listing, image_size, channels, entry, fingerprint)
+            except OSError as e:
+                if e.errno not in _WRITE_ERRORS:
+                    raise DataError(f"{os.path.dirname(entry)}: cannot write the prepared-data cache "
+                                    f"({e.strerror or e}); set --config.data_cache_dir to another folder, or '' "
+                                    f"to decode into memory") from None
+                notice(f"cannot write the prepared-data cache {os.path.dirname(entry)} ({e.strerror or e}); "
+                       f"decoding {listing.root} into memory (free space or set --config.data_cache_dir to a "
+                       f"writable folder)")
+                return prepared(listing, image_size, channels, "", name)
             meta = _read_meta(entry)
     finally:
         os.close(lock)
@@ -130,6 +150,20 @@ def spawn_is_safe() -> bool:
         return False
 
 
+def die_with_parent(parent: int) -> None:
+    """A worker process's initializer: the kernel kills the worker when its parent dies
+    (``PR_SET_PDEATHSIG``, Linux), so a SIGKILLed prepare leaves no decoding orphans; a parent
+    already gone by now ends the worker at once."""
+    import ctypes
+    import signal
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):  # not Linux: workers still end when their task queue breaks
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+
 def _decode_chunk(args) -> np.ndarray:
     paths, image_size, channels = args
     return np.stack([imagefile.load_image(p, image_size, channels) for p in paths])
@@ -159,7 +193,8 @@ def decode(listing, split: str, image_size: int, channels: int, out: np.ndarray 
             from concurrent.futures import ProcessPoolExecutor
             from concurrent.futures.process import BrokenProcessPool
             try:  # spawn, not fork: the parent may already run JAX's threads
-                with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
                     write(pool.map(_decode_chunk, chunks))
             except BrokenProcessPool:  # e.g. a script without the __main__ guard: decode here instead
                 notice("worker processes could not start (a script needs `if __name__ == \"__main__\":`); "
@@ -168,6 +203,39 @@ def decode(listing, split: str, image_size: int, channels: int, out: np.ndarray 
     except imagefile.ImageError as e:
         raise DataError(str(e)) from None
     return out
+
+
+def _allocated_memmap(path: str, shape: tuple) -> np.memmap:
+    """A writable memory-mapped uint8 ``.npy`` whose blocks are allocated on disk first
+    (``posix_fallocate``): a full file system is then an OSError (ENOSPC) here, not a SIGBUS
+    ("Bus error") when a write through the mapping finds no free block."""
+    images = np.lib.format.open_memmap(path, "w+", np.uint8, shape)
+    try:
+        fd = os.open(path, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+        finally:
+            os.close(fd)
+    except BaseException:
+        del images
+        raise
+    return images
+
+
+#: errors of writing the cache that make a run decode into memory instead (one notice line)
+_WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG)
+
+
+def _remove_stale(cache_dir: str) -> None:
+    """Remove the ``*.tmp-<pid>`` / ``*.old-<pid>`` entries of prepares that were killed (called
+    under the cache directory's lock, which every prepare holds: any such entry is stale)."""
+    try:
+        names = os.listdir(cache_dir)
+    except OSError:
+        return
+    for name in names:
+        if ".tmp-" in name or ".old-" in name:
+            shutil.rmtree(os.path.join(cache_dir, name), ignore_errors=True)
 
 
 def _prepare(listing, image_size: int, channels: int, entry: str, fingerprint: str) -> None:
@@ -180,8 +248,7 @@ def _prepare(listing, image_size: int, channels: int, entry: str, fingerprint: s
         os.makedirs(tmp)
         for split in listing.files:
             n = len(listing.files[split])
-            images = np.lib.format.open_memmap(os.path.join(tmp, f"{split}_images.npy"), "w+", np.uint8,
-                                               (n, image_size, image_size, channels))
+            images = _allocated_memmap(os.path.join(tmp, f"{split}_images.npy"), (n, image_size, image_size, channels))
             decode(listing, split, image_size, channels, images)
             images.flush()
             del images
@@ -205,14 +272,16 @@ def _prepare(listing, image_size: int, channels: int, entry: str, fingerprint: s
     notice(f"prepared {listing.root} in {seconds:.1f}s ({total / max(seconds, 1e-9):,.0f} images/s)")
 
 
-def _dataset(name: str, root: str, class_names, skipped, arrays: dict, source: str, extra: dict) -> Dataset:
+def _dataset(name: str, root: str, class_names, skipped, arrays: dict, source: str, extra: dict,
+             provenance: dict) -> Dataset:
     if skipped:
         notice(f"{root}: skipped {len(skipped)} hidden or non-image file{'s' * (len(skipped) != 1)} "
                f"(e.g. {', '.join(skipped[:3])})")
     val = arrays.get("val")
     info = {"folder": root, "skipped_files": len(skipped), **extra}
     return Dataset(name, *arrays["train"], *arrays["test"], class_names=tuple(class_names), source=source,
-                   val_images=val[0] if val else None, val_labels=val[1] if val else None, info=info)
+                   val_images=val[0] if val else None, val_labels=val[1] if val else None, info=info,
+                   provenance=provenance)
 
 
 def load_entry(entry: str, meta: dict | None = None, name: str = "prepared") -> Dataset:
@@ -229,7 +298,50 @@ def load_entry(entry: str, meta: dict | None = None, name: str = "prepared") -> 
             raise DataError(f"{entry}: prepared {split} split unreadable ({e}); delete the folder to prepare "
                             f"it again") from None
     return _dataset(name, meta["root"], meta["class_names"], meta["skipped"], arrays,
-                    f"folder:{meta['root']} (prepared {entry})", {"prepared": entry})
+                    f"folder:{meta['root']} (prepared {entry})", {"prepared": entry},
+                    folder.provenance(meta["root"], meta.get("layout", "splits"), meta["class_names"], meta["files"],
+                                      meta.get("stats", {})))
+
+
+def entries_of(root: str, cache_dir: str | None = None) -> list[str]:
+    """The cache entries (every size and channel count) prepared from the folder ``root``."""
+    cache_dir = cache_dir or default_cache_dir()
+    prefix = os.path.basename(entry_dir(cache_dir, root, 0, 0)).rsplit("-", 1)[0] + "-"
+    try:
+        names = sorted(os.listdir(cache_dir))
+    except OSError:
+        return []
+    return [os.path.join(cache_dir, n) for n in names
+            if n.startswith(prefix) and ".tmp-" not in n and ".old-" not in n and _read_meta(os.path.join(cache_dir, n))]
+
+
+def verify(entry: str, listing) -> tuple[int, list[str], int]:
+    """The strict check of a cache entry against the folder now: every file whose size and
+    modification time are those it was prepared with (the cache's rule trusts them) is decoded
+    again and compared with its prepared pixels.  Returns (files compared, the relative paths
+    whose pixels differ, files whose size or mtime changed -- the next run prepares those again
+    anyway)."""
+    meta = _read_meta(entry)
+    if meta is None:
+        raise DataError(f"{os.path.join(entry, META)}: not a prepared image folder (missing or unreadable)")
+    stats = {p: tuple(v) for p, v in meta.get("stats", {}).items()}
+    compared, differ, moved = 0, [], 0
+    for split, paths in meta["files"].items():
+        images = np.load(os.path.join(entry, f"{split}_images.npy"), mmap_mode="r")
+        for i, path in enumerate(paths):
+            if tuple(listing.stats.get(path, ())) != stats.get(path):
+                moved += 1
+                continue
+            try:
+                now = imagefile.load_image(listing.path(path), meta["image_size"], meta["channels"])
+            except imagefile.ImageError:
+                differ.append(path)
+                continue
+            compared += 1
+            if not np.array_equal(now, images[i]):
+                differ.append(path)
+        release_pages(images)
+    return compared, differ, moved
 
 
 def _find(name, data_dir):

@@ -30,7 +30,9 @@ class Dataset:
     and both fall back to 0.0/1.0 for an empty train split).  The image arrays may be
     ``np.memmap`` views of a prepared cache file (:mod:`cnnjax.data.cache`).  ``info`` holds
     source-specific facts for the work directory's data.json (e.g. an image folder's skipped
-    files); it never changes the numbers.
+    files); it never changes the numbers.  ``provenance`` describes where the arrays came from
+    for :mod:`cnnjax.data.fingerprint` (an image folder's listing; None: the arrays themselves
+    are the fingerprint); kept by :meth:`subset` and :meth:`hold_out`, which describe the source.
     """
 
     name: str
@@ -43,6 +45,7 @@ class Dataset:
     val_images: np.ndarray | None = dataclasses.field(default=None, repr=False)
     val_labels: np.ndarray | None = dataclasses.field(default=None, repr=False)
     info: dict = dataclasses.field(default_factory=dict, repr=False)
+    provenance: dict | None = dataclasses.field(default=None, repr=False)
     mean: float = dataclasses.field(init=False)
     std: float = dataclasses.field(init=False)
 

@@ -7,7 +7,9 @@ Layouts (the first that matches):
   the same;
 * ``DIR/<class>/*`` (torchvision's ImageFolder): :data:`FLAT_TEST_FRACTION` of each class's
   files, chosen by :data:`FLAT_SPLIT_SEED` (a fixed seed, not the run's: every run of a study is
-  tested on the same images), become the test split.
+  tested on the same images), become the test split.  A run's later loads pass its recorded
+  split (``scan(root, pinned)``, :mod:`cnnjax.data.fingerprint`): recorded files keep their
+  split and only files added since are split by the rule.
 
 Class names are the sorted class folder names (label k = the k-th name).  Class folders are
 walked recursively, symbolic links followed.  A file counts when its name has an image extension
@@ -20,7 +22,7 @@ Within a split, examples are ordered by class, then by path.
 Decoded images are kept in a prepared cache (:mod:`cnnjax.data.cache`) keyed by the folder's
 listing (paths, sizes, modification times), ``image_size`` and ``channels``; later runs map it
 instead of decoding again.  Bad input (unreadable folder or file, symbolic-link loop, empty class
-folder, classes that differ between splits, no images, a file that is not a decodable image) is a
+folder, classes that differ between splits, no images, a single class folder, a file that is not a decodable image) is a
 one-line :class:`~cnnjax.data.DataError` naming the path; nothing is written then.
 """
 
@@ -157,9 +159,11 @@ def _class_dirs(directory: str, relative: str, skipped: list) -> dict[str, str]:
     return classes
 
 
-def scan(root: str) -> Listing:
+def scan(root: str, pinned: dict | None = None) -> Listing:
     """The :class:`Listing` of the image folder ``root``; DataError naming the path for a
-    folder that cannot be read or is not an image folder (see the module docstring)."""
+    folder that cannot be read or is not an image folder (see the module docstring).
+    ``pinned`` ({relative path: "train"/"test"}, a run's recorded split): in a flat folder those
+    files keep their split; the others are split by the folder's rule among themselves."""
     root = os.fspath(root)
     if not os.path.isdir(root):
         raise DataError(f"{root}: not a directory (--config.data_dir must be an image folder)")
@@ -195,6 +199,10 @@ def scan(root: str) -> Listing:
     if not class_names:
         raise DataError(f"{root}: no images: an image folder holds <class>/ folders of images, or train/<class>/ "
                         f"and test/<class>/ (found no class folders)")
+    if len(class_names) < 2:
+        where = next(iter(per_split.values()))[class_names[0]]
+        raise DataError(f"{os.path.dirname(where)}: only one class folder ({class_names[0]}): a classifier needs at "
+                        f"least 2 classes, one <class>/ folder each")
     files, labels = {}, {}
     for split, classes in per_split.items():
         paths, ys = [], []
@@ -209,16 +217,20 @@ def scan(root: str) -> Listing:
             ys += [label] * len(found)
         files[split], labels[split] = paths, np.asarray(ys, np.int32)
     if layout == "flat":
-        files, labels = _flat_split(files.pop("all"), labels.pop("all"), len(class_names))
+        files, labels = _flat_split(files.pop("all"), labels.pop("all"), len(class_names), pinned)
     return Listing(root, layout, class_names, files, labels, stats, tuple(sorted(skipped)))
 
 
-def _flat_split(paths: list[str], labels: np.ndarray, num_classes: int) -> tuple[dict, dict]:
+def _flat_split(paths: list[str], labels: np.ndarray, num_classes: int,
+                pinned: dict | None = None) -> tuple[dict, dict]:
     """Per class, round(FLAT_TEST_FRACTION * n) files (at least 1 of a class with >= 2) chosen by
-    FLAT_SPLIT_SEED go to the test split; each split keeps the class-then-path order."""
-    test = np.zeros(len(paths), bool)
+    FLAT_SPLIT_SEED go to the test split; each split keeps the class-then-path order.  Files in
+    ``pinned`` keep the split it gives them; the rule splits only the others."""
+    pinned = pinned or {}
+    test = np.asarray([pinned.get(p) == "test" for p in paths], bool)
+    free = np.asarray([p not in pinned for p in paths], bool)
     for k in range(num_classes):
-        members = np.flatnonzero(labels == k)
+        members = np.flatnonzero((labels == k) & free)
         count = max(int(round(FLAT_TEST_FRACTION * len(members))), 1 if len(members) >= 2 else 0)
         chosen = np.random.default_rng([FLAT_SPLIT_SEED, k]).permutation(len(members))[:count]
         test[members[chosen]] = True
@@ -256,13 +268,29 @@ def imagefile_error(path: str, e: Exception) -> str:
     return f"{path}: cannot read ({e})"
 
 
+def provenance(root: str, layout: str, class_names, files: dict, stats: dict) -> dict:
+    """:attr:`Dataset.provenance <cnnjax.data.Dataset.provenance>` of an image folder: its real
+    path, layout, class names, every file's split and (size, mtime in ns) -- what
+    :mod:`cnnjax.data.fingerprint` compares."""
+    return {"kind": "folder", "root": os.path.realpath(root), "layout": layout, "class_names": list(class_names),
+            "files": {split: list(paths) for split, paths in files.items()},
+            "stats": {path: [int(v) for v in stat_] for path, stat_ in stats.items()}}
+
+
+def listing_provenance(listing: Listing) -> dict:
+    return provenance(listing.root, listing.layout, listing.class_names, listing.files, listing.stats)
+
+
 def _load(name, data_dir, found, options):
     from cnnjax.data import cache  # the cache module reads and writes prepared folders
     if data_dir is None:
         raise DataError("config.dataset=folder needs the image folder: --config.data_dir=DIR")
-    listing = scan(data_dir)
+    listing = scan(data_dir, options.split)
     size, channels = resolve_shape(listing, options.image_size, options.channels)
-    return cache.prepared(listing, size, channels, options.cache_dir, name=name)
+    ds = cache.prepared(listing, size, channels, options.cache_dir, name=name)
+    if not options.image_size:  # for messages about the size (e.g. too small for a model)
+        ds.info["image_size_from"] = listing.path(listing.files["train"][0])
+    return ds
 
 
 def _find(name, data_dir):

@@ -18,10 +18,13 @@ class Options:
     ``image_size`` / ``channels``: the square side and channel count (1 or 3) images are brought
     to; 0 = taken from the data (an image folder: its first training image).  ``cache_dir``:
     where prepared image folders are kept (None: ``$XDG_CACHE_HOME/cnnjax``, ``""``: no cache).
+    ``split``: a run's recorded split of a flat image folder ({relative path: "train"/"test"}):
+    those files keep their split, others are split by the folder's rule (None: all are).
     """
     image_size: int = 0
     channels: int = 0
     cache_dir: Optional[str] = None
+    split: Optional[dict] = None
 
 
 @dataclasses.dataclass(frozen=True)
