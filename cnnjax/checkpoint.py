@@ -37,29 +37,27 @@ from cnnjax.train_state import TrainState
 
 
 @contextlib.contextmanager
+def _quiet(name: str, level: int):
+    """Within: records of the logger ``name`` below ``level`` are not printed."""
+    logger = logging.getLogger(name)
+    old = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(old)
+
+
 def _quiet_absl():
-    """Within: absl's WARNING records (Orbax's notes on a read-only manager) are not printed."""
-    logger = logging.getLogger("absl")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
+    """absl's WARNING records off (Orbax's notes on a read-only manager, which is the point)."""
+    return _quiet("absl", logging.ERROR)
 
 
-@contextlib.contextmanager
 def _quiet_asyncio():
-    """Within: asyncio's own error log is off.  When Orbax fails to read a damaged checkpoint, its
-    other reads are cancelled and asyncio logs each of them at shutdown -- many lines on stderr for
-    the one failure the restore raises, which the caller reports (in one line, for the CLIs)."""
-    logger = logging.getLogger("asyncio")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
+    """asyncio's own error log off.  When Orbax fails to read a damaged checkpoint, its other
+    reads are cancelled and asyncio logs each of them at shutdown -- many lines on stderr for the
+    one failure the restore raises, which the caller reports (in one line, for the CLIs)."""
+    return _quiet("asyncio", logging.CRITICAL)
 
 
 class CorruptCheckpoint(ValueError):
