@@ -109,7 +109,8 @@ def test_print_config_lists_every_setting_with_its_value():
 
 def test_run_fields_are_exactly_the_ones_that_do_not_change_numbers():
     assert config.run_fields() == {"data_dir", "eval_batch_size", "checkpoint_every", "keep_checkpoints", "epoch_loop",
-                                   "progress", "data_cache_dir", "data_in_memory", "data_workers"}
+                                   "progress", "data_cache_dir", "data_in_memory", "data_workers",
+                                   "compile_cache_dir"}
 
 
 def test_data_in_memory_takes_the_command_line_and_python_spellings():
