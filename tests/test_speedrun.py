@@ -541,4 +541,5 @@ def test_speedrun_driver_times_runs_with_a_cold_or_a_warm_compilation_cache(tmp_
             assert record["dir"] != str(out / "compile_cache") and record["from_cache"] < record["compiles"]
             assert not os.path.exists(record["dir"])  # each cold run's cache is removed after it
     assert not (out / "warmup").exists()
-    assert ("warm compilation cache" if cache == "warm" else "cold compilation cache") in (out / "results.md").read_text()
+    words = "warm compilation cache" if cache == "warm" else "cold compilation cache"
+    assert words in (out / "results.md").read_text()
