@@ -9,7 +9,10 @@ time, each stopping at its target, and tabulate the wall time to it.
 sets that config's ``target_accuracy``.  ``--config.KEY=VALUE`` changes any setting.  Seeds
 ``--first_seed`` .. ``--first_seed + --seeds - 1`` run sequentially, each with the whole machine
 and (``--isolate``, the default) in a fresh process, so every run pays its own JAX start-up and
-compilation; with ``--torch`` the PyTorch eager mirror of the same recipe
+compilation (``--compile_cache=cold``, the default: an empty compilation cache per run;
+``--compile_cache=warm``: an untimed warm-up run fills OUT/compile_cache first and every timed
+run loads its executables from it, as airbench's records exclude compilation by a warm-up run);
+with ``--torch`` the PyTorch eager mirror of the same recipe
 (:mod:`benchmarks.speedrun_torch`) runs right after each cnnjax run, on the same data split.
 
 A cnnjax run is :func:`cnnjax.experiment.train_and_evaluate` in ``OUT/runs/seed=N`` (resumable;
@@ -64,6 +67,11 @@ _OUT = flags.DEFINE_string("out", None, "Output directory (default results/speed
 _TORCH = flags.DEFINE_bool("torch", False, "Also time the PyTorch eager mirror (benchmarks/speedrun_torch.py) "
                            "of each run, interleaved.")
 _ISOLATE = flags.DEFINE_bool("isolate", True, "Each run in a fresh process (its own start-up and compilation).")
+_CACHE = flags.DEFINE_enum("compile_cache", "cold", ["cold", "warm"],
+                           "cold: every cnnjax run starts with an empty compilation cache (its time includes "
+                           "compiling every step); warm: an untimed warm-up run of the first seed fills OUT's cache "
+                           "and the timed runs load their executables from it (airbench's records exclude "
+                           "compilation the same way).")
 
 
 # --------------------------------------------------------------------------- one run of each kind
@@ -226,16 +234,33 @@ def table(result: dict) -> str:
 
 
 def speedrun(cfg, seeds: list[int], out: str, *, with_torch: bool = False, isolate: bool = True,
-             command: str = "", echo=print) -> dict:
+             command: str = "", echo=print, compile_cache: str = "cold") -> dict:
     """Time ``cfg`` (a TrainConfig with target_accuracy) for every seed; writes OUT/results.{md,json}
-    and returns the results dict."""
+    and returns the results dict.  ``compile_cache``: ``cold`` gives every cnnjax run an empty
+    compilation cache (removed after it); ``warm`` first runs the first seed untimed in
+    OUT/warmup (removed after) to fill OUT/compile_cache, which every timed run then loads from."""
+    import shutil
+    import tempfile
+
     from cnnjax import config as config_lib
     loads, runs, runner = [machine.loadavg()], [], _Runner(isolate)
     t0 = time.time()
+    warm = os.path.abspath(os.path.join(out, "compile_cache"))
     try:
+        if compile_cache == "warm":
+            config = config_lib.to_dict(dataclasses.replace(cfg, seed=seeds[0], compile_cache_dir=warm))
+            runner(run_cnnjax, config, os.path.join(out, "warmup"))
+            shutil.rmtree(os.path.join(out, "warmup"), ignore_errors=True)
+            echo(f"warm-up run done: compilation cache {warm}")
         for seed in seeds:
-            config = config_lib.to_dict(dataclasses.replace(cfg, seed=seed))
-            row = {"seed": seed, "cnnjax": runner(run_cnnjax, config, os.path.join(out, "runs", f"seed={seed}"))}
+            os.makedirs(out, exist_ok=True)
+            cache = warm if compile_cache == "warm" else tempfile.mkdtemp(prefix="cold-compile-cache-", dir=out)
+            config = config_lib.to_dict(dataclasses.replace(cfg, seed=seed, compile_cache_dir=cache))
+            try:
+                row = {"seed": seed, "cnnjax": runner(run_cnnjax, config, os.path.join(out, "runs", f"seed={seed}"))}
+            finally:
+                if cache != warm:
+                    shutil.rmtree(cache, ignore_errors=True)
             if with_torch:
                 row["torch"] = runner(run_torch, config)
             runs.append(row)
@@ -253,6 +278,7 @@ def speedrun(cfg, seeds: list[int], out: str, *, with_torch: bool = False, isola
         summary["ratio"] = {"median_of_medians": a / b if a is not None and b else None,
                             "median_per_seed": statistics.median(per_seed) if per_seed else None}
     result = {"target": cfg.target_accuracy, "command": command, "config": config_lib.to_dict(cfg),
+              "compile_cache": compile_cache,
               "seeds": seeds, "runs": runs, "summary": summary, "machine": machine.machine_info(),
               "software": machine.versions(("jax", "jaxlib", "flax", "optax", "numpy")
                                           + (("torch",) if with_torch else ())),
@@ -260,6 +286,10 @@ def speedrun(cfg, seeds: list[int], out: str, *, with_torch: bool = False, isola
               "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     _write(out, result)
     return result
+
+
+_CACHE_WORDS = {"cold": "cold compilation cache: compiling every step included",
+                "warm": "warm compilation cache: executables loaded from the cache an untimed warm-up run filled"}
 
 
 def _write(out: str, result: dict) -> None:
@@ -273,7 +303,8 @@ def _write(out: str, result: dict) -> None:
             f"{', '.join(f'{k} {v}' for k, v in result['software'].items())}; {result['date']}.  "
             f"Load average (1/5/15 min) before the first run and after each seed: "
             f"{'; '.join('/'.join(f'{x:.2f}' for x in l) for l in loads)}.  Time to target: wall seconds from the "
-            f"start of training (compilation included) to the end of the evaluation whose validation accuracy "
+            f"start of training ({_CACHE_WORDS[result.get('compile_cache', 'cold')]}) to the end of the evaluation "
+            f"whose validation accuracy "
             f"reached the target; data loading excluded (its own column).  Test accuracy measured once, after "
             f"the stop.\n")
     with open(os.path.join(out, "results.md"), "w") as f:
@@ -304,7 +335,8 @@ def main(argv):
         if importlib.util.find_spec("torch") is None:
             raise common.UsageError("--torch needs PyTorch: pip install -e '.[bench]'")
             speedrun_torch.check(cfg)  # ValueError naming the setting: one error line, nothing written
-    out = _OUT.value or os.path.join("results", "speedrun", f"{cfg.target_accuracy:g}")
+    out = _OUT.value or os.path.join("results", "speedrun", f"{cfg.target_accuracy:g}"
+                                     + ("-warm" if _CACHE.value == "warm" else ""))
     if os.path.exists(out) and not os.path.isdir(out):
         raise common.UsageError(f"--out {out} exists and is not a directory")
     seeds = list(range(_FIRST_SEED.value, _FIRST_SEED.value + _SEEDS.value))
@@ -313,7 +345,8 @@ def main(argv):
         run_dir = workdir_lib.Workdir(os.path.join(out, "runs", f"seed={seed}"))
         run_dir.resume_config(dataclasses.replace(cfg, seed=seed))
     command = "python -m benchmarks.speedrun " + " ".join(shlex.quote(a) for a in _GIVEN)
-    result = speedrun(cfg, seeds, out, with_torch=_TORCH.value, isolate=_ISOLATE.value, command=command)
+    result = speedrun(cfg, seeds, out, with_torch=_TORCH.value, isolate=_ISOLATE.value, command=command,
+                      compile_cache=_CACHE.value)
     print(f"\n{table(result)}\n\nload average before / after each seed: "
           f"{', '.join(f'{l[0]:.2f}' for l in result['load_average'] if l)}\n"
           f"results: {os.path.join(out, 'results.md')}, {os.path.join(out, 'results.json')}")

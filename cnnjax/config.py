@@ -111,6 +111,13 @@ class TrainConfig:
     epoch_loop: str = setting("auto", "steps: one jit call per batch; scan: the epoch in one lax.scan; "
                               "auto: scan on GPU/TPU, steps on CPU.  Same numbers.", choices=EPOCH_LOOPS, run=True)
     progress: str = setting("auto", "Progress display.", choices=PROGRESS, run=True)
+    threads: int = setting(0, "XLA CPU intra-op threads of the training process (0 = one per core it may use; "
+                           "launch.sweep/search: the run's --cpus_per_run). On the CPU the count changes the last bits "
+                           "of the numbers, so it is part of the run: the same count reproduces it bit for bit.",
+                           absent=0)
+    compile_cache_dir: Optional[str] = setting(None, "JAX's persistent compilation cache (compiled steps reused by the "
+                                               "next run of the same shapes); None: $CNNJAX_COMPILE_CACHE or "
+                                               "~/.cache/cnnjax/jax (cnnjax/compile_cache.py), '' = off.", run=True)
     grad_accum_steps: int = setting(1, "Gradient accumulation (optax.MultiSteps): one optimizer step per N batches "
                                     "of batch_size (the micro-batch); effective batch N*batch_size; schedules count "
                                     "optimizer steps.")
@@ -192,6 +199,7 @@ class TrainConfig:
             "seed": (self.seed >= 0, f"must be >= 0, got {self.seed}"),
         }
         checks["grad_accum_steps"] = positive("grad_accum_steps")
+        checks["threads"] = (self.threads >= 0, f"must be >= 0 (0 = one per core), got {self.threads}")
         checks["image_size"] = (self.image_size >= 0, f"must be >= 0 (0 = the images' own size), got {self.image_size}")
         checks["channels"] = (self.channels in (0, 1, 3), f"must be 0 (from the images), 1 or 3, got {self.channels}")
         checks["crop_padding"] = (0 <= self.crop_padding <= 64, f"must be in [0, 64], got {self.crop_padding}")

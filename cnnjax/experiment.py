@@ -25,6 +25,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 
 from cnnjax import checkpoint as ckpt_lib
+from cnnjax import compile_cache
 from cnnjax import config as config_lib
 from cnnjax import data as data_lib
 from cnnjax import evaluation, init_from, models, optim, sharding, streaming, subsets, summary, train, whitening
@@ -239,6 +240,7 @@ def train_and_evaluate(config: config_lib.TrainConfig | Mapping, workdir: str, *
             f"({', '.join(f'{k}={getattr(cfg, k)!r}' for k in predates)})")
     if (done := _finished(wd, log)) is not None:
         return done
+    compile_cache.start(cfg)  # before the first computation: the compilation cache, the XLA CPU threads
     setup = build(cfg, wd.path)
     # One lock per job: the processes of a multi-process job share the directory (process 0 writes).
     with wd.lock() if jax.process_index() == 0 else contextlib.nullcontext():
@@ -323,6 +325,7 @@ def _train(s: Setup, wd: Workdir, log, on_epoch) -> dict:
     board = _TensorBoard.open_class() if primary else None  # imports before the clock, like JAX's own
     from cnnjax import plots  # matplotlib only when a run actually trains
     clock = _TargetClock(cfg)  # the clock of time_to_target_seconds (see _target_record)
+    probe = compile_cache.Probe()  # first_step_seconds and the compile cache's hits (summary.json)
     checkpoints = ckpt_lib.Checkpoints(wd.checkpoint_dir, keep=cfg.keep_checkpoints, log=log)
     state, start, rows = _resume(s, wd, checkpoints, log)
     if not ds.has_validation:
@@ -357,7 +360,7 @@ def _train(s: Setup, wd: Workdir, log, on_epoch) -> dict:
         for epoch in range(start + 1, last + 1):
             progress.start_epoch(epoch, cfg.epochs, s.steps_per_epoch, cfg.batch_size)
             t0 = time.perf_counter()
-            state, m = train.run_epoch(state, source, epoch, progress.on_step)
+            state, m = train.run_epoch(state, source, epoch, probe.on_step_then(progress.on_step))
             _check_finite(m["train_loss"], epoch, checkpoints)
             row = _epoch_row(s, state, epoch, m, time.perf_counter() - t0, eval_fn)
             row["seconds"] = time.perf_counter() - t0
@@ -388,7 +391,7 @@ def _train(s: Setup, wd: Workdir, log, on_epoch) -> dict:
         f"test accuracy {tests['final']['accuracy']:.4f} (final epoch)")
     result = {**_summary(s, rows, tests, int(state.step), time.perf_counter() - clock.wall0),
               **_target_record(cfg, rows, reached, clock.seconds, s.load_seconds),
-              "checkpoints_set_aside": list(checkpoints.set_aside_epochs)}
+              "checkpoints_set_aside": list(checkpoints.set_aside_epochs), **probe.record()}
     if primary:
         wd.write_summary(result)
     return {"status": "finished", **result}

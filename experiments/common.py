@@ -102,7 +102,8 @@ def quiet() -> None:
 
 
 def run(main_fn, positional: bool = False) -> None:
-    """``absl.app.run`` with ``quiet()`` and UsageError/ValueError/FileNotFoundError -> ``fail``;
+    """``absl.app.run`` with ``quiet()``, the compilation cache of the environment
+    (:func:`cnnjax.compile_cache.configure`) and UsageError/ValueError/FileNotFoundError -> ``fail``;
     arguments other than flags are an error unless ``positional`` (then main_fn gets them)."""
     from absl import app
 
@@ -110,6 +111,8 @@ def run(main_fn, positional: bool = False) -> None:
         quiet()
         if len(argv) > 1 and not positional:
             fail(f"unexpected arguments: {' '.join(argv[1:])}")
+        from cnnjax import compile_cache
+        compile_cache.configure()  # JAX's persistent compilation cache, before the first computation
         try:
             return main_fn(argv)
         except (UsageError, ValueError, FileNotFoundError) as e:

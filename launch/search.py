@@ -15,7 +15,8 @@ metric: the test set is measured once per trial, at its end, and selects nothing
 A range is ``("log", lo, hi)``, ``("uniform", lo, hi)``, ``("int", lo, hi)`` or ``("choice", [..])``;
 keys are settings of cnnjax/config.py (dotted for model options).  Sampled floats are rounded to
 3 significant digits, so a trial's name (``learning_rate=0.00123,weight_decay=4.5e-05``) is its
-config.  Each trial is a Tune trial declaring ``--cpus_per_run`` CPUs that trains in
+config.  Each trial is a Tune trial declaring ``--cpus_per_run`` CPUs (and running that many XLA
+threads, ``config.threads``: :func:`launch.sweep.trial_threads`) that trains in
 ``OUT/runs/<name>`` with :func:`cnnjax.experiment.train_and_evaluate`, reporting every epoch's
 metrics to Tune; ASHA (``max_t`` = the config's epochs) stops the weak ones after 1, 2, 4, ...
 epochs (grace_period x reduction_factor^k).  A trial whose worker dies is restarted up to
@@ -100,13 +101,14 @@ def _validate(base: dict, search: dict, where: str) -> None:
             raise UsageError(f"{where}: a search selects on the validation split; config.validation_size is 0")
 
 
-def _trainable(sampled: dict, base: dict, out: str) -> None:
+def _trainable(sampled: dict, base: dict, out: str, cpus_per_run: float = 1) -> None:
     """One Tune trial (in its own worker process): train in OUT/runs/<name>, report each epoch's
     metrics (the last one once summary.json is written: ASHA stops a trial at max_t)."""
     from ray import tune
     overrides = trial_overrides(sampled)
     workdir = os.path.join(out, "runs", study_lib.run_name(overrides))
     cfg = config_lib.apply(base, overrides) | {"progress": "plain"}
+    cfg["threads"] = sweep.trial_threads(cfg, workdir, cpus_per_run)  # its CPUs' worth of XLA threads
     numbers = lambda row: {k: v for k, v in row.items() if isinstance(v, (int, float))}
     last = []
 
@@ -186,7 +188,8 @@ def run_search(out: str, file: str, base: dict, cli_args=(), *, ray_address=None
     try:
         with sweep.sigterm_as_ctrl_c():
             resources = {"cpu": cpus_per_run, **({"gpu": gpus_per_run} if gpus_per_run else {})}
-            trainable = tune.with_resources(tune.with_parameters(_trainable, base=base, out=out), resources)
+            trainable = tune.with_resources(
+                tune.with_parameters(_trainable, base=base, out=out, cpus_per_run=cpus_per_run), resources)
             if resume:  # trials and sampler as Tune saved them (not ASHA's rungs); each run resumes its checkpoint
                 echo(f"search: resuming the interrupted search in {experiment}")
                 tuner = tune.Tuner.restore(experiment, trainable)

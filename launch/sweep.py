@@ -11,7 +11,9 @@ written or any cluster started (bad key or value: one line ``error: ...``, exit 
 With no ``--ray_address`` ``ray.init()`` starts a local cluster (``--num_cpus``, default the
 machine); ``auto`` / ``HOST:PORT`` joins a running one, and OUT must then be on storage every node
 sees.  Each run is a task declaring ``--cpus_per_run`` / ``--gpus_per_run``, run in a fresh worker
-(``max_calls=1``: :func:`_train` sets the XLA flags before JAX starts) that trains in
+(``max_calls=1``: :func:`_train` sets the XLA flags before JAX starts) with
+``config.threads`` = its CPUs (:func:`trial_threads`; the machine's cores / ``--cpus_per_run``
+runs train at once, each with that many XLA threads) that trains in
 ``OUT/runs/<name>`` and logs to its ``log.txt``; a worker that dies is retried (``--max_retries``)
 and resumes from its checkpoint.  ``--processes_per_run=P`` trains each run as one P-process
 data-parallel job (:func:`gang`).  Finished runs are skipped on a rerun; a failed run is recorded
@@ -107,6 +109,22 @@ def check_record(out: str, st: study_lib.Study) -> bool:
 
 
 # --------------------------------------------------------------------------- in the Ray worker
+
+
+def trial_threads(config: dict, workdir: str, cpus_per_run: float) -> int:
+    """``config.threads`` of a trial: the study's own value when it sets one (not 0); else, for a
+    run already started in ``workdir``, the value its config.json recorded (0 for a run made before
+    the setting: resumed as it was made); else the CPUs the trial declares (at least 1), so
+    concurrent trials do not each run a thread per core."""
+    if config.get("threads"):
+        return int(config["threads"])
+    try:
+        recorded = workdir_lib.read_json(os.path.join(workdir, workdir_lib.CONFIG))
+    except workdir_lib.WorkdirError:  # the trial reports it
+        recorded = None
+    if isinstance(recorded, dict):
+        return int(recorded.get("threads") or 0)
+    return max(1, int(cpus_per_run))
 
 
 def _open_log(workdir: str, what: str):
@@ -290,6 +308,7 @@ def run_sweep(out: str, st: study_lib.Study, *, ray_address: Optional[str] = Non
                                                  retry_exceptions=[ray.exceptions.RayActorError])
             for r in todo:
                 cfg = config_lib.to_dict(r.config) | {"progress": "plain"}  # progress lines in log.txt
+                cfg["threads"] = trial_threads(cfg, wd(r), cpus_per_run)
                 if processes_per_run > 1:
                     ref = gang_task.remote(cfg, wd(r), r.name, processes_per_run, cpus_per_run, gpus_per_run)
                 else:

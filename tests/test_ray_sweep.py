@@ -78,6 +78,9 @@ def test_grid_sweep_ends_in_the_report(grid):
     assert len(runs) == 8 and "model=padded_cnn,learning_rate=0.001,seed=0" in runs
     for name in runs:
         assert Workdir(os.path.join(out, "runs", name)).summary()["epochs"] == 3
+        # one CPU per trial (launch.sweep's default): one XLA thread, recorded as a setting of the run
+        assert Workdir(os.path.join(out, "runs", name)).config().threads == 1
+        assert Workdir(os.path.join(out, "runs", name)).summary()["threads"] == 1
         assert json.load(open(os.path.join(out, "runs", name, "status.json")))["status"] == "finished"
         assert "==== " in open(os.path.join(out, "runs", name, "log.txt")).read()
     for f in ("results.csv", "results.md", "results.png", "curves.png"):

@@ -518,3 +518,28 @@ print(json.dumps(result["summary"]))
     assert bad["final_test_accuracy"] is None and bad["time_to_target_seconds"] is None and "loss is nan" in bad["error"]
     md = (tmp_path / "out" / "results.md").read_text()
     assert "| 1 | diverged |" in md and "1/2 (1 diverged)" in md and "seed 1 (cnnjax):" in md
+
+
+@pytest.mark.parametrize("cache", ["cold", "warm"])
+def test_speedrun_driver_times_runs_with_a_cold_or_a_warm_compilation_cache(tmp_path, cache):
+    """cold: each timed run starts from an empty cache and compiles; warm: an untimed warm-up run
+    fills OUT/compile_cache first and each timed run loads every executable from it."""
+    out = tmp_path / "out"
+    proc = run_speedrun("--config=experiments/configs/speedrun.py:0.915", f"--target={TARGET}", "--seeds=2",
+                        "--noisolate", f"--out={out}", f"--compile_cache={cache}", *SPEEDRUN_FLAGS)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((out / "results.json").read_text())
+    assert result["compile_cache"] == cache
+    for seed in (0, 1):
+        record = json.loads((out / "runs" / f"seed={seed}" / "summary.json").read_text())["compile_cache"]
+        assert record["compiles"] > 0
+        if cache == "warm":  # the warm-up ran seed 0: all of its executables; of another seed's, those
+            # that do not hold the seed as a constant
+            assert record["dir"] == str(out / "compile_cache") and record["from_cache"] > 0
+            assert record["from_cache"] == record["compiles"] or seed != 0
+        else:
+            assert record["dir"] != str(out / "compile_cache") and record["from_cache"] < record["compiles"]
+            assert not os.path.exists(record["dir"])  # each cold run's cache is removed after it
+    assert not (out / "warmup").exists()
+    words = "warm compilation cache" if cache == "warm" else "cold compilation cache"
+    assert words in (out / "results.md").read_text()

@@ -422,3 +422,17 @@ def test_sigterm_as_ctrl_c_raises_keyboard_interrupt_inside_and_restores_the_han
         assert seen == [handler]
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_trial_runs_its_cpus_worth_of_threads_unless_its_study_or_its_record_says_otherwise(tmp_path):
+    new, made, older = (str(tmp_path / n) for n in ("new", "made", "older"))
+    assert sweep.trial_threads({"threads": 0}, new, cpus_per_run=1) == 1
+    assert sweep.trial_threads({"threads": 0}, new, cpus_per_run=2) == 2
+    assert sweep.trial_threads({"threads": 0}, new, cpus_per_run=0.5) == 1
+    assert sweep.trial_threads({"threads": 3}, new, cpus_per_run=1) == 3  # the study's own value
+    Workdir(made).write_config(config.from_dict({"threads": 2}), {})
+    assert sweep.trial_threads({"threads": 0}, made, cpus_per_run=1) == 2  # a started run resumes as made
+    os.makedirs(older)
+    with open(os.path.join(older, "config.json"), "w") as f:  # made before config.threads existed
+        json.dump({k: v for k, v in config.to_dict(config.TrainConfig()).items() if k != "threads"}, f)
+    assert sweep.trial_threads({"threads": 0}, older, cpus_per_run=1) == 0
