@@ -334,7 +334,7 @@ def main(argv):
         import importlib.util
         if importlib.util.find_spec("torch") is None:
             raise common.UsageError("--torch needs PyTorch: pip install -e '.[bench]'")
-            speedrun_torch.check(cfg)  # ValueError naming the setting: one error line, nothing written
+        speedrun_torch.check(cfg)  # ValueError naming the setting: one error line, nothing written
     out = _OUT.value or os.path.join("results", "speedrun", f"{cfg.target_accuracy:g}"
                                      + ("-warm" if _CACHE.value == "warm" else ""))
     if os.path.exists(out) and not os.path.isdir(out):

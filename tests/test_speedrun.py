@@ -328,6 +328,19 @@ def run_speedrun(*args):
                           text=True, timeout=600)
 
 
+def test_speedrun_driver_refuses_a_recipe_the_torch_mirror_cannot_run_before_running(tmp_path):
+    """--torch with a model the mirror has no twin of: one error line before any run, nothing
+    written (the check sat after a raise and never ran: the cnnjax run trained first)."""
+    out = tmp_path / "out"
+    proc = run_speedrun("--config=experiments/configs/speedrun.py:0.915", f"--target={TARGET}", "--seeds=1",
+                        "--torch", "--noisolate", f"--out={out}", *SPEEDRUN_FLAGS, "--config.model=lenet5")
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines() == [
+        "error: config.model 'lenet5': benchmarks.speedrun_torch has no twin of it; models: padded_cnn, vgg_bn, "
+        "airbench, airbench28_s, airbench28_m, airbench28_l"]
+    assert not out.exists()
+
+
 def test_speedrun_driver_tabulates_seeds_with_the_torch_ratio(tmp_path):
     import torch  # noqa: F401  ([dev] installs it: missing fails, never skips)
     out = tmp_path / "out"
