@@ -41,7 +41,7 @@ import time
 import numpy as np
 
 from cnnjax import imagefile
-from cnnjax.data import folder
+from cnnjax.data.fingerprint import folder_provenance
 from cnnjax.data.dataset import DataError, Dataset, release_pages
 from cnnjax.data.registry import Source
 
@@ -88,7 +88,8 @@ def prepared(listing, image_size: int, channels: int, cache_dir: str | None, nam
         arrays = {split: (decode(listing, split, image_size, channels), listing.labels[split])
                   for split in listing.files}
         return _dataset(name, listing.root, listing.class_names, listing.skipped, arrays, f"folder:{listing.root}", {},
-                        folder.listing_provenance(listing))
+                        folder_provenance(listing.root, listing.layout, listing.class_names,
+                                                      listing.files, listing.stats))
     entry = entry_dir(cache_dir or default_cache_dir(), listing.root, image_size, channels)
     try:
         os.makedirs(os.path.dirname(entry), exist_ok=True)
@@ -299,7 +300,7 @@ def load_entry(entry: str, meta: dict | None = None, name: str = "prepared") -> 
                             f"it again") from None
     return _dataset(name, meta["root"], meta["class_names"], meta["skipped"], arrays,
                     f"folder:{meta['root']} (prepared {entry})", {"prepared": entry},
-                    folder.provenance(meta["root"], meta.get("layout", "splits"), meta["class_names"], meta["files"],
+                    folder_provenance(meta["root"], meta.get("layout", "splits"), meta["class_names"], meta["files"],
                                       meta.get("stats", {})))
 
 

@@ -179,3 +179,12 @@ def check(workdir: str, ds: Dataset, *, doing: str, remedy: str) -> None:
     if changes:
         raise DataChanged(f"{doing}: the data of {workdir} changed since the run started ({where(new)}: {changes}); "
                           f"{remedy}", changes, classes)
+
+
+def folder_provenance(root: str, layout: str, class_names, files: dict, stats: dict) -> dict:
+    """:attr:`Dataset.provenance <cnnjax.data.Dataset.provenance>` of an image folder: its real
+    path, layout, class names, every file's split and (size, mtime in ns) -- what
+    :mod:`cnnjax.data.fingerprint` compares."""
+    return {"kind": "folder", "root": os.path.realpath(root), "layout": layout, "class_names": list(class_names),
+            "files": {split: list(paths) for split, paths in files.items()},
+            "stats": {path: [int(v) for v in stat_] for path, stat_ in stats.items()}}

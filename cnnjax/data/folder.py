@@ -40,6 +40,7 @@ import numpy as np
 from cnnjax import imagefile
 from cnnjax.data.dataset import DataError
 from cnnjax.data.registry import Source
+from cnnjax.data import fingerprint
 
 FLAT_TEST_FRACTION = 0.2
 FLAT_SPLIT_SEED = 0
@@ -268,17 +269,10 @@ def imagefile_error(path: str, e: Exception) -> str:
     return f"{path}: cannot read ({e})"
 
 
-def provenance(root: str, layout: str, class_names, files: dict, stats: dict) -> dict:
-    """:attr:`Dataset.provenance <cnnjax.data.Dataset.provenance>` of an image folder: its real
-    path, layout, class names, every file's split and (size, mtime in ns) -- what
-    :mod:`cnnjax.data.fingerprint` compares."""
-    return {"kind": "folder", "root": os.path.realpath(root), "layout": layout, "class_names": list(class_names),
-            "files": {split: list(paths) for split, paths in files.items()},
-            "stats": {path: [int(v) for v in stat_] for path, stat_ in stats.items()}}
-
-
 def listing_provenance(listing: Listing) -> dict:
-    return provenance(listing.root, listing.layout, listing.class_names, listing.files, listing.stats)
+    """:func:`cnnjax.data.fingerprint.folder_provenance` of a scanned folder."""
+    return fingerprint.folder_provenance(listing.root, listing.layout, listing.class_names, listing.files,
+                                         listing.stats)
 
 
 def _load(name, data_dir, found, options):
