@@ -15,7 +15,7 @@ import sys
 
 from absl import flags
 
-from cnnjax.workdir import Workdir
+from cnnjax.train.workdir import Workdir
 from experiments import common
 from experiments.configs import recipes
 

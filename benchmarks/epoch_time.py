@@ -7,9 +7,9 @@ backend JAX starts (the GPU path when a GPU is there).
 
 For each (batch size, epoch loop, dtype) cell: compile time (first epoch call), then
 ``--epochs`` timed epochs (median reported): 60k training images through
-:func:`cnnjax.train.make_epoch_runner` ("steps": one jitted step per batch, or
+:func:`cnnjax.train.loop.make_epoch_runner` ("steps": one jitted step per batch, or
 "scan": the epoch in one ``lax.scan``), then 10k test
-images through :func:`cnnjax.evaluation.evaluate` (batch 1000).  The data are the real
+images through :func:`cnnjax.train.evaluation.evaluate` (batch 1000).  The data are the real
 Fashion-MNIST IDX files when ``cnnjax.data.load`` finds them, otherwise uniform random uint8
 images of the same shape (timing does not depend on pixel values); the table says which.
 
@@ -44,20 +44,21 @@ def _dataset(num_train: int, num_test: int, data_dir: str | None = None):
 def _trainer(ds, model_name: str, batch: int, loop: str, dtype: str, epochs: int):
     """(model, fresh state, device images, device labels, run_epoch) for one cell."""
     import jax
-    from cnnjax import config, models, optim, train, train_state
-    from cnnjax.step import StepSpec
+    from cnnjax import models
+    from cnnjax.train import config, optim, loop as train_loop, state as train_state
+    from cnnjax.train.step import StepSpec
     cfg = config.TrainConfig(model=model_name, batch_size=batch, epochs=epochs, compute_dtype=dtype)
     model = models.create(model_name, ds.num_classes)
     tx = optim.make_optimizer(cfg, len(ds.train_labels) // batch)
     state = train_state.init_state(model, tx, cfg.seed, ds.image_shape)
     images, labels = jax.device_put((ds.train_images, ds.train_labels))
     spec = StepSpec.from_config(cfg, model, tx, num_classes=ds.num_classes, mean=ds.mean, std=ds.std)
-    run = train.make_epoch_runner(spec, fused=loop == "scan")
+    run = train_loop.make_epoch_runner(spec, fused=loop == "scan")
     return model, state, images, labels, run
 
 
 def time_cell(ds, model_name: str, batch: int, loop: str, dtype: str, epochs: int) -> dict:
-    from cnnjax import evaluation
+    from cnnjax.train import evaluation
     model, state, images, labels, run = _trainer(ds, model_name, batch, loop, dtype, epochs + 1)
     steps = len(ds.train_labels) // batch
     ev = evaluation.make_eval_step(model, ds.mean, ds.std, ds.num_classes, dtype)
@@ -83,7 +84,7 @@ def time_cell(ds, model_name: str, batch: int, loop: str, dtype: str, epochs: in
 
 
 def accuracy_run(ds, model_name: str, batch: int, loop: str, dtype: str, epochs: int) -> dict:
-    from cnnjax import evaluation
+    from cnnjax.train import evaluation
     model, state, images, labels, run = _trainer(ds, model_name, batch, loop, dtype, epochs)
     t0 = time.perf_counter()
     for epoch in range(1, epochs + 1):
@@ -110,7 +111,7 @@ def main(argv=None):
     from cnnjax import xla_cpu
     xla_cpu.configure()  # what experiments.train does (CPU only; no effect on a GPU)
     import jax
-    from cnnjax import config, train
+    from cnnjax.train import config, loop as train_loop
     loops, dtypes = args.loops.split(","), args.dtypes.split(",")
     for loop in loops:
         if loop not in ("steps", "scan"):
@@ -124,7 +125,7 @@ def main(argv=None):
     print(f"# {args.model} epoch time on {jax.default_backend()} ({device.device_kind}, {jax.device_count()} "
           f"device(s)); jax {jax.__version__}, python {platform.python_version()}")
     print(f"# data: {source}; {len(ds.train_labels)} train + {len(ds.test_labels)} test images; "
-          f"default loop here: {'scan' if train.fused_epoch_default() else 'steps'}")
+          f"default loop here: {'scan' if train_loop.fused_epoch_default() else 'steps'}")
     rows = []
     print("| batch | loop | dtype | compile s | train s | eval s | epoch s | train img/s | test acc |")
     print("|---|---|---|---|---|---|---|---|---|")

@@ -12,7 +12,7 @@ images/s from the folder (streamed by Grain) next to the in-memory IDX path.
    to the IDX images and labels;
 4. **training**: ``padded_cnn`` at ``--batch_size`` (the default recipe's 50), alternating
    rounds of one epoch each: the IDX split on the device (the default path) and the prepared
-   folder streamed by :mod:`cnnjax.streaming` (Grain worker processes reading the memory-mapped
+   folder streamed by :mod:`cnnjax.train.streaming` (Grain worker processes reading the memory-mapped
    file).  Images/s count the steps after the first ``WARM_STEPS`` (compilation excluded);
    medians over ``--rounds``; the load average is printed with every line;
 5. **accuracy** (``--seeds N``): the default recipe, ``python -m experiments.train`` with the
@@ -101,7 +101,7 @@ def _epoch_rate(run, state, epoch, steps, batch):
 
 def accuracy(args, say) -> dict:
     """Stage 5: the default recipe from the IDX files and from the folder, seeds 0..N-1."""
-    from cnnjax.workdir import Workdir
+    from cnnjax.train.workdir import Workdir
     from launch.report import ci95
     shutil.rmtree(args.runs_dir, ignore_errors=True)
     sources = {"idx": [] if args.data_dir is None else [f"--config.data_dir={args.data_dir}"],
@@ -152,9 +152,10 @@ def main(argv=None):
     from cnnjax import xla_cpu
     xla_cpu.configure()
     import numpy as np
-    from cnnjax import config, data, models, optim, sharding, streaming, train
-    from cnnjax.step import StepSpec
-    from cnnjax.train_state import init_state
+    from cnnjax import data, models
+    from cnnjax.train import config, optim, sharding, streaming, loop
+    from cnnjax.train.step import StepSpec
+    from cnnjax.train.state import init_state
 
     result = {"command": " ".join(sys.argv), "cpus": os.cpu_count()}
     say = lambda *a: print(*a, f"(load {_load():.1f})", flush=True)
@@ -200,7 +201,7 @@ def main(argv=None):
         if streamed:
             run = streaming.make_epoch_runner(spec, ds, cfg.epochs, workers=args.stream_workers)
         else:
-            run = train.make_epoch_runner(spec, fused=False)
+            run = loop.make_epoch_runner(spec, fused=False)
             run.images, run.labels = sharding.replicate((ds.train_images, ds.train_labels), None)
         run.streamed = streamed
         return run, state

@@ -4,12 +4,12 @@
     python -m benchmarks.inference_speed --explain_models=padded_cnn,vgg_bn --no-predict
 
 * **predict**: ``--num_images`` test images of the run's dataset written as PNG files into a
-  temporary directory, then (timed) every file read (cnnjax.inference.read_images, threads) and
-  classified in batches of 256 (cnnjax.inference.make_predict_fn) -- what ``experiments.predict``
+  temporary directory, then (timed) every file read (cnnjax.interpret.inference.read_images, threads) and
+  classified in batches of 256 (cnnjax.interpret.inference.make_predict_fn) -- what ``experiments.predict``
   does after start-up -- against the same images already in memory through the same compiled
   function.  Also the whole command (``python -m experiments.predict --format=csv DIR``, start-up,
   checkpoint restore and compilation included).  Best of ``--rounds``.
-* **explain**: seconds per image of each method of cnnjax.explain at its default settings on a
+* **explain**: seconds per image of each method of cnnjax.interpret.attribution at its default settings on a
   batch of ``--explain_batch`` 28x28x1 images (random-initialised models: the cost does not depend
   on the weights), after one compiling call, median of ``--rounds``.
 
@@ -40,7 +40,8 @@ def _best(fn, rounds):
 def predict_speed(workdir: str, num_images: int, rounds: int) -> list[tuple[str, float]]:
     from PIL import Image
 
-    from cnnjax import data, inference
+    from cnnjax import data
+    from cnnjax.interpret import inference
     run = inference.load_run(workdir)
     images = data.load(run.config.dataset, run.config.data_dir).test_images[:num_images]
     predict = inference.make_predict_fn(run)
@@ -80,7 +81,8 @@ def predict_speed(workdir: str, num_images: int, rounds: int) -> list[tuple[str,
 def explain_speed(models_: list[str], batch: int, rounds: int) -> list[tuple[str, str, float]]:
     import jax
 
-    from cnnjax import explain, models
+    from cnnjax import models
+    from cnnjax.interpret import attribution as explain
     out = []
     x = jax.random.normal(jax.random.key(0), (batch, 28, 28, 1))
     for name in models_:

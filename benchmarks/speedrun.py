@@ -15,10 +15,10 @@ run loads its executables from it, as airbench's records exclude compilation by 
 with ``--torch`` the PyTorch eager mirror of the same recipe
 (:mod:`benchmarks.speedrun_torch`) runs right after each cnnjax run, on the same data split.
 
-A cnnjax run is :func:`cnnjax.experiment.train_and_evaluate` in ``OUT/runs/seed=N`` (resumable;
+A cnnjax run is :func:`cnnjax.train.experiment.train_and_evaluate` in ``OUT/runs/seed=N`` (resumable;
 a finished one is not repeated, its record is reused).  Time to target: from the start of
 training (compilation included) to the end of the evaluation whose validation accuracy reached
-the target; dataset loading is reported separately (details: cnnjax.experiment._target_record).
+the target; dataset loading is reported separately (details: cnnjax.train.experiment._target_record).
 The test set is measured once, after the stop.  Writes ``OUT/results.md`` and
 ``OUT/results.json``; prints the table and the load average.  Bad flags or config: one line
 ``error: ...``, exit status 2, nothing written.  Like every benchmark, it runs from the
@@ -82,8 +82,8 @@ def run_cnnjax(config: dict, workdir: str) -> dict:
     or :func:`diverged` when the loss became NaN/inf (the seed did not reach the target)."""
     from cnnjax import xla_cpu
     xla_cpu.configure()  # before JAX starts its backend in this process
-    from cnnjax import config as config_lib
-    from cnnjax import experiment
+    from cnnjax.train import config as config_lib
+    from cnnjax.train import experiment
     cfg = config_lib.from_dict(config)
     try:
         s = experiment.train_and_evaluate(cfg, workdir, log=lambda line: print(line, flush=True))
@@ -242,7 +242,7 @@ def speedrun(cfg, seeds: list[int], out: str, *, with_torch: bool = False, isola
     import shutil
     import tempfile
 
-    from cnnjax import config as config_lib
+    from cnnjax.train import config as config_lib
     loads, runs, runner = [machine.loadavg()], [], _Runner(isolate)
     t0 = time.time()
     warm = os.path.abspath(os.path.join(out, "compile_cache"))
@@ -293,7 +293,7 @@ _CACHE_WORDS = {"cold": "cold compilation cache: compiling every step included",
 
 
 def _write(out: str, result: dict) -> None:
-    from cnnjax import workdir as workdir_lib
+    from cnnjax.train import workdir as workdir_lib
     os.makedirs(out, exist_ok=True)
     workdir_lib.write_json(os.path.join(out, "results.json"), result)
     m, loads = result["machine"], result["load_average"]
@@ -312,7 +312,7 @@ def _write(out: str, result: dict) -> None:
 
 
 def main(argv):
-    from cnnjax import config as config_lib
+    from cnnjax.train import config as config_lib
     cfg = common.train_config(_CONFIG)
     if _TARGET.value is not None:
         try:
@@ -340,7 +340,7 @@ def main(argv):
     if os.path.exists(out) and not os.path.isdir(out):
         raise common.UsageError(f"--out {out} exists and is not a directory")
     seeds = list(range(_FIRST_SEED.value, _FIRST_SEED.value + _SEEDS.value))
-    from cnnjax import workdir as workdir_lib
+    from cnnjax.train import workdir as workdir_lib
     for seed in seeds:  # a run directory holding another recipe: refused before anything runs
         run_dir = workdir_lib.Workdir(os.path.join(out, "runs", f"seed={seed}"))
         run_dir.resume_config(dataclasses.replace(cfg, seed=seed))

@@ -1,4 +1,4 @@
-"""A speedrun recipe (a cnnjax :class:`~cnnjax.config.TrainConfig`) trained in PyTorch eager on the
+"""A speedrun recipe (a cnnjax :class:`~cnnjax.train.config.TrainConfig`) trained in PyTorch eager on the
 CPU, stopped the way cnnjax stops it, so ``benchmarks.speedrun --torch`` can give the record as a ratio.
 
     python -m benchmarks.speedrun_torch --config=experiments/configs/speedrun.py:0.915 --seed=0
@@ -9,7 +9,7 @@ lazily (the ``bench`` extra); it runs on ``benchmarks.machine.threads()`` thread
 machine's cores, as XLA's CPU client uses them).
 
 Mirrored exactly:
-  * the data: :func:`cnnjax.experiment.load_data` -- same images, same validation images
+  * the data: :func:`cnnjax.train.experiment.load_data` -- same images, same validation images
     held out by the seed, same normalisation ``(x / 255 - mean) / std`` with the training
     split's statistics; uint8 batches gathered by index, the last incomplete batch dropped;
   * the architectures (models ``padded_cnn`` and ``vgg_bn`` with its ``widths`` / ``dropout``
@@ -22,17 +22,17 @@ Mirrored exactly:
     output scaling, BN eps 1e-12 with torch momentum ``1 - bn_momentum``, no BN weight at all
     without ``bn_scale`` (the same parameter count), cnnjax's ``dirac_init`` for the group convs;
     given Flax's weights it computes cnnjax's logits (tests/test_speedrun.py);
-  * ``whiten_init``: the kernel of :func:`cnnjax.whitening.whitening_kernel` itself from the same
+  * ``whiten_init``: the kernel of :func:`cnnjax.train.whitening.whitening_kernel` itself from the same
     images (the first ``WHITEN_IMAGES`` of the training split after the hold-out), frozen (its
     bias trains), set inside the clock as cnnjax sets it;
   * ``ema_decay``: the moving average of the parameters and BN running statistics after every
     optimizer step (``torch.optim.swa_utils.AveragedModel``, ``use_buffers=True``), from the
     initial (post-whitening) weights, used for every evaluation, validation and test;
-  * ``tta`` 'none' / 'flip' / 'flip_shift': the views and weights of :func:`cnnjax.evaluation.tta_logits`
+  * ``tta`` 'none' / 'flip' / 'flip_shift': the views and weights of :func:`cnnjax.train.evaluation.tta_logits`
     (reflect padding) in every evaluation;
   * optimizer (Adam / AdamW / SGD with momentum; weight decay as cnnjax applies it: L2 in the
     gradient for adam/sgd, decoupled for adamw) and the learning rate of every step, taken
-    from :func:`cnnjax.optim.make_schedule` itself;
+    from :func:`cnnjax.train.optim.make_schedule` itself;
   * the loss (softmax cross-entropy with the same label smoothing), the augmentation (per-image
     random horizontal flip, then a random crop of the image zero-padded by ``crop_padding``,
     on the uint8 pixels before normalisation), the batch size, the epoch budget;
@@ -41,7 +41,7 @@ Mirrored exactly:
     the first whose accuracy is >= ``target_accuracy`` + ``target_margin`` (``stop_accuracy``);
     the test set measured once, afterwards.  Time to target runs from the end of data loading
     (model creation and init, tensors, every epoch and evaluation included) to the end of
-    that evaluation -- as cnnjax's (see cnnjax.experiment._target_record).
+    that evaluation -- as cnnjax's (see cnnjax.train.experiment._target_record).
 
 Not mirrored:
   * random streams: data order, flips, crops, dropout and init draw from torch's generator
@@ -94,7 +94,7 @@ def check(cfg) -> None:
     if cfg.model_options.get("block_conv", "conv") != "conv":
         raise ValueError(f"config.model_options.block_conv: benchmarks.speedrun_torch's {cfg.model} twin has the "
                          f"plain 3x3 conv only (block_conv='conv'), not {cfg.model_options['block_conv']!r}")
-    from cnnjax.step import resolve_compute_dtype
+    from cnnjax.train.step import resolve_compute_dtype
     if resolve_compute_dtype(cfg.compute_dtype) != "float32":
         where = " (what 'auto' means on this GPU/TPU)" if cfg.compute_dtype == "auto" else ""
         raise ValueError(f"config.compute_dtype: bfloat16{where}; benchmarks.speedrun_torch runs float32 only")
@@ -118,13 +118,13 @@ def learning_rates(cfg, steps_per_epoch: int):
     import jax.numpy as jnp
     import numpy as np
 
-    from cnnjax import optim
+    from cnnjax.train import optim
     schedule = optim.make_schedule(cfg, steps_per_epoch)
     return np.asarray(jax.vmap(schedule)(jnp.arange(cfg.epochs * steps_per_epoch)), np.float64)
 
 
 def augment(x, kind: str, pad: int, generator):
-    """Random flips / crops of a uint8 (B, C, H, W) batch, as :func:`cnnjax.step.augment_batch` does
+    """Random flips / crops of a uint8 (B, C, H, W) batch, as :func:`cnnjax.train.step.augment_batch` does
     them to its (B, H, W, C) batch (flip first; zero padding of ``pad`` pixels, crop back to H x W);
     same shape and dtype out."""
     import torch
@@ -142,13 +142,13 @@ def augment(x, kind: str, pad: int, generator):
 
 
 def init_whitening(model, images, mean: float, std: float) -> None:
-    """Set ``model.whiten``'s kernel, in place, to :func:`cnnjax.whitening.whitening_kernel` of the first
-    :data:`cnnjax.whitening.WHITEN_IMAGES` of ``images`` (uint8 NHWC: the training split after the
+    """Set ``model.whiten``'s kernel, in place, to :func:`cnnjax.train.whitening.whitening_kernel` of the first
+    :data:`cnnjax.train.whitening.WHITEN_IMAGES` of ``images`` (uint8 NHWC: the training split after the
     validation hold-out, as cnnjax's ``init_whitening`` takes them), HWIO -> OIHW, and freeze it
     (``requires_grad`` False: no step, no weight decay, no moments, as optax.set_to_zero); the bias trains."""
     import torch
 
-    from cnnjax import whitening
+    from cnnjax.train import whitening
     weight = model.whiten.weight
     kernel = whitening.whitening_kernel(images[:whitening.WHITEN_IMAGES], mean, std, weight.shape[-1])
     with torch.no_grad():
@@ -175,7 +175,7 @@ def make_ema(model, decay: float):
 
 
 def tta_logits(logits_fn: Callable, x, tta: str = "none"):
-    """:func:`cnnjax.evaluation.tta_logits` on a (B, C, H, W) batch: the same views (mirror = reversed
+    """:func:`cnnjax.train.evaluation.tta_logits` on a (B, C, H, W) batch: the same views (mirror = reversed
     width axis; 'flip_shift' adds both mirrored one-pixel diagonal shifts with reflect padding)
     with the same weights."""
     import torch.nn.functional as F
@@ -213,7 +213,7 @@ def evaluate(model, images, labels, normalize: Callable, batch_size: int, tta: s
 def run(config, *, log: Callable[[str], None] = print) -> dict:
     """Train ``config`` (TrainConfig or mapping, validated) in PyTorch eager; returns
     :func:`record`.  ValueError for a setting this mirror does not reproduce (:func:`check`)."""
-    from cnnjax import experiment
+    from cnnjax.train import experiment
     cfg = experiment.as_config(config)
     check(cfg)
     t0 = time.perf_counter()
@@ -222,7 +222,8 @@ def run(config, *, log: Callable[[str], None] = print) -> dict:
     if cfg.target_accuracy and not ds.has_validation:
         raise ValueError("config.target_accuracy needs a validation split")
     if cfg.whiten_init:  # cnnjax checks this before its clock too (experiment.build)
-        from cnnjax import models, whitening
+        from cnnjax import models
+        from cnnjax.train import whitening
         model = models.create(cfg.model, ds.num_classes, **cfg.model_options)
         if problem := whitening.whitening_problem(model, ds.image_shape):
             raise ValueError(problem)
@@ -304,7 +305,7 @@ def load_config(spec: str, overrides: list[str] = (), **values):
     """A TrainConfig from a config file ``FILE[:ARG]`` (its ``get_config``), ``KEY=JSON`` overrides,
     then ``values``.  experiments.common.UsageError (not a file), ValueError (a bad setting or
     value) or json.JSONDecodeError."""
-    from cnnjax import config as config_lib
+    from cnnjax.train import config as config_lib
     from experiments import common
     _, _, arg = spec.partition(":")
     module = common.config_module(spec)

@@ -5,7 +5,7 @@ pays once (parameter init, whitening init, compiling the training and evaluation
     python -m benchmarks.step_profile --config=experiments/configs/speedrun.py:0.915
     python -m benchmarks.step_profile --config=experiments/configs/default.py --set batch_size=256 --top=40
 
-The step is cnnjax's own (:func:`cnnjax.experiment.build`, :func:`cnnjax.train.make_indexed_step`:
+The step is cnnjax's own (:func:`cnnjax.train.experiment.build`, :func:`cnnjax.train.loop.make_indexed_step`:
 gather, augmentation, normalisation, forward, backward, optimizer, EMA) on the config's training
 images, after ``xla_cpu.configure()`` as the trainer runs it.  It prints the step's median wall
 time over ``--rounds`` rounds of ``--steps`` steps, then runs ``--steps`` more under
@@ -15,7 +15,7 @@ attributed: convolutions XLA hands to Eigen's thread pool (the default with ``xl
 so wall time minus the listed sum is mostly convolutions, plus dispatch.  Shapes and op names
 come from the optimised HLO, dumped to a temporary directory (``--xla_dump_to``).  Under the
 profiler the step runs slower than it does alone; read the list for shares, not for absolute
-times.  The config's dataset is loaded as the trainer loads it (:func:`cnnjax.experiment.build`:
+times.  The config's dataset is loaded as the trainer loads it (:func:`cnnjax.train.experiment.build`:
 its shape, statistics and, with ``whiten_init``, the whitening images); the timed steps gather
 from its first 16 batches of training images and labels (XLA's kernels take the same time on
 noise; PyTorch's would not: benchmarks/RESULTS.md).
@@ -84,7 +84,7 @@ def main(argv=None):
     import numpy as np
 
     from benchmarks import speedrun_torch
-    from cnnjax import evaluation, experiment, train, train_state, whitening
+    from cnnjax.train import evaluation, experiment, loop, state as train_state, whitening
     from experiments import common
     try:
         cfg = speedrun_torch.load_config(args.config, args.set)
@@ -107,7 +107,7 @@ def main(argv=None):
     images = jax.device_put(ds.train_images[:n])
     labels = jax.device_put(ds.train_labels[:n].astype(np.int32))
     order = jax.device_put(rng.permutation(n).astype(np.int32))
-    step = train.make_indexed_step(s.step_spec())
+    step = loop.make_indexed_step(s.step_spec())
     t0 = time.perf_counter()
     state, m = step(state, images, labels, order, 0)
     jax.block_until_ready(m)

@@ -223,7 +223,8 @@ def main(argv=None):
 
     import jax
     import numpy as np
-    from cnnjax import config, data, streaming, train
+    from cnnjax import data
+    from cnnjax.train import config, streaming, loop
 
     t0 = time.perf_counter()
     n = write_entry(args.entry, args.gb, args.image_size, 3)
@@ -239,7 +240,7 @@ def main(argv=None):
     before_mb = _rss_mb()
     cfg = config.TrainConfig(data_in_memory="auto", batch_size=args.batch_size)
     print(f"data_in_memory=auto streams it: {streaming.streams(cfg, ds)} (budget {args.budget_mb} MiB)")
-    order = np.asarray(train.epoch_permutation(jax.random.PRNGKey(0), 1, n))[None]
+    order = np.asarray(loop.epoch_permutation(jax.random.PRNGKey(0), 1, n))[None]
     t0 = time.perf_counter()
     it = data.stream.batches(ds.train_images, ds.train_labels, order, args.batch_size, workers=args.workers,
                              shard=(0, 1))

@@ -8,9 +8,9 @@ they never compete for the cores at the same time); the coordinator interleaves 
 rounds -- for each round, for each (model, batch): cnnjax fast, cnnjax lax, torch -- and
 reports medians over rounds, so machine-wide slowdowns hit all columns alike.
 
-* cnnjax step = the library's own: :func:`cnnjax.train.make_indexed_step` (uint8 images on
+* cnnjax step = the library's own: :func:`cnnjax.train.loop.make_indexed_step` (uint8 images on
   the device, gather by index, normalise, Adam, old state donated), model from
-  :func:`cnnjax.models.create`.  Eval = :func:`cnnjax.evaluation.make_eval_step`.
+  :func:`cnnjax.models.create`.  Eval = :func:`cnnjax.train.evaluation.make_eval_step`.
 * "fast": ``cnnjax.xla_cpu.configure()`` before JAX starts, ``impl='auto'`` (the CPU
   fast path); "lax": ``CNNJAX_CONV_IMPL=lax`` and no extra XLA flags (the plain path).
 * torch: the same architectures in ``torch.nn`` (NCHW), ``torch.optim.Adam``, same batch
@@ -25,7 +25,7 @@ reports medians over rounds, so machine-wide slowdowns hit all columns alike.
   did not change (benchmarks/RESULTS.md); time what users train on.
 
 ``--epoch`` also times one real epoch (60k train + 10k eval images of ``--data``) with
-:func:`cnnjax.train.make_epoch_runner` and :func:`cnnjax.evaluation.evaluate`.
+:func:`cnnjax.train.loop.make_epoch_runner` and :func:`cnnjax.train.evaluation.evaluate`.
 """
 from __future__ import annotations
 
@@ -116,8 +116,9 @@ class _JaxBench:
     def __init__(self, data):
         import jax
         import numpy as np
-        from cnnjax import evaluation, models, optim, train, train_state
-        from cnnjax.step import StepSpec
+        from cnnjax import models
+        from cnnjax.train import evaluation, optim, loop as train, state as train_state
+        from cnnjax.train.step import StepSpec
         self.jax, self.np, self.models, self.train = jax, np, models, train
         self.evaluation, self.optim, self.train_state, self.StepSpec = evaluation, optim, train_state, StepSpec
         self.data, self.pools = data, {}
@@ -133,7 +134,7 @@ class _JaxBench:
     def _build(self, name, batch, steps_per_epoch):
         """(model, fresh state, step spec, jitted indexed train step, jitted eval step): the library's own."""
         train = self.train
-        from cnnjax.config import TrainConfig
+        from cnnjax.train.config import TrainConfig
         cfg = TrainConfig(model=name, batch_size=batch, dataset="synthetic", epochs=1)
         model = self.models.create(name)
         tx = self.optim.make_optimizer(cfg, steps_per_epoch)

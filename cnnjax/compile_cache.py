@@ -14,7 +14,7 @@ Where (:func:`directory`), the first of:
 
 :func:`configure` turns it on for the process; the command-line entry points call it before their
 first computation (``experiments.common.run``, so experiments.train/evaluate/predict/explain/export,
-benchmarks and the sweep drivers) and :func:`cnnjax.experiment.train_and_evaluate` calls it for
+benchmarks and the sweep drivers) and :func:`cnnjax.train.experiment.train_and_evaluate` calls it for
 every run (so every sweep trial).  JAX's default is changed in one way, unless the user set JAX's
 own environment variable: every executable is cached, however short its compile
 (``jax_persistent_cache_min_compile_time_secs=0``: a run compiles tens of small functions besides

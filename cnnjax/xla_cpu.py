@@ -16,7 +16,7 @@ runtime's) by the cores the process may run on when the backend starts, and read
 same core).  On the CPU the thread count changes the last bits of a run's numbers (a reduction
 split over another number of threads; measured: training losses differ by ~2e-7 relative between
 1 and 2 threads, the same thread count is bit-identical), which is why ``config.threads`` is a
-setting of the run (:mod:`cnnjax.config`).
+setting of the run (:mod:`cnnjax.train.config`).
 """
 from __future__ import annotations
 

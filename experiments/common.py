@@ -55,7 +55,7 @@ def define_config_flag(default: str | None = None):
     default = default or os.path.join(repo, DEFAULT_CONFIG)
     return config_flags.DEFINE_config_file(
         "config", default, f"Experiment config file (default {os.path.relpath(default, repo)}); a file may take an "
-        "argument after ':'. Override any setting with --config.KEY=VALUE; the settings are in cnnjax/config.py.",
+        "argument after ':'. Override any setting with --config.KEY=VALUE; the settings are in cnnjax/train/config.py.",
         lock_config=False, accept_new_attributes=True)
 
 
@@ -73,9 +73,9 @@ def config_module(file: str):
 
 
 def train_config(holder):
-    """The validated :class:`cnnjax.config.TrainConfig` of a ``--config`` flag (UsageError naming
+    """The validated :class:`cnnjax.train.config.TrainConfig` of a ``--config`` flag (UsageError naming
     the file and the key otherwise)."""
-    from cnnjax import config as config_lib
+    from cnnjax.train import config as config_lib
     from ml_collections import config_flags
     import os
     from absl import flags

@@ -3,7 +3,7 @@ r"""What a finished run looks at: attribution maps over chosen test images or im
   python -m experiments.explain --workdir=W --out=DIR [--indices=0,1,2,3] [--methods=gradients,grad_cam]
   python -m experiments.explain --workdir=W --out=DIR photo.png boot.jpg [--layer=conv1]
 
-For each image and each method of cnnjax/explain.py (default: all the model has; Grad-CAM needs a
+For each image and each method of cnnjax/interpret/attribution.py (default: all the model has; Grad-CAM needs a
 conv layer, --layer, default the last one) writes ``DIR/<method>/<image>.png`` (the image, the
 map, the map over the image; caption: true class -- test images only -- and predicted class with
 its probability) and ``DIR/comparison.png`` (rows = images, columns = methods).  Maps explain the
@@ -37,7 +37,9 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Write into a --out directory
 
 def _inputs(run, files):
     """(uint8 images, names, true class names or None)."""
-    from cnnjax import experiment, imagefile, inference
+    from cnnjax.train import experiment
+    from cnnjax.data import imagefile
+    from cnnjax.interpret import inference
     if files:
         experiment.check_run_data(_WORKDIR.value, "cannot explain")  # one line if its data changed
         try:
@@ -59,7 +61,7 @@ def _inputs(run, files):
 
 
 def main(argv):
-    from cnnjax import explain, explain_plots, features, inference
+    from cnnjax.interpret import attribution as explain, attribution_plots as explain_plots, features, inference
     for flag in (_WORKDIR, _OUT):
         if not flag.value:
             raise common.UsageError(f"--{flag.name} is required")

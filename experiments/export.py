@@ -5,7 +5,7 @@ r"""Export a finished run's classifier to a file that runs without cnnjax.
 
 The file computes ``logits = f(images)``: uint8 images (B, H, W, C) of the run's size, any batch
 size B, the run's normalisation inside, float32 logits (B, classes) of the model's evaluation
-forward pass (no test-time augmentation); see cnnjax/export.py.  Before writing, the export is
+forward pass (no test-time augmentation); see cnnjax/weights/export.py.  Before writing, the export is
 reloaded (jax.export.deserialize / onnxruntime) and checked against the JAX logits on the
 run's test images (max |difference| / max |logit| <= 1e-5); the check and the class names are
 printed.  Reload in Python:
@@ -37,7 +37,7 @@ TOLERANCE = 1e-5
 def check_images(run, n: int = 16) -> np.ndarray:
     """Up to ``n`` of the run's test images (the dataset it trained on), uint8 NHWC; random
     pixels of the run's shape when the dataset cannot be read here."""
-    from cnnjax import experiment
+    from cnnjax.train import experiment
     try:  # the run's own data settings (an image folder's size and channels, classes)
         images = experiment.load_data(run.config).test_images[:n]
         if images.shape[1:] == run.image_shape:
@@ -48,7 +48,8 @@ def check_images(run, n: int = 16) -> np.ndarray:
 
 
 def main(argv):
-    from cnnjax import export, inference
+    from cnnjax.weights import export
+    from cnnjax.interpret import inference
     for flag in (_WORKDIR, _FORMAT, _OUT):
         if not flag.value:
             raise common.UsageError(f"--{flag.name} is required")

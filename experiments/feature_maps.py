@@ -5,7 +5,7 @@ r"""Seeing convolution: a CNN's first-layer kernels and the feature maps of ever
   python -m experiments.feature_maps --model=lenet5 --dataset=synthetic --num_images=2
 
 With --workdir the model, weights and dataset come from the training run
-(cnnjax.runs.load_trained); a --workdir that does not exist or holds no trained run is
+(cnnjax.train.runs.load_trained); a --workdir that does not exist or holds no trained run is
 an error (exit status 2).  Without --workdir, --model is freshly initialised (a one-line note
 says so).  Writes <out_dir>/kernels.png (the
 first conv layer's kernels) and <out_dir>/feature_maps_<layer>.png for every conv block
@@ -37,15 +37,15 @@ DEFAULT_DATASET = "fashion_mnist"
 
 def load_model(workdir: str | None, model_name: str):
     """(model, variables, config, data info, one-line note) of the trained run in ``workdir``
-    (``cnnjax.runs.load_trained``); without a workdir, (None, None, None, {}, note): the
+    (``cnnjax.train.runs.load_trained``); without a workdir, (None, None, None, {}, note): the
     caller initialises ``model_name``.  Raises FileNotFoundError naming ``workdir`` when it
     does not exist or holds no trained run (no config.json or no checkpoint)."""
     if not workdir:
         return None, None, None, {}, f"no --workdir: fresh (random) init of --model={model_name}"
     if not os.path.isdir(workdir):
         raise FileNotFoundError(f"--workdir {workdir}: no such directory")
-    from cnnjax import runs
-    from cnnjax.workdir import Workdir
+    from cnnjax.train import runs
+    from cnnjax.train.workdir import Workdir
 
     try:
         model, variables, config, epoch = runs.load_trained(workdir)
@@ -127,7 +127,7 @@ def main(argv):
     if config and _DATASET.value and _DATASET.value != config.dataset:
         print(f"note: the model was trained on {config.dataset}, showing {dataset} images")
     if config is not None and dataset == config.dataset and not _DATA_DIR.value:
-        from cnnjax import experiment
+        from cnnjax.train import experiment
         ds = experiment.load_data(config)  # the run's own data settings (a folder's size and channels, classes)
     else:
         ds = data.load(dataset, _DATA_DIR.value or (config.data_dir if config else None))

@@ -3,7 +3,7 @@ r"""Classify image files with a finished training run: top-k class names and pro
   python -m experiments.predict --workdir=W photo.png shoes/ [--top_k=3] [--format=table|json|csv]
 
 Each argument is an image file or a directory (its image files, recursively, sorted).  Every
-file is read as the run's images were (cnnjax.imagefile: EXIF orientation, shorter side resized
+file is read as the run's images were (cnnjax.data.imagefile: EXIF orientation, shorter side resized
 to the run's size and centre-cropped), normalised with the run's mean and std, and classified in
 batches of --batch_size by the run's evaluation forward pass (its compute dtype and test-time
 augmentation).  stdout holds only predictions, in argument order:
@@ -14,7 +14,7 @@ augmentation).  stdout holds only predictions, in argument order:
 
 A file that cannot be classified -- unreadable, not an image, or of another channel count than
 the run's (a colour photo for a greyscale run; --convert_channels converts it by the
-cnnjax.imagefile rule instead) -- is one ``error: PATH: ...`` line on stderr; the other files are
+cnnjax.data.imagefile rule instead) -- is one ``error: PATH: ...`` line on stderr; the other files are
 still predicted.  Exit status: 0 all files predicted; 1 some files could not be (each named
 on stderr), the others were predicted; 2 bad input before any prediction (a workdir with no
 finished training, a checkpoint of another model, a bad flag, no readable file at all).
@@ -81,7 +81,8 @@ def _error(line: str) -> None:
 
 
 def main(argv):
-    from cnnjax import experiment, inference
+    from cnnjax.train import experiment
+    from cnnjax.interpret import inference
     if not _WORKDIR.value:
         raise common.UsageError("--workdir is required")
     if len(argv) < 2:

@@ -4,7 +4,7 @@ r"""Train one experiment, given as a config file; the work directory can be resu
   python -m experiments.train --config=experiments/configs/recipes.py:vgg_bn --workdir=workdirs/vgg_bn \
       --config.epochs=5 --config.model_options.dropout=0.2
 
-Any setting of cnnjax/config.py can be overridden with ``--config.KEY=VALUE``; ``--print_config``
+Any setting of cnnjax/train/config.py can be overridden with ``--config.KEY=VALUE``; ``--print_config``
 lists them all with their values.  Rerun the same
 command to resume after an interruption; re-make a run from its work directory with
 ``--config=experiments/configs/rerun.py:WORKDIR``.
@@ -34,7 +34,7 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-host: this process
 def main(argv):
     cfg = common.train_config(_CONFIG)
     if _PRINT_CONFIG.value:
-        from cnnjax import config
+        from cnnjax.train import config
         print(config.describe(cfg))
         return
     if not _WORKDIR.value:
@@ -48,7 +48,7 @@ def main(argv):
         if "JAX_CPU_COLLECTIVES_IMPLEMENTATION" not in os.environ:  # CPU collectives across processes
             jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-    from cnnjax import experiment
+    from cnnjax.train import experiment
     try:
         experiment.train_and_evaluate(cfg, _WORKDIR.value)
     except experiment.NonFiniteLoss as e:

@@ -4,7 +4,7 @@ r"""Shift invariance of a finished sweep's runs: accuracy versus shift, per conf
 
 For every finished run ``OUT/runs/<name>`` (the sweep of experiments/configs/claim_shift_invariance.py,
 or any other), its validation-selected checkpoint is scored on the test set shifted by 0..N pixels
-up, down, left and right (zero fill; :func:`cnnjax.shift.shift_evaluation`).  A run's rows are
+up, down, left and right (zero fill; :func:`cnnjax.interpret.shift.shift_evaluation`).  A run's rows are
 kept in ``OUT/runs/<name>/shifts.json`` (a rerun reuses them).  Runs are grouped by configuration
 as :mod:`launch.report` groups them (seeds averaged) and written to
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import statistics
 
-from cnnjax import workdir as workdir_lib
+from cnnjax.train import workdir as workdir_lib
 from experiments import common
 from launch import report
 
@@ -31,7 +31,8 @@ RESULTS = "shifts.json"
 def run_shifts(workdir: str, max_shift: int, datasets: dict, num_test: int = 0) -> list[dict]:
     """The shift rows of one finished run on its first ``num_test`` test images (0: all), cached
     in its ``shifts.json`` for this ``max_shift`` and ``num_test``."""
-    from cnnjax import experiment, runs, shift
+    from cnnjax.train import experiment, runs
+    from cnnjax.interpret import shift
     cached = workdir_lib.read_json(os.path.join(workdir, RESULTS))
     if isinstance(cached, dict) and (cached.get("max_shift"), cached.get("num_test")) == (max_shift, num_test):
         return cached["rows"]
@@ -55,7 +56,7 @@ def _label(overrides: dict) -> str:
 
 def collect(out: str, max_shift: int, num_test: int = 0, log=print) -> tuple[dict[str, list[dict[int, float]]], list[str]]:
     """({configuration label: one {distance: accuracy} per seed}, unfinished run names)."""
-    from cnnjax import shift
+    from cnnjax.interpret import shift
     record = report.sweep_record(out) or {}
     runs = record.get("runs") or [{"name": n, "overrides": {}} for n in sorted(os.listdir(os.path.join(out, "runs")))]
     groups, unfinished, datasets = {}, [], {}
@@ -90,7 +91,7 @@ def summarize(groups: dict) -> list[dict]:
 
 
 def write(out: str, rows: list[dict], unfinished: list[str], max_shift: int, num_test: int = 0) -> list[str]:
-    from cnnjax import explain_plots
+    from cnnjax.interpret import attribution_plots as explain_plots
     csv_path, md_path = os.path.join(out, "invariance.csv"), os.path.join(out, "invariance.md")
     fmt = lambda m, h: f"{m:.4f}" + (f" ± {h:.4f}" if h is not None else "")
     configs = list(dict.fromkeys(r["config"] for r in rows))

@@ -2,10 +2,10 @@ r"""Aggregate a sweep directory into tables and plots.
 
   python -m launch.report DIR [--curves]
 
-Reads every run directory ``DIR/runs/*/`` through :class:`cnnjax.workdir.Workdir` (config,
+Reads every run directory ``DIR/runs/*/`` through :class:`cnnjax.train.workdir.Workdir` (config,
 metrics, summary) plus the sweep's ``status.json`` and ``DIR/sweep.json`` (:mod:`launch.sweep`
 writes both), and groups the runs by configuration: the run's config without ``seed`` and
-without the settings that do not change the numbers (:func:`cnnjax.config.run_fields`).  A
+without the settings that do not change the numbers (:func:`cnnjax.train.config.run_fields`).  A
 configuration is labelled by the settings that vary across the sweep's runs, e.g.
 ``model=separable_cnn`` or ``model_options.activation=sigmoid`` (in the order of the study's
 overrides).  Writes
@@ -34,7 +34,7 @@ import os
 import statistics
 from typing import Optional
 
-from cnnjax import workdir as workdir_lib
+from cnnjax.train import workdir as workdir_lib
 from launch import study as study_lib
 
 STATUS = "status.json"  # the sweep's record of a run's state, in the run's directory

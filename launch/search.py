@@ -13,11 +13,11 @@ A search study is a config file with ``get_config()`` (the base run, as for laun
 metric: the test set is measured once per trial, at its end, and selects nothing.
 
 A range is ``("log", lo, hi)``, ``("uniform", lo, hi)``, ``("int", lo, hi)`` or ``("choice", [..])``;
-keys are settings of cnnjax/config.py (dotted for model options).  Sampled floats are rounded to
+keys are settings of cnnjax/train/config.py (dotted for model options).  Sampled floats are rounded to
 3 significant digits, so a trial's name (``learning_rate=0.00123,weight_decay=4.5e-05``) is its
 config.  Each trial is a Tune trial declaring ``--cpus_per_run`` CPUs (and running that many XLA
 threads, ``config.threads``: :func:`launch.sweep.trial_threads`) that trains in
-``OUT/runs/<name>`` with :func:`cnnjax.experiment.train_and_evaluate`, reporting every epoch's
+``OUT/runs/<name>`` with :func:`cnnjax.train.experiment.train_and_evaluate`, reporting every epoch's
 metrics to Tune; ASHA (``max_t`` = the config's epochs) stops the weak ones after 1, 2, 4, ...
 epochs (grace_period x reduction_factor^k).  A trial whose worker dies is restarted up to
 ``--max_retries`` times and resumes from its checkpoint.  At the end ``launch.report`` writes the
@@ -37,8 +37,8 @@ import time
 
 from absl import flags
 
-from cnnjax import config as config_lib
-from cnnjax import workdir as workdir_lib
+from cnnjax.train import config as config_lib
+from cnnjax.train import workdir as workdir_lib
 from experiments import common
 from launch import report
 from launch import study as study_lib

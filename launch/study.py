@@ -1,15 +1,15 @@
 """A study is a config file (``experiments/configs/ablation_blocks.py``, ...) with two functions:
 
-  get_config()  the study's base run, a ConfigDict (:func:`cnnjax.config.config_dict`), so
+  get_config()  the study's base run, a ConfigDict (:func:`cnnjax.train.config.config_dict`), so
                 ``python -m experiments.train --config=FILE --workdir=DIR`` trains the base run;
-  get_sweep()   one dict of overrides per run, built with :func:`cnnjax.config.sweep`,
-                :func:`~cnnjax.config.product` and :func:`~cnnjax.config.zipped`; dotted keys set
+  get_sweep()   one dict of overrides per run, built with :func:`cnnjax.train.config.sweep`,
+                :func:`~cnnjax.train.config.product` and :func:`~cnnjax.train.config.zipped`; dotted keys set
                 model options (``"model_options.activation"``).  Seeds are an axis like any other,
                 by convention the first: ``product(sweep("seed", [0, 1, 2]), sweep("model", [...]))``
                 runs seed 0 of every configuration first, so an interrupted sweep already has one
                 seed of everything.
 
-:func:`load` validates every run (:func:`cnnjax.config.from_dict`) and names it from its
+:func:`load` validates every run (:func:`cnnjax.train.config.from_dict`) and names it from its
 overrides.  Pure: no files written, no processes (those are :mod:`launch.sweep`'s).
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ import os
 from collections.abc import Mapping
 from typing import Any, Optional, Sequence
 
-from cnnjax import config as config_lib
+from cnnjax.train import config as config_lib
 from experiments import common
 
 RECORD, RECORD_VERSION = "sweep.json", 2  # OUT/sweep.json: Study.record()
@@ -94,7 +94,7 @@ class Study:
 
 
 def numbers_config(cfg: config_lib.TrainConfig) -> dict:
-    """``cfg``'s JSON form without :func:`cnnjax.config.run_fields` (what makes its numbers)."""
+    """``cfg``'s JSON form without :func:`cnnjax.train.config.run_fields` (what makes its numbers)."""
     return {k: v for k, v in config_lib.to_dict(cfg).items() if k not in config_lib.run_fields()}
 
 

@@ -39,8 +39,8 @@ from typing import Callable, Optional, Sequence
 
 from absl import flags
 
-from cnnjax import config as config_lib
-from cnnjax import workdir as workdir_lib
+from cnnjax.train import config as config_lib
+from cnnjax.train import workdir as workdir_lib
 from experiments import common
 from launch import report
 from launch import study as study_lib
@@ -153,7 +153,7 @@ def _train(config: dict, workdir: str, what: str, on_epoch=None, process: Option
         if process is not None:  # (coordinator, num_processes, process_id) of a multi-process run
             import jax
             jax.distributed.initialize(*process)
-        from cnnjax import experiment
+        from cnnjax.train import experiment
         summary = experiment.train_and_evaluate(config, workdir, log=log, on_epoch=on_epoch)
         return {"ok": True, "summary": summary, "seconds": time.time() - start}
     except Exception as e:  # noqa: BLE001 - recorded by the driver

@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import statistics
 
-from cnnjax import workdir as workdir_lib
+from cnnjax.train import workdir as workdir_lib
 from experiments import common
 from launch import report as launch_report
 

@@ -7,9 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cnnjax import config, data, evaluation, models, optim, train, train_state
-from cnnjax import step as step_lib
-from cnnjax.config import TrainConfig
+from cnnjax import data, models
+from cnnjax.train import config, evaluation, optim, loop, state as train_state
+from cnnjax.train import step as step_lib
+from cnnjax.train.config import TrainConfig
 import datafiles
 
 
@@ -84,7 +85,7 @@ def test_resnet20_learns_the_synthetic_colour_set_in_seconds():
     state = train_state.init_state(model, tx, cfg.seed, ds.image_shape)
     images, labels = jax.device_put((ds.train_images, ds.train_labels))
     spec = step_lib.StepSpec.from_config(cfg, model, tx, num_classes=ds.num_classes, mean=ds.mean, std=ds.std)
-    run = train.make_epoch_runner(spec, fused=False)
+    run = loop.make_epoch_runner(spec, fused=False)
     for epoch in range(1, cfg.epochs + 1):
         state, m = run(state, images, labels, epoch)
     acc = evaluation.evaluate(model, state.variables(), ds, batch_size=500)["accuracy"]
@@ -108,7 +109,7 @@ def test_bfloat16_compute_and_accumulation_run_the_colour_nets(name):
     tx = optim.make_optimizer(cfg, 4)
     state = train_state.init_state(model, tx, 0, ds.image_shape)
     spec = step_lib.StepSpec.from_config(cfg, model, tx, num_classes=ds.num_classes, mean=ds.mean, std=ds.std)
-    run = train.make_epoch_runner(spec, fused=False)
+    run = loop.make_epoch_runner(spec, fused=False)
     state, m = run(state, *jax.device_put((ds.train_images, ds.train_labels)), 1)
     assert np.isfinite(m["train_loss"])
     assert all(a.dtype == jnp.float32 for a in jax.tree.leaves((state.params, state.batch_stats)))

@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from cnnjax import config, models, summary
+from cnnjax import models, summary
+from cnnjax.train import config
 from launch import study as study_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

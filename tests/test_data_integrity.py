@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 import datafiles
-from cnnjax import data, imagefile
+from cnnjax import data
+from cnnjax.data import imagefile
 from cnnjax.data import DataError, folder
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -80,7 +81,7 @@ def _flat_folder(root, per_class=8, classes=CLASSES, size=8, seed=0, start=0):
 
 
 def _cfg(root, tmp_path, **kw):
-    from cnnjax import config
+    from cnnjax.train import config
     return config.from_dict({"dataset": "folder", "data_dir": str(root), "data_cache_dir": str(tmp_path / "cache"),
                              "model": "mlp", "model_options": {"hidden": (8,)}, "epochs": 4, "batch_size": 4,
                              "validation_size": 0, "progress": "none", "eval_batch_size": 64, **kw})
@@ -92,7 +93,7 @@ class _Stop(Exception):
 
 def _train_until(cfg, workdir, epoch):
     """Train in ``workdir`` and stop (like a kill) after ``epoch`` was checkpointed."""
-    from cnnjax import experiment
+    from cnnjax.train import experiment
 
     def stop(row):
         if row["epoch"] == epoch:
@@ -106,7 +107,7 @@ def _listing(path):
 
 
 def test_a_changed_folder_is_refused_on_resume_and_its_checkpoints_are_kept(tmp_path):
-    from cnnjax import experiment
+    from cnnjax.train import experiment
     from cnnjax.data import fingerprint
     root, wd = tmp_path / "f", tmp_path / "w"
     _flat_folder(root)
@@ -129,7 +130,7 @@ def test_a_changed_folder_is_refused_on_resume_and_its_checkpoints_are_kept(tmp_
 
 
 def test_accepting_a_grown_folder_continues_from_the_checkpoint_keeps_the_split_and_records_it(tmp_path):
-    from cnnjax import experiment
+    from cnnjax.train import experiment
     root, wd = tmp_path / "f", tmp_path / "w"
     _flat_folder(root)
     _train_until(_cfg(root, tmp_path), wd, 2)
@@ -154,7 +155,7 @@ def test_accepting_a_grown_folder_continues_from_the_checkpoint_keeps_the_split_
 def test_evaluate_predict_and_explain_refuse_changed_data_in_one_line(tmp_path):
     root, wd = tmp_path / "f", tmp_path / "w"
     _flat_folder(root)
-    from cnnjax import experiment
+    from cnnjax.train import experiment
     experiment.train_and_evaluate(_cfg(root, tmp_path, epochs=1), str(wd), log=lambda line: None)
     env = {**os.environ, "PYTHONPATH": REPO}
     cli = lambda *args: subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env, capture_output=True,
@@ -196,7 +197,7 @@ def test_one_class_folder_is_one_error_line_and_nothing_is_written(tmp_path):
 
 
 def test_an_empty_test_split_names_the_classes_with_too_few_images(tmp_path):
-    from cnnjax import experiment
+    from cnnjax.train import experiment
     names = [f"c{i:02d}" for i in range(30)]
     _flat_folder(tmp_path / "f", per_class=1, classes=names)  # one image per class: nothing to test on
     with pytest.raises(DataError, match=r"the test split is empty; a flat folder's test split takes 20% of each "
@@ -213,7 +214,7 @@ def test_an_empty_test_split_names_the_classes_with_too_few_images(tmp_path):
 
 
 def test_images_smaller_than_the_model_needs_name_the_file_and_the_setting(tmp_path):
-    from cnnjax import experiment
+    from cnnjax.train import experiment
     _flat_folder(tmp_path / "f", size=1)
     with pytest.raises(ValueError, match=r"1x1 images are too small for config.model padded_cnn \(it needs at least "
                                          r"4x4; .*\); the size comes from the first training image .*cat/000.png: set "

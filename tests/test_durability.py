@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from cnnjax.workdir import Workdir
+from cnnjax.train.workdir import Workdir
 
 from test_faults import assert_equals_reference, largest_file, numbers, train
 

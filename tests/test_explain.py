@@ -1,11 +1,12 @@
-"""cnnjax.explain's attribution methods against their mathematical properties, and cnnjax.features."""
+"""cnnjax.interpret.attribution's attribution methods against their mathematical properties, and cnnjax.interpret.features."""
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cnnjax import blocks, explain, features, models
+from cnnjax import blocks, models
+from cnnjax.interpret import attribution as explain, features
 
 
 def _init(model, shape, seed=0):

@@ -1,11 +1,12 @@
-"""cnnjax.export: every registered classifier exported to StableHLO and ONNX reloads to the JAX logits."""
+"""cnnjax.weights.export: every registered classifier exported to StableHLO and ONNX reloads to the JAX logits."""
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cnnjax import export, models
+from cnnjax import models
+from cnnjax.weights import export
 
 COLOUR_32 = ("resnet20", "resnet56", "resnet18", "vgg11_bn", "vgg16_bn", "airbench",  # 32x32x3 nets (five pools, ...)
              "tv_resnet18", "tv_resnet34", "tv_vgg11_bn", "tv_vgg16_bn")

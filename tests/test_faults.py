@@ -13,8 +13,8 @@ import jax
 import numpy as np
 import pytest
 
-from cnnjax import experiment
-from cnnjax.workdir import Workdir, WorkdirError
+from cnnjax.train import experiment
+from cnnjax.train.workdir import Workdir, WorkdirError
 from tests import fsfaults
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -280,7 +280,7 @@ def test_a_full_disk_is_one_line_and_a_rerun_with_room_resumes(tmp_path, referen
 def test_a_disk_that_fills_at_a_checkpoint_stops_and_a_rerun_resumes(tmp_path, reference, monkeypatch):
     """The same promise without any mount (runs wherever the tmpfs test cannot): the disk reports
     too little room for epoch 2's checkpoint."""
-    from cnnjax import checkpoint
+    from cnnjax.train import checkpoint
     real = checkpoint.shutil.disk_usage
     workdir = tmp_path / "run"
 
@@ -385,8 +385,9 @@ def test_checkpoint_retention_keeps_the_latest_n_plus_the_best(tmp_path):
     """keep_checkpoints=2 over six epochs whose best validation accuracy is epoch 2's: 2, 5, 6 stay."""
     import optax
 
-    from cnnjax import checkpoint, models
-    from cnnjax.train_state import init_state
+    from cnnjax import models
+    from cnnjax.train import checkpoint
+    from cnnjax.train.state import init_state
     state = init_state(models.create("mlp", hidden=()), optax.sgd(0.1), 0, (28, 28, 1))
     checkpoints = checkpoint.Checkpoints(str(tmp_path / "checkpoints"), keep=2, log=lambda s: None)
     try:

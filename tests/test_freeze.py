@@ -1,4 +1,4 @@
-"""cnnjax.freeze: path patterns, frozen parameters and batch-norm statistics, learning-rate multipliers."""
+"""cnnjax.train.freeze: path patterns, frozen parameters and batch-norm statistics, learning-rate multipliers."""
 import functools
 import os
 import subprocess
@@ -9,11 +9,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cnnjax import data, experiment, freeze, models, optim, train
-from cnnjax import step as step_lib
-from cnnjax.train_state import init_state
-from cnnjax import config as config_lib
-from cnnjax.config import TrainConfig
+from cnnjax import data, models
+from cnnjax.train import experiment, freeze, optim, loop
+from cnnjax.train import step as step_lib
+from cnnjax.train.state import init_state
+from cnnjax.train import config as config_lib
+from cnnjax.train.config import TrainConfig
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VGG = dict(model="vgg_bn", model_options={"widths": (4, 8)}, batch_size=16, optimizer="sgd", learning_rate=0.1,
@@ -52,7 +53,7 @@ def _step(cfg, model, tx, ds):
 
 
 def _train(ds, state, step, steps=4, batch=16):
-    order = np.asarray(train.epoch_permutation(state.rng, 1, len(ds.train_labels)))
+    order = np.asarray(loop.epoch_permutation(state.rng, 1, len(ds.train_labels)))
     for i in range(steps):
         idx = order[i * batch:(i + 1) * batch]
         state, _ = step(state, (ds.train_images[idx], ds.train_labels[idx]))

@@ -1,9 +1,9 @@
-"""cnnjax.imagefile: the one rule that turns an image file into a uint8 (H, W, C) array."""
+"""cnnjax.data.imagefile: the one rule that turns an image file into a uint8 (H, W, C) array."""
 import numpy as np
 import pytest
 from PIL import Image
 
-from cnnjax.imagefile import ImageError, is_image_name, load_image
+from cnnjax.data.imagefile import ImageError, is_image_name, load_image
 
 
 @pytest.fixture

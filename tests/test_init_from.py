@@ -1,4 +1,4 @@
-"""config.init_from: start a run from another run's or a file's weights (cnnjax.init_from)."""
+"""config.init_from: start a run from another run's or a file's weights (cnnjax.train.init_from)."""
 import json
 import os
 import shutil
@@ -9,10 +9,11 @@ import jax
 import numpy as np
 import pytest
 
-from cnnjax import config as config_lib
-from cnnjax import data, experiment, init_from
-from cnnjax.train_state import init_state
-from cnnjax.workdir import Workdir
+from cnnjax.train import config as config_lib
+from cnnjax import data
+from cnnjax.train import experiment, init_from
+from cnnjax.train.state import init_state
+from cnnjax.train.workdir import Workdir
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASE = dict(dataset="synthetic", num_train=320, num_test=100, batch_size=32, epochs=2, seed=0, progress="none",

@@ -11,7 +11,7 @@ import pytest
 
 from tests.ports import free_port
 
-from cnnjax.workdir import Workdir
+from cnnjax.train.workdir import Workdir
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = ["--config.model=padded_cnn", "--config.dataset=synthetic", "--config.num_train=512",

@@ -1,4 +1,4 @@
-"""cnnjax.nnx: every registered model from Flax NNX code gives the Linen model's outputs; an NNX step trains."""
+"""cnnjax.weights.nnx: every registered model from Flax NNX code gives the Linen model's outputs; an NNX step trains."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 from flax import nnx
 
 from cnnjax import data, models
-from cnnjax import nnx as cnnjax_nnx
+from cnnjax.weights import nnx as cnnjax_nnx
 
 def _narrow(name):
     """The registered layers at 1/8 of the width (and a narrower VGG head): the bridge, not the size, is tested."""

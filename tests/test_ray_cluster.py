@@ -21,11 +21,11 @@ from tests.ports import free_port
 
 pytest.importorskip("ray")
 
-from cnnjax.workdir import Workdir  # noqa: E402
+from cnnjax.train.workdir import Workdir  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STUDY = '''
-from cnnjax import config
+from cnnjax.train import config
 
 def get_config():
     return config.config_dict(model="seed_net", dataset="synthetic", num_train=512, num_test=128, epochs=3,

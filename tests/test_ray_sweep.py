@@ -14,14 +14,14 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from cnnjax.workdir import Workdir  # noqa: E402
+from cnnjax.train.workdir import Workdir  # noqa: E402
 from launch import report as report_lib  # noqa: E402
 from launch import study as study_lib  # noqa: E402
 from launch import sweep  # noqa: E402
 
 BASE = dict(model="padded_cnn", dataset="synthetic", num_train=512, num_test=128, epochs=3, batch_size=64)
 STUDY = f'''
-from cnnjax import config
+from cnnjax.train import config
 
 def get_config():
     return config.config_dict(**{BASE!r})

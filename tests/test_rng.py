@@ -1,4 +1,4 @@
-"""cnnjax.rng, the table of a run's random streams, pinned: bit-identical resume (and every seeded
+"""cnnjax.train.rng, the table of a run's random streams, pinned: bit-identical resume (and every seeded
 result) depends on these fold_in constants, so changing one must fail a test, not pass silently.
 
 The expected keys below are literal uint32 pairs computed once with the constants (0, 1, 2, 1)
@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from cnnjax import rng, train, train_state
-from cnnjax.step import StepSpec, augment_batch, cross_entropy, train_step
+from cnnjax.train import rng, loop, state as train_state
+from cnnjax.train.step import StepSpec, augment_batch, cross_entropy, train_step
 
 
 def test_the_fold_in_constants_are_pinned():
@@ -37,10 +37,10 @@ def test_each_stream_is_the_fold_in_chain_it_documents():
 
 
 def test_the_data_order_is_pinned():
-    """train.epoch_permutation (both the in-memory and the streaming path) draws from the table's
+    """loop.epoch_permutation (both the in-memory and the streaming path) draws from the table's
     data-order stream; the permutation itself is pinned too."""
     r = rng.run_key(7)
-    got = np.asarray(train.epoch_permutation(r, 2, 10))
+    got = np.asarray(loop.epoch_permutation(r, 2, 10))
     np.testing.assert_array_equal(got, jax.random.permutation(rng.epoch_key(r, 2), 10))
     np.testing.assert_array_equal(got, [3, 7, 1, 2, 8, 9, 4, 6, 5, 0])
 

@@ -11,9 +11,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SCRIPT = r"""
 import json, sys, jax
-from cnnjax import data, models, optim, sharding, train, train_state
-from cnnjax.step import StepSpec
-from cnnjax.config import TrainConfig
+from cnnjax import data, models
+from cnnjax.train import optim, sharding, loop, state as train_state
+from cnnjax.train.step import StepSpec
+from cnnjax.train.config import TrainConfig
 n_dev, fused = int(sys.argv[1]), sys.argv[2] == "scan"
 ds = data.synthetic(256, 64, seed=0)
 cfg = TrainConfig(model="padded_cnn", batch_size=32, epochs=2, learning_rate=1e-3, seed=0)
@@ -23,7 +24,7 @@ mesh = sharding.data_parallel_mesh(jax.devices()[:n_dev])
 state = sharding.replicate(train_state.init_state(model, tx, 0, ds.image_shape), mesh)
 images, labels = sharding.replicate((ds.train_images, ds.train_labels), mesh)
 spec = StepSpec.from_config(cfg, model, tx, num_classes=10, mean=ds.mean, std=ds.std, mesh=mesh)
-run = train.make_epoch_runner(spec, fused=fused)
+run = loop.make_epoch_runner(spec, fused=fused)
 losses = []  # per step, or per epoch (the epoch mean) when fused
 for epoch in (1, 2):
     state, m = run(state, images, labels, epoch,

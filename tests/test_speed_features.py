@@ -10,11 +10,12 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from cnnjax import checkpoint, data, evaluation, experiment, models, optim, train_state, whitening
-from cnnjax import step as step_lib
-from cnnjax import config as config_lib
-from cnnjax.config import TrainConfig
-from cnnjax.workdir import Workdir
+from cnnjax import data, models
+from cnnjax.train import checkpoint, evaluation, experiment, optim, state as train_state, whitening
+from cnnjax.train import step as step_lib
+from cnnjax.train import config as config_lib
+from cnnjax.train.config import TrainConfig
+from cnnjax.train.workdir import Workdir
 
 TINY = dict(dataset="synthetic", num_train=320, num_test=100, batch_size=64, epochs=3, seed=0, progress="none",
             model_options={"widths": (4, 8)})

@@ -9,9 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from cnnjax import config as config_lib
-from cnnjax import evaluation, experiment, whitening
-from cnnjax.workdir import Workdir
+from cnnjax.train import config as config_lib
+from cnnjax.train import evaluation, experiment, whitening
+from cnnjax.train.workdir import Workdir
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 576 training images after the 64 held out: 9 steps of 64 per epoch
@@ -511,7 +511,7 @@ def test_a_diverged_seed_counts_as_not_reached_and_the_other_seeds_are_kept(tmp_
     code = f"""
 import json, sys
 from benchmarks import speedrun
-from cnnjax import config as config_lib
+from cnnjax.train import config as config_lib
 run = speedrun.run_cnnjax
 def run_cnnjax(config, workdir):
     return run(dict(config, learning_rate=1e30, optimizer="sgd") if config["seed"] == 1 else config, workdir)

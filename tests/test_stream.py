@@ -1,4 +1,4 @@
-"""Streaming (cnnjax.data.stream, cnnjax.streaming): batches in exactly the in-memory epoch order,
+"""Streaming (cnnjax.data.stream, cnnjax.train.streaming): batches in exactly the in-memory epoch order,
 a position that is saved and restored, per-process shards, the memory rule, and training runs
 that equal the in-memory path bit for bit -- also after SIGKILL and a rerun."""
 import json
@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 
 import datafiles
-from cnnjax import data, experiment, streaming, train
-from cnnjax.config import TrainConfig
+from cnnjax import data
+from cnnjax.train import experiment, streaming, loop
+from cnnjax.train.config import TrainConfig
 from cnnjax.data import stream
-from cnnjax.workdir import Workdir
+from cnnjax.train.workdir import Workdir
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -31,7 +32,7 @@ def mapped(tmp_path):
 
 def _orders(n, epochs, seed=0):
     rng = jax.random.PRNGKey(seed)
-    return np.stack([np.asarray(train.epoch_permutation(rng, e, n)) for e in range(1, epochs + 1)])
+    return np.stack([np.asarray(loop.epoch_permutation(rng, e, n)) for e in range(1, epochs + 1)])
 
 
 def test_batches_are_the_in_memory_epoch_order(mapped):
@@ -96,7 +97,7 @@ def test_memory_rule_of_data_in_memory(monkeypatch):
 
 
 def test_worker_processes_only_for_a_mapped_split_on_more_than_two_cores(monkeypatch, mapped):
-    from cnnjax.config import ConfigError
+    from cnnjax.train.config import ConfigError
     images = mapped[0]
     for cores, want in ((1, 0), (2, 0), (4, 2), (16, 2)):
         monkeypatch.setattr(os, "cpu_count", lambda: cores)

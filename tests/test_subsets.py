@@ -1,9 +1,11 @@
-"""cnnjax.subsets.restrict and the config.classes / config.train_per_class settings."""
+"""cnnjax.data.subsets.restrict and the config.classes / config.train_per_class settings."""
 import numpy as np
 import pytest
 
-from cnnjax import config as config_lib
-from cnnjax import data, experiment, subsets
+from cnnjax.train import config as config_lib
+from cnnjax import data
+from cnnjax.train import experiment
+from cnnjax.data import subsets
 
 
 def _tiny():

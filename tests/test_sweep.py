@@ -13,8 +13,9 @@ import time
 
 import pytest
 
-from cnnjax import config, plots
-from cnnjax.workdir import Workdir
+from cnnjax import plots
+from cnnjax.train import config
+from cnnjax.train.workdir import Workdir
 from launch import report as report_lib
 from launch import study as study_lib
 from launch import sweep
@@ -23,7 +24,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # A study over learning rates (3) x seeds (2), 3 epochs of padded_cnn.
 STUDY = '''
-from cnnjax import config
+from cnnjax.train import config
 
 def get_config():
     return config.config_dict(epochs=3)
@@ -281,7 +282,7 @@ def test_report_cli(tmp_path):
 
 
 def test_launch_lists_no_train_settings():
-    """The settings, their types and enum values live in cnnjax.config only."""
+    """The settings, their types and enum values live in cnnjax.train.config only."""
     for name in os.listdir(os.path.join(REPO, "launch")):
         text = open(os.path.join(REPO, "launch", name)).read() if name.endswith(".py") else ""
         for word in ('"adamw"', '"onecycle"', '"flip_crop"', '"bfloat16"', "TRAIN_FLAGS", "MANAGEMENT_FLAGS"):
@@ -291,7 +292,7 @@ def test_launch_lists_no_train_settings():
 # --------------------------------------------------------------------------- search studies (launch.search)
 
 SEARCH = '''
-from cnnjax import config
+from cnnjax.train import config
 
 def get_config():
     return config.config_dict(model="seed_net", dataset="synthetic", num_train=512, num_test=128, epochs=3,

@@ -1,4 +1,4 @@
-"""cnnjax.torch_weights: PyTorch state_dicts, as real files come, give the PyTorch model's logits.
+"""cnnjax.weights.pytorch: PyTorch state_dicts, as real files come, give the PyTorch model's logits.
 
 References.  torchvision does not import here (its wheel is a CUDA build that fails beside the CPU
 torch), so its ResNet and VGG-BN are rebuilt in torch.nn in this repo (``tests/torchvision_layout.py``)
@@ -24,7 +24,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from benchmarks import torch_twins as twins  # noqa: E402
-from cnnjax import freeze, models, torch_weights  # noqa: E402
+from cnnjax import models  # noqa: E402
+from cnnjax.train import freeze
+from cnnjax.weights import pytorch as torch_weights
 from tests import torchvision_layout as tv  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -237,8 +239,8 @@ def test_a_sorted_safetensors_file_starts_a_run_with_the_pytorch_weights(tmp_pat
     """config.init_from goes through the same conversion: lenet5 from a .safetensors file (sorted
     keys) starts from exactly the weights of the module-order .pth."""
     from safetensors.torch import save_file
-    from cnnjax import init_from
-    from cnnjax.config import TrainConfig
+    from cnnjax.train import init_from
+    from cnnjax.train.config import TrainConfig
     state = _randomise(twins.torch_model("lenet5")).state_dict()
     torch.save(state, tmp_path / "w.pth")
     save_file(dict(state), str(tmp_path / "w.safetensors"))

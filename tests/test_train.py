@@ -13,11 +13,12 @@ import numpy as np
 import optax
 import pytest
 
-from cnnjax import checkpoint, data, evaluation, experiment, models, optim, train, train_state
-from cnnjax import step as step_lib
-from cnnjax import config as config_lib
-from cnnjax.config import TrainConfig
-from cnnjax.workdir import Workdir
+from cnnjax import data, models
+from cnnjax.train import checkpoint, evaluation, experiment, optim, loop, state as train_state
+from cnnjax.train import step as step_lib
+from cnnjax.train import config as config_lib
+from cnnjax.train.config import TrainConfig
+from cnnjax.train.workdir import Workdir
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = dict(dataset="synthetic", num_train=640, num_test=200, batch_size=64, epochs=3, seed=0)
@@ -287,7 +288,7 @@ def _run_epochs(name, cfg, fused, epochs=2):
     state = train_state.init_state(model, tx, cfg.seed, ds.image_shape)
     images, labels = jax.device_put((ds.train_images, ds.train_labels))
     spec = step_lib.StepSpec.from_config(cfg, model, tx, num_classes=ds.num_classes, mean=ds.mean, std=ds.std)
-    run = train.make_epoch_runner(spec, fused=fused)
+    run = loop.make_epoch_runner(spec, fused=fused)
     rows = []
     for epoch in range(1, epochs + 1):
         state, m = run(state, images, labels, epoch)
@@ -305,7 +306,7 @@ def test_batches_from_the_host_train_as_the_in_memory_epoch():
     spec = step_lib.StepSpec.from_config(cfg, model, tx, num_classes=ds.num_classes, mean=ds.mean, std=ds.std)
     step = step_lib.make_train_step(spec)
     for epoch, row in zip((1, 2), want_rows):
-        order = np.asarray(train.epoch_permutation(state.rng, epoch, len(ds.train_labels)))
+        order = np.asarray(loop.epoch_permutation(state.rng, epoch, len(ds.train_labels)))
         losses = []
         for i in range(len(order) // cfg.batch_size):
             idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
@@ -383,8 +384,8 @@ def test_bad_compute_dtype_is_named():
 
 
 def test_fused_epoch_default_follows_the_backend():
-    assert not train.fused_epoch_default("cpu")
-    assert train.fused_epoch_default("gpu") and train.fused_epoch_default("tpu")
+    assert not loop.fused_epoch_default("cpu")
+    assert loop.fused_epoch_default("gpu") and loop.fused_epoch_default("tpu")
 
 
 def test_switching_epoch_loop_on_resume_gives_the_same_run(tmp_path, reference):
@@ -479,7 +480,7 @@ def test_init_state_draws_the_parameters_model_init_draws(name):
 
 
 def test_run_epoch_is_the_one_loop_for_any_batch_source():
-    """train.run_epoch sums each advance's metrics, reports progress after each, and is what both
+    """loop.run_epoch sums each advance's metrics, reports progress after each, and is what both
     the in-memory and the streamed sources run (a user's own source too)."""
     import jax.numpy as jnp
 
@@ -492,6 +493,6 @@ def test_run_epoch_is_the_one_loop_for_any_batch_source():
                 yield lambda s, i=i: (s + 1, {"loss": jnp.float32(i + 1), "correct": jnp.int32(i)}, 1)
 
     calls = []
-    state, m = train.run_epoch(0, Source(), 7, lambda i, n, metrics: calls.append((i, n, float(metrics["loss"]))))
+    state, m = loop.run_epoch(0, Source(), 7, lambda i, n, metrics: calls.append((i, n, float(metrics["loss"]))))
     assert state == 3 and m == {"train_loss": 2.0, "train_accuracy": 3 / 12}
     assert calls == [(0, 3, 1.0), (1, 3, 2.0), (2, 3, 3.0)]

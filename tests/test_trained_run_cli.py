@@ -35,7 +35,7 @@ def run_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(run_dir):
-    from cnnjax import inference
+    from cnnjax.interpret import inference
     return inference.load_run(str(run_dir))
 
 
@@ -152,7 +152,7 @@ def test_predict_refusals_are_one_line_exit_2(run_dir, pngs, tmp_path, case):
 
 @pytest.mark.parametrize("fmt", ["stablehlo", "onnx"])
 def test_export_writes_a_file_that_reloads_to_the_run_logits(run_dir, trained, pngs, tmp_path, fmt):
-    from cnnjax import export
+    from cnnjax.weights import export
     _, _, images = pngs
     out = tmp_path / f"model.{fmt}"
     proc = cli("export", f"--workdir={run_dir}", f"--format={fmt}", f"--out={out}")
@@ -185,7 +185,8 @@ def test_explain_writes_a_figure_per_method_and_image_and_a_comparison(run_dir, 
     comparison likewise; the maps of different methods differ."""
     from PIL import Image
 
-    from cnnjax import experiment, explain, explain_plots, inference
+    from cnnjax.train import experiment
+    from cnnjax.interpret import attribution as explain, attribution_plots as explain_plots, inference
     _, paths, _ = pngs
     out = tmp_path / "figs"
     proc = cli("explain", f"--workdir={run_dir}", f"--out={out}", "--indices=0,5")
@@ -260,7 +261,7 @@ def test_export_checks_a_folder_run_on_its_own_images_at_its_size(tmp_path):
     image folder trained at another size, those read with the run's size and channels."""
     import types
     import numpy as np
-    from cnnjax import config, experiment
+    from cnnjax.train import config, experiment
     from experiments import export
     from tests.datafiles import write_image_folder
     rng = np.random.default_rng(0)

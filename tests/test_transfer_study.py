@@ -43,7 +43,7 @@ def test_transfer_runs_scratch_probe_and_finetune_from_the_same_seed_s_pretraine
 # ---------------------------------------------------------------- launch.transfer, the study's tables
 
 def test_way_is_read_from_the_config():
-    from cnnjax import config
+    from cnnjax.train import config
     from launch import transfer
     assert transfer.way_of(config.TrainConfig()) == "scratch"
     assert transfer.way_of(config.TrainConfig(init_from="src", reinit=("fc",), freeze=("*", "!fc"))) == "probe"
@@ -82,8 +82,8 @@ def test_summary_pairs_each_way_with_scratch_by_seed():
 def test_transfer_report_cli_writes_the_tables(tmp_path):
     import subprocess
     import sys
-    from cnnjax import config
-    from cnnjax.workdir import Workdir
+    from cnnjax.train import config
+    from cnnjax.train.workdir import Workdir
     accs = {"scratch": [0.50, 0.55, 0.60], "probe": [0.70, 0.75, 0.80], "finetune": [0.40, 0.60, 0.65]}
     for way, values in accs.items():
         extra = {"scratch": {}, "probe": {"init_from": "src", "freeze": ("*", "!fc")}, "finetune": {"init_from": "src"}}

@@ -12,7 +12,7 @@ One module per source format, each declaring a :class:`~cnnjax.data.registry.Sou
 :func:`load` picks the source by name, else by what ``data_dir`` holds.  Adding a format is one
 module plus one line in :data:`SOURCES`.  Streaming batches from a source that does not fit in
 memory: :mod:`cnnjax.data.stream`.  This package imports nothing else from ``cnnjax`` but
-:mod:`cnnjax.imagefile`.
+:mod:`cnnjax.data.imagefile`.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Decoding every image of a folder on every run (or, worse, every epoch) is what makes folder
 training slow; so, like tfds' "prepare" step, :func:`prepared` decodes a folder once by
-:func:`cnnjax.imagefile.load_image` (in worker processes for large folders) and writes, per
+:func:`cnnjax.data.imagefile.load_image` (in worker processes for large folders) and writes, per
 split, ``<split>_images.npy`` (uint8 ``(N, S, S, C)``) and ``<split>_labels.npy`` (int32) plus
 ``meta.json`` to a cache entry:
 
@@ -40,7 +40,7 @@ import time
 
 import numpy as np
 
-from cnnjax import imagefile
+from cnnjax.data import imagefile
 from cnnjax.data.fingerprint import folder_provenance
 from cnnjax.data.dataset import DataError, Dataset, release_pages
 from cnnjax.data.registry import Source
@@ -171,7 +171,7 @@ def _decode_chunk(args) -> np.ndarray:
 
 
 def decode(listing, split: str, image_size: int, channels: int, out: np.ndarray | None = None) -> np.ndarray:
-    """uint8 ``(N, S, S, C)``: every image of ``split`` decoded by :func:`cnnjax.imagefile.load_image`,
+    """uint8 ``(N, S, S, C)``: every image of ``split`` decoded by :func:`cnnjax.data.imagefile.load_image`,
     in order, into ``out`` (allocated if None); worker processes for large folders.  DataError
     naming the first bad file."""
     paths = [listing.path(p) for p in listing.files[split]]

@@ -1,9 +1,9 @@
 """Degenerate data refused before training: a split that ends up empty, fewer than 2 classes.
 
-:func:`empty_split` is called by :func:`cnnjax.experiment.build` on the data as the run will use
+:func:`empty_split` is called by :func:`cnnjax.train.experiment.build` on the data as the run will use
 it (after num_train/num_test, the validation hold-out and class restriction), so the message can
 name the classes that have too few images and the setting that would fix it.  Too-small images
-are :func:`cnnjax.experiment.build`'s (it knows the model).
+are :func:`cnnjax.train.experiment.build`'s (it knows the model).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ split by the run's seed (:meth:`cnnjax.data.Dataset.hold_out`); it is not listed
 :func:`compare` says what changed in words ("3 files added (e.g. cat/x.png), 1 class added:
 fox"); :func:`check` raises :class:`DataChanged` (a one-line :class:`~cnnjax.data.DataError`)
 for data that differs from the record, saying how to go on.  This module reads and writes
-only the record file; the work directory's other files are :mod:`cnnjax.workdir`'s.
+only the record file; the work directory's other files are :mod:`cnnjax.train.workdir`'s.
 """
 
 from __future__ import annotations

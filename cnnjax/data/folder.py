@@ -13,9 +13,9 @@ Layouts (the first that matches):
 
 Class names are the sorted class folder names (label k = the k-th name).  Class folders are
 walked recursively, symbolic links followed.  A file counts when its name has an image extension
-(:data:`cnnjax.imagefile.IMAGE_EXTENSIONS`, any case) and does not start with ``.``; hidden files
+(:data:`cnnjax.data.imagefile.IMAGE_EXTENSIONS`, any case) and does not start with ``.``; hidden files
 and folders and other files are skipped and counted (``Dataset.info``).  Every image is decoded
-by :func:`cnnjax.imagefile.load_image` to ``image_size x image_size x channels`` (0: the shorter
+by :func:`cnnjax.data.imagefile.load_image` to ``image_size x image_size x channels`` (0: the shorter
 side and the channel count -- 1 for a greyscale mode, else 3 -- of the first training image).
 Within a split, examples are ordered by class, then by path.
 
@@ -37,7 +37,7 @@ import stat
 
 import numpy as np
 
-from cnnjax import imagefile
+from cnnjax.data import imagefile
 from cnnjax.data.dataset import DataError
 from cnnjax.data.registry import Source
 from cnnjax.data import fingerprint

@@ -41,7 +41,7 @@ REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "airbench28_s": functools.partial(Airbench, widths=(8, 16, 16), whiten_width=8),
     "airbench28_m": functools.partial(Airbench, widths=(16, 32, 32), whiten_width=8),
     "airbench28_l": functools.partial(Airbench, widths=(32, 64, 64), whiten_width=8),
-    # torchvision's layouts, so that its state_dicts convert key by key (cnnjax.torch_weights)
+    # torchvision's layouts, so that its state_dicts convert key by key (cnnjax.weights.pytorch)
     "tv_resnet18": functools.partial(TVResNet, stage_sizes=(2, 2, 2, 2)),
     "tv_resnet34": functools.partial(TVResNet, stage_sizes=(3, 4, 6, 3)),
     "tv_vgg11_bn": functools.partial(TVVGG, layers=VGG11),

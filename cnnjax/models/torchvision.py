@@ -1,5 +1,5 @@
 """torchvision's ResNet and VGG (``torchvision.models.resnet18``, ``vgg16_bn``, ...) as cnnjax models,
-laid out so that a torchvision ``state_dict`` converts key by key (:mod:`cnnjax.torch_weights`).
+laid out so that a torchvision ``state_dict`` converts key by key (:mod:`cnnjax.weights.pytorch`).
 
 Module names follow torchvision's keys with a numeric index joined by '_': ``layer1.0.conv1.weight``
 is ``layer1_0/conv1/kernel``, ``features.3.running_mean`` is ``features_3/mean`` (batch_stats),

@@ -9,7 +9,7 @@ Results: OUT/results.md (accuracy vs params/FLOPs, mean ± std over seeds) and O
 A committed run: results/ablation_blocks (``--out=results/ablation_blocks``).  Runtime: measured
 figures in docs/experiments.md ("How long the studies take").
 """
-from cnnjax import config
+from cnnjax.train import config
 
 
 def get_config():

@@ -19,7 +19,7 @@ The data: ``--config.data_dir=DIR`` holding the extracted ``cifar-10-batches-py`
 ``cifar-10-batches-bin`` (or a prepared TFDS ``cifar10``); images are normalised per channel
 with the training set's mean and std.
 """
-from cnnjax import config
+from cnnjax.train import config
 
 COMMON = dict(dataset="cifar10", augment="flip_crop", eval_batch_size=1000)
 RECIPES = {

@@ -21,7 +21,7 @@ full-size study (~30x longer).
 
 Runtime: measured figures in docs/experiments.md ("How long the studies take").
 """
-from cnnjax import config
+from cnnjax.train import config
 from experiments.configs import claims_base
 
 

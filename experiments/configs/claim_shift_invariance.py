@@ -17,7 +17,7 @@ Every CNN here ends in a dense layer on the flattened feature map (none has a gl
 none is shift-invariant by construction: the study measures how much of the invariance the
 course claims the convs and pools give.  ``launch.invariance`` then scores each run's
 validation-selected checkpoint on the test set shifted 0..4 px up, down, left and right (zero
-fill, :mod:`cnnjax.shift`).
+fill, :mod:`cnnjax.interpret.shift`).
 
 Budget: the full 54,000 training images (6,000 held out for validation), 3 epochs, Adam 1e-3,
 batch 128, label smoothing 0.1 (the claims' training, claims_base.py, on all the data).
@@ -25,7 +25,7 @@ batch 128, label smoothing 0.1 (the claims' training, claims_base.py, on all the
 Runtime: docs/experiments.md ("How long the studies take"); results in results/invariance, the
 verdict in docs/explain.md.
 """
-from cnnjax import config
+from cnnjax.train import config
 from experiments.configs import claims_base
 
 NETWORKS = [

@@ -5,7 +5,7 @@ training images (the full 10,000-image test set), 3 epochs, Adam 1e-3, batch 128
 ``--config.num_train=0 --config.epochs=15`` turns any claim study into the full-size one
 (~30x longer).
 """
-from cnnjax import config
+from cnnjax.train import config
 
 SEEDS = config.sweep("seed", [0, 1, 2])
 

@@ -15,7 +15,7 @@ Runtime on a 2-core CPU: ESTIMATE ~55 min, not measured at full size. Measured t
 2-core dev VM, load average 4-6): dilated_cnn 543 img/s -> ~117 s per 60k epoch; 18 runs x 3
 epochs x 117 s / 2 in parallel ~ 53 min.
 """
-from cnnjax import config
+from cnnjax.train import config
 
 
 def get_config():

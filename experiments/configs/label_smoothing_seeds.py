@@ -9,7 +9,7 @@ point).  More seeds settle it: padded_cnn, defaults otherwise, label smoothing 0
 
 results.md pairs each row with the label_smoothing=0 row of the same size, by seed.
 """
-from cnnjax import config
+from cnnjax.train import config
 
 LABEL_SMOOTHING = config.sweep("label_smoothing", [0.0, 0.1])
 

@@ -10,7 +10,7 @@ Small version (course claim (5), docs/experiments.md): add ``--config.num_train=
 
 Runtime: measured figures in docs/experiments.md ("How long the studies take").
 """
-from cnnjax import config
+from cnnjax.train import config
 
 
 def get_config():

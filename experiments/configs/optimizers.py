@@ -14,7 +14,7 @@ Runtime on a 2-core CPU: ESTIMATE ~60 min, not measured at full size. Measured t
 2-core dev VM, load average 4-6): padded_cnn 503 img/s -> ~126 s per 60k epoch; 18 runs x 3
 epochs x 126 s / 2 in parallel ~ 57 min.
 """
-from cnnjax import config
+from cnnjax.train import config
 
 
 def get_config():

@@ -8,7 +8,7 @@
 benchmarks.accuracy trains each recipe and checks its TARGETS; the measured accuracies (and
 what did not help): docs/training.md, "Accuracy on Fashion-MNIST".
 """
-from cnnjax import config
+from cnnjax.train import config
 
 RECIPES = {
     "padded_cnn": {},

@@ -6,7 +6,7 @@ work directory or its config.json.  Overrides apply as usual:
 """
 import os
 
-from cnnjax import config, workdir
+from cnnjax.train import config, workdir
 
 
 def get_config(path: str):

@@ -11,7 +11,7 @@ Fashion-MNIST training images (full test set), batch 128, cosine schedule.  Two 
 on a 2-core machine.  Writes OUT/results.{md,csv,png} (one row per trial; the stopped ones listed
 under the table) and says in results.md how many epochs ASHA trained against 12 x 4.
 """
-from cnnjax import config
+from cnnjax.train import config
 
 
 def get_config():

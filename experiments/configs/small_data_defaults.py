@@ -16,7 +16,7 @@ Settings (each a change from the config's defaults):
 The table's rows are (num_train, setting); results.md's paired comparison against the
 ``none`` row of the same size says what each setting buys, with its 95% interval.
 """
-from cnnjax import config
+from cnnjax.train import config
 
 SETTINGS = {
     "none": {"augment": "none", "weight_decay": 0.0, "label_smoothing": 0.0},

@@ -38,7 +38,7 @@ only at the stop and at the end of the budget (one kept), 1,000-image evaluation
 fastest size measured for the 6-view evaluation on the CPU: docs/speedrun.md).  The epoch
 budget sets the schedule's length: a run that stops early stops part-way through it.
 """
-from cnnjax import config
+from cnnjax.train import config
 
 COMMON = dict(validation_size=5000, eval_every=1, eval_batch_size=1000, keep_checkpoints=1, progress="plain")
 #: airbench94's tricks as cnnjax settings (see the module docstring); speedrun_ablation.py drops each in turn

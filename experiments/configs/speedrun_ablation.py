@@ -7,7 +7,7 @@ The recipe speedrun.py:0.915 (airbench28_m, batch 64, 3-epoch budget) trained fo
 budget (no stop at the target, so every row is compared at the same number of epochs), then the
 same with one trick removed at a time, seeds 0-4; results.md pairs every row with the full recipe.
 """
-from cnnjax import config
+from cnnjax.train import config
 from experiments.configs import speedrun
 
 #: the recipe as it is, spelled out in every key the other rows change (the report's baseline must

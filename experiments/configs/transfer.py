@@ -18,7 +18,7 @@ the same seed draws the same N images for all three ways (paired differences).
 """
 import os
 
-from cnnjax import config
+from cnnjax.train import config
 from launch import study
 
 PRETRAIN_OUT = os.path.join("results", "transfer", "pretrain")

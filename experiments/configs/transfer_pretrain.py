@@ -8,7 +8,7 @@ training images less a 10% validation split, one network per model and seed.
 Stage 2 (transfer.py) learns classes 5-9 from few images, starting from these runs.  2 models x
 5 seeds = 10 runs.  Results and verdict: docs/transfer.md, results/transfer/.
 """
-from cnnjax import config
+from cnnjax.train import config
 
 SEEDS = config.sweep("seed", [0, 1, 2, 3, 4])
 MODELS = ["padded_cnn", "vgg_bn"]

@@ -4,15 +4,15 @@ The source is one of
 
 * a cnnjax work directory of a finished run: the variables its evaluations used (the moving
   average with ema_decay) at its validation-selected checkpoint (the latest without a validation
-  split), read without changing it (:func:`cnnjax.runs.load_trained`); its model must be the new
+  split), read without changing it (:func:`cnnjax.train.runs.load_trained`); its model must be the new
   run's model;
 * a weights file: ``.safetensors`` or ``.npz`` in cnnjax's layout (keys ``params/conv1/kernel``,
   ``batch_stats/bn1/mean``: :func:`write_weights`), or a PyTorch ``state_dict`` as ``.pth`` /
   ``.pt`` / ``.bin`` (needs torch) or ``.safetensors`` (torch's key names), in any key order,
-  nested or prefixed as training scripts save them, converted by :mod:`cnnjax.torch_weights`.
+  nested or prefixed as training scripts save them, converted by :mod:`cnnjax.weights.pytorch`.
 
 Matching is by path in the variable tree (``params`` and ``batch_stats``, paths as in
-:mod:`cnnjax.freeze`).  Each variable of the new model is *new* (not in the source, or listed by
+:mod:`cnnjax.train.freeze`).  Each variable of the new model is *new* (not in the source, or listed by
 a ``config.reinit`` pattern, e.g. the head ``fc`` for new classes: it keeps its fresh
 initialisation), *loaded* (same path and shape), or an error (a shape mismatch not listed).  Source variables the model
 does not have are *skipped*.  :attr:`Prepared.table` says which is which.  Errors
@@ -35,7 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnnjax import freeze, runs, torch_weights
+from cnnjax.train import freeze, runs
+from cnnjax.weights import pytorch as torch_weights
 
 COLLECTIONS = ("params", "batch_stats")
 WEIGHT_SUFFIXES = (".safetensors", ".npz", *torch_weights.TORCH_SUFFIXES)
@@ -61,7 +62,7 @@ def _flatten(variables) -> dict:
 
 
 def _from_workdir(path: str, model_name: str) -> tuple[dict, dict]:
-    from cnnjax.workdir import Workdir
+    from cnnjax.train.workdir import Workdir
     wd = Workdir(path)
     try:
         cfg = wd.config()
@@ -188,7 +189,7 @@ def prepare(cfg, model, image_shape) -> Prepared:
 
 
 def apply(state, prepared: Prepared, tx):
-    """``state`` (a fresh :class:`cnnjax.train_state.TrainState`) with the loaded variables in place, its
+    """``state`` (a fresh :class:`cnnjax.train.state.TrainState`) with the loaded variables in place, its
     optimizer state initialised for them and its moving average (if any) restarted from them."""
     def put(tree, collection):
         values = prepared.loaded[collection]

@@ -1,7 +1,7 @@
 """Attribution maps: which input pixels a classifier's class score depends on.
 
 Every method takes a registered classifier (``model``, ``variables``: e.g. from
-:func:`cnnjax.runs.load_trained`), a batch ``x`` of float NHWC inputs **in the model's
+:func:`cnnjax.train.runs.load_trained`), a batch ``x`` of float NHWC inputs **in the model's
 input space** (normalised images, :func:`cnnjax.data.normalize`) and ``targets`` (int ``(N,)``,
 the class each image's map explains; None: the predicted class), and returns float32 maps of
 ``x``'s shape ``(N, H, W, C)``.  The class score is the logit (before the softmax).  The model
@@ -45,7 +45,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnnjax import features as features_lib
+from cnnjax.interpret import features as features_lib
 
 METHODS = ("gradients", "smoothgrad", "integrated_gradients", "grad_cam", "occlusion")
 
@@ -164,7 +164,7 @@ def default_layer(model: nn.Module, input_shape) -> str:
 
 
 def grad_cam(model: nn.Module, variables, x, targets=None, *, layer: Optional[str] = None):
-    """Grad-CAM on conv ``layer`` (a name of :func:`cnnjax.features.conv_layers`, as in the
+    """Grad-CAM on conv ``layer`` (a name of :func:`cnnjax.interpret.features.conv_layers`, as in the
     model's summary; default :func:`default_layer`).  ValueError listing the conv layers for
     a name that is not one."""
     x = jnp.asarray(x, jnp.float32)

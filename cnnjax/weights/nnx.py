@@ -1,14 +1,14 @@
 """Every registered cnnjax model as a Flax NNX module, through ``flax.nnx.bridge.ToNNX``.
 
   from flax import nnx
-  from cnnjax import nnx as cnnjax_nnx
+  from cnnjax.weights import nnx as cnnjax_nnx
   model = cnnjax_nnx.Model("vgg_bn", 10, image_shape=(28, 28, 1), rngs=nnx.Rngs(0))
   logits = model(images)                       # float NHWC, normalised; eval mode
   logits = model(images, train=True)           # batch norm updates its statistics, dropout draws
 
 Why the bridge and not native NNX definitions: each architecture keeps one definition (the Linen
 module of :mod:`cnnjax.models`), so everything built on the Linen variables -- checkpoints,
-``config.init_from``, :mod:`cnnjax.torch_weights`, :mod:`cnnjax.freeze` paths -- serves NNX code
+``config.init_from``, :mod:`cnnjax.weights.pytorch`, :mod:`cnnjax.train.freeze` paths -- serves NNX code
 unchanged: :class:`Model` takes and gives Linen variables (:meth:`Model.linen_variables`).  The NNX
 state has the same names: ``model.net.conv1`` holds ``kernel`` / ``bias`` as ``nnx.Param``,
 ``model.net.bn1_1`` its ``mean`` / ``var`` as ``nnx.BatchStat``.  A training step with
@@ -31,7 +31,7 @@ class Model(nnx.Module):
     ``model``: a registry name (created with ``num_classes`` and ``options``, as
     :func:`cnnjax.models.create`) or a Linen module; ``image_shape`` (H, W, C) initialises it;
     ``variables`` (Linen ``{'params', 'batch_stats'}``, e.g. from
-    :func:`cnnjax.runs.load_trained`) replace the fresh ones.  ``rngs`` draws the
+    :func:`cnnjax.train.runs.load_trained`) replace the fresh ones.  ``rngs`` draws the
     initialisation and dropout (streams 'params' / 'dropout'; Linen draws from 'params' where
     there is no 'dropout' stream, and ToNNX names the default stream 'params')."""
 

@@ -1,9 +1,9 @@
 """A finished training run used on new inputs: ``run = load_run(workdir)``, then
 ``probabilities = make_predict_fn(run)(images_u8)`` or ``run.normalize(images_u8)`` for the
-methods of :mod:`cnnjax.explain`.
+methods of :mod:`cnnjax.interpret.attribution`.
 
 Images are treated exactly as the run's own evaluation treats its test set: uint8 NHWC of the
-run's image size and channels (image files through :func:`cnnjax.imagefile.load_image`, the
+run's image size and channels (image files through :func:`cnnjax.data.imagefile.load_image`, the
 rule image folders are read with), normalised with the run's training mean and std, the model
 in the run's ``compute_dtype`` with its test-time augmentation (``config.tta``).
 """
@@ -17,12 +17,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnnjax import config as config_lib
+from cnnjax.train import config as config_lib
 from cnnjax import data as data_lib
-from cnnjax import evaluation, imagefile, runs
-from cnnjax import step as step_lib
-from cnnjax.features import hashable
-from cnnjax.workdir import Workdir
+from cnnjax.train import evaluation, runs
+from cnnjax.data import imagefile
+from cnnjax.train import step as step_lib
+from cnnjax.interpret.features import hashable
+from cnnjax.train.workdir import Workdir
 
 
 class TrainedRun(NamedTuple):
@@ -42,7 +43,7 @@ class TrainedRun(NamedTuple):
 
 def load_run(workdir: str, which: str = "best") -> TrainedRun:
     """The finished training run in ``workdir`` with its ``which`` checkpoint ('best': selected by
-    validation accuracy; 'latest'), read without changing anything (:func:`cnnjax.runs.load_trained`;
+    validation accuracy; 'latest'), read without changing anything (:func:`cnnjax.train.runs.load_trained`;
     a damaged checkpoint skipped for 'latest' is named on stderr).
     FileNotFoundError (one line naming the directory) when it has no finished training."""
     wd = Workdir(workdir)
@@ -59,7 +60,7 @@ def load_run(workdir: str, which: str = "best") -> TrainedRun:
 
 def make_logits_fn(run: TrainedRun) -> Callable:
     """jitted ``logits(images_u8) -> (N, classes) float32``: the run's evaluation forward pass
-    (normalisation, compute dtype, test-time augmentation) of :func:`cnnjax.evaluation.make_eval_step`."""
+    (normalisation, compute dtype, test-time augmentation) of :func:`cnnjax.train.evaluation.make_eval_step`."""
     compute = jnp.dtype(step_lib.resolve_compute_dtype(run.config.compute_dtype))
     variables = run.variables if compute == jnp.float32 else step_lib.cast_floats(run.variables, compute)
     model, tta = run.model, run.config.tta
@@ -83,7 +84,7 @@ def make_predict_fn(run: TrainedRun) -> Callable:
 
 def image_files(args: Sequence[str]) -> tuple[list[str], list[str]]:
     """(files, errors) for command-line arguments: a directory gives its image files
-    (:func:`cnnjax.imagefile.is_image_name`, recursively, sorted), any other argument itself
+    (:func:`cnnjax.data.imagefile.is_image_name`, recursively, sorted), any other argument itself
     (it need not look like an image: reading it decides).  An error names a missing argument or
     a directory with no image file."""
     files, errors = [], []
@@ -114,7 +115,7 @@ def file_channels(path: str) -> int | None:
 
 
 def read_image(path: str, image_shape: Sequence[int], convert_channels: bool = False) -> np.ndarray:
-    """``path`` as the run's input: uint8 ``image_shape`` (H, W, C) by :func:`cnnjax.imagefile.load_image`
+    """``path`` as the run's input: uint8 ``image_shape`` (H, W, C) by :func:`cnnjax.data.imagefile.load_image`
     (square H = W: shorter side resized, centre crop).  ImageError (one line naming the file)
     when it is unreadable, or has another channel count than C and ``convert_channels`` is False."""
     h, w, c = image_shape

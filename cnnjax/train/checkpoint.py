@@ -1,4 +1,4 @@
-"""Orbax checkpoints of a :class:`cnnjax.train_state.TrainState`, one per epoch.
+"""Orbax checkpoints of a :class:`cnnjax.train.state.TrainState`, one per epoch.
 
 Layout: ``<directory>/<epoch>/{state,meta}`` (Orbax ``CheckpointManager``: atomic
 writes, so a process killed mid-save leaves only an ignored temporary directory).  Kept:
@@ -33,7 +33,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
-from cnnjax.train_state import TrainState
+from cnnjax.train.state import TrainState
 
 
 @contextlib.contextmanager

@@ -1,13 +1,13 @@
 """The work directory of one training run: the only code that reads or writes its files.
 
-  config.json      the run's full config (:func:`cnnjax.config.to_dict`): re-run it with
+  config.json      the run's full config (:func:`cnnjax.train.config.to_dict`): re-run it with
                    ``--config=experiments/configs/rerun.py:WORKDIR``
   data.json        what the data turned out to be: source, classes, image shape, normalisation
   metrics.jsonl    one JSON object per epoch (and one ``{"event": ...}`` line per accepted data change,
                    which :meth:`Workdir.metrics` skips: :meth:`Workdir.events`)
   data_fingerprint.json  what the run trains on (:mod:`cnnjax.data.fingerprint`)
   summary.json     written once the run has finished
-  checkpoints/     Orbax (:mod:`cnnjax.checkpoint`)
+  checkpoints/     Orbax (:mod:`cnnjax.train.checkpoint`)
   .lock            held (``flock``) by the process training in the directory
 
 Every JSON file is written atomically (temporary file + ``os.replace``); metrics.jsonl is
@@ -26,11 +26,11 @@ from typing import Optional
 
 import numpy as np
 
-from cnnjax import config as config_lib
+from cnnjax.train import config as config_lib
 
 CONFIG, DATA, METRICS, SUMMARY, LOCK = "config.json", "data.json", "metrics.jsonl", "summary.json", ".lock"
 FINISHED = "finished"
-# Keys that config.json files written before cnnjax.config existed carry besides the settings.
+# Keys that config.json files written before cnnjax.train.config existed carry besides the settings.
 _LEGACY_KEYS = ("workdir", "data")
 
 
@@ -75,7 +75,7 @@ def read_config(path: str) -> Optional[config_lib.TrainConfig]:
     """The TrainConfig in a config.json file, or None when there is none; WorkdirError naming
     the file otherwise.  Settings added to the schema since it was written take the value that
     reproduces the older run (e.g. no validation split); the extra keys of files written before
-    cnnjax.config existed are ignored."""
+    cnnjax.train.config existed are ignored."""
     return _parse_config(read_json(path), path)
 
 

@@ -9,9 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnnjax import config as config_lib
+from cnnjax.train import config as config_lib
 from cnnjax import data as data_lib
-from cnnjax.step import cast_floats, cross_entropy, resolve_compute_dtype
+from cnnjax.train.step import cast_floats, cross_entropy, resolve_compute_dtype
 
 
 def tta_views(x, tta: str = "none"):
@@ -51,7 +51,7 @@ def make_eval_step(model: nn.Module, mean: float, std: float, num_classes: int,
                    compute_dtype: str = "float32", tta: str = "none") -> Callable:
     """``eval_step(variables, images_u8, labels, mask) -> (loss_sum, correct_sum, predictions)``,
     the model run in ``compute_dtype`` (as trained; 'auto' as
-    :func:`cnnjax.step.resolve_compute_dtype`), its logits averaged over the views of
+    :func:`cnnjax.train.step.resolve_compute_dtype`), its logits averaged over the views of
     :func:`tta_logits`, the loss in float32.  ``mask`` (B,) float32 weighs each example (0: padding)."""
     compute = jnp.dtype(resolve_compute_dtype(compute_dtype))
     if tta not in config_lib.TTA:

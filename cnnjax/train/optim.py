@@ -1,15 +1,15 @@
-"""The optimizer of a :class:`cnnjax.config.TrainConfig`: learning-rate schedule, Adam/AdamW/SGD
+"""The optimizer of a :class:`cnnjax.train.config.TrainConfig`: learning-rate schedule, Adam/AdamW/SGD
 with weight decay, gradient accumulation (``optax.MultiSteps``), and frozen or slower parameters
 (``config.freeze`` / ``config.lr_multipliers``, the whitening conv of ``config.whiten_init``: one
-``optax.multi_transform``, :mod:`cnnjax.freeze`)."""
+``optax.multi_transform``, :mod:`cnnjax.train.freeze`)."""
 from __future__ import annotations
 
 import dataclasses
 
 import optax
 
-from cnnjax.config import TrainConfig
-from cnnjax import freeze as freeze_lib
+from cnnjax.train.config import TrainConfig
+from cnnjax.train import freeze as freeze_lib
 
 
 def make_schedule(cfg: TrainConfig, steps_per_epoch: int) -> optax.Schedule:
@@ -30,7 +30,7 @@ def make_schedule(cfg: TrainConfig, steps_per_epoch: int) -> optax.Schedule:
 def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
     """``cfg``'s optimizer for ``steps_per_epoch`` batches an epoch (accumulating with
     ``grad_accum_steps`` > 1; ``freeze`` patterns frozen, ``lr_multipliers`` applied, the whitening
-    conv frozen with ``whiten_init``: :func:`cnnjax.freeze.partition`)."""
+    conv frozen with ``whiten_init``: :func:`cnnjax.train.freeze.partition`)."""
     if cfg.grad_accum_steps > 1:
         return make_accumulating_optimizer(cfg, steps_per_epoch)
     lr = make_schedule(cfg, steps_per_epoch)

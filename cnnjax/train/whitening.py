@@ -1,10 +1,10 @@
 """airbench94's data-dependent first layer: a patch-whitening conv set from the training images
-and then frozen (``config.whiten_init``; the optimizer side: :func:`cnnjax.optim.make_optimizer`
-freezes the pattern :data:`cnnjax.freeze.WHITEN`).
+and then frozen (``config.whiten_init``; the optimizer side: :func:`cnnjax.train.optim.make_optimizer`
+freezes the pattern :data:`cnnjax.train.freeze.WHITEN`).
 
 The conv is the parameter :data:`WHITEN_KERNEL` of the airbench models (``params['whiten']['kernel']``,
 HWIO).  :func:`whitening_problem` says, before anything is allocated, why a model cannot take it;
-:func:`init_whitening` fills it in a fresh :class:`cnnjax.train_state.TrainState`.
+:func:`init_whitening` fills it in a fresh :class:`cnnjax.train.state.TrainState`.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnnjax import data as data_lib
-from cnnjax.train_state import TrainState, restart_ema
+from cnnjax.train.state import TrainState, restart_ema
 
 #: the parameter that config.whiten_init sets from the data and then freezes
 WHITEN_KERNEL = ("whiten", "kernel")

@@ -1,8 +1,8 @@
 """Training epochs fed by the Grain pipeline of :mod:`cnnjax.data.stream` (``config.data_in_memory``).
 
-:class:`StreamedBatches` is a batch source of :func:`cnnjax.train.run_epoch`, the one epoch loop,
-like :class:`cnnjax.train.InMemoryBatches`, and runs the same batch step
-(:func:`cnnjax.step.train_step`, jitted by :func:`cnnjax.step.make_train_step`) on each streamed
+:class:`StreamedBatches` is a batch source of :func:`cnnjax.train.loop.run_epoch`, the one epoch loop,
+like :class:`cnnjax.train.loop.InMemoryBatches`, and runs the same batch step
+(:func:`cnnjax.train.step.train_step`, jitted by :func:`cnnjax.train.step.make_train_step`) on each streamed
 batch as the in-memory path runs on the batch it gathers: batch ``s`` of ``epoch`` holds the examples
 ``epoch_permutation(state.rng, epoch, n)[s*B:(s+1)*B]`` in that order, so both paths see the
 same examples in the same order, and the same step key (``state.step``) augments them.
@@ -27,8 +27,8 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from cnnjax import train
-from cnnjax import step as step_lib
+from cnnjax.train import loop
+from cnnjax.train import step as step_lib
 from cnnjax.data import cache, stream
 
 
@@ -69,7 +69,7 @@ def streams(cfg, dataset) -> bool:
 
 
 class StreamedBatches:
-    """A batch source (:func:`cnnjax.train.run_epoch`) streaming ``dataset``'s training split for a
+    """A batch source (:func:`cnnjax.train.loop.run_epoch`) streaming ``dataset``'s training split for a
     run of ``epochs`` epochs (see the module docstring); ``workers`` Grain worker processes
     (None: :func:`default_workers`)."""
 
@@ -77,7 +77,7 @@ class StreamedBatches:
         self.step = step_lib.make_train_step(spec)
         self.images, self.labels = dataset.train_images, dataset.train_labels
         self.batch_size, self.epochs, self.mesh = spec.batch_size, epochs, spec.mesh
-        self.steps = train.steps_per_epoch(len(self.labels), self.batch_size)
+        self.steps = loop.steps_per_epoch(len(self.labels), self.batch_size)
         self.workers = default_workers(self.images) if workers is None else workers
         self.shard = process_rows(spec.mesh, self.batch_size)
         self.next_epoch, self.iterator = None, None
@@ -85,7 +85,7 @@ class StreamedBatches:
     def epoch(self, state, epoch: int):
         if self.next_epoch != epoch:  # the first epoch this process trains (or a jump): build it there
             n = len(self.labels)
-            orders = np.stack([np.asarray(train.epoch_permutation(state.rng, e, n), np.int32)
+            orders = np.stack([np.asarray(loop.epoch_permutation(state.rng, e, n), np.int32)
                                for e in range(epoch, max(self.epochs, epoch) + 1)])
             self.iterator = stream.batches(self.images, self.labels, orders, self.batch_size, workers=self.workers,
                                            shard=self.shard)
@@ -101,9 +101,9 @@ class StreamedBatches:
 def make_epoch_runner(spec: step_lib.StepSpec, dataset, epochs: int, workers: int | None = None):
     """``run(state, images, labels, epoch, on_step=None) -> (state, metrics)`` over
     :class:`StreamedBatches` of ``dataset`` (``images``/``labels`` are not used: the batches come
-    from the dataset's training split); the signature of :func:`cnnjax.train.make_epoch_runner`'s."""
+    from the dataset's training split); the signature of :func:`cnnjax.train.loop.make_epoch_runner`'s."""
     source = StreamedBatches(spec, dataset, epochs, workers)
-    return lambda state, _images, _labels, epoch, on_step=None: train.run_epoch(state, source, epoch, on_step)
+    return lambda state, _images, _labels, epoch, on_step=None: loop.run_epoch(state, source, epoch, on_step)
 
 
 def _global_batch(local, mesh):

@@ -1,4 +1,4 @@
-"""Figures of :mod:`cnnjax.explain` (attribution maps over images) and :mod:`cnnjax.shift`
+"""Figures of :mod:`cnnjax.interpret.attribution` (attribution maps over images) and :mod:`cnnjax.interpret.shift`
 (accuracy versus shift), in the style of :mod:`cnnjax.plots` (Agg backend, small PNGs; each
 function writes one PNG, closes its figure and returns the path)."""
 from __future__ import annotations
@@ -30,7 +30,7 @@ def _overlay(ax, image: np.ndarray, heat: np.ndarray, signed: bool, title: str):
 
 
 def plot_attribution(image, heat, method: str, caption: str, path: str, *, dpi: int = DPI) -> str:
-    """One image: the image, the method's per-pixel map (``(H, W)``, :func:`cnnjax.explain.pixel_map`)
+    """One image: the image, the method's per-pixel map (``(H, W)``, :func:`cnnjax.interpret.attribution.pixel_map`)
     and the map over the image.  ``image`` in [0, 1], ``(H, W, C)``."""
     image, heat = np.asarray(image), np.asarray(heat)
     signed = method in SIGNED

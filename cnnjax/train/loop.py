@@ -1,9 +1,9 @@
 """Training epochs over an in-memory dataset on the device.
 
-  cfg   = TrainConfig(model="padded_cnn", epochs=10)      # cnnjax.config, the run's schema
+  cfg   = TrainConfig(model="padded_cnn", epochs=10)      # cnnjax.train.config, the run's schema
   model = models.create(cfg.model, ds.num_classes, **cfg.model_options)
   tx    = optim.make_optimizer(cfg, steps_per_epoch)
-  state = init_state(model, tx, cfg.seed, ds.image_shape)                    # cnnjax.train_state
+  state = init_state(model, tx, cfg.seed, ds.image_shape)                    # cnnjax.train.state
   spec  = StepSpec.from_config(cfg, model, tx, num_classes=ds.num_classes, mean=ds.mean, std=ds.std)
   run   = make_epoch_runner(spec)
   state, metrics = run(state, images, labels, epoch)
@@ -11,8 +11,8 @@
 One epoch loop (:func:`run_epoch`) over a *batch source*: :class:`InMemoryBatches` (the whole
 training set on the device as uint8 NHWC; each step gathers its batch by index from a per-epoch
 permutation, :func:`epoch_permutation`, a pure function of the run's key and the epoch) or
-:class:`cnnjax.streaming.StreamedBatches` (the same batches from a Grain pipeline).  Both hand
-each batch to :func:`cnnjax.step.train_step`; given the seed, everything is deterministic, so an
+:class:`cnnjax.train.streaming.StreamedBatches` (the same batches from a Grain pipeline).  Both hand
+each batch to :func:`cnnjax.train.step.train_step`; given the seed, everything is deterministic, so an
 epoch re-run after a restore is bit-identical.
 
 One switch (``fused``, ``config.epoch_loop``) picks how an epoch runs, with the same updates in
@@ -28,10 +28,10 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from cnnjax import rng as rng_lib
-from cnnjax.sharding import split_batch
-from cnnjax.train_state import TrainState
-from cnnjax.step import StepSpec, on_accelerator, train_step
+from cnnjax.train import rng as rng_lib
+from cnnjax.train.sharding import split_batch
+from cnnjax.train.state import TrainState
+from cnnjax.train.step import StepSpec, on_accelerator, train_step
 
 
 def epoch_permutation(rng, epoch: int, n: int):
@@ -46,7 +46,7 @@ def fused_epoch_default(backend: str | None = None) -> bool:
 
 
 def _indexed_step(spec: StepSpec) -> Callable:
-    """``step(state, images, labels, order, index)``: :func:`cnnjax.step.train_step` on the batch
+    """``step(state, images, labels, order, index)``: :func:`cnnjax.train.step.train_step` on the batch
     ``order[index*B:(index+1)*B]`` gathered from the device-resident ``images``/``labels``."""
     def indexed_train_step(state: TrainState, images, labels, order, index):
         idx = split_batch(jax.lax.dynamic_slice_in_dim(order, index * spec.batch_size, spec.batch_size), spec.mesh)
@@ -92,7 +92,7 @@ class InMemoryBatches:
 
 def run_epoch(state: TrainState, source, epoch: int, on_step: Callable[[int, int, Any], None] | None = None):
     """The one epoch loop: ``(state, {"train_loss", "train_accuracy"})`` after one pass of
-    ``source`` (a batch source: :class:`InMemoryBatches`, or :class:`cnnjax.streaming.StreamedBatches`)
+    ``source`` (a batch source: :class:`InMemoryBatches`, or :class:`cnnjax.train.streaming.StreamedBatches`)
     over ``epoch``.  A source has ``steps`` and ``batch_size`` and ``epoch(state, epoch)``, an
     iterable of advances, each ``advance(state) -> (state, metrics, steps done)`` with metrics
     ``{"loss", "correct"}`` (device arrays, summed over its steps: one step, or the whole epoch

@@ -1,6 +1,6 @@
 """One training run in a work directory: ``train_and_evaluate(config, workdir)``.
 
-The work directory (files: :mod:`cnnjax.workdir`) holds everything a researcher needs to
+The work directory (files: :mod:`cnnjax.train.workdir`) holds everything a researcher needs to
 trust, resume and re-make the run.  Rerunning with the same config resumes from the latest
 readable checkpoint and ends with bit-identical parameters and metrics to an uninterrupted
 run; a finished run is not repeated; a config whose numbers would differ is refused; one
@@ -24,18 +24,20 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 
-from cnnjax import checkpoint as ckpt_lib
+from cnnjax.train import checkpoint as ckpt_lib
 from cnnjax import compile_cache
-from cnnjax import config as config_lib
+from cnnjax.train import config as config_lib
 from cnnjax import data as data_lib
-from cnnjax import evaluation, init_from, models, optim, sharding, streaming, subsets, summary, train, whitening
-from cnnjax import freeze as freeze_lib
-from cnnjax.runs import load_trained, mismatch_message, selected_epoch  # noqa: F401 - load_trained: public here too
-from cnnjax.train_state import abstract_state, init_state
-from cnnjax.step import StepSpec, resolve_compute_dtype
+from cnnjax import models, summary
+from cnnjax.train import evaluation, init_from, optim, sharding, streaming, loop, whitening
+from cnnjax.data import subsets
+from cnnjax.train import freeze as freeze_lib
+from cnnjax.train.runs import load_trained, mismatch_message, selected_epoch  # noqa: F401 - load_trained: public here too
+from cnnjax.train.state import abstract_state, init_state
+from cnnjax.train.step import StepSpec, resolve_compute_dtype
 from cnnjax.data import checks as data_checks, fingerprint
 from cnnjax.data.stream import available_memory
-from cnnjax.workdir import METRICS, DiskFull, Workdir, WorkdirError
+from cnnjax.train.workdir import METRICS, DiskFull, Workdir, WorkdirError
 
 
 class NonFiniteLoss(RuntimeError):
@@ -53,7 +55,7 @@ class Setup(NamedTuple):
     schedule: Any
     mesh: Any
     load_seconds: float = 0.0  # wall time of reading the data and splitting off the validation set
-    init: Any = None  # config.init_from's variables to load (cnnjax.init_from.Prepared), or None
+    init: Any = None  # config.init_from's variables to load (cnnjax.train.init_from.Prepared), or None
 
     def data_info(self) -> dict:
         ds = self.data
@@ -64,7 +66,7 @@ class Setup(NamedTuple):
                 **({"init_from": self.init.record} if self.init is not None else {})}
 
     def step_spec(self) -> StepSpec:
-        """The training step's spec of this run (:mod:`cnnjax.step`)."""
+        """The training step's spec of this run (:mod:`cnnjax.train.step`)."""
         ds = self.data
         return StepSpec.from_config(self.cfg, self.model, self.tx, num_classes=ds.num_classes, mean=ds.mean, std=ds.std,
                                     mesh=self.mesh)
@@ -82,7 +84,7 @@ def as_config(config: config_lib.TrainConfig | Mapping) -> config_lib.TrainConfi
 def load_data(cfg: config_lib.TrainConfig, workdir: str | None = None) -> data_lib.Dataset:
     """``cfg``'s dataset: its first num_train / num_test images, the validation split held out
     of the training set by ``cfg.seed``, then ``cfg.classes`` / ``cfg.train_per_class``
-    (:func:`cnnjax.subsets.restrict`) (uint8 NHWC, as :class:`cnnjax.data.Dataset`).
+    (:func:`cnnjax.data.subsets.restrict`) (uint8 NHWC, as :class:`cnnjax.data.Dataset`).
 
     With ``workdir`` (a run's directory): a flat image folder keeps the split recorded there
     (:func:`cnnjax.data.fingerprint.pinned_split`), and the dataset's ``provenance`` describes
@@ -156,7 +158,7 @@ def build(cfg: config_lib.TrainConfig, workdir: str | None = None) -> Setup:
         raise ValueError(f"config.model {cfg.model} outputs {'x'.join(map(str, arch.rows[-1].output_shape))} per "
                          f"image, not {ds.num_classes} class scores: experiments.train trains classifiers (an "
                          f"autoencoder is trained from Python with a reconstruction loss)")
-    steps = train.steps_per_epoch(len(ds.train_labels), cfg.batch_size)
+    steps = loop.steps_per_epoch(len(ds.train_labels), cfg.batch_size)
     if cfg.epoch_loop == "scan" and streaming.streams(cfg, ds):
         raise ValueError(f"config.epoch_loop='scan' cannot apply: this run streams its training batches "
                          f"(config.data_in_memory={cfg.data_in_memory!r}); use epoch_loop 'steps' or 'auto', or "
@@ -337,7 +339,7 @@ def _train(s: Setup, wd: Workdir, log, on_epoch) -> dict:
         log(f"data-parallel over {s.mesh.size} devices ({jax.process_count()} processes)")
     state = sharding.replicate(state, s.mesh)
     spec = s.step_spec()
-    if streaming.streams(cfg, ds):  # batches from a Grain pipeline instead of a device copy (cnnjax.streaming)
+    if streaming.streams(cfg, ds):  # batches from a Grain pipeline instead of a device copy (cnnjax.train.streaming)
         log(f"streaming the training batches (config.data_in_memory={cfg.data_in_memory})")
         if jax.process_count() > 1:
             index, count = streaming.process_rows(s.mesh, cfg.batch_size)
@@ -347,7 +349,7 @@ def _train(s: Setup, wd: Workdir, log, on_epoch) -> dict:
         source = streaming.StreamedBatches(spec, ds, cfg.epochs, None if cfg.data_workers < 0 else cfg.data_workers)
     else:
         images, labels = sharding.replicate((ds.train_images, ds.train_labels), s.mesh)
-        source = train.make_epoch_runner(spec, fused=None if cfg.epoch_loop == "auto" else cfg.epoch_loop == "scan"
+        source = loop.make_epoch_runner(spec, fused=None if cfg.epoch_loop == "auto" else cfg.epoch_loop == "scan"
                                          ).source(images, labels)
     eval_fn = evaluation.make_eval_step(s.model, ds.mean, ds.std, ds.num_classes, cfg.compute_dtype, cfg.tta)
     progress = _Progress(cfg.progress, log)
@@ -360,7 +362,7 @@ def _train(s: Setup, wd: Workdir, log, on_epoch) -> dict:
         for epoch in range(start + 1, last + 1):
             progress.start_epoch(epoch, cfg.epochs, s.steps_per_epoch, cfg.batch_size)
             t0 = time.perf_counter()
-            state, m = train.run_epoch(state, source, epoch, probe.on_step_then(progress.on_step))
+            state, m = loop.run_epoch(state, source, epoch, probe.on_step_then(progress.on_step))
             _check_finite(m["train_loss"], epoch, checkpoints)
             row = _epoch_row(s, state, epoch, m, time.perf_counter() - t0, eval_fn)
             row["seconds"] = time.perf_counter() - t0

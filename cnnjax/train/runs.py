@@ -4,9 +4,9 @@ best or latest checkpoint, and which epoch validation selected.
 Used by training (``config.init_from`` of a finished run) and by the commands that only read a
 run (``experiments.evaluate``, ``predict``, ``explain``, ``export``, the studies).  Nothing here
 creates, moves, cleans up or writes a file: checkpoints are opened read-only
-(:class:`cnnjax.checkpoint.Checkpoints` with ``read_only``), a damaged one is named in one line
+(:class:`cnnjax.train.checkpoint.Checkpoints` with ``read_only``), a damaged one is named in one line
 (``log``, stderr by default, so that a command's stdout stays its output) and left where it is,
-and a checkpoint of another model (:class:`cnnjax.checkpoint.CheckpointMismatch`) is an error that
+and a checkpoint of another model (:class:`cnnjax.train.checkpoint.CheckpointMismatch`) is an error that
 says so -- it is never called damaged.
 """
 from __future__ import annotations
@@ -15,11 +15,12 @@ import os
 import sys
 from typing import Any, Callable
 
-from cnnjax import checkpoint as ckpt_lib
-from cnnjax import config as config_lib
-from cnnjax import models, optim
-from cnnjax.train_state import abstract_state
-from cnnjax.workdir import Workdir
+from cnnjax.train import checkpoint as ckpt_lib
+from cnnjax.train import config as config_lib
+from cnnjax import models
+from cnnjax.train import optim
+from cnnjax.train.state import abstract_state
+from cnnjax.train.workdir import Workdir
 
 
 def stderr_line(line: str) -> None:

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from cnnjax import rng as rng_lib
+from cnnjax.train import rng as rng_lib
 
 
 class TrainState(NamedTuple):
@@ -19,7 +19,7 @@ class TrainState(NamedTuple):
     params: Any
     batch_stats: Any        # {} for models without batch norm
     opt_state: Any
-    rng: jax.Array          # the run's raw PRNG key (uint32[2]); its streams: cnnjax.rng
+    rng: jax.Array          # the run's raw PRNG key (uint32[2]); its streams: cnnjax.train.rng
     ema: Any = None         # config.ema_decay > 0: the moving average of variables() (same tree); else None
 
     def variables(self) -> dict:
@@ -38,7 +38,7 @@ _ONCE = {"xla_backend_optimization_level": 1}
 def init_state(model: nn.Module, tx: optax.GradientTransformation, seed: int, image_shape,
                ema: bool = False) -> TrainState:
     """Fresh state for images of ``image_shape`` (H, W, C).  Parameters are drawn from
-    ``cnnjax.rng.params_key(run_key(seed))``; with ``ema`` the moving average starts as a copy of
+    ``cnnjax.train.rng.params_key(run_key(seed))``; with ``ema`` the moving average starts as a copy of
     the initial variables.  ``model.init`` runs jitted (one compilation instead of one per operation) at XLA's
     backend optimisation level 1: the same bits as the plain call for every registered model,
     compiled faster, for a function that runs once.  Call it outside ``jit`` (a jit with compiler

@@ -39,7 +39,8 @@ import warnings
 import jax
 import numpy as np
 
-from cnnjax import freeze, models, summary
+from cnnjax import models, summary
+from cnnjax.train import freeze
 
 
 class ConversionError(ValueError):

@@ -9,7 +9,7 @@ so every image's activations are independent of the others in its batch.
 
 Nothing in the models changes to expose an activation: :func:`layer_output` intercepts the
 module's call (``flax.linen.intercept_methods``), records its output and optionally adds a
-perturbation to it -- which is how :mod:`cnnjax.explain` differentiates a class score with
+perturbation to it -- which is how :mod:`cnnjax.interpret.attribution` differentiates a class score with
 respect to a layer (Grad-CAM).
 """
 from __future__ import annotations
