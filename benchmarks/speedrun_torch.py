@@ -13,11 +13,11 @@ Mirrored exactly:
     held out by the seed, same normalisation ``(x / 255 - mean) / std`` with the training
     split's statistics; uint8 batches gathered by index, the last incomplete batch dropped;
   * the architectures (models ``padded_cnn`` and ``vgg_bn`` with its ``widths`` / ``dropout``
-    options; the twins of :mod:`benchmarks.torch_twins`), with the same parameter counts
+    options; the twins of :mod:`cnnjax.weights.torch_twins`), with the same parameter counts
     and Flax's init scheme: LeCun-normal (truncated at 2 sigma) weights, zero biases, BN scale
     1 / bias 0 (the values differ: other random draws);
   * the airbench family (``airbench``, ``airbench28_s`` / ``_m`` / ``_l``; options ``widths``,
-    ``whiten_width``, ``bn_momentum``, ``bn_scale``, ``block_conv='conv'``), :func:`benchmarks.torch_twins.torch_airbench`:
+    ``whiten_width``, ``bn_momentum``, ``bn_scale``, ``block_conv='conv'``), :func:`cnnjax.weights.torch_twins.torch_airbench`:
     the same layers and floor-mode pools (27 -> 13 -> 6 -> 3 -> 1 on 28x28), exact GELU, the 1/9
     output scaling, BN eps 1e-12 with torch momentum ``1 - bn_momentum``, no BN weight at all
     without ``bn_scale`` (the same parameter count), cnnjax's ``dirac_init`` for the group convs;
@@ -64,7 +64,8 @@ import sys
 import time
 from typing import Callable
 
-from benchmarks import machine, torch_twins
+from benchmarks import machine
+from cnnjax.weights import torch_twins
 
 
 
@@ -237,7 +238,7 @@ def run(config, *, log: Callable[[str], None] = print) -> dict:
 
 
 def setup(cfg, ds):
-    """(model, ema, optimizer) for ``cfg`` on ``ds`` (a cnnjax Dataset): the twin (:func:`benchmarks.torch_twins.make_model`),
+    """(model, ema, optimizer) for ``cfg`` on ``ds`` (a cnnjax Dataset): the twin (:func:`cnnjax.weights.torch_twins.make_model`),
     its whitening conv set and frozen with ``whiten_init`` (:func:`init_whitening`), the moving
     average with ``ema_decay`` > 0 started from those weights (:func:`make_ema`; else None), the
     optimizer over the parameters that train."""

@@ -37,7 +37,8 @@ import subprocess
 import sys
 import time
 
-from benchmarks import machine, torch_twins
+from benchmarks import machine
+from cnnjax.weights import torch_twins
 
 MODELS = ("padded_cnn", "separable_cnn", "dilated_cnn", "grouped_cnn", "lenet5", "resnet20", "airbench",
           "airbench28_m", "airbench28_l")

@@ -280,6 +280,26 @@ class ConvDef:
         return functools.partial(cls, impl=self.impl)
 
 
+@dataclasses.dataclass(frozen=True)
+class NormDef:
+    """A model's normalisation (Flax's ``norm: ModuleDef``), received as it receives its
+    :class:`ConvDef`: ``norm(train, name, **overrides)`` -> a ``nn.BatchNorm`` that normalises
+    with the batch's statistics when ``train`` and with its running ones otherwise.
+
+    ``momentum`` is Flax's: running = momentum * running + (1 - momentum) * batch (torch's
+    momentum 0.1 is 0.9 here); ``epsilon`` is added to the variance (torch's default 1e-5).
+    ``overrides`` (``momentum``, ``epsilon``, ``use_scale``, ...) set one layer's own values, as a
+    model's ``bn_momentum`` / ``bn_scale`` options do.  The variables are ``scale``/``bias``
+    (params) and ``mean``/``var`` (batch_stats) of a layer named ``name``.
+    """
+    momentum: float = 0.9
+    epsilon: float = 1e-5
+
+    def __call__(self, train: bool, name: str, **overrides) -> nn.BatchNorm:
+        kw = {"momentum": self.momentum, "epsilon": self.epsilon, **overrides}
+        return nn.BatchNorm(use_running_average=not train, name=name, **kw)
+
+
 def _same_size_transposed_padding(padding: ops.Pad2D, kernel_size: ops.IntOr2):
     """A stride-1 transposed conv's padding with the output size of a plain conv padded ``padding``."""
     (top, bottom), (left, right) = ops.resolve_padding_2d(padding, kernel_size)

@@ -45,6 +45,8 @@ import time
 import warnings
 from typing import Callable, Optional
 
+from cnnjax import xla_cpu
+
 ENV = "CNNJAX_COMPILE_CACHE"
 _OFF = ("", "0", "off", "none", "false")
 
@@ -159,7 +161,6 @@ def start(cfg) -> None:
     """A training run's process set-up, before its first computation: the compilation cache of
     ``cfg.compile_cache_dir`` (:func:`configure`) and ``cfg.threads`` XLA CPU threads
     (:func:`cnnjax.xla_cpu.set_threads`; ValueError when the backend already runs another count)."""
-    from cnnjax import xla_cpu
     configure(cfg.compile_cache_dir)
     xla_cpu.set_threads(cfg.threads)
 
@@ -178,7 +179,6 @@ class Probe:
     (:func:`cnnjax.xla_cpu.threads`)."""
 
     def __init__(self):
-        from cnnjax import xla_cpu
         xla_cpu.unpin()  # the backend is up: its pools are sized; let their threads run on every core
         _listen()
         self.t0, self.first_step, self.before = time.perf_counter(), None, counts()
@@ -198,7 +198,6 @@ class Probe:
         return callback
 
     def record(self) -> dict:
-        from cnnjax import xla_cpu
         now = counts()
         return {"first_step_seconds": self.first_step,
                 "compile_cache": {"dir": configured_directory(),

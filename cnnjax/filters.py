@@ -6,8 +6,8 @@ array used as a *cross-correlation* (no flip), like every conv in cnnjax:
 ``out[i, j] = sum(image[i:i+3, j:j+3] * kernel)``.  So ``sobel_x`` is positive where the
 intensity increases to the right and ``sobel_y`` where it increases downward.
 
-Layer: uses :mod:`cnnjax.ops` and :mod:`cnnjax.data`, both imported lazily, so that importing
-this module (e.g. to check a filter name or read an image file) does not start JAX.
+Layer: above :mod:`cnnjax.ops` and :mod:`cnnjax.data` (a dataset's image as a test image); for
+the demos, beside :mod:`cnnjax.interpret`.
 """
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ import os
 from typing import Union
 
 import numpy as np
+
+from cnnjax import data, ops
 
 KERNELS: dict[str, np.ndarray] = {
     "laplacian": np.array([[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]], np.float32),
@@ -77,7 +79,6 @@ def apply_filter(image2d, name_or_kernel: Union[str, np.ndarray], padding="valid
     Returns float32 (H', W'), H' = ops.conv_output_size(H, kh, padding=...).  A kernel
     larger than the padded image raises ValueError (from :func:`ops.conv_output_size`).
     """
-    from cnnjax import ops  # lazy: JAX starts only when a filter is applied
 
     x = np.asarray(image2d, np.float32)
     if x.ndim != 2:
@@ -135,7 +136,6 @@ def load_image(path: str) -> np.ndarray:
 def dataset_image(name: str, index: int = 0, data_dir: str | None = None) -> tuple[np.ndarray, str]:
     """Test image ``index`` of a dataset (via :func:`cnnjax.data.load`) -> ((H, W) float32
     gray in 0..255, its class name)."""
-    from cnnjax import data  # lazy: loading a dataset is only needed here
 
     ds = data.load(name, data_dir)
     n = len(ds.test_images)

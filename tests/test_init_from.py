@@ -11,7 +11,7 @@ import pytest
 
 from cnnjax.train import config as config_lib
 from cnnjax import data
-from cnnjax.train import experiment, init_from
+from cnnjax.train import experiment, init_from, runs
 from cnnjax.train.state import init_state
 from cnnjax.train.workdir import Workdir
 
@@ -46,7 +46,7 @@ def _started(cfg):
 
 
 def test_loading_a_workdir_gives_the_source_logits_and_a_table(source):
-    model, variables, _, epoch = experiment.load_trained(str(source), "best")
+    model, variables, _, epoch = runs.load_trained(str(source), "best")
     s, state = _started(dict(BASE, classes=(0, 1, 2, 3, 4), init_from=str(source), seed=3))
     np.testing.assert_array_equal(_logits(s.model, state.variables(), s.data), _logits(model, variables, s.data))
     assert s.init.table.splitlines()[0] == f"init_from {source} (epoch {epoch}): 22 loaded, 0 new, 0 skipped"  # 14 params, 8 statistics
@@ -58,7 +58,7 @@ def test_loading_a_workdir_gives_the_source_logits_and_a_table(source):
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".npz"])
 def test_weights_files_load_the_same(source, tmp_path, suffix):
-    model, variables, _, _ = experiment.load_trained(str(source), "best")
+    model, variables, _, _ = runs.load_trained(str(source), "best")
     path = str(tmp_path / f"w{suffix}")
     init_from.write_weights(variables, path, mean=0.5, std=0.25, class_names=["a"])
     s, state = _started(dict(BASE, classes=(0, 1, 2, 3, 4), init_from=path))
@@ -75,7 +75,7 @@ def test_a_new_head_is_reinitialised_only_where_listed(source):
     s, state = _started(dict(cfg, reinit=["fc"]))
     fresh = init_state(s.model, s.tx, 0, s.data.image_shape)
     np.testing.assert_array_equal(state.params["fc"]["kernel"], fresh.params["fc"]["kernel"])
-    _, src, _, _ = experiment.load_trained(str(source), "best")
+    _, src, _, _ = runs.load_trained(str(source), "best")
     np.testing.assert_array_equal(state.params["conv2_2"]["kernel"], src["params"]["conv2_2"]["kernel"])
     assert any("fc/kernel" in l and "new: config.reinit (source shape (392, 5))" in l for l in s.init.table.splitlines())
 
@@ -102,11 +102,11 @@ def test_resume_of_a_fine_tuning_run_is_bit_exact(source, tmp_path):
     assert any("from the checkpoint of epoch 1" in s for s in said) and not any("init_from" in s for s in said)
     rows = lambda w: [{k: r[k] for k in NUMBERS} for r in Workdir(str(w)).metrics()]
     assert rows(tmp_path / "a") == rows(tmp_path / "b")
-    for x, y in zip(jax.tree.leaves(experiment.load_trained(str(tmp_path / "a"), "latest")[1]),
-                    jax.tree.leaves(experiment.load_trained(str(tmp_path / "b"), "latest")[1])):
+    for x, y in zip(jax.tree.leaves(runs.load_trained(str(tmp_path / "a"), "latest")[1]),
+                    jax.tree.leaves(runs.load_trained(str(tmp_path / "b"), "latest")[1])):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-    _, src, _, _ = experiment.load_trained(str(source), "best")
-    _, tuned, _, _ = experiment.load_trained(str(tmp_path / "a"), "latest")
+    _, src, _, _ = runs.load_trained(str(source), "best")
+    _, tuned, _, _ = runs.load_trained(str(tmp_path / "a"), "latest")
     np.testing.assert_array_equal(tuned["params"]["conv1_1"]["kernel"], src["params"]["conv1_1"]["kernel"])  # frozen
     np.testing.assert_array_equal(tuned["batch_stats"]["bn1_1"]["var"], src["batch_stats"]["bn1_1"]["var"])
     assert json.loads((tmp_path / "a" / "data.json").read_text())["init_from"]["path"] == str(source)

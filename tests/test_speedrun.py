@@ -160,7 +160,8 @@ def test_torch_mirror_trains_a_tiny_config_and_stops_at_the_target(target, margi
 def test_torch_twins_have_cnnjax_parameter_counts_and_the_same_schedule():
     import torch  # noqa: F401  ([dev] installs it: missing fails, never skips)
     import numpy as np
-    from benchmarks import speedrun_torch, torch_twins
+    from benchmarks import speedrun_torch
+    from cnnjax.weights import torch_twins
     from cnnjax import models, summary
     for name, options in (("padded_cnn", {}), ("vgg_bn", {"widths": (8, 16), "dropout": 0.1}), ("airbench28_s", {}),
                           ("airbench28_m", {}), ("airbench28_l", {}),
@@ -214,7 +215,7 @@ def test_torch_airbench_computes_cnnjax_airbench_given_its_weights(options):
     import torch  # [dev] installs it: missing fails, never skips
     import jax
     import jax.numpy as jnp
-    from benchmarks import torch_twins
+    from cnnjax.weights import torch_twins
     from cnnjax import models
     cfg = config_lib.from_dict(dict(TINY, model="airbench28_s", model_options=options))
     net = torch_twins.make_model(cfg, (28, 28, 1), 10)

@@ -6,7 +6,7 @@ and pinned below to torchvision's published facts: the parameter counts of its w
 (``ResNet18_Weights.IMAGENET1K_V1.meta["num_params"]`` = 11,689,512, ResNet-34 21,797,672,
 VGG11-BN 132,868,840, VGG16-BN 138,365,992) and the key names and shapes of torchvision's module
 definitions (``conv1``, ``layer2.0.downsample.0``, ``features.N``, ``classifier.0/3/6``, ...).  The
-other layouts' references are cnnjax's own PyTorch twins (``benchmarks/torch_twins.py``), also
+other layouts' references are cnnjax's own PyTorch twins (``cnnjax/weights/torch_twins.py``), also
 written in this repo.
 
 Files as they come: ``torch.save`` keeps module order, a ``.safetensors`` file lists its keys
@@ -23,10 +23,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from benchmarks import torch_twins as twins  # noqa: E402
+from cnnjax.weights import torch_twins as twins  # noqa: E402
 from cnnjax import models  # noqa: E402
-from cnnjax.train import freeze
-from cnnjax.weights import pytorch as torch_weights
+from cnnjax.weights import pytorch as torch_weights, variables
 from tests import torchvision_layout as tv  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -61,8 +60,7 @@ def _randomise(net, seed=0):
 
 
 def _variables(flat, model, image_shape):
-    target = freeze.variable_shapes(model, image_shape)
-    return {c: jax.tree_util.tree_map_with_path(lambda p, _: flat[c][freeze.path_str(p)], target[c]) for c in target}
+    return {c: variables.fill(tree, flat[c]) for c, tree in variables.variable_shapes(model, image_shape).items()}
 
 
 def _assert_logits(model, variables, net, image_shape):
@@ -150,7 +148,7 @@ def test_torchvision_stand_ins_match_torchvision_published_facts():
     assert shapes["classifier.0.weight"] == (4096, 25088) and shapes["classifier.3.weight"] == (4096, 4096)
     assert shapes["classifier.6.weight"] == (1000, 4096)
     count = lambda name: sum(x.size for x in jax.tree.leaves(
-        freeze.variable_shapes(models.create(name, 1000), (224, 224, 3))["params"]))
+        variables.variable_shapes(models.create(name, 1000), (224, 224, 3))["params"]))
     assert count("tv_resnet18") == 11_689_512 and count("tv_resnet34") == 21_797_672
     assert count("tv_vgg11_bn") == 132_868_840 and count("tv_vgg16_bn") == 138_365_992
 

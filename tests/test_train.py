@@ -14,7 +14,7 @@ import optax
 import pytest
 
 from cnnjax import data, models
-from cnnjax.train import checkpoint, evaluation, experiment, optim, loop, state as train_state
+from cnnjax.train import checkpoint, evaluation, experiment, optim, loop, runs, state as train_state
 from cnnjax.train import step as step_lib
 from cnnjax.train import config as config_lib
 from cnnjax.train.config import TrainConfig
@@ -34,7 +34,7 @@ def numbers(workdir):
 
 
 def params_of(workdir, which="latest"):
-    _, variables, _, _ = experiment.load_trained(str(workdir), which)
+    _, variables, _, _ = runs.load_trained(str(workdir), which)
     return jax.tree.leaves(variables)
 
 
@@ -276,7 +276,7 @@ def test_evaluate_cli_restores_best_and_writes_confusion(reference):
 def test_batch_norm_statistics_are_trained_and_checkpointed(tmp_path):
     cfg = dict(SMALL, model="vgg_bn", epochs=1, num_train=256, augment="flip_crop")
     experiment.train_and_evaluate(cfg, str(tmp_path / "bn"), log=lambda s: None)
-    _, variables, _, _ = experiment.load_trained(str(tmp_path / "bn"))
+    _, variables, _, _ = runs.load_trained(str(tmp_path / "bn"))
     means = variables["batch_stats"]["bn1_1"]["mean"]
     assert means.shape == (24,) and float(np.abs(np.asarray(means)).max()) > 0  # moved away from the init zeros
 
@@ -437,7 +437,7 @@ def test_selection_follows_validation_never_test(tmp_path, monkeypatch):
     assert by_val != by_test, (rows, test_of)  # the case really disagrees
     assert result["selected_epoch"] == by_val
     assert result["selected_test_accuracy"] == pytest.approx(test_of[by_val])
-    assert experiment.load_trained(str(workdir), "best")[3] == by_val
+    assert runs.load_trained(str(workdir), "best")[3] == by_val
 
 
 def test_a_work_directory_made_before_validation_splits_resumes_without_one(tmp_path):

@@ -40,7 +40,7 @@ import numpy as np
 from cnnjax.data import imagefile
 from cnnjax.data.dataset import DataError
 from cnnjax.data.registry import Source
-from cnnjax.data import fingerprint
+from cnnjax.data import cache, fingerprint
 
 FLAT_TEST_FRACTION = 0.2
 FLAT_SPLIT_SEED = 0
@@ -276,7 +276,6 @@ def listing_provenance(listing: Listing) -> dict:
 
 
 def _load(name, data_dir, found, options):
-    from cnnjax.data import cache  # the cache module reads and writes prepared folders
     if data_dir is None:
         raise DataError("config.dataset=folder needs the image folder: --config.data_dir=DIR")
     listing = scan(data_dir, options.split)

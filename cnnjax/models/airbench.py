@@ -8,7 +8,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cnnjax import blocks, ops
-from cnnjax.models.common import batch_norm, check_batch_norm, check_conv_kind, check_widths, flatten, pos_int, require
+from cnnjax.models.common import check_batch_norm, check_conv_kind, check_widths, flatten, pos_int, require
 
 
 def dirac_init(base=nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform")):
@@ -56,6 +56,7 @@ class Airbench(nn.Module):
     bn_momentum: float = 0.6
     bn_scale: bool = False
     conv: blocks.ConvDef = blocks.ConvDef()
+    norm: blocks.NormDef = blocks.NormDef()
 
     def __post_init__(self):
         check_widths(self.widths)
@@ -67,7 +68,7 @@ class Airbench(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool = False):
         act = ops.gelu  # exact, as torch.nn.GELU()
-        bn = functools.partial(batch_norm, train, momentum=self.bn_momentum, epsilon=1e-12, use_scale=self.bn_scale)
+        bn = functools.partial(self.norm, train, momentum=self.bn_momentum, epsilon=1e-12, use_scale=self.bn_scale)
         x = act(self.conv(self.whiten_width, 2, padding=0, name="whiten")(x))
         for g, width in enumerate(self.widths, start=1):
             conv = functools.partial(self.conv, width, 3, kind=self.block_conv, padding=1, groups=self.groups,

@@ -10,7 +10,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cnnjax import blocks
-from cnnjax.models.common import (batch_norm, check_activation, check_conv_kind, check_pool, check_widths, flatten,
+from cnnjax.models.common import (check_activation, check_conv_kind, check_pool, check_widths, flatten,
                                   pos_int, pos_ints, require)
 
 
@@ -34,6 +34,7 @@ class BasicBlock(nn.Module):
     groups: int = 4
     activation: str = "relu"
     conv: blocks.ConvDef = blocks.ConvDef()
+    norm: blocks.NormDef = blocks.NormDef()
 
     @nn.compact
     def __call__(self, x, train: bool = False):
@@ -43,8 +44,8 @@ class BasicBlock(nn.Module):
             return self.conv(self.features, 3, kind=self.block_conv, stride=stride, padding=1, groups=self.groups,
                              use_bias=False, kernel_init=nn.initializers.he_normal(), name=name)
 
-        y = act(batch_norm(train, "bn1")(conv3x3(self.stride, "conv1")(x)))
-        y = batch_norm(train, "bn2")(conv3x3(1, "conv2")(y))
+        y = act(self.norm(train, "bn1")(conv3x3(self.stride, "conv1")(x)))
+        y = self.norm(train, "bn2")(conv3x3(1, "conv2")(y))
         c_in = x.shape[-1]
         if self.stride != 1 or c_in != self.features:
             if self.shortcut == "A":
@@ -54,7 +55,7 @@ class BasicBlock(nn.Module):
             else:
                 x = self.conv.bind(ShortcutConv)(self.features, 1, stride=self.stride, use_bias=False,
                                                  kernel_init=nn.initializers.he_normal(), name="shortcut")(x)
-                x = batch_norm(train, "shortcut_bn")(x)
+                x = self.norm(train, "shortcut_bn")(x)
         return act(y + x)
 
 
@@ -78,6 +79,7 @@ class ResNet(nn.Module):
     groups: int = 4
     activation: str = "relu"
     conv: blocks.ConvDef = blocks.ConvDef()
+    norm: blocks.NormDef = blocks.NormDef()
 
     def __post_init__(self):
         check_widths(self.widths)
@@ -93,12 +95,12 @@ class ResNet(nn.Module):
         act = blocks.activation_fn(self.activation)
         x = self.conv(self.widths[0], 3, padding=1, use_bias=False, kernel_init=nn.initializers.he_normal(),
                       name="stem")(x)
-        x = act(batch_norm(train, "stem_bn")(x))
+        x = act(self.norm(train, "stem_bn")(x))
         for s, (n, width) in enumerate(zip(self.stage_sizes, self.widths)):
             for b in range(n):
                 x = BasicBlock(width, stride=2 if (s > 0 and b == 0) else 1, shortcut=self.shortcut,
                                block_conv=self.block_conv, groups=self.groups, activation=self.activation,
-                               conv=self.conv, name=f"stage{s + 1}_block{b + 1}")(x, train)
+                               conv=self.conv, norm=self.norm, name=f"stage{s + 1}_block{b + 1}")(x, train)
         x = jnp.mean(x, axis=(1, 2))
         return nn.Dense(self.num_classes, name="fc")(x)
 
@@ -116,6 +118,7 @@ class VGG(nn.Module):
     activation: str = "relu"
     pool: str = "max"
     conv: blocks.ConvDef = blocks.ConvDef()
+    norm: blocks.NormDef = blocks.NormDef()
 
     def __post_init__(self):
         check_activation(self.activation)
@@ -139,5 +142,5 @@ class VGG(nn.Module):
             # kuangliu's VGG convs have biases (the pinned counts); the other kinds have none
             conv = self.conv(int(layer), 3, kind=kind, padding=1, groups=self.groups, use_bias=kind == "conv",
                              kernel_init=nn.initializers.he_normal(), name=f"conv{i}")
-            x = act(batch_norm(train, f"bn{i}")(conv(x)))
+            x = act(self.norm(train, f"bn{i}")(conv(x)))
         return nn.Dense(self.num_classes, name="fc")(flatten(x))

@@ -1,4 +1,4 @@
-"""What the model families share: flattening, batch norm, and the option checks every model
+"""What the model families share: flattening and the option checks every model
 runs on its own fields when it is constructed (``__post_init__``)."""
 from __future__ import annotations
 
@@ -15,11 +15,6 @@ class OptionError(ValueError):
 def flatten(x):
     """(N, ...) -> (N, prod(...))."""
     return x.reshape(x.shape[0], -1)
-
-
-def batch_norm(train: bool, name: str, momentum: float = 0.9, epsilon: float = 1e-5, **kw) -> nn.BatchNorm:
-    """Flax BatchNorm on the batch's statistics when ``train``, else the running ones."""
-    return nn.BatchNorm(use_running_average=not train, momentum=momentum, epsilon=epsilon, name=name, **kw)
 
 
 def default(model: nn.Module, field: str):

@@ -14,7 +14,7 @@ from typing import Sequence
 import flax.linen as nn
 
 from cnnjax import blocks, ops
-from cnnjax.models.common import (batch_norm, check_activation, check_batch_norm, check_conv_kind, check_padding,
+from cnnjax.models.common import (check_activation, check_batch_norm, check_conv_kind, check_padding,
                                   check_pool, check_widths, flatten, pos_int, pos_ints, require)
 
 
@@ -153,6 +153,7 @@ class VGGBN(nn.Module):
     bn_momentum: float = 0.9
     bn_scale: bool = True
     conv: blocks.ConvDef = blocks.ConvDef()
+    norm: blocks.NormDef = blocks.NormDef()
 
     def __post_init__(self):
         check_widths(self.widths)
@@ -169,7 +170,7 @@ class VGGBN(nn.Module):
         for stage, width in enumerate(self.widths, start=1):
             for j in (1, 2):
                 x = self.conv(width, 3, padding="same", use_bias=False, name=f"conv{stage}_{j}")(x)
-                x = act(batch_norm(train, f"bn{stage}_{j}", momentum=self.bn_momentum, use_scale=self.bn_scale)(x))
+                x = act(self.norm(train, f"bn{stage}_{j}", momentum=self.bn_momentum, use_scale=self.bn_scale)(x))
             x = self.conv.pool(self.pool, window=2, name=f"pool{stage}")(x)
         x = nn.Dropout(self.dropout, deterministic=not train)(flatten(x))
         return nn.Dense(self.num_classes, name="fc")(x)

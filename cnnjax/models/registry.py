@@ -3,7 +3,8 @@
 An entry is a factory called as ``factory(num_classes=..., **options)``: a model class or a
 ``functools.partial`` of one (a variant is one partial).  A model class's options are its
 dataclass fields (a partial's keywords set other defaults); its ``conv`` field (a
-:class:`cnnjax.blocks.ConvDef`) is offered as the option ``conv_impl``.
+:class:`cnnjax.blocks.ConvDef`) is offered as the option ``conv_impl``; its ``norm`` field (a
+:class:`cnnjax.blocks.NormDef`) is set in code (``Model(norm=...)`` or a partial), not an option.
 """
 from __future__ import annotations
 
@@ -74,7 +75,7 @@ def _fields(factory) -> dict:
     cls = factory.func if isinstance(factory, functools.partial) else factory
     if not dataclasses.is_dataclass(cls):
         return {}
-    out = {f.name: f.default for f in dataclasses.fields(cls) if f.name not in ("parent", "name", "num_classes")}
+    out = {f.name: f.default for f in dataclasses.fields(cls) if f.name not in ("parent", "name", "num_classes", "norm")}
     out.update(factory.keywords if isinstance(factory, functools.partial) else {})
     if "conv" in out:
         out[CONV_OPTION] = out.pop("conv").impl

@@ -18,6 +18,7 @@ torch's (epsilon 1e-5; Flax momentum 0.9 = torch's 0.1).
 from __future__ import annotations
 
 import functools
+import re
 from typing import Sequence
 
 import flax.linen as nn
@@ -25,11 +26,16 @@ import jax.numpy as jnp
 
 from cnnjax import blocks
 
+#: the registry names of the models laid out as torchvision's (cnnjax.models.registry)
+MODELS = ("tv_resnet18", "tv_resnet34", "tv_vgg11_bn", "tv_vgg16_bn")
+
+
+def torch_module_path(module: str) -> str:
+    """torchvision's module name -> this module's path: 'layer1.0.downsample.1' -> 'layer1_0/downsample_1'."""
+    return re.sub(r"\.(\d+)", r"_\1", module).replace(".", "/")
+
+
 _conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")  # torchvision's kaiming_normal_(fan_out)
-
-
-def _bn(train: bool, name: str):
-    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name=name)
 
 
 class TVBasicBlock(nn.Module):
@@ -38,14 +44,15 @@ class TVBasicBlock(nn.Module):
     features: int
     stride: int = 1
     conv: blocks.ConvDef = blocks.ConvDef()
+    norm: blocks.NormDef = blocks.NormDef()
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         conv = functools.partial(self.conv, use_bias=False, kernel_init=_conv_init)
-        y = nn.relu(_bn(train, "bn1")(conv(self.features, 3, stride=self.stride, padding=1, name="conv1")(x)))
-        y = _bn(train, "bn2")(conv(self.features, 3, padding=1, name="conv2")(y))
+        y = nn.relu(self.norm(train, "bn1")(conv(self.features, 3, stride=self.stride, padding=1, name="conv1")(x)))
+        y = self.norm(train, "bn2")(conv(self.features, 3, padding=1, name="conv2")(y))
         if self.stride != 1 or x.shape[-1] != self.features:
-            x = _bn(train, "downsample_1")(conv(self.features, 1, stride=self.stride, name="downsample_0")(x))
+            x = self.norm(train, "downsample_1")(conv(self.features, 1, stride=self.stride, name="downsample_0")(x))
         return nn.relu(y + x)
 
 
@@ -55,15 +62,16 @@ class TVResNet(nn.Module):
     stage_sizes: Sequence[int] = (2, 2, 2, 2)
     widths: Sequence[int] = (64, 128, 256, 512)
     conv: blocks.ConvDef = blocks.ConvDef()
+    norm: blocks.NormDef = blocks.NormDef()
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         x = self.conv(self.widths[0], 7, stride=2, padding=3, use_bias=False, kernel_init=_conv_init, name="conv1")(x)
-        x = nn.relu(_bn(train, "bn1")(x))
+        x = nn.relu(self.norm(train, "bn1")(x))
         x = nn.max_pool(x, window_shape=(3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
         for s, (n, width) in enumerate(zip(self.stage_sizes, self.widths)):
             for b in range(n):
-                x = TVBasicBlock(width, stride=2 if s > 0 and b == 0 else 1, conv=self.conv,
+                x = TVBasicBlock(width, stride=2 if s > 0 and b == 0 else 1, conv=self.conv, norm=self.norm,
                                  name=f"layer{s + 1}_{b}")(x, train)
         return nn.Dense(self.num_classes, name="fc")(jnp.mean(x, axis=(1, 2)))
 
@@ -85,6 +93,7 @@ class TVVGG(nn.Module):
     pool_size: int = 7
     dropout: float = 0.5
     conv: blocks.ConvDef = blocks.ConvDef()
+    norm: blocks.NormDef = blocks.NormDef()
 
     @nn.compact
     def __call__(self, x, train: bool = False):
@@ -99,7 +108,7 @@ class TVVGG(nn.Module):
                 i += 1
                 continue
             x = self.conv(int(layer), 3, padding=1, kernel_init=_conv_init, name=f"features_{i}")(x)
-            x = nn.relu(_bn(train, f"features_{i + 1}")(x))
+            x = nn.relu(self.norm(train, f"features_{i + 1}")(x))
             i += 3
         x = adaptive_avg_pool(x, self.pool_size)
         x = x.reshape(x.shape[0], -1)

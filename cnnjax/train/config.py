@@ -25,6 +25,8 @@ from typing import Any, Optional, Union
 
 import ml_collections
 
+from cnnjax import models
+
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "onecycle")
 AUGMENTATIONS = ("none", "flip", "crop", "flip_crop")
@@ -335,7 +337,6 @@ def from_dict(mapping: Mapping, *, check_model: bool = True, older_run: bool = F
 
 def check_model_options(cfg: TrainConfig) -> None:
     """ConfigError when ``cfg.model`` is not registered or does not take ``cfg.model_options``."""
-    from cnnjax import models  # importing flax only when a model is checked
     try:
         models.create(cfg.model, 10, **cfg.model_options)
     except ValueError as e:

@@ -28,15 +28,16 @@ from cnnjax.train import checkpoint as ckpt_lib
 from cnnjax import compile_cache
 from cnnjax.train import config as config_lib
 from cnnjax import data as data_lib
-from cnnjax import models, summary
+from cnnjax import models, plots, summary
 from cnnjax.train import evaluation, init_from, optim, sharding, streaming, loop, whitening
 from cnnjax.data import subsets
 from cnnjax.train import freeze as freeze_lib
-from cnnjax.train.runs import load_trained, mismatch_message, selected_epoch  # noqa: F401 - load_trained: public here too
+from cnnjax.train.runs import mismatch_message, selected_epoch
 from cnnjax.train.state import abstract_state, init_state
 from cnnjax.train.step import StepSpec, resolve_compute_dtype
 from cnnjax.data import checks as data_checks, fingerprint
 from cnnjax.data.stream import available_memory
+from cnnjax.weights.variables import variable_shapes
 from cnnjax.train.workdir import METRICS, DiskFull, Workdir, WorkdirError
 
 
@@ -167,7 +168,7 @@ def build(cfg: config_lib.TrainConfig, workdir: str | None = None) -> Setup:
     if cfg.whiten_init and (problem := whitening.whitening_problem(model, ds.image_shape)):
         raise ValueError(problem)
     if cfg.freeze or cfg.lr_multipliers:  # patterns that match nothing / freeze everything: before anything is written
-        freeze_lib.check(freeze_lib.variable_shapes(model, ds.image_shape), cfg.freeze, cfg.lr_multipliers)
+        freeze_lib.check(variable_shapes(model, ds.image_shape), cfg.freeze, cfg.lr_multipliers)
     mesh = sharding.data_parallel_mesh()  # data-parallel over every device there is
     if mesh is not None and cfg.batch_size % mesh.size:
         raise ValueError(f"config.batch_size {cfg.batch_size} must be a multiple of the number of devices "
@@ -325,7 +326,6 @@ def _train(s: Setup, wd: Workdir, log, on_epoch) -> dict:
     cfg, ds = s.cfg, s.data
     primary = jax.process_index() == 0  # with several hosts only process 0 writes files (Orbax coordinates itself)
     board = _TensorBoard.open_class() if primary else None  # imports before the clock, like JAX's own
-    from cnnjax import plots  # matplotlib only when a run actually trains
     clock = _TargetClock(cfg)  # the clock of time_to_target_seconds (see _target_record)
     probe = compile_cache.Probe()  # first_step_seconds and the compile cache's hits (summary.json)
     checkpoints = ckpt_lib.Checkpoints(wd.checkpoint_dir, keep=cfg.keep_checkpoints, log=log)

@@ -1,16 +1,7 @@
 """Frozen and slower layers: path patterns over a Flax variable tree, and the optax partition they define.
 
-Paths.  Every leaf of a variable collection (``params``, ``batch_stats``) has a path: its keys
-joined by '/', without the collection name -- ``conv1/kernel``, ``bn1_1/scale``,
-``stage2_block1/conv1/kernel``, ``bn1_1/mean`` (a batch-norm statistic).  :func:`paths` lists them.
-
-Patterns.  A pattern is an ``fnmatch`` glob (case-sensitive) matched against the whole path;
-``*`` also crosses '/'.  A pattern also matches every path below it, so ``conv1`` matches
-``conv1/kernel`` and ``conv1/bias``, ``stage1_*`` a whole stage, ``*/kernel`` every kernel.
-A list of patterns is read in order and the last one that matches a path decides; a pattern
-starting with ``!`` un-matches: ``("*", "!fc")`` is everything but the head ``fc`` (a linear
-probe).  Every pattern of a list must match at least one path (:class:`PatternError`, listing
-the paths there are).
+Paths and patterns (``conv1``, ``stage1_*``, ``("*", "!fc")``; the last match decides) are
+:mod:`cnnjax.weights.variables`'.
 
 Optimisation (:func:`partition`), one ``optax.multi_transform`` for all of it:
 
@@ -29,7 +20,6 @@ Optimisation (:func:`partition`), one ``optax.multi_transform`` for all of it:
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -37,57 +27,13 @@ import flax.linen as nn
 import jax
 import optax
 
+from cnnjax.weights.variables import PatternError, check_patterns, matches, path_str, paths, selected  # PatternError: raised here too
+
 #: the parameter that config.whiten_init sets from the data and freezes
 WHITEN = "whiten/kernel"
 
 #: optax.multi_transform group names: the base optimizer, zero updates, and one group per multiplier
 TRAINED, FROZEN = "trained", "frozen"
-
-
-class PatternError(ValueError):
-    """A pattern that matches no path, or patterns that leave nothing to train."""
-
-
-def path_str(path) -> str:
-    """'/'-joined keys of a ``jax.tree_util`` key path."""
-    return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
-
-
-def paths(tree) -> list[str]:
-    """The '/'-joined path of every leaf of ``tree`` (one collection, e.g. ``variables['params']``)."""
-    return [path_str(p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
-
-
-def _matches(pattern: str, path: str) -> bool:
-    return fnmatch.fnmatchcase(path, pattern) or fnmatch.fnmatchcase(path, pattern + "/*")
-
-
-def selected(patterns: Sequence[str], path: str) -> bool:
-    """Whether the ordered ``patterns`` (``!`` negates; the last match decides) select ``path``."""
-    chosen = False
-    for p in patterns:
-        negate = p.startswith("!")
-        if _matches(p[1:] if negate else p, path):
-            chosen = not negate
-    return chosen
-
-
-def check_patterns(patterns: Sequence[str], available: Sequence[str], setting: str) -> None:
-    """PatternError naming ``setting`` and the first pattern that matches none of ``available``."""
-    for p in patterns:
-        if not any(_matches(p.lstrip("!"), a) for a in available):
-            raise PatternError(f"{setting}: pattern {p!r} matches no variable; the paths are {describe(available)}")
-
-
-def describe(available: Sequence[str]) -> str:
-    """Paths grouped by layer for messages: 'bn1/{bias,mean,scale,var}, conv1/kernel, fc/{bias,kernel}'."""
-    layers: dict[str, list[str]] = {}
-    for p in sorted(available):
-        layer, _, leaf = p.rpartition("/")
-        layers.setdefault(layer, []).append(leaf)
-    one = lambda layer, leaves: (f"{layer}/" if layer else "") + (leaves[0] if len(leaves) == 1 else
-                                                                   "{" + ",".join(leaves) + "}")
-    return ", ".join(one(layer, leaves) for layer, leaves in layers.items())
 
 
 def multiplier_label(factor: float) -> str:
@@ -104,7 +50,7 @@ def labels(params, freeze: Sequence[str] = (), lr_multipliers: Mapping[str, floa
         name = path_str(path)
         if selected(freeze, name):
             return FROZEN
-        factors = {float(f) for p, f in lr_multipliers.items() if _matches(p, name)}
+        factors = {float(f) for p, f in lr_multipliers.items() if matches(p, name)}
         if len(factors) > 1:
             raise PatternError(f"config.lr_multipliers: {name} is matched by patterns with different factors "
                                f"{sorted(factors)}")
@@ -177,9 +123,3 @@ def check(variables: Mapping[str, Any], freeze: Sequence[str] = (), lr_multiplie
     if freeze and groups and all(g == FROZEN for g in groups):
         raise PatternError(f"config.freeze {list(freeze)} freezes every parameter: nothing would train "
                            f"(un-freeze some with '!', e.g. '!fc')")
-
-
-def variable_shapes(model: nn.Module, image_shape) -> dict:
-    """``model``'s variables for (H, W, C) images as ``jax.ShapeDtypeStruct`` s (nothing computed)."""
-    import jax.numpy as jnp
-    return jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, *image_shape), jnp.float32)))

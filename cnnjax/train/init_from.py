@@ -35,10 +35,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnnjax.train import freeze, runs
+from cnnjax.train import runs
+from cnnjax.train.workdir import Workdir
 from cnnjax.weights import pytorch as torch_weights
-
-COLLECTIONS = ("params", "batch_stats")
+from cnnjax.weights.variables import COLLECTIONS, check_patterns, describe, fill, flatten, selected, variable_shapes
 WEIGHT_SUFFIXES = (".safetensors", ".npz", *torch_weights.TORCH_SUFFIXES)
 
 
@@ -56,13 +56,7 @@ class Prepared(NamedTuple):
 # --------------------------------------------------------------------------- reading a source
 
 
-def _flatten(variables) -> dict:
-    return {c: {freeze.path_str(p): np.asarray(v) for p, v in jax.tree_util.tree_flatten_with_path(
-        variables.get(c, {}))[0]} for c in COLLECTIONS}
-
-
 def _from_workdir(path: str, model_name: str) -> tuple[dict, dict]:
-    from cnnjax.train.workdir import Workdir
     wd = Workdir(path)
     try:
         cfg = wd.config()
@@ -83,7 +77,7 @@ def _from_workdir(path: str, model_name: str) -> tuple[dict, dict]:
         raise InitFromError(f"config.init_from: {path} cannot be read ({' '.join(str(e).split())[:300]})") from None
     record = {"path": os.path.abspath(path), "kind": "workdir", "model": cfg.model, "epoch": epoch,
               "mean": info.get("mean"), "std": info.get("std"), "class_names": info.get("class_names")}
-    return _flatten(jax.device_get(variables)), record
+    return flatten(jax.device_get(variables), np.asarray), record
 
 
 def _from_file(path: str, model_name: str, model, image_shape) -> tuple[dict, dict]:
@@ -137,9 +131,8 @@ def read(path: str, model_name: str, model, image_shape) -> tuple[dict, dict]:
 def match(source: dict, target: dict, reinit=(), where: str = "the source") -> tuple[dict, list[tuple]]:
     """(loaded {collection: {path: array}}, table rows (variable, shape, status)) of ``source``
     against the new model's ``target`` variables (arrays or shapes)."""
-    target = {c: {freeze.path_str(p): v for p, v in jax.tree_util.tree_flatten_with_path(target.get(c, {}))[0]}
-              for c in COLLECTIONS}
-    freeze.check_patterns(reinit, [p for c in COLLECTIONS for p in target[c]], "config.reinit")
+    target = flatten(target)
+    check_patterns(reinit, [p for c in COLLECTIONS for p in target[c]], "config.reinit")
     loaded, rows = {c: {} for c in COLLECTIONS}, []
     for c in COLLECTIONS:
         for path, t in target[c].items():
@@ -149,7 +142,7 @@ def match(source: dict, target: dict, reinit=(), where: str = "the source") -> t
                 rows.append((name, shape, "new: not in the source"))
                 continue
             s = tuple(np.shape(source[c][path]))
-            if freeze.selected(reinit, path):
+            if selected(reinit, path):
                 rows.append((name, shape, f"new: config.reinit (source shape {s})"))
             elif s == shape:
                 loaded[c][path] = np.asarray(source[c][path]).astype(t.dtype)
@@ -163,7 +156,7 @@ def match(source: dict, target: dict, reinit=(), where: str = "the source") -> t
                 rows.append((name, tuple(np.shape(v)), "skipped: not in this model"))
     if not any(loaded[c] for c in COLLECTIONS):
         raise InitFromError(f"config.init_from: no variable of {where} matches this model by path and shape: "
-                            f"another architecture (its paths: {freeze.describe(list(source.get('params', {})))})")
+                            f"another architecture (its paths: {describe(list(source.get('params', {})))})")
     return loaded, rows
 
 
@@ -181,7 +174,7 @@ def format_table(rows: list[tuple], header: str) -> str:
 def prepare(cfg, model, image_shape) -> Prepared:
     """Read and match ``cfg.init_from`` for ``model`` on (H, W, C) images; InitFromError when it
     does not fit (nothing is written by this)."""
-    target = freeze.variable_shapes(model, image_shape)
+    target = variable_shapes(model, image_shape)
     source, record = read(cfg.init_from, cfg.model, model, image_shape)
     loaded, rows = match(source, target, cfg.reinit, where=cfg.init_from)
     where = f"{cfg.init_from}" + (f" (epoch {record['epoch']})" if "epoch" in record else "")
@@ -191,12 +184,8 @@ def prepare(cfg, model, image_shape) -> Prepared:
 def apply(state, prepared: Prepared, tx):
     """``state`` (a fresh :class:`cnnjax.train.state.TrainState`) with the loaded variables in place, its
     optimizer state initialised for them and its moving average (if any) restarted from them."""
-    def put(tree, collection):
-        values = prepared.loaded[collection]
-        return jax.tree_util.tree_map_with_path(
-            lambda p, v: jnp.asarray(values[freeze.path_str(p)]) if freeze.path_str(p) in values else v, tree)
-    params = put(state.params, "params")
-    state = state._replace(params=params, batch_stats=put(state.batch_stats, "batch_stats"),
+    params = fill(state.params, prepared.loaded["params"], jnp.asarray)
+    state = state._replace(params=params, batch_stats=fill(state.batch_stats, prepared.loaded["batch_stats"], jnp.asarray),
                            opt_state=tx.init(params))
     if state.ema is not None:
         state = state._replace(ema=jax.tree.map(jnp.copy, state.variables()))
@@ -209,7 +198,7 @@ def apply(state, prepared: Prepared, tx):
 def write_weights(variables: dict, path: str, *, mean=None, std=None, class_names=None) -> None:
     """Save ``variables`` (params, batch_stats) in cnnjax's layout as ``.safetensors`` (with the
     normalisation and class names as metadata) or ``.npz``: a file ``config.init_from`` reads."""
-    flat = {f"{c}/{p}": np.ascontiguousarray(v) for c, tree in _flatten(jax.device_get(variables)).items()
+    flat = {f"{c}/{p}": np.ascontiguousarray(v) for c, tree in flatten(jax.device_get(variables), np.asarray).items()
             for p, v in tree.items()}
     if path.endswith(".safetensors"):
         from safetensors.numpy import save_file

@@ -4,10 +4,10 @@
   variables = torch_weights.load("resnet18.safetensors", "tv_resnet18")  # no torch needed
 
 Supported (:data:`LAYOUTS`): the torchvision-layout models of :mod:`cnnjax.models.torchvision`
-(``tv_resnet18/34``, ``tv_vgg11_bn/16_bn``: torchvision's own key names) and the PyTorch twins of
-``benchmarks/torch_twins.py`` (``lenet5``, ``padded_cnn``,
-``separable_cnn``, ``dilated_cnn``, ``grouped_cnn``, ``vgg_bn``, ``resnet20``, the ``airbench``
-family).  The conversion, per tensor:
+(``tv_resnet18/34``, ``tv_vgg11_bn/16_bn``: torchvision's own key names, the naming that module
+declares) and the models with a PyTorch twin in :mod:`cnnjax.weights.torch_twins` (``lenet5``,
+``padded_cnn``, ``separable_cnn``, ``dilated_cnn``, ``grouped_cnn``, ``vgg_bn``, ``resnet20``, the
+``airbench`` family), whose layouts stand beside the twins.  The conversion, per tensor:
 
 * conv weight (O, I/groups, kH, kW) -> kernel HWIO (kH, kW, I/groups, O); linear weight (O, I) ->
   kernel (I, O); biases as they are;
@@ -33,65 +33,29 @@ fails at its first such key.
 from __future__ import annotations
 
 import os
-import re
 import warnings
 
-import jax
 import numpy as np
 
 from cnnjax import models, summary
-from cnnjax.train import freeze
+from cnnjax.models import torchvision as tv_models
+from cnnjax.weights import torch_twins, variables
 
 
 class ConversionError(ValueError):
     """A state_dict that does not convert to the model: the message names the first key."""
 
 
-def _sequential(names: dict[int, str]):
-    return lambda module: names.get(int(module)) if module.isdigit() else None
+def _layout(model_name: str):
+    """torch module name -> cnnjax module path (None: no such module) of ``model_name``: torchvision's
+    naming for the models laid out as torchvision's, else the layout of the model's PyTorch twin."""
+    if model_name in tv_models.MODELS:
+        return tv_models.torch_module_path
+    return torch_twins.LAYOUTS.get(model_name)
 
 
-def _indexed(module: str) -> str:
-    """torchvision naming: 'layer1.0.downsample.1' -> 'layer1_0/downsample_1'."""
-    return re.sub(r"\.(\d+)", r"_\1", module).replace(".", "/")
-
-
-def _vgg_bn_twin(stages: int = 2):
-    names, i = {}, 0
-    for s in range(1, stages + 1):
-        for j in (1, 2):
-            names[i], names[i + 1] = f"conv{s}_{j}", f"bn{s}_{j}"
-            i += 3
-        i += 1  # max pool
-    names[i + 2] = "fc"  # flatten, dropout, linear
-    return _sequential(names)
-
-
-def _resnet20_twin(module: str):
-    head, _, rest = module.partition(".")
-    if not head.isdigit():
-        return None
-    i = int(head)
-    if i in (0, 1, 14) and not rest:
-        return {0: "stem", 1: "stem_bn", 14: "fc"}[i]
-    if 3 <= i <= 11 and rest in ("conv1", "bn1", "conv2", "bn2"):
-        return f"stage{(i - 3) // 3 + 1}_block{(i - 3) % 3 + 1}/{rest}"
-    return None
-
-
-_PADDED = _sequential({0: "conv1", 3: "conv2", 7: "fc"})
-
-#: model -> (torch module name -> cnnjax module path, or None when it does not map)
-LAYOUTS = {
-    "tv_resnet18": _indexed, "tv_resnet34": _indexed, "tv_vgg11_bn": _indexed, "tv_vgg16_bn": _indexed,
-    "lenet5": _sequential({0: "conv1", 3: "conv2", 7: "fc1", 9: "fc2", 11: "fc3"}),
-    "padded_cnn": _PADDED, "dilated_cnn": _PADDED, "grouped_cnn": _PADDED,
-    "separable_cnn": lambda m: {"0": "conv1", "3.0": "conv2", "3.1": "conv2", "7": "fc"}.get(m),
-    "vgg_bn": _vgg_bn_twin(),
-    "resnet20": _resnet20_twin,
-    **{name: (lambda m: m if "." not in m else None) for name in ("airbench", "airbench28_s", "airbench28_m",
-                                                                   "airbench28_l")},
-}
+#: the models with a PyTorch layout: torchvision's and the twins'
+LAYOUTS = (*tv_models.MODELS, *torch_twins.LAYOUTS)
 
 #: torch leaf -> (collection, cnnjax leaf); a separable conv's two weights have their own names
 _LEAVES = {"bias": ("params", "bias"), "running_mean": ("batch_stats", "mean"), "running_var": ("batch_stats", "var")}
@@ -141,12 +105,10 @@ def to_cnnjax(state_dict: dict, model_name: str, model, image_shape) -> dict:
     ``image_shape`` images.  Which linear layer follows a spatial flatten, and the C of that
     flatten, come from the model (:func:`flattened_inputs`), so any permutation of the keys gives
     bit-identical variables.  ConversionError naming the first key that does not map or fit."""
-    layout = LAYOUTS.get(model_name)
+    layout = _layout(model_name)
     if layout is None:
         raise ConversionError(f"no PyTorch layout for model {model_name}; supported: {', '.join(sorted(LAYOUTS))}")
-    target = freeze.variable_shapes(model, image_shape)
-    shapes = {c: {freeze.path_str(p): tuple(v.shape) for p, v in jax.tree_util.tree_flatten_with_path(
-        target.get(c, {}))[0]} for c in ("params", "batch_stats")}
+    shapes = variables.flatten(variables.variable_shapes(model, image_shape), lambda v: tuple(v.shape))
     flattens = flattened_inputs(model, image_shape)
     out = {"params": {}, "batch_stats": {}}
     for key, value in state_dict.items():
@@ -271,6 +233,4 @@ def load(path: str, model: str, num_classes: int = 1000, image_shape=(224, 224, 
     (:func:`read_state_dict`: any of its file kinds, wrappers and key orders)."""
     net = models.create(model, num_classes, **options)
     flat = to_cnnjax(read_state_dict(path), model, net, image_shape)
-    target = freeze.variable_shapes(net, image_shape)
-    return jax.tree_util.tree_map_with_path(
-        lambda p, _: flat[p[0].key][freeze.path_str(p[1:])], dict(target))
+    return {c: variables.fill(tree, flat[c]) for c, tree in variables.variable_shapes(net, image_shape).items()}

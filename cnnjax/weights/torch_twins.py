@@ -3,6 +3,8 @@ module order in ``torch.nn`` (NCHW), for the benchmarks that time cnnjax against
 (:mod:`benchmarks.train_throughput`) and the speedrun's PyTorch mirror
 (:mod:`benchmarks.speedrun_torch`).  torch is imported inside the functions (the ``bench`` extra).
 
+* :data:`LAYOUTS` -- each twin's module names as cnnjax paths (:mod:`cnnjax.weights.pytorch` converts a
+  twin's state_dict by them);
 * :func:`torch_model` -- a registry name -> its twin with PyTorch's default init (throughput);
 * :func:`make_model` -- a speedrun config's model (``config.model`` and the
   ``config.model_options`` in :data:`SUPPORTED_OPTIONS`) with Flax's init scheme: LeCun-normal
@@ -23,6 +25,53 @@ AIRBENCH_DEFAULTS = {"airbench": dict(widths=(64, 256, 256), whiten_width=24),
                      "airbench28_s": dict(widths=(8, 16, 16), whiten_width=8),
                      "airbench28_m": dict(widths=(16, 32, 32), whiten_width=8),
                      "airbench28_l": dict(widths=(32, 64, 64), whiten_width=8)}
+
+
+# --------------------------------------------------------------------------- layouts
+# Each twin's module names -> cnnjax module paths: what cnnjax.weights.pytorch converts a twin's
+# state_dict by.  A twin's layers are an nn.Sequential, so its names are the indices below.
+
+def _sequential(names: dict[int, str]):
+    return lambda module: names.get(int(module)) if module.isdigit() else None
+
+
+def _vgg_bn_layout(stages: int = 2):
+    """:func:`torch_vgg_bn`: per stage (conv, BN, ReLU) x 2 + max pool; then flatten, dropout, linear."""
+    names, i = {}, 0
+    for s in range(1, stages + 1):
+        for j in (1, 2):
+            names[i], names[i + 1] = f"conv{s}_{j}", f"bn{s}_{j}"
+            i += 3
+        i += 1  # max pool
+    names[i + 2] = "fc"  # flatten, dropout, linear
+    return _sequential(names)
+
+
+def _resnet20_layout(module: str):
+    """:func:`torch_resnet20`: stem conv, BN, ReLU, nine blocks (3..11), pool, flatten, linear (14)."""
+    head, _, rest = module.partition(".")
+    if not head.isdigit():
+        return None
+    i = int(head)
+    if i in (0, 1, 14) and not rest:
+        return {0: "stem", 1: "stem_bn", 14: "fc"}[i]
+    if 3 <= i <= 11 and rest in ("conv1", "bn1", "conv2", "bn2"):
+        return f"stage{(i - 3) // 3 + 1}_block{(i - 3) % 3 + 1}/{rest}"
+    return None
+
+
+_PADDED = _sequential({0: "conv1", 3: "conv2", 7: "fc"})
+
+#: model -> (twin's torch module name -> cnnjax module path, or None when it does not map)
+LAYOUTS = {
+    "lenet5": _sequential({0: "conv1", 3: "conv2", 7: "fc1", 9: "fc2", 11: "fc3"}),
+    "padded_cnn": _PADDED, "dilated_cnn": _PADDED, "grouped_cnn": _PADDED,
+    "separable_cnn": lambda m: {"0": "conv1", "3.0": "conv2", "3.1": "conv2", "7": "fc"}.get(m),
+    "vgg_bn": _vgg_bn_layout(),
+    "resnet20": _resnet20_layout,
+    # torch_airbench names its modules as cnnjax's Airbench does
+    **{name: (lambda m: m if "." not in m else None) for name in AIRBENCH_DEFAULTS},
+}
 
 
 def make_model(cfg, image_shape: tuple, num_classes: int):
