@@ -102,8 +102,8 @@ def quiet() -> None:
 
 
 def run(main_fn, positional: bool = False) -> None:
-    """``absl.app.run`` with ``quiet()``, the compilation cache of the environment
-    (:func:`cnnjax.compile_cache.configure`) and UsageError/ValueError/FileNotFoundError -> ``fail``;
+    """``absl.app.run`` with ``quiet()``, the compilation cache of the command's ``--config``
+    (``compile_cache_dir``) or the environment (:func:`cnnjax.compile_cache.configure`) and UsageError/ValueError/FileNotFoundError -> ``fail``;
     arguments other than flags are an error unless ``positional`` (then main_fn gets them)."""
     from absl import app
 
@@ -111,8 +111,12 @@ def run(main_fn, positional: bool = False) -> None:
         quiet()
         if len(argv) > 1 and not positional:
             fail(f"unexpected arguments: {' '.join(argv[1:])}")
+        from absl import flags
         from cnnjax import compile_cache
-        compile_cache.configure()  # JAX's persistent compilation cache, before the first computation
+        # JAX's persistent compilation cache, before the first computation: a --config's own
+        # compile_cache_dir decides where (or '' that there is none), else the environment
+        config = flags.FLAGS["config"].value if "config" in flags.FLAGS else None
+        compile_cache.configure(getattr(config, "compile_cache_dir", None))
         try:
             return main_fn(argv)
         except (UsageError, ValueError, FileNotFoundError) as e:

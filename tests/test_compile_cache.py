@@ -107,6 +107,8 @@ def test_config_compile_cache_dir_off_compiles_without_a_cache(tmp_path):
     assert proc.returncode == 0, proc.stderr
     record = json.load(open(tmp_path / "run" / "summary.json"))["compile_cache"]
     assert record["dir"] is None and record["compiles"] > 0 and record["from_cache"] == 0
+    # off from the start: the default directory (under XDG_CACHE_HOME) is never made
+    assert not (tmp_path / "cnnjax").exists()
 
 
 @pytest.mark.parametrize("value", ["", "0", "off"])
