@@ -35,6 +35,24 @@ def test_readme_python_example_runs(index):
         assert float(lines[-1].split()[-1]) > 0.5
 
 
+def test_every_documented_import_resolves():
+    """Every ``from cnnjax...`` / ``import cnnjax...`` line of a Python block in the README and
+    docs/ imports (the examples name modules by where they live; a move that forgets a page fails
+    here)."""
+    lines = set()
+    for name in ["README.md"] + sorted(os.listdir(os.path.join(REPO, "docs"))):
+        path = os.path.join(REPO, name) if name == "README.md" else os.path.join(REPO, "docs", name)
+        if not path.endswith(".md"):
+            continue
+        with open(path) as f:
+            for block in re.findall(r"```python\n(.*?)```", f.read(), re.S):
+                lines |= {l.strip() for l in block.splitlines() if re.match(r"\s*(from cnnjax\b|import cnnjax\b)", l)}
+    assert lines
+    proc = subprocess.run([sys.executable, "-c", "\n".join(sorted(lines))], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
 TINY = ["--config.dataset=synthetic", "--config.num_train=128", "--config.num_test=64", "--config.batch_size=64",
         "--config.epochs=1", "--config.progress=none"]
 
