@@ -35,6 +35,23 @@ def test_readme_python_example_runs(index):
         assert float(lines[-1].split()[-1]) > 0.5
 
 
+def test_the_library_map_names_every_module():
+    """The README's map of the library (its "## The library" block) names every package and module
+    of cnnjax (a module added or moved without its line fails here)."""
+    with open(os.path.join(REPO, "README.md")) as f:
+        block = re.search(r"## The library\n\n```\n(.*?)```", f.read(), re.S).group(1)
+    package = os.path.join(REPO, "cnnjax")
+    missing = []
+    for d, subdirs, names in os.walk(package):
+        subdirs[:] = [s for s in subdirs if s != "__pycache__"]
+        rel = os.path.relpath(d, REPO)
+        if rel != "cnnjax" and not re.search(rf"^{re.escape(rel)}/", block, re.M):
+            missing.append(rel + "/")
+        missing += [os.path.join(rel, n) for n in names
+                    if n.endswith(".py") and n != "__init__.py" and not re.search(rf"\b{n[:-3]}\b", block)]
+    assert missing == [], f"not in README's library map: {missing}"
+
+
 def test_every_documented_import_resolves():
     """Every ``from cnnjax...`` / ``import cnnjax...`` line of a Python block in the README and
     docs/ imports (the examples name modules by where they live; a move that forgets a page fails
