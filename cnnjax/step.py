@@ -140,7 +140,7 @@ def prepare_batch(spec: StepSpec, key, images, labels):
     x = data_lib.normalize(images, spec.mean, spec.std)
     targets = None
     if aug.mixes:  # on the whole batch, before it is split: partners may sit on other devices
-        x, weights = aug.mix(key, x)
+        x, weights = aug.mix_batch(key, x)
         targets = split_batch(mixing.targets(labels, weights, spec.num_classes, spec.label_smoothing), spec.mesh)
     return split_batch(x, spec.mesh), split_batch(labels, spec.mesh), targets
 

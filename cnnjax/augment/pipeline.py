@@ -13,7 +13,7 @@ on uint8 pixels (:meth:`Augmentation.pixels`), then, after normalisation,
 
 5. ``mix`` (MixUp / CutMix)                                 -- ``fold_in(key, FAMILY["mix"])``
 
-(:meth:`Augmentation.mix`), which also returns the label weights of the loss.  ``key`` is the
+(:meth:`Augmentation.mix_batch`), which also returns the label weights of the loss.  ``key`` is the
 step's augmentation key (``cnnjax.rng.augment_key``); the sub-stream constants below are pinned
 in tests/test_rng.py: changing one changes every seeded run that uses the family.
 """
@@ -75,7 +75,7 @@ class Augmentation:
                                             value=self.erasing_value)
         return images
 
-    def mix(self, key, x):
+    def mix_batch(self, key, x):
         """(float32 mixed ``x``, float32 (B,) label weights) of family 5 (:mod:`cnnjax.augment.mixing`)."""
         return mixing.mix(jax.random.fold_in(key, FAMILY["mix"]), x, self.mix, self.mix_alpha, self.mix_prob)
 
