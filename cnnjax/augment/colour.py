@@ -75,13 +75,12 @@ def color(images, factor):
 
 
 def sharpness(images, factor):
-    kernel = jnp.array([[1, 1, 1], [1, 5, 1], [1, 1, 1]], jnp.float32) / 13
-    x = images.astype(jnp.float32)
-    b, h, w, c = x.shape
-    planes = x.transpose(0, 3, 1, 2).reshape(b * c, 1, h, w)
-    smooth = jax.lax.conv_general_dilated(planes, kernel[None, None], (1, 1), "VALID")
-    smooth = jnp.round(smooth).reshape(b, c, h - 2, w - 2).transpose(0, 2, 3, 1)
-    degenerate = x.at[:, 1:-1, 1:-1, :].set(smooth)  # the border keeps its own pixels
+    x = images.astype(jnp.int32)
+    h, w = x.shape[1:3]
+    window = sum(x[:, a:a + h - 2, b:b + w - 2] for a in range(3) for b in range(3))
+    inner = window + 4 * x[:, 1:-1, 1:-1]           # [[1,1,1],[1,5,1],[1,1,1]]: exact integers
+    smooth = (2 * inner + 13) // 26                  # round(inner / 13); no ties (13 is odd)
+    degenerate = x.at[:, 1:-1, 1:-1].set(smooth)     # the border keeps its own pixels
     return blend(degenerate, images, factor)
 
 
@@ -117,11 +116,11 @@ def _apply_lut(images, lut):
 def autocontrast(images):
     """Per image and channel, [lo, hi] (its min and max) stretched to [0, 255]:
     ``floor((v - lo) * 255 / (hi - lo))``; a channel with lo == hi unchanged (PIL, cutoff 0)."""
-    lo = jnp.min(images, axis=(1, 2), keepdims=True).astype(jnp.float32)
-    hi = jnp.max(images, axis=(1, 2), keepdims=True).astype(jnp.float32)
-    x = images.astype(jnp.float32)
-    stretched = jnp.floor((x - lo) * 255 / jnp.where(hi > lo, hi - lo, 1))
-    return jnp.where(hi > lo, jnp.clip(stretched, 0, 255), x).astype(jnp.uint8)
+    lo = jnp.min(images, axis=(1, 2), keepdims=True).astype(jnp.int32)
+    hi = jnp.max(images, axis=(1, 2), keepdims=True).astype(jnp.int32)
+    x = images.astype(jnp.int32)
+    stretched = (x - lo) * 255 // jnp.where(hi > lo, hi - lo, 1)  # integers: exact (XLA may turn a float
+    return jnp.where(hi > lo, stretched, x).astype(jnp.uint8)      # division into a reciprocal product)
 
 
 def equalize(images):
