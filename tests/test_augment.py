@@ -352,6 +352,19 @@ def test_streamed_and_in_memory_epochs_augment_alike(over):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+def test_the_config_choices_are_the_packages():
+    """cnnjax.config names the choices without importing JAX; they must be the package's."""
+    from cnnjax import config
+    from cnnjax.augment import pipeline
+    assert config.AUGMENTATIONS == flip_crop.KINDS and config.MIXES == mixing.KINDS
+    assert config.AUGMENT_POLICIES == pipeline.POLICIES
+    assert set(config.INTERPOLATIONS) == set(geometric.INTERPOLATIONS)
+    names = {f.name for f in __import__("dataclasses").fields(TrainConfig)}
+    aug = Augmentation()
+    assert aug == __import__("cnnjax.step", fromlist=["x"]).augmentation_of(TrainConfig())
+    assert {"affine_rotate", "augment_policy", "erasing_prob", "mix", "mix_alpha"} <= names
+
+
 def test_flip_crop_is_the_old_step_augment_batch():
     from cnnjax import step
     assert step.augment_batch is flip_crop.flip_crop

@@ -53,6 +53,10 @@ class Augmentation:
     mix_alpha: float = 1.0
     mix_prob: float = 1.0
 
+    def __post_init__(self):
+        if self.policy not in POLICIES:
+            raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {self.policy!r}")
+
     @property
     def mixes(self) -> bool:
         return self.mix != "none" and self.mix_prob > 0
