@@ -370,3 +370,39 @@ def test_flip_crop_is_the_old_step_augment_batch():
     assert step.augment_batch is flip_crop.flip_crop
     with pytest.raises(ValueError, match="augment kind"):
         flip_crop.flip_crop(jax.random.key(0), jnp.zeros((1, 4, 4, 1), jnp.uint8), "flop")
+
+
+# --------------------------------------------------------------------------- resume
+
+
+AUGMENTED = dict(augment="flip_crop", affine_rotate=10.0, affine_translate=0.05, augment_policy="randaugment",
+                 erasing_prob=0.3, mix="mixup_cutmix", mix_alpha=0.4)
+
+
+def test_a_run_with_every_family_killed_and_rerun_equals_the_uninterrupted_one(tmp_path):
+    """RandAugment, MixUp/CutMix, erasing, an affine warp and flips/crops in one run: SIGKILL
+    after its first checkpoint, rerun the same command; parameters, metrics and test numbers
+    equal those of the run trained without interruption (tests/test_faults.py's pattern)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from test_faults import REPO, SMALL, assert_equals_reference, checkpointed, train as train_run
+    reference = tmp_path / "reference"
+    train_run(reference, **AUGMENTED)
+    workdir = tmp_path / "killed"
+    flags = [f"--config.{k}={v}" for k, v in {**SMALL, **AUGMENTED}.items()] + [f"--workdir={workdir}"]
+    command = [sys.executable, "-m", "experiments.train", *flags]
+    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not checkpointed(workdir) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert checkpointed(workdir) and not (workdir / "summary.json").exists(), "killed too late or too early"
+    rerun = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600,
+                           env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "resuming" in rerun.stdout, rerun.stdout
+    assert_equals_reference(workdir, reference)
