@@ -59,13 +59,82 @@ def blend(degenerate, images, factor):
     return _to_uint8(d + f * (images.astype(jnp.float32) - d))
 
 
-def brightness(images, factor):
-    return blend(jnp.zeros((), jnp.float32), images, factor)
+#: every pixel value, as a (1, 1, 256) row of per-image per-channel tables
+_VALUES = jnp.arange(256, dtype=jnp.int32)[None, None, :]
 
 
-def contrast(images, factor):
-    mean = jnp.round(jnp.mean(grey(images), axis=(1, 2, 3), keepdims=True))
-    return blend(mean, images, factor)
+def apply_lut(images, lut):
+    """``images`` (uint8 (B, H, W, C)) mapped through per-image per-channel tables ``lut``
+    (B, C, 256) of values 0..255: one gather."""
+    b, h, w, c = images.shape
+    row = (jnp.arange(b)[:, None, None, None] * c + jnp.arange(c)) * 256  # no transposes: flat indices
+    return lut.astype(jnp.uint8).reshape(-1)[row + images.astype(jnp.int32)]
+
+
+def _blend_lut(degenerate, factor, b: int):
+    """(B, 1, 256): :func:`blend` of every value with per-image ``degenerate`` (B,) or scalar."""
+    f = jnp.broadcast_to(jnp.asarray(factor, jnp.float32), (b,))[:, None, None]
+    d = jnp.asarray(degenerate, jnp.float32)
+    d = d.reshape(b, 1, 1) if d.ndim else d
+    return _to_uint8(d + f * (_VALUES.astype(jnp.float32) - d))
+
+
+def brightness_lut(images, factor):
+    return _blend_lut(0.0, factor, images.shape[0])
+
+
+def contrast_lut(images, factor):
+    mean = jnp.round(jnp.mean(grey(images), axis=(1, 2, 3)))
+    return _blend_lut(mean, factor, images.shape[0])
+
+
+def posterize_lut(images, bits):
+    shift = 8 - jnp.broadcast_to(jnp.asarray(bits, jnp.int32), (images.shape[0],))[:, None, None]
+    return _VALUES & (jnp.left_shift(jnp.int32(0xFF), shift) & 0xFF)
+
+
+def solarize_lut(images, threshold):
+    t = jnp.broadcast_to(jnp.asarray(threshold, jnp.float32), (images.shape[0],))[:, None, None]
+    return jnp.where(_VALUES.astype(jnp.float32) >= t, 255 - _VALUES, _VALUES)
+
+
+def autocontrast_lut(images):
+    """Per image and channel, [lo, hi] (its min and max) stretched to [0, 255]:
+    ``floor((v - lo) * 255 / (hi - lo))``; a channel with lo == hi unchanged (PIL, cutoff 0)."""
+    lo = jnp.min(images, axis=(1, 2)).astype(jnp.int32)[..., None]  # (B, C, 1)
+    hi = jnp.max(images, axis=(1, 2)).astype(jnp.int32)[..., None]
+    stretched = jnp.clip((_VALUES - lo) * 255 // jnp.where(hi > lo, hi - lo, 1), 0, 255)  # integers: exact
+    return jnp.where(hi > lo, stretched, _VALUES)
+
+
+def equalize_lut(images):
+    """PIL's ``ImageOps.equalize`` per image and channel: with histogram ``h`` and ``step =
+    (n - h[last non-empty value]) // 255``, value ``i`` maps to ``min(255, (step // 2 +
+    sum(h[:i])) // step)``; a channel with step 0 is unchanged."""
+    hist = _histograms(images)
+    n = hist.sum(-1, keepdims=True)
+    last = jnp.max(jnp.where(hist > 0, jnp.arange(256), -1), axis=-1, keepdims=True)
+    step = (n - jnp.take_along_axis(hist, last, axis=-1)) // 255
+    before = jnp.cumsum(hist, -1) - hist
+    lut = jnp.minimum(255, (step // 2 + before) // jnp.maximum(step, 1))
+    return jnp.where(step > 0, lut, _VALUES)
+
+
+def _lut_op(table):
+    def op(images, *args):
+        lut = table(images, *args)
+        return apply_lut(images, jnp.broadcast_to(lut, (images.shape[0], images.shape[-1], 256)))
+    op.__name__ = table.__name__[:-4]
+    op.__doc__ = table.__doc__
+    return op
+
+
+brightness = _lut_op(brightness_lut)
+contrast = _lut_op(contrast_lut)
+posterize = _lut_op(posterize_lut)
+solarize = _lut_op(solarize_lut)
+autocontrast = _lut_op(autocontrast_lut)
+equalize = _lut_op(equalize_lut)
 
 
 def color(images, factor):
@@ -84,55 +153,8 @@ def sharpness(images, factor):
     return blend(degenerate, images, factor)
 
 
-def posterize(images, bits):
-    """Keep the ``bits`` (1..8) high bits of every value."""
-    shift = 8 - _per_image(bits, images.shape[0], jnp.int32)
-    mask = (jnp.left_shift(jnp.int32(0xFF), shift) & 0xFF).astype(jnp.uint8)
-    return images & mask
-
-
-def solarize(images, threshold):
-    """Values >= ``threshold`` (in 0..256; 256 = none) inverted (255 - value)."""
-    t = _per_image(threshold, images.shape[0])
-    return jnp.where(images.astype(jnp.float32) >= t, 255 - images, images)
-
-
 def _histograms(images):
     """int32 (B, C, 256): each image's per-channel histogram."""
     b, h, w, c = images.shape
-    flat = images.transpose(0, 3, 1, 2).reshape(b * c, h * w).astype(jnp.int32)
-    rows = jnp.broadcast_to(jnp.arange(b * c)[:, None], flat.shape)
-    return jnp.zeros((b * c, 256), jnp.int32).at[rows, flat].add(1).reshape(b, c, 256)
-
-
-def _apply_lut(images, lut):
-    """``images`` (B, H, W, C) mapped through per-image per-channel tables ``lut`` (B, C, 256)."""
-    b, h, w, c = images.shape
-    flat = images.transpose(0, 3, 1, 2).reshape(b, c, h * w).astype(jnp.int32)
-    out = jnp.take_along_axis(lut, flat, axis=-1)
-    return out.reshape(b, c, h, w).transpose(0, 2, 3, 1).astype(jnp.uint8)
-
-
-def autocontrast(images):
-    """Per image and channel, [lo, hi] (its min and max) stretched to [0, 255]:
-    ``floor((v - lo) * 255 / (hi - lo))``; a channel with lo == hi unchanged (PIL, cutoff 0)."""
-    lo = jnp.min(images, axis=(1, 2), keepdims=True).astype(jnp.int32)
-    hi = jnp.max(images, axis=(1, 2), keepdims=True).astype(jnp.int32)
-    x = images.astype(jnp.int32)
-    stretched = (x - lo) * 255 // jnp.where(hi > lo, hi - lo, 1)  # integers: exact (XLA may turn a float
-    return jnp.where(hi > lo, stretched, x).astype(jnp.uint8)      # division into a reciprocal product)
-
-
-def equalize(images):
-    """PIL's ``ImageOps.equalize`` per image and channel: with histogram ``h`` and ``step =
-    (n - h[last non-empty value]) // 255``, value ``i`` maps to ``min(255, (step // 2 +
-    sum(h[:i])) // step)``; a channel with step 0 is unchanged."""
-    hist = _histograms(images)
-    n = hist.sum(-1, keepdims=True)
-    last = jnp.max(jnp.where(hist > 0, jnp.arange(256), -1), axis=-1, keepdims=True)
-    step = (n - jnp.take_along_axis(hist, last, axis=-1)) // 255
-    before = jnp.cumsum(hist, -1) - hist
-    safe = jnp.maximum(step, 1)
-    lut = jnp.minimum(255, (step // 2 + before) // safe)
-    lut = jnp.where(step > 0, lut, jnp.arange(256))
-    return _apply_lut(images, lut)
+    row = (jnp.arange(b)[:, None, None, None] * c + jnp.arange(c)) * 256
+    return jnp.zeros(b * c * 256, jnp.int32).at[(row + images.astype(jnp.int32)).reshape(-1)].add(1).reshape(b, c, 256)

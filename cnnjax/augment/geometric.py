@@ -60,10 +60,12 @@ def warp(images, linear, shift, interpolation: str = "bilinear", fill: int = 0):
     quantise = lambda a: jnp.round(a * 2.0 ** 16) / 2.0 ** 16
     inverse = quantise(jnp.linalg.inv(linear))
     offset = quantise(centre - jnp.einsum("bij,bj->bi", inverse, centre + shift))  # p_in = inv @ p_out + offset
-    grid = jnp.stack(jnp.meshgrid(jnp.arange(h, dtype=jnp.float32), jnp.arange(w, dtype=jnp.float32),
-                                  indexing="ij"), -1)                                  # (H, W, 2) output (y, x)
-    src = jnp.einsum("bij,hwj->bhwi", inverse, grid) + offset[:, None, None, :]      # (B, H, W, 2) input (y, x)
-    y, x = src[..., 0].reshape(b, h * w), src[..., 1].reshape(b, h * w)
+    # input positions of the output pixels, (B, H*W) each; exact: the quantised map times pixel indices
+    gy = jnp.repeat(jnp.arange(h, dtype=jnp.float32), w)[None]
+    gx = jnp.tile(jnp.arange(w, dtype=jnp.float32), h)[None]
+    m = lambda i, j: inverse[:, i, j, None]
+    y = m(0, 0) * gy + m(0, 1) * gx + offset[:, 0, None]
+    x = m(1, 0) * gy + m(1, 1) * gx + offset[:, 1, None]
     flat = images.reshape(b, h * w, c)
     take = lambda yi, xi: jnp.take_along_axis(flat, (yi * w + xi)[..., None], axis=1).astype(jnp.float32)
     if interpolation == "nearest":  # jax.scipy.ndimage.map_coordinates(order=0, mode='constant')

@@ -24,8 +24,10 @@ solarize               threshold 255 (1 - m/30)        the same
 
 Differences from torchvision: shears are about the image centre (torchvision: the top-left
 corner), and values are rounded, not truncated (:mod:`cnnjax.augment.colour`).  Each layer
-computes every op on the whole batch and selects per image, so its cost does not depend on the
-draws (one warp plus one pass of each pixel op per layer).  Ours, on dm-pix's warp.
+computes every op for the whole batch and selects per image, so its cost does not depend on the
+draws: one warp, the value-wise ops (brightness, contrast, posterize, solarize, autocontrast,
+equalize) as one 256-entry table per image and channel applied by one gather, sharpness and
+color.  Ours.
 """
 from __future__ import annotations
 
@@ -72,19 +74,23 @@ def apply_ops(images, op_index, bins, signs, policy: str = "randaugment", interp
     warped = geometric.warp(images, linear, shift, interpolation, fill)  # the identity where no warp is drawn
     factor = 1.0 + r["enhance"] * frac * sign
     bits = 8 - jnp.round(frac * r["posterize_bits"]).astype(jnp.int32)
-    results = {
-        "brightness": lambda: colour.brightness(images, factor),
-        "color": lambda: colour.color(images, factor),
-        "contrast": lambda: colour.contrast(images, factor),
-        "sharpness": lambda: colour.sharpness(images, factor),
-        "posterize": lambda: colour.posterize(images, bits),
-        "solarize": lambda: colour.solarize(images, 255.0 * (1 - frac)),
-        "autocontrast": lambda: colour.autocontrast(images),
-        "equalize": lambda: colour.equalize(images),
+    # the value-wise ops as one table per image (the drawn op's; the identity for the others) and one gather
+    tables = {
+        "brightness": lambda: colour.brightness_lut(images, factor),
+        "contrast": lambda: colour.contrast_lut(images, factor),
+        "posterize": lambda: colour.posterize_lut(images, bits),
+        "solarize": lambda: colour.solarize_lut(images, 255.0 * (1 - frac)),
+        "autocontrast": lambda: colour.autocontrast_lut(images),
+        "equalize": lambda: colour.equalize_lut(images),
     }
-    out = warped
-    for name in names[len(GEOMETRIC):]:
-        out = jnp.where(is_op(name)[:, None, None, None], results[name](), out)
+    lut = jnp.broadcast_to(jnp.arange(256, dtype=jnp.int32), (b, c, 256))
+    for name, table in tables.items():
+        lut = jnp.where(is_op(name)[:, None, None], table(), lut)
+    out = jnp.where(jnp.isin(jnp.asarray(op_index), jnp.array([names.index(n) for n in tables]))[:, None, None, None],
+                    colour.apply_lut(images, lut), warped)
+    out = jnp.where(is_op("sharpness")[:, None, None, None], colour.sharpness(images, factor), out)
+    if "color" in names:
+        out = jnp.where(is_op("color")[:, None, None, None], colour.color(images, factor), out)
     return out
 
 
