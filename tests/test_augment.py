@@ -406,3 +406,15 @@ def test_a_run_with_every_family_killed_and_rerun_equals_the_uninterrupted_one(t
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "resuming" in rerun.stdout, rerun.stdout
     assert_equals_reference(workdir, reference)
+
+
+def test_importing_the_package_does_not_start_jax():
+    """No array at import time: a run sets its XLA threads (cnnjax.xla_cpu) before JAX's backend
+    starts, and a module-level jnp constant once started it first (every sweep run failed)."""
+    import subprocess
+    import sys
+    from test_faults import REPO
+    code = ("import cnnjax.step, cnnjax.augment, experiments.augmentations, jax._src.xla_bridge as xb; "
+            "assert not xb._backends, 'a backend started at import'")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
