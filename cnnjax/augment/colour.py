@@ -31,7 +31,6 @@ RandAugment magnitudes were set for.
 """
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 

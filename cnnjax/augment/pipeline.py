@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 
 import jax
-import jax.numpy as jnp
 
 from cnnjax.augment import erasing, flip_crop, geometric, mixing, policies
 
