@@ -8,9 +8,9 @@ they never compete for the cores at the same time); the coordinator interleaves 
 rounds -- for each round, for each (model, batch): cnnjax fast, cnnjax lax, torch -- and
 reports medians over rounds, so machine-wide slowdowns hit all columns alike.
 
-* cnnjax step = the library's own: :func:`cnnjax.train.make_indexed_step` (uint8 images on
+* cnnjax step = the library's own: :func:`cnnjax.train.loop.make_indexed_step` (uint8 images on
   the device, gather by index, normalise, Adam, old state donated), model from
-  :func:`cnnjax.models.create`.  Eval = :func:`cnnjax.evaluation.make_eval_step`.
+  :func:`cnnjax.models.create`.  Eval = :func:`cnnjax.train.evaluation.make_eval_step`.
 * "fast": ``cnnjax.xla_cpu.configure()`` before JAX starts, ``impl='auto'`` (the CPU
   fast path); "lax": ``CNNJAX_CONV_IMPL=lax`` and no extra XLA flags (the plain path).
 * torch: the same architectures in ``torch.nn`` (NCHW), ``torch.optim.Adam``, same batch
@@ -31,7 +31,7 @@ on top of the default recipe (named NAME in ``--impls``), e.g. the augmentation 
         --recipe='randaugment={"augment_policy": "randaugment"}' --no-epoch --rounds=7
 
 ``--epoch`` also times one real epoch (60k train + 10k eval images of ``--data``) with
-:func:`cnnjax.train.make_epoch_runner` and :func:`cnnjax.evaluation.evaluate`.
+:func:`cnnjax.train.loop.make_epoch_runner` and :func:`cnnjax.train.evaluation.evaluate`.
 """
 from __future__ import annotations
 
@@ -122,8 +122,9 @@ class _JaxBench:
     def __init__(self, data):
         import jax
         import numpy as np
-        from cnnjax import evaluation, models, optim, train, train_state
-        from cnnjax.step import StepSpec
+        from cnnjax import models
+        from cnnjax.train import evaluation, optim, loop as train, state as train_state
+        from cnnjax.train.step import StepSpec
         self.jax, self.np, self.models, self.train = jax, np, models, train
         self.evaluation, self.optim, self.train_state, self.StepSpec = evaluation, optim, train_state, StepSpec
         self.data, self.pools = data, {}
@@ -139,7 +140,7 @@ class _JaxBench:
     def _build(self, name, batch, steps_per_epoch):
         """(model, fresh state, step spec, jitted indexed train step, jitted eval step): the library's own."""
         train = self.train
-        from cnnjax.config import TrainConfig
+        from cnnjax.train.config import TrainConfig
         cfg = TrainConfig(model=name, batch_size=batch, dataset="synthetic", epochs=1,
                           **json.loads(os.environ.get("CNNJAX_BENCH_RECIPE", "{}")))  # --recipe
         model = self.models.create(name)
@@ -491,7 +492,7 @@ def main(argv=None):
     args.variant = dict(v.split("=", 1) for v in args.variant)
     args.recipe = dict(v.split("=", 1) for v in args.recipe)
     for name, settings in args.recipe.items():  # one error line now, not a worker's traceback later
-        from cnnjax import config as config_lib
+        from cnnjax.train import config as config_lib
         try:
             config_lib.from_dict(json.loads(settings), check_model=False)
         except (ValueError, config_lib.ConfigError) as e:

@@ -81,7 +81,7 @@ class TrainConfig:
                                   "pipeline (false); auto: in memory when they fit the memory budget. Same examples "
                                   "in the same order either way.", choices=DATA_IN_MEMORY, run=True)
     data_workers: int = setting(-1, "Grain worker processes reading streamed batches; 0: threads of the training "
-                                "process; -1: chosen by cnnjax.streaming.default_workers.", run=True)
+                                "process; -1: chosen by cnnjax.train.streaming.default_workers.", run=True)
     num_train: int = setting(0, "Use only the first N training images (0 = all).")
     num_test: int = setting(0, "Use only the first N test images (0 = all).")
     validation_size: float = setting(0.1, "Validation images held out of the training set (after num_train), "
@@ -163,7 +163,7 @@ class TrainConfig:
                                    "and a time-to-target record counts a run only if its test accuracy reaches "
                                    "target_accuracy.")
 
-    # ---- start from a trained network (cnnjax/freeze.py, cnnjax/init_from.py, cnnjax/subsets.py; docs/transfer.md)
+    # ---- start from a trained network (cnnjax/train/freeze.py, cnnjax/train/init_from.py, cnnjax/data/subsets.py; docs/transfer.md)
     init_from: Optional[str] = setting(None, "Start from trained weights: a cnnjax work directory (its validation-selected "
                                        "checkpoint) or a .safetensors / .npz / .pth file; matched by variable path.")
     reinit: tuple = setting((), "Path patterns (as freeze) that init_from leaves freshly initialised (shape mismatches "
@@ -252,7 +252,7 @@ class TrainConfig:
 
 def _transfer_checks(cfg: TrainConfig) -> dict:
     """validate()'s checks of the start-from-a-trained-network settings (their patterns are checked
-    against the model by :func:`cnnjax.freeze.check` when the run is built)."""
+    against the model by :func:`cnnjax.train.freeze.check` when the run is built)."""
     strings = lambda v: all(isinstance(p, str) and p.strip("!") for p in v)
     factors = cfg.lr_multipliers.values()
     return {
@@ -368,7 +368,7 @@ def from_dict(mapping: Mapping, *, check_model: bool = True, older_run: bool = F
         if f is None:
             close = difflib.get_close_matches(str(key), by_name, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
-            raise ConfigError(f"config.{key} is not a setting{hint}; the settings are in cnnjax/config.py")
+            raise ConfigError(f"config.{key} is not a setting{hint}; the settings are in cnnjax/train/config.py")
         problem = _type_error(f, value)
         if problem:
             raise ConfigError(f"config.{key} {problem}")

@@ -1,18 +1,18 @@
 """The random streams of a training run, in one table.
 
 Every random draw of a run comes from its one raw key, ``jax.random.PRNGKey(cfg.seed)`` (kept in
-:class:`cnnjax.train_state.TrainState` as ``rng``), split into streams by ``jax.random.fold_in``
+:class:`cnnjax.train.state.TrainState` as ``rng``), split into streams by ``jax.random.fold_in``
 with the constants below:
 
 ============  ============================================  =======================================
 stream        key                                           used by
 ============  ============================================  =======================================
-parameters    ``fold_in(rng, PARAMS)``                      :func:`cnnjax.train_state.init_state`
-data order    ``fold_in(fold_in(rng, DATA_ORDER), epoch)``  :func:`cnnjax.train.epoch_permutation`
+parameters    ``fold_in(rng, PARAMS)``                      :func:`cnnjax.train.state.init_state`
+data order    ``fold_in(fold_in(rng, DATA_ORDER), epoch)``  :func:`cnnjax.train.loop.epoch_permutation`
                                                             (the in-memory and the streaming paths)
-step/dropout  ``fold_in(fold_in(rng, STEP), state.step)``   :func:`cnnjax.step.train_step`: the
+step/dropout  ``fold_in(fold_in(rng, STEP), state.step)``   :func:`cnnjax.train.step.train_step`: the
                                                             model's ``dropout`` rng
-augmentation  ``fold_in(step key, AUGMENT)``                :func:`cnnjax.step.prepare_batch`
+augmentation  ``fold_in(step key, AUGMENT)``                :func:`cnnjax.train.step.prepare_batch`
                                                             (flips/crops draw from it directly; the
                                                             other families from ``fold_in(it, k)``,
                                                             ``k`` in ``cnnjax.augment.FAMILY``)

@@ -5,7 +5,7 @@
   state, metrics = step(state, (images_u8, labels))
 
 ``batch`` is ``(images, labels)``: uint8 (B, H, W, C) NHWC pixels and int32 (B,) class indices,
-already gathered, from anywhere (a slice of an in-memory dataset, :mod:`cnnjax.train`'s epoch
+already gathered, from anywhere (a slice of an in-memory dataset, :mod:`cnnjax.train.loop`'s epoch
 on the device, a streaming input pipeline).  :func:`prepare_batch` augments and normalises it
 on the device inside the step, with a key folded from the run's key and ``state.step``, so
 given the seed every step is deterministic wherever its batch came from.  The augmentation
@@ -31,11 +31,11 @@ from jax.sharding import Mesh
 
 from cnnjax import data as data_lib
 from cnnjax.augment import Augmentation, flip_crop, mixing
-from cnnjax import freeze as freeze_lib
-from cnnjax import rng as rng_lib
-from cnnjax.config import TrainConfig
-from cnnjax.sharding import split_batch
-from cnnjax.train_state import TrainState
+from cnnjax.train import freeze as freeze_lib
+from cnnjax.train import rng as rng_lib
+from cnnjax.train.config import TrainConfig
+from cnnjax.train.sharding import split_batch
+from cnnjax.train.state import TrainState
 
 
 def on_accelerator(backend: str | None = None) -> bool:
@@ -63,10 +63,10 @@ class StepSpec:
     (:class:`cnnjax.augment.Augmentation`; its ``flip_crop``/``crop_padding`` are set from
     ``augment``/``crop_padding``).  ``compute_dtype``: 'float32', 'bfloat16' or 'auto'
     (resolved here for the current backend).  ``ema_decay`` > 0 needs a state made with
-    ``ema=True``.  ``mesh`` (:func:`cnnjax.sharding.data_parallel_mesh`): the batch is split over
+    ``ema=True``.  ``mesh`` (:func:`cnnjax.train.sharding.data_parallel_mesh`): the batch is split over
     its devices; ValueError when ``batch_size`` is not a multiple of their number.  ``freeze``:
     ``config.freeze``'s path patterns; the batch-norm layers they freeze run in inference mode
-    (:func:`cnnjax.freeze.frozen_batch_norm`; their parameters' updates are ``tx``'s business)."""
+    (:func:`cnnjax.train.freeze.frozen_batch_norm`; their parameters' updates are ``tx``'s business)."""
     model: nn.Module
     tx: optax.GradientTransformation
     num_classes: int

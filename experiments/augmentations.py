@@ -37,10 +37,10 @@ FAMILIES = {
 
 def augmented_rows(images, family: str, rows: int, seed: int = 0):
     """[(uint8 or float images (B, H, W, C), weights (B,) or None)] for steps 0..rows-1: the
-    batch as the training step augments it (keys from cnnjax.rng)."""
+    batch as the training step augments it (keys from cnnjax.train.rng)."""
     import jax
     import jax.numpy as jnp
-    from cnnjax import rng
+    from cnnjax.train import rng
     from cnnjax.augment import Augmentation
     aug = Augmentation(**FAMILIES[family])
     out = []

@@ -1,4 +1,4 @@
-"""cnnjax.augment: every op against an independent reference (jnp.rot90, cnnjax.shift's shift,
+"""cnnjax.augment: every op against an independent reference (jnp.rot90, cnnjax.interpret.shift's shift,
 Pillow's ImageOps, hand-computed losses and areas), identity parameters, determinism by key,
 and the step's use of it (label weights through the loss; streaming and in-memory alike)."""
 from fractions import Fraction
@@ -10,12 +10,13 @@ import optax
 import pytest
 from PIL import Image, ImageOps
 
-from cnnjax import data, models, optim, rng, streaming, train
+from cnnjax import data, models
+from cnnjax.train import optim, rng, streaming, loop as train
 from cnnjax.augment import Augmentation, colour, erasing, flip_crop, geometric, mixing, policies
-from cnnjax.config import TrainConfig
-from cnnjax.shift import shift_images
-from cnnjax.step import StepSpec, cross_entropy, prepare_batch, train_step
-from cnnjax.train_state import init_state
+from cnnjax.train.config import TrainConfig
+from cnnjax.interpret.shift import shift_images
+from cnnjax.train.step import StepSpec, cross_entropy, prepare_batch, train_step
+from cnnjax.train.state import init_state
 
 
 def batch(c=1, b=6, h=9, w=9, seed=0):
@@ -353,20 +354,20 @@ def test_streamed_and_in_memory_epochs_augment_alike(over):
 
 
 def test_the_config_choices_are_the_packages():
-    """cnnjax.config names the choices without importing JAX; they must be the package's."""
-    from cnnjax import config
+    """cnnjax.train.config names the choices without importing JAX; they must be the package's."""
+    from cnnjax.train import config
     from cnnjax.augment import pipeline
     assert config.AUGMENTATIONS == flip_crop.KINDS and config.MIXES == mixing.KINDS
     assert config.AUGMENT_POLICIES == pipeline.POLICIES
     assert set(config.INTERPOLATIONS) == set(geometric.INTERPOLATIONS)
     names = {f.name for f in __import__("dataclasses").fields(TrainConfig)}
     aug = Augmentation()
-    assert aug == __import__("cnnjax.step", fromlist=["x"]).augmentation_of(TrainConfig())
+    assert aug == __import__("cnnjax.train.step", fromlist=["x"]).augmentation_of(TrainConfig())
     assert {"affine_rotate", "augment_policy", "erasing_prob", "mix", "mix_alpha"} <= names
 
 
 def test_flip_crop_is_the_old_step_augment_batch():
-    from cnnjax import step
+    from cnnjax.train import step
     assert step.augment_batch is flip_crop.flip_crop
     with pytest.raises(ValueError, match="augment kind"):
         flip_crop.flip_crop(jax.random.key(0), jnp.zeros((1, 4, 4, 1), jnp.uint8), "flop")
@@ -414,7 +415,7 @@ def test_importing_the_package_does_not_start_jax():
     import subprocess
     import sys
     from test_faults import REPO
-    code = ("import cnnjax.step, cnnjax.augment, experiments.augmentations, jax._src.xla_bridge as xb; "
+    code = ("import cnnjax.train.step, cnnjax.augment, experiments.augmentations, jax._src.xla_bridge as xb; "
             "assert not xb._backends, 'a backend started at import'")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]

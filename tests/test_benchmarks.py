@@ -49,7 +49,7 @@ def test_train_throughput_prints_the_table(tmp_path):
 
 def test_resnet20_throughput_against_its_torch_twin(tmp_path):
     import torch  # noqa: F401  ([dev] installs it: missing fails, never skips)
-    from benchmarks.torch_twins import torch_model
+    from cnnjax.weights.torch_twins import torch_model
     from tests.test_cifar_models import CIFAR_PINNED
     assert sum(p.numel() for p in torch_model("resnet20").parameters()) == CIFAR_PINNED["resnet20"]
     out = tmp_path / "tp.json"

@@ -1,4 +1,4 @@
-"""The experiment schema (cnnjax.config), the config files and the --config command line:
+"""The experiment schema (cnnjax.train.config), the config files and the --config command line:
 one declaration of every setting, validated once, round-tripping through config.json."""
 import dataclasses
 import glob
@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from ml_collections import config_flags
 
-from cnnjax import config, experiment
-from cnnjax.config import ConfigError, TrainConfig
-from cnnjax.workdir import Workdir
+from cnnjax.train import config, experiment
+from cnnjax.train.config import ConfigError, TrainConfig
+from cnnjax.train.workdir import Workdir
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(REPO, "experiments", "configs", "*.py")))
@@ -189,7 +189,7 @@ def test_summary_takes_the_same_config_words():
 
 
 def test_no_second_list_of_settings():
-    """Each setting is declared once (cnnjax/config.py): no module that trains or sweeps defines an
+    """Each setting is declared once (cnnjax/train/config.py): no module that trains or sweeps defines an
     absl flag named like a setting or copies a setting's choices.  (Demos and benchmarks have knobs
     of their own, e.g. the demo image's --dataset.)"""
     names = [f.name for f in dataclasses.fields(TrainConfig)]

@@ -1,4 +1,4 @@
-"""cnnjax.rng, the table of a run's random streams, pinned: bit-identical resume (and every seeded
+"""cnnjax.train.rng, the table of a run's random streams, pinned: bit-identical resume (and every seeded
 result) depends on these fold_in constants, so changing one must fail a test, not pass silently.
 
 The expected keys below are literal uint32 pairs computed once with the constants (0, 1, 2, 1)
@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from cnnjax import rng, train, train_state
-from cnnjax.step import StepSpec, augment_batch, cross_entropy, train_step
+from cnnjax.train import rng, loop as train, state as train_state
+from cnnjax.train.step import StepSpec, augment_batch, cross_entropy, train_step
 
 
 def test_the_fold_in_constants_are_pinned():

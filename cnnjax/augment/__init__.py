@@ -19,7 +19,7 @@ module              ops                                          whose code
 Every op: uint8 (B, H, W, C) images (any C) and per-image parameters in, uint8 of the same shape
 out (MixUp: float32), randomness only from the ``key`` argument, so the same key gives the same
 batch.  This package imports no other part of cnnjax: the training step
-(:func:`cnnjax.step.prepare_batch`) builds the :class:`Augmentation` and hands it the step's key.
+(:func:`cnnjax.train.step.prepare_batch`) builds the :class:`Augmentation` and hands it the step's key.
 Settings, figures and the study: docs/augmentation.md.
 """
 from cnnjax.augment.pipeline import Augmentation, FAMILY, POLICIES  # noqa: F401

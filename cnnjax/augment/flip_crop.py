@@ -1,6 +1,6 @@
 """Random horizontal flips and padded crops: ``config.augment`` (none, flip, crop, flip_crop).
 
-Moved here unchanged from ``cnnjax.step.augment_batch`` (which still re-exports it): the same
+Moved here unchanged from ``cnnjax.train.step.augment_batch`` (which still re-exports it): the same
 key use, so runs made before the move are reproduced bit for bit.  Ours (plain jnp/lax).
 """
 from __future__ import annotations

@@ -7,7 +7,7 @@ shape.  Geometry is about the image centre ``((H-1)/2, (W-1)/2)`` in pixel units
 * ``rotate`` degrees, positive = counter-clockwise as displayed (90 equals ``jnp.rot90(images,
   1, axes=(1, 2))`` on square images);
 * ``translate`` ``(dy, dx)`` pixels, positive = down / right (integers equal
-  :func:`cnnjax.shift.shift_images`);
+  :func:`cnnjax.interpret.shift.shift_images`);
 * ``scale`` a factor (> 1 enlarges); ``shear_x`` / ``shear_y`` shear factors (``x' = x +
   shear_x * y``; torchvision's RandAugment magnitudes, not degrees).
 

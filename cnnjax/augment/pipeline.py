@@ -14,7 +14,7 @@ on uint8 pixels (:meth:`Augmentation.pixels`), then, after normalisation,
 5. ``mix`` (MixUp / CutMix)                                 -- ``fold_in(key, FAMILY["mix"])``
 
 (:meth:`Augmentation.mix_batch`), which also returns the label weights of the loss.  ``key`` is the
-step's augmentation key (``cnnjax.rng.augment_key``); the sub-stream constants below are pinned
+step's augmentation key (``cnnjax.train.rng.augment_key``); the sub-stream constants below are pinned
 in tests/test_rng.py: changing one changes every seeded run that uses the family.
 """
 from __future__ import annotations

@@ -22,7 +22,7 @@ Settings (changes from the recipe; the others keep it):
   cutmix          CutMix, alpha 1.0, every image
   erasing         random erasing, p 0.5, area 2-33%, black (value 0)
 """
-from cnnjax import config
+from cnnjax.train import config
 
 _OFF = dict(augment="none", augment_policy="none", mix="none", mix_alpha=1.0, erasing_prob=0.0)
 SETTINGS = {
