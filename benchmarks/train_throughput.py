@@ -24,6 +24,12 @@ reports medians over rounds, so machine-wide slowdowns hit all columns alike.
   (whitened first layer) ran 1.35-1.5x faster on Fashion-MNIST than on noise, while cnnjax's
   did not change (benchmarks/RESULTS.md); time what users train on.
 
+``--recipe NAME=JSON`` adds a "fast" cnnjax column whose training config has the JSON's settings
+on top of the default recipe (named NAME in ``--impls``), e.g. the augmentation cost side by side:
+
+    python -m benchmarks.train_throughput --models=padded_cnn --batch_sizes=50 --impls=fast,randaugment \
+        --recipe='randaugment={"augment_policy": "randaugment"}' --no-epoch --rounds=7
+
 ``--epoch`` also times one real epoch (60k train + 10k eval images of ``--data``) with
 :func:`cnnjax.train.loop.make_epoch_runner` and :func:`cnnjax.train.evaluation.evaluate`.
 """
@@ -136,7 +142,8 @@ class _JaxBench:
         """(model, fresh state, step spec, jitted indexed train step, jitted eval step): the library's own."""
         train = self.train
         from cnnjax.train.config import TrainConfig
-        cfg = TrainConfig(model=name, batch_size=batch, dataset="synthetic", epochs=1)
+        cfg = TrainConfig(model=name, batch_size=batch, dataset="synthetic", epochs=1,
+                          **json.loads(os.environ.get("CNNJAX_BENCH_RECIPE", "{}")))  # --recipe
         model = self.models.create(name)
         tx = self.optim.make_optimizer(cfg, steps_per_epoch)
         shape, mean, std = model_input(name)
@@ -375,6 +382,8 @@ def run(args) -> dict:
             else:
                 print("note: torch is not importable: skipping the PyTorch column "
                       "(pip install torch==2.13.0 for a CPU wheel)", file=sys.stderr)
+        elif k in args.recipe:
+            kinds[k] = dict(base_env, CNNJAX_BENCH_RECIPE=args.recipe[k])
         elif k in args.variant:
             impl, _, flags = args.variant[k].partition(":")
             kinds[k] = dict(base_env, CNNJAX_CONV_IMPL=impl, XLA_FLAGS=flags)
@@ -467,6 +476,9 @@ def main(argv=None):
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=IMPL:XLA_FLAGS",
                     help="an extra cnnjax column for experiments, e.g. 'mem=fast:--xla_cpu_scheduler_type=...'; "
                          "list NAME in --impls")
+    ap.add_argument("--recipe", action="append", default=[], metavar="NAME=JSON",
+                    help="an extra cnnjax fast-path column training with these config settings, e.g. "
+                         "'randaugment={\"augment_policy\": \"randaugment\"}'; list NAME in --impls")
     ap.add_argument("--epoch", action=argparse.BooleanOptionalAction, default=True,
                     help="also time one 60k-train + 10k-eval epoch (--epoch_models, --epoch_impls)")
     ap.add_argument("--epoch_models", default="padded_cnn")
@@ -479,6 +491,14 @@ def main(argv=None):
     ap.add_argument("--worker", default="", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     args.variant = dict(v.split("=", 1) for v in args.variant)
+    args.recipe = dict(v.split("=", 1) for v in args.recipe)
+    for name, settings in args.recipe.items():  # one error line now, not a worker's traceback later
+        from cnnjax.train import config as config_lib
+        try:
+            config_lib.from_dict(json.loads(settings), check_model=False)
+        except (ValueError, config_lib.ConfigError) as e:
+            print(f"error: --recipe {name}: {e}", file=sys.stderr)
+            sys.exit(2)
     if args.worker:
         return worker_main(args.worker, args.data)
     for m in args.models.split(","):

@@ -8,6 +8,7 @@ contracts in pyproject.toml, checked by tests/test_layers.py):
              evaluation, checkpoints, experiment) and reading a finished one (runs)
   weights    variable paths; PyTorch conversion and twins; NNX; export
   data       datasets as in-memory uint8 NHWC arrays, image files, class subsets, streaming
+  augment    (beside data) augmentation ops on uint8 NHWC batches, run inside the training step
   models     the nets and their registry
   summary    per-layer table: output shape, params, FLOPs, receptive field
   blocks     Flax Linen blocks over the ops; ConvDef and NormDef, what a model receives

@@ -115,3 +115,19 @@ def test_throughput_without_fashion_mnist_says_so_in_one_line(monkeypatch, capsy
         tt.main(["--models=padded_cnn", "--batch_sizes=8", "--rounds=1", "--steps=1", "--impls=fast"])
     err = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 2 and len(err) == 1 and err[0].startswith("error: --data=fashion_mnist: cannot load")
+
+
+def test_train_throughput_times_a_recipe_column_side_by_side(tmp_path):
+    """--recipe NAME=JSON: a fast-path column trained with other settings (issue 38's augmentation
+    cost); a bad setting is one error line before any worker starts."""
+    out = tmp_path / "tp.json"
+    proc = bench("benchmarks.train_throughput", "--models=padded_cnn", "--batch_sizes=50", "--rounds=1",
+                 "--steps=2", "--impls=fast,ra", '--recipe=ra={"augment_policy": "randaugment"}', "--no-epoch",
+                 "--data=random", f"--json={out}")
+    assert "fast/ra" in proc.stdout
+    raw = json.loads(out.read_text())
+    assert len(raw["train"]["ra|padded_cnn|50"]) == 1 and raw["train"]["ra|padded_cnn|50"][0] > 0
+    bad = subprocess.run([sys.executable, "-m", "benchmarks.train_throughput", "--models=padded_cnn",
+                          "--impls=fast,ra", '--recipe=ra={"augment_policy": "autoaugment"}'], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: --recipe ra: config.augment_policy")

@@ -77,6 +77,22 @@ def test_json_round_trip_is_exact():
     ({"model": "resnet"}, "config.model: unknown model 'resnet'"),
     ({"data_dir": 3}, "config.data_dir must be a string"),
     ({"seed": -1}, "config.seed must be >= 0"),
+    ({"augment_policy": "autoaugment"}, "config.augment_policy must be one of none, randaugment, trivialaugment"),
+    ({"randaugment_m": 31}, "config.randaugment_m must be a magnitude bin in [0, 30], got 31"),
+    ({"randaugment_n": -1}, "config.randaugment_n must be in [0, 14], got -1"),
+    ({"affine_rotate": -5.0}, "config.affine_rotate must be in [0, 180] degrees, got -5.0"),
+    ({"affine_translate": 1.5}, "config.affine_translate must be in [0, 1]"),
+    ({"affine_scale": 1.0}, "config.affine_scale must be in [0, 1), got 1.0"),
+    ({"affine_shear": 90.0}, "config.affine_shear must be in [0, 90) degrees, got 90.0"),
+    ({"augment_interpolation": "cubic"}, "config.augment_interpolation must be one of nearest, bilinear"),
+    ({"augment_fill": 256}, "config.augment_fill must be a pixel value in [0, 255], got 256"),
+    ({"erasing_prob": 1.5}, "config.erasing_prob must be in [0, 1], got 1.5"),
+    ({"erasing_area": [0.3, 0.1]}, "config.erasing_area must be (low, high) with 0 < low <= high <= 1, got [0.3, 0.1]"),
+    ({"erasing_area": [0.1]}, "config.erasing_area must be (low, high)"),
+    ({"erasing_value": -2}, "config.erasing_value must be a pixel value in [0, 255] or -1 (noise), got -2"),
+    ({"mix": "mixcut"}, "config.mix must be one of none, mixup, cutmix, mixup_cutmix; got 'mixcut'"),
+    ({"mix_alpha": 0.0}, "config.mix_alpha must be > 0, got 0.0"),
+    ({"mix_prob": -0.1}, "config.mix_prob must be in [0, 1], got -0.1"),
 ])
 def test_bad_settings_are_named(mapping, message):
     with pytest.raises(ConfigError) as e:
@@ -103,8 +119,10 @@ def test_print_config_lists_every_setting_with_its_value():
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert [l.split()[0] for l in lines] == [f.name for f in dataclasses.fields(TrainConfig)]
-    assert "epochs            = 3  # Training epochs." in lines  # aligned on the longest name, compile_cache_dir
-    assert any(l.startswith("model_options     = {'pool': 'avg'}") for l in lines)
+    assert "epochs                = 3  # Training epochs." in lines  # aligned on the longest name, augment_interpolation
+    assert any(l.startswith("augment_policy        = 'none'  #") and "[none|randaugment|trivialaugment]" in l
+               for l in lines)
+    assert any(l.startswith("model_options         = {'pool': 'avg'}") for l in lines)
 
 
 def test_run_fields_are_exactly_the_ones_that_do_not_change_numbers():

@@ -18,6 +18,15 @@ def test_the_fold_in_constants_are_pinned():
     assert (rng.PARAMS, rng.DATA_ORDER, rng.STEP, rng.AUGMENT) == (0, 1, 2, 1)
 
 
+def test_the_augmentation_family_sub_streams_are_pinned():
+    """flips/crops draw from the augmentation key itself (as before the other families existed);
+    each other family from its own fold_in of it."""
+    from cnnjax.augment import FAMILY
+    assert FAMILY == {"affine": 1, "policy": 2, "erasing": 3, "mix": 4}
+    key = rng.augment_key(rng.step_key(rng.run_key(0), 5))
+    np.testing.assert_array_equal(jax.random.fold_in(key, FAMILY["policy"]), [4000736132, 789249098])
+
+
 def test_derived_keys_are_pinned():
     r = rng.run_key(0)
     np.testing.assert_array_equal(r, np.array([0, 0], np.uint32))

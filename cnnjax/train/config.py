@@ -30,6 +30,9 @@ from cnnjax import models
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "onecycle")
 AUGMENTATIONS = ("none", "flip", "crop", "flip_crop")
+AUGMENT_POLICIES = ("none", "randaugment", "trivialaugment")
+INTERPOLATIONS = ("nearest", "bilinear")
+MIXES = ("none", "mixup", "cutmix", "mixup_cutmix")
 COMPUTE_DTYPES = ("float32", "bfloat16", "auto")
 EPOCH_LOOPS = ("auto", "steps", "scan")
 PROGRESS = ("auto", "bar", "plain", "none")
@@ -97,8 +100,8 @@ class TrainConfig:
     weight_decay: float = setting(0.0, "Weight decay: decoupled for adamw, L2-in-gradient for adam/sgd.")
     label_smoothing: float = setting(0.1, "Label smoothing in [0, 1) (why 0.1: results/label_smoothing_seeds).",
                                      absent=0.0)
-    augment: str = setting("none", "Random horizontal flip and/or 2-pixel-shift crop, on the device.",
-                           choices=AUGMENTATIONS)
+    augment: str = setting("none", "Random horizontal flip and/or 2-pixel-shift crop, on the device (the first "
+                           "augmentation family; the others follow it: docs/augmentation.md).", choices=AUGMENTATIONS)
     seed: int = setting(0, "Seed of parameters, data order, dropout and augmentation.")
     compute_dtype: str = setting("float32", "bfloat16 = mixed precision (float32 weights, optimizer and loss); "
                                  "auto: bfloat16 on GPU/TPU, float32 on CPU (where bfloat16 is slower).",
@@ -125,6 +128,27 @@ class TrainConfig:
                                     "optimizer steps.")
     crop_padding: int = setting(2, "Zero padding (pixels per side) of augment=crop/flip_crop's random crop "
                                 "(4: the CIFAR standard).")
+    # ---- augmentation families after augment's flips/crops, in this order (cnnjax/augment/, docs/augmentation.md)
+    affine_rotate: float = setting(0.0, "Random affine warp: rotation uniform in [-v, v] degrees per image (0 = off).")
+    affine_translate: float = setting(0.0, "Random affine warp: translation uniform in [-v, v] x the side, whole "
+                                      "pixels (0 = off).")
+    affine_scale: float = setting(0.0, "Random affine warp: scale uniform in [1 - v, 1 + v] (0 = off).")
+    affine_shear: float = setting(0.0, "Random affine warp: horizontal shear angle uniform in [-v, v] degrees (0 = off).")
+    augment_interpolation: str = setting("nearest", "Resampling of the affine warp and the policies' geometric ops.",
+                                         choices=INTERPOLATIONS)
+    augment_fill: int = setting(0, "Pixel value (0..255) of the pixels a warp brings in from outside the image.")
+    augment_policy: str = setting("none", "RandAugment (randaugment_n ops per image at magnitude randaugment_m) or "
+                                  "TrivialAugmentWide (one op, random magnitude), per image.", choices=AUGMENT_POLICIES)
+    randaugment_n: int = setting(2, "RandAugment: ops applied per image, in 0..14.")
+    randaugment_m: int = setting(9, "RandAugment: magnitude bin in 0..30 (torchvision's 31 bins).")
+    erasing_prob: float = setting(0.0, "Random erasing: probability per image of erasing one rectangle (0 = off).")
+    erasing_area: tuple = setting((0.02, 0.33), "Random erasing: the rectangle's area, a fraction of the image drawn "
+                                  "uniformly from (low, high).", factory=lambda: (0.02, 0.33))
+    erasing_value: int = setting(0, "Random erasing: the rectangle's pixel value (0..255), -1 = uniform noise.")
+    mix: str = setting("none", "MixUp / CutMix each image with its batch neighbour; the loss weighs both labels "
+                       "(label smoothing applies to the mixed targets). mixup_cutmix: either, 1/2 each.", choices=MIXES)
+    mix_alpha: float = setting(1.0, "MixUp / CutMix: the mixing weight is drawn from Beta(alpha, alpha).")
+    mix_prob: float = setting(1.0, "MixUp / CutMix: probability per image of being mixed.")
     ema_decay: float = setting(0.0, "Exponential moving average of the weights and batch-norm statistics, updated "
                                "every optimizer step (ema = decay*ema + (1-decay)*new, starting from the initial "
                                "weights) and used for every evaluation; in [0, 1), 0 = off.")
@@ -162,6 +186,8 @@ class TrainConfig:
             object.__setattr__(self, "data_in_memory", str(self.data_in_memory).lower())
         for name in ("freeze", "reinit", "classes"):
             object.__setattr__(self, name, tuple(getattr(self, name) or ()))
+        if isinstance(self.erasing_area, (list, tuple)):
+            object.__setattr__(self, "erasing_area", tuple(self.erasing_area))
         object.__setattr__(self, "lr_multipliers", _canonical(dict(self.lr_multipliers or {})))
 
     @property
@@ -216,6 +242,7 @@ class TrainConfig:
             f"must be >= 0 with target_accuracy + target_margin <= 1, got {self.target_margin} (target_accuracy "
             f"{self.target_accuracy})")
         checks.update(_transfer_checks(self))
+        checks.update(_augment_checks(self))
         for f in dataclasses.fields(self):
             choices = f.metadata["choices"]
             if choices and getattr(self, f.name) not in choices:
@@ -245,6 +272,29 @@ def _transfer_checks(cfg: TrainConfig) -> dict:
                     f"must be distinct class indices >= 0, got {list(cfg.classes)!r}"),
         "train_per_class": (cfg.train_per_class >= 0, f"must be >= 0 (0 = all), got {cfg.train_per_class}"),
         "init_from": (cfg.init_from is None or bool(cfg.init_from.strip()), "must be a path, got ''"),
+    }
+
+
+def _augment_checks(cfg: TrainConfig) -> dict:
+    """validate()'s checks of the augmentation families (the choices are checked with the others)."""
+    area = cfg.erasing_area
+    numbers = lambda v: all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in v)
+    return {
+        "affine_rotate": (0 <= cfg.affine_rotate <= 180, f"must be in [0, 180] degrees, got {cfg.affine_rotate}"),
+        "affine_translate": (0 <= cfg.affine_translate <= 1,
+                             f"must be in [0, 1] (a fraction of the side), got {cfg.affine_translate}"),
+        "affine_scale": (0 <= cfg.affine_scale < 1, f"must be in [0, 1), got {cfg.affine_scale}"),
+        "affine_shear": (0 <= cfg.affine_shear < 90, f"must be in [0, 90) degrees, got {cfg.affine_shear}"),
+        "augment_fill": (0 <= cfg.augment_fill <= 255, f"must be a pixel value in [0, 255], got {cfg.augment_fill}"),
+        "randaugment_n": (0 <= cfg.randaugment_n <= 14, f"must be in [0, 14], got {cfg.randaugment_n}"),
+        "randaugment_m": (0 <= cfg.randaugment_m <= 30, f"must be a magnitude bin in [0, 30], got {cfg.randaugment_m}"),
+        "erasing_prob": (0 <= cfg.erasing_prob <= 1, f"must be in [0, 1], got {cfg.erasing_prob}"),
+        "erasing_area": (len(area) == 2 and numbers(area) and 0 < area[0] <= area[1] <= 1,
+                         f"must be (low, high) with 0 < low <= high <= 1, got {list(area)!r}"),
+        "erasing_value": (-1 <= cfg.erasing_value <= 255,
+                          f"must be a pixel value in [0, 255] or -1 (noise), got {cfg.erasing_value}"),
+        "mix_alpha": (0 < cfg.mix_alpha < math.inf, f"must be > 0, got {cfg.mix_alpha}"),
+        "mix_prob": (0 <= cfg.mix_prob <= 1, f"must be in [0, 1], got {cfg.mix_prob}"),
     }
 
 

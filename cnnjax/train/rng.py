@@ -13,6 +13,9 @@ data order    ``fold_in(fold_in(rng, DATA_ORDER), epoch)``  :func:`cnnjax.train.
 step/dropout  ``fold_in(fold_in(rng, STEP), state.step)``   :func:`cnnjax.train.step.train_step`: the
                                                             model's ``dropout`` rng
 augmentation  ``fold_in(step key, AUGMENT)``                :func:`cnnjax.train.step.prepare_batch`
+                                                            (flips/crops draw from it directly; the
+                                                            other families from ``fold_in(it, k)``,
+                                                            ``k`` in ``cnnjax.augment.FAMILY``)
 ============  ============================================  =======================================
 
 .. warning:: **Bit-identical resume depends on these numbers.**  A run resumed from a checkpoint
@@ -22,7 +25,9 @@ augmentation  ``fold_in(step key, AUGMENT)``                :func:`cnnjax.train.
    Changing one silently changes every seeded result (and a resumed run's remaining epochs
    differ from those of an uninterrupted one with the old code).  ``AUGMENT`` and
    ``DATA_ORDER`` are both 1 but fold different parents (the step key and ``rng``), so the
-   streams are distinct.  ``tests/test_rng.py`` pins the constants and derived keys; update it only
+   streams are distinct.  The augmentation families' sub-streams (``cnnjax.augment.FAMILY``:
+   affine 1, policy 2, erasing 3, mix 4, folded into the augmentation key) belong to this table
+   too.  ``tests/test_rng.py`` pins the constants and derived keys; update it only
    deliberately, knowing old checkpoints then resume differently.
 """
 from __future__ import annotations

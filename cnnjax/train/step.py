@@ -8,7 +8,10 @@
 already gathered, from anywhere (a slice of an in-memory dataset, :mod:`cnnjax.train.loop`'s epoch
 on the device, a streaming input pipeline).  :func:`prepare_batch` augments and normalises it
 on the device inside the step, with a key folded from the run's key and ``state.step``, so
-given the seed every step is deterministic wherever its batch came from.
+given the seed every step is deterministic wherever its batch came from.  The augmentation
+families (flips/crops, affine warps, RandAugment/TrivialAugment, random erasing, MixUp/CutMix)
+are :mod:`cnnjax.augment`'s; with MixUp/CutMix the loss is the cross-entropy against the mixed,
+label-smoothed targets (:func:`cnnjax.augment.mixing.targets`).
 
 ``compute_dtype="bfloat16"`` is mixed precision: float32 master weights, optimizer state and
 loss; the forward/backward convs and matmuls in bfloat16.  ``"auto"`` is bfloat16 on a GPU/TPU
@@ -27,6 +30,7 @@ import optax
 from jax.sharding import Mesh
 
 from cnnjax import data as data_lib
+from cnnjax.augment import Augmentation, flip_crop, mixing
 from cnnjax.train import freeze as freeze_lib
 from cnnjax.train import rng as rng_lib
 from cnnjax.train.config import TrainConfig
@@ -55,7 +59,9 @@ class StepSpec:
 
     ``mean``/``std``: the normalisation of :func:`cnnjax.data.normalize` (a float or one per
     channel, in units of the [0, 1] pixel range).  ``augment``: 'none', 'flip', 'crop' or
-    'flip_crop' (:func:`augment_batch`).  ``compute_dtype``: 'float32', 'bfloat16' or 'auto'
+    'flip_crop' (:func:`augment_batch`); ``augmentation``: the other families
+    (:class:`cnnjax.augment.Augmentation`; its ``flip_crop``/``crop_padding`` are set from
+    ``augment``/``crop_padding``).  ``compute_dtype``: 'float32', 'bfloat16' or 'auto'
     (resolved here for the current backend).  ``ema_decay`` > 0 needs a state made with
     ``ema=True``.  ``mesh`` (:func:`cnnjax.train.sharding.data_parallel_mesh`): the batch is split over
     its devices; ValueError when ``batch_size`` is not a multiple of their number.  ``freeze``:
@@ -75,8 +81,11 @@ class StepSpec:
     grad_accum_steps: int = 1
     mesh: Mesh | None = None
     freeze: tuple[str, ...] = ()
+    augmentation: Augmentation = Augmentation()
 
     def __post_init__(self):
+        object.__setattr__(self, "augmentation", dataclasses.replace(
+            self.augmentation, flip_crop=self.augment, crop_padding=self.crop_padding))
         object.__setattr__(self, "compute_dtype", resolve_compute_dtype(self.compute_dtype))
         if self.mesh is not None and self.batch_size % self.mesh.size:
             raise ValueError(f"batch_size {self.batch_size} must be a multiple of the number of devices "
@@ -87,7 +96,19 @@ class StepSpec:
                     num_classes: int, mean, std, mesh: Mesh | None = None) -> "StepSpec":
         """The spec of ``cfg``'s step for ``model`` trained by ``tx`` on data normalised by ``mean``/``std``."""
         return cls(model, tx, num_classes, mean, std, cfg.batch_size, cfg.augment, cfg.crop_padding,
-                   cfg.label_smoothing, cfg.compute_dtype, cfg.ema_decay, cfg.grad_accum_steps, mesh, cfg.freeze)
+                   cfg.label_smoothing, cfg.compute_dtype, cfg.ema_decay, cfg.grad_accum_steps, mesh, cfg.freeze,
+                   augmentation_of(cfg))
+
+
+def augmentation_of(cfg: TrainConfig) -> Augmentation:
+    """The :class:`cnnjax.augment.Augmentation` of ``cfg``'s settings (docs/augmentation.md)."""
+    return Augmentation(
+        flip_crop=cfg.augment, crop_padding=cfg.crop_padding, affine_rotate=cfg.affine_rotate,
+        affine_translate=cfg.affine_translate, affine_scale=cfg.affine_scale, affine_shear=cfg.affine_shear,
+        interpolation=cfg.augment_interpolation, fill=cfg.augment_fill, policy=cfg.augment_policy,
+        randaugment_n=cfg.randaugment_n, randaugment_m=cfg.randaugment_m, erasing_prob=cfg.erasing_prob,
+        erasing_area=tuple(cfg.erasing_area), erasing_value=cfg.erasing_value, mix=cfg.mix, mix_alpha=cfg.mix_alpha,
+        mix_prob=cfg.mix_prob)
 
 
 def train_step(spec: StepSpec, state: TrainState, batch) -> tuple[TrainState, dict]:
@@ -95,9 +116,9 @@ def train_step(spec: StepSpec, state: TrainState, batch) -> tuple[TrainState, di
     ``(new state, {"loss": mean float32 loss, "correct": int32 count of right argmax})``.
     With ``spec.ema_decay`` the moving average follows every optimizer step."""
     key = rng_lib.step_key(state.rng, state.step)  # the dropout rng
-    x, y = prepare_batch(spec, rng_lib.augment_key(key), *batch)
+    x, y, targets = prepare_batch(spec, rng_lib.augment_key(key), *batch)
     (loss, (logits, batch_stats)), grads = jax.value_and_grad(_loss, has_aux=True)(
-        state.params, spec, state.batch_stats, x, y, key)
+        state.params, spec, state.batch_stats, x, y, key, targets)
     updates, opt_state = spec.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     new = TrainState(state.step + 1, params, batch_stats, opt_state, state.rng)
@@ -110,16 +131,23 @@ def train_step(spec: StepSpec, state: TrainState, batch) -> tuple[TrainState, di
 
 
 def prepare_batch(spec: StepSpec, key, images, labels):
-    """(x, y): the uint8 ``images`` augmented with ``key`` per ``spec.augment``, normalised to
-    float32 and split over ``spec.mesh``; ``labels`` split likewise."""
-    if spec.augment != "none":
-        images = augment_batch(key, images, spec.augment, spec.crop_padding)
-    return (split_batch(data_lib.normalize(images, spec.mean, spec.std), spec.mesh),
-            split_batch(labels, spec.mesh))
+    """(x, y, targets): the uint8 ``images`` augmented with ``key`` per ``spec.augmentation``
+    (:class:`cnnjax.augment.Augmentation`: the pixel families, then normalisation to float32,
+    then MixUp/CutMix) and split over ``spec.mesh``; ``labels`` split likewise; ``targets`` None,
+    or with MixUp/CutMix the float32 (B, num_classes) mixed label-smoothed targets of the loss."""
+    aug = spec.augmentation
+    images = aug.pixels(key, images)
+    x = data_lib.normalize(images, spec.mean, spec.std)
+    targets = None
+    if aug.mixes:  # on the whole batch, before it is split: partners may sit on other devices
+        x, weights = aug.mix_batch(key, x)
+        targets = split_batch(mixing.targets(labels, weights, spec.num_classes, spec.label_smoothing), spec.mesh)
+    return split_batch(x, spec.mesh), split_batch(labels, spec.mesh), targets
 
 
-def _loss(params, spec: StepSpec, batch_stats, x, y, key):
-    """(mean cross-entropy, (float32 logits, new batch statistics)) of the model in training mode."""
+def _loss(params, spec: StepSpec, batch_stats, x, y, key, targets=None):
+    """(mean cross-entropy, (float32 logits, new batch statistics)) of the model in training mode,
+    against the label-smoothed one-hot ``y``, or the soft ``targets`` when given (mixed labels)."""
     compute = jnp.dtype(spec.compute_dtype)
     if compute != jnp.float32:  # mixed precision: gradients flow back through the casts in float32
         params, x = cast_floats(params, compute), x.astype(compute)
@@ -128,7 +156,10 @@ def _loss(params, spec: StepSpec, batch_stats, x, y, key):
     with freeze_lib.frozen_batch_norm(freeze_lib.frozen_bn_layers(variables, spec.freeze)):
         out = spec.model.apply(variables, x, train=True, rngs={"dropout": key}, mutable=mutable)
     logits, updates = out if mutable else (out, {})
-    loss = cross_entropy(logits.astype(jnp.float32), y, spec.num_classes, spec.label_smoothing).mean()
+    if targets is None:
+        loss = cross_entropy(logits.astype(jnp.float32), y, spec.num_classes, spec.label_smoothing).mean()
+    else:
+        loss = optax.softmax_cross_entropy(logits.astype(jnp.float32), targets).mean()
     stats = updates.get("batch_stats", batch_stats)
     return loss, (logits, cast_floats(stats, jnp.float32) if stats else stats)
 
@@ -139,20 +170,8 @@ def make_train_step(spec: StepSpec) -> Callable:
     return jax.jit(functools.partial(train_step, spec), donate_argnums=(0,))
 
 
-def augment_batch(rng, images, kind: str, pad: int = 2):
-    """Random flips / crops (zero-pad ``pad`` pixels, crop back to H x W) of a uint8 (B, H, W, C)
-    batch, any C, on the device."""
-    if kind in ("flip", "flip_crop"):
-        rng, sub = jax.random.split(rng)
-        flip = jax.random.bernoulli(sub, 0.5, (images.shape[0], 1, 1, 1))
-        images = jnp.where(flip, images[:, :, ::-1, :], images)
-    if kind in ("crop", "flip_crop"):
-        b, h, w, _ = images.shape
-        padded = jnp.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-        offsets = jax.random.randint(rng, (b, 2), 0, 2 * pad + 1)
-        crop = lambda img, o: jax.lax.dynamic_slice(img, (o[0], o[1], 0), (h, w, img.shape[-1]))
-        images = jax.vmap(crop)(padded, offsets)
-    return images
+#: random flips / crops of a uint8 NHWC batch: :func:`cnnjax.augment.flip_crop.flip_crop` (moved there)
+augment_batch = flip_crop.flip_crop
 
 
 def cross_entropy(logits, labels, num_classes: int, smoothing: float = 0.0):
