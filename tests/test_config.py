@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from ml_collections import config_flags
 
-from cnnjax.train import config, experiment
+from cnnjax.train import config, experiment, runs
 from cnnjax.train.config import ConfigError, TrainConfig
 from cnnjax.train.workdir import Workdir
 
@@ -171,8 +171,8 @@ def test_config_json_reruns_the_same_run_bit_identically(tmp_path):
     keys = ("epoch", "step", "train_loss", "train_accuracy", "val_loss", "val_accuracy")
     assert [{k: r[k] for k in keys} for r in Workdir(again).metrics()] == \
            [{k: r[k] for k in keys} for r in Workdir(first).metrics()]
-    for a, b in zip(jax.tree.leaves(experiment.load_trained(str(first), "latest")[1]),
-                    jax.tree.leaves(experiment.load_trained(str(again), "latest")[1])):
+    for a, b in zip(jax.tree.leaves(runs.load_trained(str(first), "latest")[1]),
+                    jax.tree.leaves(runs.load_trained(str(again), "latest")[1])):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 

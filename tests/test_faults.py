@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from cnnjax.train import experiment
+from cnnjax.train import experiment, runs
 from cnnjax.train.workdir import Workdir, WorkdirError
 from tests import fsfaults
 
@@ -31,7 +31,7 @@ def numbers(workdir):
 
 
 def params(workdir):
-    return [np.asarray(a) for a in jax.tree.leaves(experiment.load_trained(str(workdir), "latest")[1])]
+    return [np.asarray(a) for a in jax.tree.leaves(runs.load_trained(str(workdir), "latest")[1])]
 
 
 def _tested(workdir):

@@ -11,7 +11,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from cnnjax import data, models
-from cnnjax.train import checkpoint, evaluation, experiment, optim, state as train_state, whitening
+from cnnjax.train import checkpoint, evaluation, experiment, optim, runs, state as train_state, whitening
 from cnnjax.train import step as step_lib
 from cnnjax.train import config as config_lib
 from cnnjax.train.config import TrainConfig
@@ -29,7 +29,7 @@ def numbers(workdir):
 
 
 def leaves(workdir, which="latest"):
-    return [np.asarray(a) for a in jax.tree.leaves(experiment.load_trained(str(workdir), which)[1])]
+    return [np.asarray(a) for a in jax.tree.leaves(runs.load_trained(str(workdir), which)[1])]
 
 
 def train_quietly(cfg, workdir):
@@ -83,7 +83,7 @@ def test_ema_run_evaluates_the_average_and_resumes_bit_identically(tmp_path):
     cfg = dict(TINY, ema_decay=0.9)
     train_quietly(cfg, tmp_path / "ref")
     # every evaluation used the average: the reported test accuracy is the EMA's, not the weights'
-    model, ema_vars, loaded, _ = experiment.load_trained(str(tmp_path / "ref"), "latest")
+    model, ema_vars, loaded, _ = runs.load_trained(str(tmp_path / "ref"), "latest")
     assert loaded.ema_decay == 0.9
     ds = experiment.build(loaded).data
     assert evaluation.evaluate(model, ema_vars, ds)["accuracy"] == Workdir(tmp_path / "ref").summary()["final_test_accuracy"]
@@ -231,12 +231,12 @@ def test_whiten_init_sets_and_freezes_the_kernel_once(tmp_path):
     train_quietly(cfg, tmp_path / "w")
     ds = experiment.build(config_lib.from_dict(cfg)).data
     want = whitening.whitening_kernel(ds.train_images, ds.mean, ds.std)
-    got = experiment.load_trained(str(tmp_path / "w"), "latest")[1]["params"]["whiten"]
+    got = runs.load_trained(str(tmp_path / "w"), "latest")[1]["params"]["whiten"]
     np.testing.assert_array_equal(got["kernel"], want)  # frozen through 2 epochs of training
     assert np.abs(np.asarray(got["bias"])).max() > 0  # the bias is trained
     said = resume_from_epoch_1(tmp_path / "w", cfg)
     assert any("from the checkpoint of epoch 1" in s for s in said), said
-    np.testing.assert_array_equal(experiment.load_trained(str(tmp_path / "w"), "latest")[1]["params"]["whiten"]
+    np.testing.assert_array_equal(runs.load_trained(str(tmp_path / "w"), "latest")[1]["params"]["whiten"]
                                   ["kernel"], want)
 
 

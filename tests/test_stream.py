@@ -14,7 +14,7 @@ import pytest
 
 import datafiles
 from cnnjax import data
-from cnnjax.train import experiment, streaming, loop
+from cnnjax.train import experiment, loop, runs, streaming
 from cnnjax.train.config import TrainConfig
 from cnnjax.data import stream
 from cnnjax.train.workdir import Workdir
@@ -134,7 +134,7 @@ def _numbers(workdir):
 
 
 def _params(workdir):
-    _, variables, _, _ = experiment.load_trained(str(workdir), "latest")
+    _, variables, _, _ = runs.load_trained(str(workdir), "latest")
     return [np.asarray(a) for a in jax.tree.leaves(variables)]
 
 
