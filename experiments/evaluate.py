@@ -16,7 +16,8 @@ Robustness (cnnjax.interpret, docs/robustness.md), each also a key of evaluation
   consistency: two random shifts in [-N, N]^2 per test image (``--shift_seed``), how often they
   get the same class.
 * ``--corruptions=all|NAME,...``: accuracy under each MNIST-C corruption at each severity
-  (``--severities``, default 1..5; the four without a scale once; ``--corruption_seed``), the mean
+  (``--severities``, default 1..5, ``default``: MNIST-C's own one per corruption; the four without a
+  scale once; ``--corruption_seed``), the mean
   over corruptions, and the error relative to the clean error.
 * ``--attack=fgsm|pgd --eps=E,...``: accuracy against the attack at each eps (pixel units of 255;
   PGD: ``--steps``, ``--step_size`` (default 2.5 eps / steps), ``--attack_seed``).
@@ -49,7 +50,8 @@ _DATA_DIR = flags.DEFINE_string("data_dir", None, "Directory with the dataset (d
 _OUT = flags.DEFINE_string("out", None, "Directory for confusion.png and evaluation.json (default: the workdir).")
 _SHIFT_SEED = flags.DEFINE_integer("shift_seed", 0, "Seed of the random shift pairs of Zhang's consistency (--shifts).")
 _CORRUPTIONS = flags.DEFINE_string("corruptions", None, "'all' or MNIST-C corruption names, comma-separated.")
-_SEVERITIES = flags.DEFINE_list("severities", ["1", "2", "3", "4", "5"], "Severities of --corruptions (1..5).")
+_SEVERITIES = flags.DEFINE_list("severities", ["1", "2", "3", "4", "5"], "Severities of --corruptions (1..5; "
+                                 "'default': each corruption's MNIST-C severity).")
 _CORRUPTION_SEED = flags.DEFINE_integer("corruption_seed", 0, "Seed of the corruptions' randomness.")
 _ATTACK = flags.DEFINE_string("attack", None, "Adversarial attack: fgsm or pgd (L-infinity).")
 _EPS = flags.DEFINE_list("eps", None, "Attack budgets in pixel units of 255, comma-separated (e.g. 0,1,2,4,8).")
@@ -117,12 +119,14 @@ def _check_options():
             names = corruptions.parse_names(_CORRUPTIONS.value)
         except ValueError as e:
             raise common.UsageError(f"--corruptions: {e}") from None
+    bad = common.UsageError(f"--severities must be integers 1..5 or 'default' (MNIST-C's own), got "
+                            f"{','.join(_SEVERITIES.value)}")
     try:
-        levels = [int(v) for v in _SEVERITIES.value]
+        levels = [None if v == "default" else int(v) for v in _SEVERITIES.value]
     except ValueError:
-        raise common.UsageError(f"--severities must be integers 1..5, got {','.join(_SEVERITIES.value)}") from None
-    if not levels or any(v not in (1, 2, 3, 4, 5) for v in levels):
-        raise common.UsageError(f"--severities must be integers 1..5, got {','.join(_SEVERITIES.value)}")
+        raise bad from None
+    if not levels or any(v not in (None, 1, 2, 3, 4, 5) for v in levels):
+        raise bad
     eps = None
     if _ATTACK.value is not None or _EPS.value is not None:
         if _ATTACK.value is None:

@@ -100,7 +100,7 @@ def test_colour_image_folder_run(colour_folder_run, tmp_path):
     (("--attack=pgd", "--eps=2,-1"), "error: --eps must be >= 0 (pixel units of 255), got -1.0"),
     (("--attack=cw",), "error: --attack: unknown attack 'cw'; choose from fgsm, pgd"),
     (("--eps=2",), "error: --eps needs --attack=fgsm|pgd"),
-    (("--corruptions=all", "--severities=0"), "error: --severities must be integers 1..5, got 0"),
+    (("--corruptions=all", "--severities=0"), "error: --severities must be integers 1..5 or 'default' (MNIST-C's own), got 0"),
 ])
 def test_bad_input_is_one_error_line_and_nothing_written(grey_run, tmp_path, args, message):
     before = hashes(grey_run)

@@ -387,7 +387,8 @@ def corruption_evaluation(model, variables, dataset: data_lib.Dataset, corruptio
                           severity_levels: Sequence[int] | None = None, seed: int = 0, batch_size: int = 1000,
                           compute_dtype: str = "float32", tta: str = "none", mean=None, std=None) -> dict:
     """Accuracy of a trained model on ``dataset``'s test split under each corruption (default all)
-    at each severity (``severity_levels``, default 1..5; the corruptions without a scale once):
+    at each severity (``severity_levels``, default 1..5; None in it: MNIST-C's own severity of each
+    corruption, the benchmark's setting; the corruptions without a scale once):
     ``{"clean": {"accuracy", "loss"}, "rows": [{"corruption", "severity", "accuracy", "loss",
     "error", "relative_error"}], "per_corruption": {name: mean accuracy over its severities},
     "mean_accuracy": mean of per_corruption, "mean_error": 1 - that, "mean_relative_error"}``;
@@ -396,7 +397,7 @@ def corruption_evaluation(model, variables, dataset: data_lib.Dataset, corruptio
     chosen = names() if corruption_names is None else [_get(n) and n for n in corruption_names]
     levels = tuple(_SEVERITY if severity_levels is None else severity_levels)
     for lv in levels:
-        if lv not in _SEVERITY:
+        if lv is not None and lv not in _SEVERITY:
             raise ValueError(f"severity must be one of {_SEVERITY}, got {lv!r}")
     mean = dataset.mean if mean is None else mean
     std = dataset.std if std is None else std
@@ -407,7 +408,9 @@ def corruption_evaluation(model, variables, dataset: data_lib.Dataset, corruptio
     rows, per = [], {}
     for name in chosen:
         accs = []
-        for sev in (levels if CORRUPTIONS[name].params is not None else (None,)):
+        spec = CORRUPTIONS[name]
+        own = tuple(dict.fromkeys(spec.default if lv is None else lv for lv in levels))
+        for sev in (own if spec.params is not None else (None,)):
             bad = dataclasses.replace(dataset, test_images=corrupt(dataset.test_images, name, sev, seed))
             ev = evaluation.evaluate(model, variables, bad, batch_size, "test", eval_step=step)
             accs.append(ev["accuracy"])
