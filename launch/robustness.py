@@ -28,7 +28,7 @@ import statistics
 
 from cnnjax import workdir as workdir_lib
 from experiments import common
-from launch import report
+from launch import report as report_lib
 
 RESULTS = "robustness.json"
 
@@ -77,7 +77,7 @@ def score_run(workdir: str, score: dict, datasets: dict) -> dict:
 
 def _study_score(out: str) -> tuple[dict, dict | None]:
     """(SCORE, BASELINE) of the study that made OUT (its file, recorded in sweep.json)."""
-    record = report.sweep_record(out) or {}
+    record = report_lib.sweep_record(out) or {}
     study = record.get("study")
     if not study:
         raise common.UsageError(f"--out {out} has no sweep.json naming its study")
@@ -90,7 +90,7 @@ def _study_score(out: str) -> tuple[dict, dict | None]:
 def collect(out: str, score: dict, log=print) -> tuple[list[dict], list[str]]:
     """(launch.report's rows, each with ``"scores"``: one result dict per seed in the row's seed
     order, unfinished run names)."""
-    rows, unfinished = report.collect(out)
+    rows, unfinished = report_lib.collect(out)
     datasets: dict = {}
     for row in rows:
         row["scores"] = []
@@ -123,13 +123,13 @@ def summarize(rows: list[dict], score: dict, baseline: dict | None) -> list[dict
         for key, _ in metrics(score):
             vals = [s[key] for s in r["scores"]]
             std = statistics.stdev(vals) if len(vals) > 1 else None
-            flat.update({f"{key}_mean": statistics.fmean(vals), f"{key}_std": std, f"{key}_ci95": report.ci95(std, len(vals))})
+            flat.update({f"{key}_mean": statistics.fmean(vals), f"{key}_std": std, f"{key}_ci95": report_lib.ci95(std, len(vals))})
             if base is not None and base is not r:
                 theirs = dict(zip(base["seeds"], (s[key] for s in base["scores"])))
                 diffs = [v - theirs[seed] for seed, v in zip(r["seeds"], vals) if seed in theirs]
                 dstd = statistics.stdev(diffs) if len(diffs) > 1 else None
                 flat.update({f"{key}_delta": statistics.fmean(diffs) if diffs else None,
-                             f"{key}_delta_ci95": report.ci95(dstd, len(diffs))})
+                             f"{key}_delta_ci95": report_lib.ci95(dstd, len(diffs))})
         out.append(flat)
     return out
 
@@ -149,7 +149,7 @@ def write(out: str, summary: list[dict], score: dict, baseline: dict | None, unf
              "|---|---:|---:|---:|" + "---:|" * len(cols)]
     for r in summary:
         params = f"{r['params']:,}" if isinstance(r["params"], int) else "-"
-        lines.append(f"| {r['config']} | {r['n_seeds']} | {params} | {report.human(r['flops'])} | "
+        lines.append(f"| {r['config']} | {r['n_seeds']} | {params} | {report_lib.human(r['flops'])} | "
                      + " | ".join(_cell(r[f"{k}_mean"], r[f"{k}_ci95"], 2 if k == "temperature" else 3)
                                   for k, _ in cols) + " |")
     if baseline and any(f"{cols[0][0]}_delta" in r for r in summary):
@@ -164,7 +164,7 @@ def write(out: str, summary: list[dict], score: dict, baseline: dict | None, unf
                 m, h = r[f"{k}_delta"], r[f"{k}_delta_ci95"]
                 cells.append("-" if m is None else f"{m:+.3f}" + (f" [{m - h:+.3f}, {m + h:+.3f}]" if h else ""))
             lines.append(f"| {r['config']} | " + " | ".join(cells) + " |")
-    report.write_study_tables(csv_path, md_path, summary, lines, unfinished)
+    report_lib.write_study_tables(csv_path, md_path, summary, lines, unfinished)
     return [csv_path, md_path, _plot(out, summary, score)]
 
 
@@ -203,7 +203,7 @@ def report_robustness(out: str, log=print) -> list[str]:
 
 def report(out: str) -> list[str]:
     """launch.sweep's last step (the study's REPORT): launch.report's tables, then the robustness ones."""
-    made = [os.path.join(out, m) for m in report._write(out, *report.collect(out), curves=True)]
+    made = [os.path.join(out, m) for m in report_lib._write(out, *report_lib.collect(out), curves=True)]
     return made + report_robustness(out)
 
 

@@ -122,8 +122,9 @@ def plot_reliability(result: dict, path: str, title: str = "reliability diagram"
         count = np.asarray(rel["count"])
         acc = np.where(count > 0, rel["accuracy"], 0.0)
         ax.bar(left, acc, width=width, align="edge", edgecolor="black", linewidth=0.5, label="accuracy")
-        gap = np.where(count > 0, np.asarray(rel["confidence"]) - acc, 0.0)
-        ax.bar(left, gap, bottom=acc, width=width, align="edge", color="tab:red", alpha=0.3, label="gap to confidence")
+        conf = np.where(count > 0, rel["confidence"], 0.0)
+        ax.bar(left, np.abs(conf - acc), bottom=np.minimum(acc, conf), width=width, align="edge", color="tab:red",
+               alpha=0.3, label="gap to mean confidence")
         ax.plot([0, 1], [0, 1], "k--", linewidth=1)
         t = 1.0 if which == "before" else result["temperature"]
         ax.set_title(f"{which} temperature scaling (T={t:.2f})\nECE {rel['ece']:.4f}, NLL {result[which]['nll']:.4f}",
