@@ -124,6 +124,7 @@ def summarize(rows: list[dict], score: dict, baseline: dict | None) -> list[dict
             vals = [s[key] for s in r["scores"]]
             std = statistics.stdev(vals) if len(vals) > 1 else None
             flat.update({f"{key}_mean": statistics.fmean(vals), f"{key}_std": std, f"{key}_ci95": report_lib.ci95(std, len(vals))})
+            flat.update({f"{key}_delta": None, f"{key}_delta_ci95": None})  # every row has every column
             if base is not None and base is not r:
                 theirs = dict(zip(base["seeds"], (s[key] for s in base["scores"])))
                 diffs = [v - theirs[seed] for seed, v in zip(r["seeds"], vals) if seed in theirs]
@@ -152,12 +153,12 @@ def write(out: str, summary: list[dict], score: dict, baseline: dict | None, unf
         lines.append(f"| {r['config']} | {r['n_seeds']} | {params} | {report_lib.human(r['flops'])} | "
                      + " | ".join(_cell(r[f"{k}_mean"], r[f"{k}_ci95"], 2 if k == "temperature" else 3)
                                   for k, _ in cols) + " |")
-    if baseline and any(f"{cols[0][0]}_delta" in r for r in summary):
+    if baseline and any(r[f"{cols[0][0]}_delta"] is not None for r in summary):
         base = ", ".join(f"{k}={v}" for k, v in baseline.items())
         lines += ["", f"Difference to the baseline ({base}), paired by seed, mean [95% CI]:", "",
                   "| config | " + " | ".join(t for _, t in cols) + " |", "|---|" + "---:|" * len(cols)]
         for r in summary:
-            if f"{cols[0][0]}_delta" not in r:
+            if r[f"{cols[0][0]}_delta"] is None:
                 continue
             cells = []
             for k, _ in cols:
