@@ -6,7 +6,7 @@ padded_cnn x pooling {max, avg, blurmax (Zhang 2019's anti-aliased max pool, [1,
 {flatten (dense on the 7x7x32 map), gap (global average pooling, then dense 32 -> 10)} x training
 augmentation {none, crop (random translation up to 4 px, zero fill: the test shifts' own kind)} x
 seeds 0, 1, 2: 36 runs.  The sweep's last step (REPORT, launch.robustness) scores each run's
-validation-selected checkpoint on the first 2,000 test images shifted 0..4 px (mean over up, down,
+validation-selected checkpoint on the first 1,000 test images shifted 0..4 px (mean over up, down,
 left, right) -- accuracy, consistency with the unshifted prediction, and Zhang's consistency (two
 random shifts in [-4, 4]^2 per image) -- and writes OUT/robustness.{md,csv,png} next to
 launch.report's OUT/results.{md,csv,png}.
@@ -20,7 +20,7 @@ Runtime and results: docs/robustness.md.
 from cnnjax import config
 from experiments.configs import claims_base
 
-SCORE = {"kind": "shift", "test_images": 2000, "max_shift": 4, "seed": 0}
+SCORE = {"kind": "shift", "test_images": 1000, "max_shift": 4, "seed": 0}
 REPORT = "launch.robustness"
 BASELINE = {"model_options.pool": "max", "model_options.head": "flatten", "augment": "none"}
 

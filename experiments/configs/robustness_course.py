@@ -6,7 +6,7 @@ The course's nets mlp (784-256-128-10), lenet5, padded_cnn, vgg_bn and resnet20,
 way, x seeds 0, 1, 2: 15 runs.  The sweep's last step (REPORT, launch.robustness) scores each
 run's validation-selected checkpoint on the first 1,000 test images: clean accuracy, the mean
 accuracy over the 15 MNIST-C corruptions at MNIST-C's own severities, accuracy against PGD
-(L-infinity, 10 steps, random start; on the first 500 of those images) at eps 1, 2, 4, 8 (pixel
+(L-infinity, 10 steps, random start; on the first 300 of those images) at eps 1, 2, 4, 8 (pixel
 units of 255), and ECE / NLL before
 and after temperature scaling fitted on the validation split; OUT/robustness.{md,csv,png}, with
 every net's difference to the MLP paired by seed.
@@ -22,7 +22,7 @@ Runtime and results: docs/robustness.md.
 from cnnjax import config
 from experiments.configs import claims_base
 
-SCORE = {"kind": "robust", "test_images": 1000, "attack_images": 500, "eps": [1, 2, 4, 8], "steps": 10, "seed": 0}
+SCORE = {"kind": "robust", "test_images": 1000, "attack_images": 300, "eps": [1, 2, 4, 8], "steps": 10, "seed": 0}
 REPORT = "launch.robustness"
 BASELINE = {"model": "mlp"}
 
