@@ -122,3 +122,27 @@ def test_calibration_needs_a_validation_split(tmp_path):
     assert bad.stderr.strip() == (f"error: --calibration: {workdir} trained without a validation split "
                                   f"(validation_size=0); temperature scaling is fitted on validation data, never on "
                                   f"the test set")
+
+
+def test_study_tables_have_cis_and_paired_differences(tmp_path):
+    """launch.robustness's summary of two configurations x 3 seeds, by hand: mean, t-interval, and the
+    difference to the baseline paired by seed."""
+    from launch import robustness
+    score = {"kind": "shift", "max_shift": 1, "test_images": 10}
+    mk = lambda clean, acc1, zhang: {"clean": clean, "acc_1px": acc1, "drop": clean - acc1, "cons_1px": acc1,
+                                     "zhang": zhang}
+    rows = [{"config": "pool=max", "n_seeds": 3, "params": 10, "flops": 20, "seeds": [0, 1, 2], "is_baseline": True,
+             "scores": [mk(0.8, 0.5, 0.6), mk(0.8, 0.6, 0.6), mk(0.8, 0.7, 0.6)]},
+            {"config": "pool=blurmax", "n_seeds": 3, "params": 10, "flops": 25, "seeds": [2, 0, 1],
+             "scores": [mk(0.8, 0.8, 0.9), mk(0.8, 0.7, 0.8), mk(0.8, 0.6, 0.7)]}]
+    summary = robustness.summarize(rows, score, {"pool": "max"})
+    base, blur = summary
+    assert base["acc_1px_mean"] == pytest.approx(0.6) and base["acc_1px_std"] == pytest.approx(0.1)
+    assert base["acc_1px_ci95"] == pytest.approx(4.302653 * 0.1 / np.sqrt(3), rel=1e-5)  # t(0.975, 2)
+    # paired by seed: seed 0: 0.7 - 0.5, seed 1: 0.6 - 0.6, seed 2: 0.8 - 0.7
+    assert blur["acc_1px_delta"] == pytest.approx(0.1) and base["acc_1px_delta"] is None
+    assert blur["zhang_delta"] == pytest.approx(0.2) and blur["zhang_delta_ci95"] == pytest.approx(base["acc_1px_ci95"])
+    paths = robustness.write(str(tmp_path), summary, score, {"pool": "max"}, ["pool=avg,seed=0"])
+    md = (tmp_path / "robustness.md").read_text()
+    assert "| pool=blurmax | 3 | 10 | 25 | 0.800 ± 0.000 | 0.700 ± 0.248 |" in md
+    assert "Not finished (not included): pool=avg,seed=0" in md and len(paths) == 3
