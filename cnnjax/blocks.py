@@ -281,7 +281,12 @@ class MaxBlurPool(_Pool):
     filter_size: int = DEFAULT_BLUR
 
     def __call__(self, x):
-        y = ops.max_pool2d(x, self.window, 1, self.padding, impl=self.impl)
+        if self.padding == 0:  # the stride-1 max as a max of shifted slices: same values, and on XLA's CPU
+            kh, kw = ops._pair(self.window, "window")  # backend ~10x faster than reduce_window's gradient
+            h, w = x.shape[1] - kh + 1, x.shape[2] - kw + 1  # (ties share the gradient instead of one taking it)
+            y = functools.reduce(jnp.maximum, [x[:, i:i + h, j:j + w] for i in range(kh) for j in range(kw)])
+        else:
+            y = ops.max_pool2d(x, self.window, 1, self.padding, impl=self.impl)
         return blur_downsample(y, self.filter_size, _Pool.geometry(self)[1])
 
     def geometry(self):
