@@ -135,11 +135,45 @@ def summarize(rows: list[dict], score: dict, baseline: dict | None) -> list[dict
     return out
 
 
+def main_effects(rows: list[dict], score: dict, baseline: dict | None) -> list[dict]:
+    """For each setting of the baseline and each other value of it: the metrics' difference between
+    runs that differ only in that setting (same seed, same other settings), value minus baseline
+    value, mean and 95% CI over all such pairs -- the factor's effect averaged over the others."""
+    if not baseline:
+        return []
+    cells = {}
+    for r in rows:
+        for seed, sc in zip(r["seeds"], r["scores"]):
+            cells[(tuple(sorted(r["settings"].items())), seed)] = sc
+    out = []
+    for key, ref in baseline.items():
+        ref = str(ref)
+        values = sorted({dict(k)[key] for k, _ in cells if key in dict(k)} - {ref})
+        for value in values:
+            pairs = []
+            for (settings, seed), sc in cells.items():
+                d = dict(settings)
+                if d.get(key) != value:
+                    continue
+                other = tuple(sorted({**d, key: ref}.items()))
+                if (other, seed) in cells:
+                    pairs.append((sc, cells[(other, seed)]))
+            flat = {"setting": key, "value": value, "versus": ref, "pairs": len(pairs)}
+            for k, _ in metrics(score):
+                diffs = [a[k] - b[k] for a, b in pairs]
+                std = statistics.stdev(diffs) if len(diffs) > 1 else None
+                flat.update({f"{k}_delta": statistics.fmean(diffs) if diffs else None,
+                             f"{k}_delta_ci95": report_lib.ci95(std, len(diffs))})
+            out.append(flat)
+    return out
+
+
 def _cell(m, h, digits=3):
     return "-" if m is None else f"{m:.{digits}f}" + (f" ± {h:.{digits}f}" if h is not None else "")
 
 
-def write(out: str, summary: list[dict], score: dict, baseline: dict | None, unfinished: list[str]) -> list[str]:
+def write(out: str, summary: list[dict], score: dict, baseline: dict | None, unfinished: list[str],
+          rows: list[dict] | None = None) -> list[str]:
     csv_path, md_path = os.path.join(out, "robustness.csv"), os.path.join(out, "robustness.md")
     cols = metrics(score)
     what = (f"the first {score['test_images']:,} test images" if score.get("test_images") else "the test set")
@@ -165,6 +199,17 @@ def write(out: str, summary: list[dict], score: dict, baseline: dict | None, unf
                 m, h = r[f"{k}_delta"], r[f"{k}_delta_ci95"]
                 cells.append("-" if m is None else f"{m:+.3f}" + (f" [{m - h:+.3f}, {m + h:+.3f}]" if h else ""))
             lines.append(f"| {r['config']} | " + " | ".join(cells) + " |")
+    effects = main_effects(rows, score, baseline) if rows is not None else []
+    if effects:
+        lines += ["", "Each setting's effect averaged over the others: runs that differ only in that setting (same "
+                      "seed, same other settings), value minus baseline value, mean [95% CI] over those pairs:", "",
+                  "| setting | pairs | " + " | ".join(t for _, t in cols) + " |", "|---|---:|" + "---:|" * len(cols)]
+        for e in effects:
+            cells = []
+            for k, _ in cols:
+                m, h = e[f"{k}_delta"], e[f"{k}_delta_ci95"]
+                cells.append("-" if m is None else f"{m:+.3f}" + (f" [{m - h:+.3f}, {m + h:+.3f}]" if h else ""))
+            lines.append(f"| {e['setting']}={e['value']} vs {e['versus']} | {e['pairs']} | " + " | ".join(cells) + " |")
     report_lib.write_study_tables(csv_path, md_path, summary, lines, unfinished)
     return [csv_path, md_path, _plot(out, summary, score)]
 
@@ -199,7 +244,7 @@ def report_robustness(out: str, log=print) -> list[str]:
     rows, unfinished = collect(out, score, log)
     if not rows:
         raise common.UsageError(f"--out {out}: no finished run")
-    return write(out, summarize(rows, score, baseline), score, baseline, unfinished)
+    return write(out, summarize(rows, score, baseline), score, baseline, unfinished, rows)
 
 
 def report(out: str) -> list[str]:
