@@ -9,9 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnnjax import config as config_lib
+from cnnjax.train import config as config_lib
 from cnnjax import data as data_lib
-from cnnjax.step import cast_floats, cross_entropy, resolve_compute_dtype
+from cnnjax.train.step import cast_floats, cross_entropy, resolve_compute_dtype
 
 
 def tta_views(x, tta: str = "none"):
@@ -54,7 +54,7 @@ def make_logits_fn(model: nn.Module, mean: float, std: float, compute_dtype: str
     ``images`` (B, H, W, C) are pixels in [0, 255], uint8 or float (an attack's perturbed
     images: a float image equal to a uint8 one gives the same logits, bit for bit), normalised
     with ``mean`` / ``std`` (:func:`cnnjax.data.normalize`), the model run in ``compute_dtype``
-    (as trained; 'auto' as :func:`cnnjax.step.resolve_compute_dtype`) in inference mode, its
+    (as trained; 'auto' as :func:`cnnjax.train.step.resolve_compute_dtype`) in inference mode, its
     logits averaged over the views of :func:`tta_logits`.  ValueError for an unknown ``tta``."""
     compute = jnp.dtype(resolve_compute_dtype(compute_dtype))
     if tta not in config_lib.TTA:

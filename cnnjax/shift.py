@@ -8,7 +8,7 @@ object position over.
 
 ``shift_evaluation(model, variables, dataset, max_shift)`` scores the test set at shift 0 and
 at 1..max_shift pixels in each of the four directions (up, down, left, right) with
-:func:`cnnjax.evaluation.evaluate` -- the same evaluation, so shift 0 is the plain evaluation's
+:func:`cnnjax.train.evaluation.evaluate` -- the same evaluation, so shift 0 is the plain evaluation's
 result exactly.  Each row also has the ``consistency`` of the offset: the fraction of test images
 whose predicted class is the one predicted for the unshifted image (1.0 at offset 0).
 
@@ -26,7 +26,7 @@ import dataclasses
 import numpy as np
 
 from cnnjax import data as data_lib
-from cnnjax import evaluation
+from cnnjax.train import evaluation
 
 DIRECTIONS = {"up": (-1, 0), "down": (1, 0), "left": (0, -1), "right": (0, 1)}
 
@@ -99,7 +99,7 @@ def shift_evaluation(model, variables, dataset: data_lib.Dataset, max_shift: int
                      compute_dtype: str = "float32", tta: str = "none", mean=None, std=None) -> list[dict]:
     """One row per offset of :func:`offsets`: ``{"direction", "pixels", "dy", "dx", "accuracy",
     "loss", "consistency"}`` (consistency: agreement with the unshifted prediction) on ``dataset``'s test split shifted by (dy, dx), evaluated as
-    :func:`cnnjax.evaluation.evaluate` (one compiled evaluation step for all offsets), normalised with
+    :func:`cnnjax.train.evaluation.evaluate` (one compiled evaluation step for all offsets), normalised with
     ``mean`` / ``std`` (default the dataset's; pass a run's recorded ones, data.json's, to
     evaluate exactly as it was trained)."""
     mean = dataset.mean if mean is None else mean

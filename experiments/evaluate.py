@@ -6,7 +6,7 @@ Prints test loss/accuracy and a per-class accuracy table; writes confusion.png (
 beyond plots.MAX_FIGURE_CLASSES classes) and evaluation.json (which checkpoint -- ``which``,
 ``epoch``, its directory -- and the numbers) into --out (default: the workdir).  ``--shifts=N``
 also scores the test images shifted by 1..N pixels up, down, left and right (zero fill,
-cnnjax/shift.py): a table of accuracy per shift, and ``"shifts"`` rows in evaluation.json.  If
+cnnjax/interpret/shift.py): a table of accuracy per shift, and ``"shifts"`` rows in evaluation.json.  If
 they cannot be written (e.g. a read-only workdir: give --out), the printed results are followed
 by one ``error: cannot write PATH: ...`` line, exit 2.
 
@@ -148,9 +148,11 @@ def _check_options():
 
 
 def main(argv):
-    from cnnjax import evaluation, experiment, plots, runs, shift
+    from cnnjax import plots
+    from cnnjax.train import evaluation, experiment, runs
+    from cnnjax.interpret import shift
     from cnnjax.interpret import attacks, calibration, corruptions
-    from cnnjax.workdir import Workdir
+    from cnnjax.train.workdir import Workdir
     if not _WORKDIR.value:
         raise common.UsageError("--workdir is required")
     if _SHIFTS.value < 0:

@@ -9,7 +9,7 @@ first ``test_images`` test images:
 * ``{"kind": "shift", "max_shift": 4, ...}`` (experiments/configs/antialias_shift.py): accuracy
   and consistency with the unshifted prediction at 0..max_shift px (mean over the four
   directions, zero fill) and Zhang's consistency (two random shifts in [-max_shift, max_shift]^2
-  per image, ``seed``) -- :mod:`cnnjax.shift`;
+  per image, ``seed``) -- :mod:`cnnjax.interpret.shift`;
 * ``{"kind": "robust", "eps": [...], "steps": 10, ...}`` (experiments/configs/robustness_course.py):
   clean accuracy, accuracy under the 15 MNIST-C corruptions at MNIST-C's severities (their mean),
   against PGD at each eps (pixel units of 255; on the first ``attack_images`` of those test images
@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import statistics
 
-from cnnjax import workdir as workdir_lib
+from cnnjax.train import workdir as workdir_lib
 from experiments import common
 from launch import report as report_lib
 
@@ -38,7 +38,8 @@ def score_run(workdir: str, score: dict, datasets: dict) -> dict:
     cached = workdir_lib.read_json(os.path.join(workdir, RESULTS))
     if isinstance(cached, dict) and cached.get("score") == score:
         return cached["result"]
-    from cnnjax import evaluation, experiment, runs, shift
+    from cnnjax.train import evaluation, experiment, runs
+    from cnnjax.interpret import shift
     from cnnjax.interpret import attacks, calibration, corruptions
     model, variables, cfg, epoch = runs.load_trained(workdir, "best")
     key = (cfg.dataset, cfg.data_dir, cfg.num_train, cfg.num_test, cfg.validation_size, cfg.seed, cfg.image_size,

@@ -7,7 +7,8 @@ import numpy as np
 import optax
 import pytest
 
-from cnnjax import data, evaluation, models
+from cnnjax import data, models
+from cnnjax.train import evaluation
 from cnnjax.interpret import attacks
 
 

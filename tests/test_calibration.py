@@ -79,7 +79,7 @@ def test_calibration_evaluation_fits_on_validation_and_scores_test(tmp_path):
     ds = data.Dataset("d", bright(8), np.zeros(8, int), bright(50), np.zeros(50, int), ["a", "b"], "synthetic",
                       val_images=bright(40), val_labels=np.r_[np.zeros(30, int), np.ones(10, int)])
     res = cal.calibration_evaluation(Mean(), {}, ds, bins=10)
-    from cnnjax import evaluation
+    from cnnjax.train import evaluation
     val_logits = evaluation.predict_logits(evaluation.make_logits_fn(Mean(), ds.mean, ds.std), {}, ds.val_images)
     assert res["temperature"] == pytest.approx(cal.fit_temperature(val_logits, ds.val_labels))
     assert res["val_images"] == 40 and res["before"]["accuracy"] == res["after"]["accuracy"]  # argmax kept

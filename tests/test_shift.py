@@ -1,11 +1,13 @@
-"""cnnjax.shift: shifts move pixels exactly; each shift's score is the hand-computed one of a
+"""cnnjax.interpret.shift: shifts move pixels exactly; each shift's score is the hand-computed one of a
 position-dependent model; shift 0 is the plain evaluation."""
 import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cnnjax import data, evaluation, shift
+from cnnjax import data
+from cnnjax.train import evaluation
+from cnnjax.interpret import shift
 
 
 def test_a_shift_moves_pixels_exactly_with_zero_fill():

@@ -3,4 +3,4 @@
 adversarial perturbations (``attacks``: FGSM and PGD under an L-infinity budget in pixel units),
 and how well its confidence matches its accuracy (``calibration``: NLL, ECE, reliability diagrams,
 temperature scaling fitted on the validation split).  Each module is pure functions on uint8 NHWC
-images and a model's logits function, the same forward pass as :mod:`cnnjax.evaluation`'s."""
+images and a model's logits function, the same forward pass as :mod:`cnnjax.train.evaluation`'s."""

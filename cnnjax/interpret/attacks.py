@@ -5,9 +5,9 @@ Units and contract.  Images are NHWC pixels in [0, 255], uint8 or float; ``eps``
 are in the same pixel units (``eps=8`` allows every pixel to move by 8 of 255).  An attack returns
 float32 images ``x_adv`` with ``|x_adv - x| <= eps`` everywhere and ``0 <= x_adv <= 255``, not
 rounded to integers (a perturbation below one grey level is allowed).  The model is attacked
-through ``logits_fn(variables, images)`` of :func:`cnnjax.evaluation.make_logits_fn`: the run's own
+through ``logits_fn(variables, images)`` of :func:`cnnjax.train.evaluation.make_logits_fn`: the run's own
 normalisation, compute dtype and test-time augmentation, in inference mode; the loss ascended is the
-plain cross-entropy of the true label (:func:`cnnjax.step.cross_entropy`, no label smoothing).
+plain cross-entropy of the true label (:func:`cnnjax.train.step.cross_entropy`, no label smoothing).
 
 * FGSM: ``x + eps * sign(grad)``, clipped to [0, 255].
 * PGD: start at ``x + U(-eps, eps)`` (clipped), then ``steps`` times ``x + step_size * sign(grad)``
@@ -28,8 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnnjax import data as data_lib
-from cnnjax import evaluation
-from cnnjax.step import cross_entropy
+from cnnjax.train import evaluation
+from cnnjax.train.step import cross_entropy
 
 ATTACKS = ("fgsm", "pgd")
 PIXEL_MAX = 255.0
@@ -115,7 +115,7 @@ def attack_evaluation(model, variables, dataset: data_lib.Dataset, kind: str, ep
                       compute_dtype: str = "float32", tta: str = "none", mean=None, std=None) -> list[dict]:
     """One row per ``eps``: ``{"attack", "eps", "steps", "step_size", "accuracy", "loss"}`` on
     ``dataset``'s test split attacked by ``kind`` and scored by the evaluation step of
-    :func:`cnnjax.evaluation.make_eval_step` (so eps 0 is the clean accuracy exactly);
+    :func:`cnnjax.train.evaluation.make_eval_step` (so eps 0 is the clean accuracy exactly);
     normalised with ``mean`` / ``std`` (default the dataset's; pass a run's recorded ones).  PGD's
     random start of batch b draws from ``fold_in(key(seed), b)``: the same seed, the same numbers."""
     check_settings(kind, eps, steps, step_size)

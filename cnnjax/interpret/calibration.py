@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from cnnjax import data as data_lib
-from cnnjax import evaluation
+from cnnjax.train import evaluation
 
 DEFAULT_BINS = 15
 T_RANGE = (0.05, 20.0)
@@ -92,7 +92,7 @@ def calibration_evaluation(model, variables, dataset: data_lib.Dataset, *, bins:
     """Calibration of a trained model on ``dataset``'s test split, before and after temperature
     scaling fitted on its validation split: ``{"temperature", "bins", "val_images", "before":
     summary, "after": summary}`` (:func:`summary` of the test logits at T = 1 and at the fitted T).
-    The logits are the evaluation's (:func:`cnnjax.evaluation.make_logits_fn`; ``mean`` / ``std``
+    The logits are the evaluation's (:func:`cnnjax.train.evaluation.make_logits_fn`; ``mean`` / ``std``
     default the dataset's).  ValueError when the dataset has no validation split: the temperature
     is never fitted on the test set."""
     if not dataset.has_validation:

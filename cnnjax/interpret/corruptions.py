@@ -59,8 +59,8 @@ import numpy as np
 from scipy import ndimage
 
 from cnnjax import data as data_lib
-from cnnjax import evaluation
-from cnnjax import shift as shift_lib
+from cnnjax.train import evaluation
+from cnnjax.interpret import shift as shift_lib
 
 
 class Corruption(NamedTuple):
@@ -393,7 +393,7 @@ def corruption_evaluation(model, variables, dataset: data_lib.Dataset, corruptio
     "error", "relative_error"}], "per_corruption": {name: mean accuracy over its severities},
     "mean_accuracy": mean of per_corruption, "mean_error": 1 - that, "mean_relative_error"}``;
     relative_error = error / clean error (MNIST-C's "many-fold"; inf when the clean error is 0).
-    Evaluated as :func:`cnnjax.evaluation.evaluate` (``mean`` / ``std`` default the dataset's)."""
+    Evaluated as :func:`cnnjax.train.evaluation.evaluate` (``mean`` / ``std`` default the dataset's)."""
     chosen = names() if corruption_names is None else [_get(n) and n for n in corruption_names]
     levels = tuple(_SEVERITY if severity_levels is None else severity_levels)
     for lv in levels:

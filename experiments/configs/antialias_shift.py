@@ -17,7 +17,7 @@ with 2 epochs.  ``--config.num_train=0 --config.epochs=15`` is the full-size stu
 
 Runtime and results: docs/robustness.md.
 """
-from cnnjax import config
+from cnnjax.train import config
 from experiments.configs import claims_base
 
 SCORE = {"kind": "shift", "test_images": 1000, "max_shift": 4, "seed": 0}

@@ -19,7 +19,7 @@ full-size study.
 
 Runtime and results: docs/robustness.md.
 """
-from cnnjax import config
+from cnnjax.train import config
 from experiments.configs import claims_base
 
 SCORE = {"kind": "robust", "test_images": 1000, "attack_images": 300, "eps": [1, 2, 4, 8], "steps": 10, "seed": 0}
