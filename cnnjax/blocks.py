@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from typing import Callable, Optional
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -210,15 +212,143 @@ class AvgPool(_Pool):
         return ops.avg_pool2d(x, self.window, self.stride, self.padding, impl=self.impl)
 
 
-POOLS = {"max": MaxPool, "avg": AvgPool}
+# --------------------------------------------------------------------------- anti-aliased subsampling
+# Zhang, "Making Convolutional Networks Shift-Invariant Again" (ICML 2019), after his reference code
+# (adobe/antialiased-cnns, antialiased_cnns/blurpool.py): a binomial low-pass filter, reflect padding
+# (floor((f-1)/2) before, ceil((f-1)/2) after), then subsampling; filter size 1 subsamples only.
+
+#: blur filter sizes Zhang's code defines (rows of Pascal's triangle)
+BLUR_SIZES = (1, 2, 3, 4, 5, 6, 7)
+DEFAULT_BLUR = 3  # Zhang's "Tri-3": [1, 2, 1] / 4 per axis
+
+
+def binomial_filter(size: int) -> np.ndarray:
+    """The 1-D binomial filter of ``size`` taps (row ``size - 1`` of Pascal's triangle, sum 1):
+    3 -> [1, 2, 1] / 4, 5 -> [1, 4, 6, 4, 1] / 16.  Zhang's 2-D filter is its outer product with
+    itself (:func:`blur_filter`).  ValueError outside :data:`BLUR_SIZES`."""
+    if size not in BLUR_SIZES:
+        raise ValueError(f"blur filter size must be one of {BLUR_SIZES}, got {size!r}")
+    row = np.array([math.comb(size - 1, k) for k in range(size)], np.float64)
+    return row / row.sum()
+
+
+def blur_filter(size: int) -> np.ndarray:
+    """Zhang's 2-D blur kernel: ``outer(a, a) / sum`` of the binomial row ``a`` (size x size)."""
+    a = binomial_filter(size)
+    return np.outer(a, a)
+
+
+def blur_downsample(x, filter_size: int = DEFAULT_BLUR, stride: ops.IntOr2 = 2):
+    """Zhang's BlurPool on NHWC ``x``: every channel blurred with :func:`blur_filter`
+    (``filter_size``) over reflect padding, sampled every ``stride`` pixels: (N, H, W, C) ->
+    (N, ceil(H / s), ceil(W / s), C), x's dtype.  The 2-D filter is separable, so it runs as two
+    strided 1-D passes of shifted slices (no depthwise conv, which is slow on XLA's CPU backend);
+    the values are those of the reference depthwise conv (tests/test_blurpool.py compares)."""
+    sh, sw = ops._pair(stride, "stride")
+    a = [float(v) for v in binomial_filter(filter_size)]
+    if filter_size == 1:
+        return x[:, ::sh, ::sw, :]
+    lo, hi = (filter_size - 1) // 2, filter_size // 2
+    x = jnp.pad(x, ((0, 0), (lo, hi), (lo, hi), (0, 0)), mode="reflect")
+    for axis, s in ((1, sh), (2, sw)):
+        n_out = (x.shape[axis] - filter_size) // s + 1
+        taps = [jax.lax.slice_in_dim(x, k, k + s * (n_out - 1) + 1, s, axis) for k in range(filter_size)]
+        x = sum(w * t for w, t in zip(a, taps)).astype(x.dtype)
+    return x
+
+
+class BlurPool(_Pool):
+    """Zhang's BlurPool, his replacement for average pooling: blur (``filter_size``) and subsample by
+    the stride (default the window, as for the other pools; the window itself is not used), no
+    parameters.  (N, H, W, C) -> (N, ceil(H/s), ceil(W/s), C)."""
+    filter_size: int = DEFAULT_BLUR
+
+    def __call__(self, x):
+        return blur_downsample(x, self.filter_size, self.geometry()[1])
+
+    def geometry(self):
+        f = self.filter_size
+        return (f, f), _Pool.geometry(self)[1], (1, 1)
+
+    def flops(self, in_shape, out_shape):
+        return 2 * int(np.prod(out_shape[-3:])) * self.filter_size
+
+
+class MaxBlurPool(_Pool):
+    """Zhang's MaxBlurPool, the anti-aliased max pool: max over ``window`` at stride 1 (no padding),
+    then :func:`blur_downsample` by the stride (default the window).  On an even size H it gives
+    H / 2 for a 2x2 window, as MaxPool does; no parameters."""
+    filter_size: int = DEFAULT_BLUR
+
+    def __call__(self, x):
+        if self.padding == 0:  # the stride-1 max as a max of shifted slices: same values, and on XLA's CPU
+            kh, kw = ops._pair(self.window, "window")  # backend ~10x faster than reduce_window's gradient
+            h, w = x.shape[1] - kh + 1, x.shape[2] - kw + 1  # (ties share the gradient instead of one taking it)
+            y = functools.reduce(jnp.maximum, [x[:, i:i + h, j:j + w] for i in range(kh) for j in range(kw)])
+        else:
+            y = ops.max_pool2d(x, self.window, 1, self.padding, impl=self.impl)
+        return blur_downsample(y, self.filter_size, _Pool.geometry(self)[1])
+
+    def geometry(self):
+        w, s, _ = _Pool.geometry(self)
+        return tuple(wi + self.filter_size - 1 for wi in w), s, (1, 1)
+
+    def flops(self, in_shape, out_shape):
+        wh, ww = ops._pair(self.window, "window")
+        return int(np.prod(in_shape[-3:])) * wh * ww + 2 * int(np.prod(out_shape[-3:])) * self.filter_size
+
+
+POOLS = {"max": MaxPool, "avg": AvgPool, "blurmax": MaxBlurPool, "blur": BlurPool}
+BLURRED_POOLS = ("blurmax", "blur")
+
+
+def parse_pool(kind) -> tuple[str, int | None]:
+    """A pool kind -> (name in :data:`POOLS`, blur filter size or None): 'max', 'avg', and the
+    anti-aliased 'blurmax' / 'blur' with an optional filter size, 'blurmax-5' (default
+    :data:`DEFAULT_BLUR`).  ValueError naming the kinds otherwise."""
+    name, dash, size = kind.partition("-") if isinstance(kind, str) else ("", "", "")
+    if name in BLURRED_POOLS:
+        if not dash:
+            return name, DEFAULT_BLUR
+        if size.isdigit() and int(size) in BLUR_SIZES:
+            return name, int(size)
+    elif name in POOLS and not dash:
+        return name, None
+    raise ValueError(f"unknown pooling {kind!r}; choose from {sorted(POOLS)} ('blurmax' and 'blur' take a "
+                     f"blur filter size {BLUR_SIZES[0]}-{BLUR_SIZES[-1]} as 'blurmax-5'; default {DEFAULT_BLUR})")
 
 
 def pool_block(kind: str, **kw) -> _Pool:
-    """'max' | 'avg' -> a pooling module."""
-    try:
-        return POOLS[kind](**kw)
-    except KeyError:
-        raise ValueError(f"unknown pooling {kind!r}; choose from {sorted(POOLS)}") from None
+    """A pool kind of :func:`parse_pool` -> a pooling module ('max' | 'avg' | 'blurmax[-K]' | 'blur[-K]')."""
+    name, size = parse_pool(kind)
+    return POOLS[name](**kw, **({} if size is None else {"filter_size": size}))
+
+
+class BlurConv(Conv):
+    """Zhang's ConvBlurPool, the anti-aliased strided conv: the conv at stride 1 (+bias, activation),
+    then :func:`blur_downsample` (``filter_size``) by ``stride``.  Same parameters as the strided
+    :class:`Conv`; the output size is ceil(H1 / s) of the stride-1 conv's H1 (the strided conv
+    gives floor((H1 - 1) / s) + 1: the same)."""
+    filter_size: int = DEFAULT_BLUR
+
+    @nn.compact
+    def __call__(self, x):
+        kh, kw = ops._pair(self.kernel_size, "kernel_size")
+        c_in = x.shape[-1]
+        w = self._kernel("kernel", (kh, kw, c_in // self.groups, self.features))
+        y = ops.conv2d(x, w, stride=1, padding=self.padding, dilation=self.dilation, groups=self.groups,
+                       impl=self.impl)
+        return blur_downsample(self._finish(y), self.filter_size, self.stride)
+
+    def geometry(self):
+        k, s, _ = super().geometry()
+        return tuple(ki + self.filter_size - 1 for ki in k), s, (1, 1)
+
+    def flops(self, in_shape, out_shape):
+        s = ops._pair(self.stride, "stride")
+        kh, kw = ops._pair(self.kernel_size, "kernel_size")
+        dense = int(np.prod(out_shape[-3:-1])) * s[0] * s[1] * out_shape[-1]
+        return 2 * dense * kh * kw * (in_shape[-1] // self.groups) + 2 * int(np.prod(out_shape[-3:])) * self.filter_size
 
 
 #: the conv kinds a :class:`ConvDef` builds, each standing in for a plain k x k conv (see ConvDef).
@@ -248,7 +378,13 @@ class ConvDef:
     'transposed' one); the other kinds keep their own default init.  ``groups`` and
     ``dilation`` apply only to their kind.  ValueError for an unknown kind.
 
-    ``conv.pool('max' | 'avg', window=..., ...)`` -> :class:`MaxPool` / :class:`AvgPool`;
+    ``blur`` > 0 (a filter size of :data:`BLUR_SIZES`) makes a strided plain conv Zhang's
+    anti-aliased one (:class:`BlurConv`: stride 1, blur, subsample; same parameters); 0, the
+    default, or a stride of 1 changes nothing.
+
+    ``conv.pool(kind, window=..., ...)`` -> :class:`MaxPool` / :class:`AvgPool` for 'max' / 'avg',
+    the anti-aliased :class:`MaxBlurPool` / :class:`BlurPool` for 'blurmax[-K]' / 'blur[-K]'
+    (:func:`parse_pool`; K the blur filter size);
     ``conv.bind(cls)`` -> ``cls`` (a block with an ``impl`` field, e.g. :class:`UpsampleConv`
     or a Conv subclass) on this implementation.  Adding a conv kind: a name in
     :data:`CONV_KINDS` and a branch in ``__call__``; every model with a kind option gets it.
@@ -257,9 +393,12 @@ class ConvDef:
 
     def __call__(self, features: int, kernel_size: ops.IntOr2 = 3, *, kind: str = "conv", stride: ops.IntOr2 = 1,
                  padding: ops.Pad2D = 0, groups: int = 4, dilation: ops.IntOr2 = 2,
-                 kernel_init: Optional[Callable] = None, **kw) -> nn.Module:
+                 kernel_init: Optional[Callable] = None, blur: int = 0, **kw) -> nn.Module:
         impl = self.impl
         init = {} if kernel_init is None else {"kernel_init": kernel_init}
+        if blur and kind == "conv" and stride != 1:  # anti-aliased: conv at stride 1, blur, subsample
+            return BlurConv(features, kernel_size, stride=stride, padding=padding, impl=impl, filter_size=blur,
+                            **init, **kw)
         if kind == "conv" or (kind == "transposed" and stride != 1):
             return Conv(features, kernel_size, stride=stride, padding=padding, impl=impl, **init, **kw)
         if kind == "separable":

@@ -136,8 +136,8 @@ def test_registry_errors_list_what_exists():
         models.create("resnet9000")
     with pytest.raises(ValueError, match="no option"):
         models.create("padded_cnn", colour="blue")
-    assert models.options("padded_cnn") == ["activation", "conv2", "conv_impl", "dilation", "groups", "padding",
-                                            "pool", "stride", "widths"]
+    assert models.options("padded_cnn") == ["activation", "conv2", "conv_impl", "dilation", "groups", "head",
+                                            "padding", "pool", "stride", "widths"]
     assert models.options("mlp") == ["activation", "hidden"]  # no convs: no conv_impl
 
 

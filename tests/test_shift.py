@@ -71,3 +71,45 @@ def test_shift_evaluation_scores_each_shift_as_hand_computed():
     # shift 0 is the plain evaluation, exactly
     plain = evaluation.evaluate(model, variables, ds, batch_size=3)
     assert rows[0]["accuracy"] == plain["accuracy"] and rows[0]["loss"] == plain["loss"]
+
+
+def test_each_row_has_the_consistency_with_the_unshifted_prediction():
+    """The hand-made model again: every unshifted image is classified right, so agreeing with the
+    unshifted prediction is being right (empty images: class 0 both ways or not) -- consistency
+    equals accuracy row by row here, 1/4, 0, 1 and 3/4 as computed above."""
+    test = np.zeros((4, 4, 4, 1), np.uint8)
+    for k, (r, c) in enumerate([(0, 0), (1, 3), (2, 1), (3, 2)]):
+        test[k, r, c, 0] = 255
+    ds = data.Dataset("pixels", np.zeros((2, 4, 4, 1), np.uint8), np.array([0, 1]), test,
+                      np.array([0, 1, 2, 3]), ["0", "1", "2", "3"], "synthetic")
+    rows = shift.shift_evaluation(_RowOfTheBrightPixel(), _row_sum_variables(), ds, max_shift=1)
+    assert [r["consistency"] for r in rows] == [1.0, 0.25, 0.0, 1.0, 0.75]
+    assert shift.by_distance(rows, "consistency") == {0: 1.0, 1: pytest.approx(0.5)}
+
+
+def test_shift_each_moves_every_image_by_its_own_offset():
+    images = np.random.default_rng(0).integers(0, 256, (5, 6, 7, 2)).astype(np.uint8)
+    dy, dx = np.array([0, 1, -2, 3, -6]), np.array([0, -1, 2, 0, 1])
+    got = shift.shift_each(images, dy, dx)
+    for i in range(5):
+        np.testing.assert_array_equal(got[i], shift.shift_images(images[i:i + 1], dy[i], dx[i])[0])
+
+
+def test_zhangs_consistency_by_hand():
+    """Two random shifts per image in [-1, 1]^2, drawn from default_rng(seed) as documented; the
+    row-of-the-bright-pixel model agrees with itself when both copies keep the pixel in the same row
+    (or both push it out: class 0).  Recomputed here from the offsets, independently of the code's path."""
+    test = np.zeros((40, 4, 4, 1), np.uint8)
+    pos = np.random.default_rng(5).integers(0, 4, (40, 2))
+    test[np.arange(40), pos[:, 0], pos[:, 1], 0] = 255
+    ds = data.Dataset("pixels", np.zeros((2, 4, 4, 1), np.uint8), np.array([0, 1]), test, pos[:, 0],
+                      ["0", "1", "2", "3"], "synthetic")
+    res = shift.random_shift_consistency(_RowOfTheBrightPixel(), _row_sum_variables(), ds, max_shift=1, seed=7)
+    offs = np.random.default_rng(7).integers(-1, 2, size=(2, 2, 40))
+    cls = lambda dy, dx: np.where((pos[:, 0] + dy >= 0) & (pos[:, 0] + dy < 4) & (pos[:, 1] + dx >= 0)
+                                  & (pos[:, 1] + dx < 4), pos[:, 0] + dy, 0)
+    a, b = cls(*offs[0]), cls(*offs[1])
+    assert res["consistency"] == np.mean(a == b) and res["accuracy_a"] == np.mean(a == pos[:, 0])
+    assert 0 < res["consistency"] < 1
+    flat = shift.random_shift_consistency(_RowOfTheBrightPixel(), _row_sum_variables(), ds, max_shift=0)
+    assert flat["consistency"] == 1.0  # no shift: the same image twice

@@ -50,7 +50,31 @@ def check_activation(activation) -> None:
 
 
 def check_pool(pool) -> None:
-    require(pool in blocks.POOLS, "pool", f"one of {sorted(blocks.POOLS)}", pool)
+    try:
+        blocks.parse_pool(pool)
+    except ValueError:
+        require(False, "pool", f"one of {sorted(blocks.POOLS)} (anti-aliased: 'blurmax' / 'blur', with a blur "
+                f"filter size as 'blurmax-5')", pool)
+
+
+#: the heads of the course's conv nets: 'flatten' (a dense layer on the flattened feature map) or 'gap'
+#: (global average pooling over H x W first: the dense layer sees one value per channel)
+HEADS = ("flatten", "gap")
+
+
+def check_head(head) -> None:
+    require(head in HEADS, "head", f"one of {HEADS}", head)
+
+
+def head_features(x, head: str):
+    """(N, H, W, C) -> the head's input: flattened (N, H*W*C) or globally averaged (N, C)."""
+    return flatten(x) if head == "flatten" else x.mean(axis=(1, 2))
+
+
+def blur_size(pool) -> int:
+    """The blur filter size of an anti-aliased pool kind (0 for 'max' / 'avg'): the size a model's
+    strided convs use with it (:class:`cnnjax.blocks.BlurConv`)."""
+    return blocks.parse_pool(pool)[1] or 0
 
 
 def check_batch_norm(momentum, scale) -> None:

@@ -5,6 +5,12 @@ small VGG with batch norm, and a conv autoencoder.
 Each conv model receives its conv as ``conv`` (a :class:`cnnjax.blocks.ConvDef`: it builds the
 model's conv and pool blocks on one implementation) and checks its options when constructed
 (:class:`~cnnjax.models.common.OptionError` naming the option).
+
+The conv nets (lenet5, seed_net, padded_cnn, vgg_bn) take ``pool`` ('max', 'avg', or Zhang's
+anti-aliased 'blurmax[-K]' / 'blur[-K]': :func:`cnnjax.blocks.parse_pool`) and ``head``:
+'flatten' (the default: a dense layer on the flattened feature map, position-dependent) or 'gap'
+(global average pooling over H x W first, as ResNets end; the dense layer then sees one value per
+channel, so it has H*W times fewer weights).  The defaults keep the pinned parameter counts.
 """
 from __future__ import annotations
 
@@ -14,8 +20,9 @@ from typing import Sequence
 import flax.linen as nn
 
 from cnnjax import blocks, ops
-from cnnjax.models.common import (check_activation, check_batch_norm, check_conv_kind, check_padding,
-                                  check_pool, check_widths, flatten, pos_int, pos_ints, require)
+from cnnjax.models.common import (blur_size, check_activation, check_batch_norm, check_conv_kind,
+                                  check_head, check_padding, check_pool, check_widths, flatten, head_features, pos_int,
+                                  pos_ints, require)
 
 
 class LeNet5(nn.Module):
@@ -24,11 +31,13 @@ class LeNet5(nn.Module):
     num_classes: int = 10
     activation: str = "sigmoid"
     pool: str = "avg"
+    head: str = "flatten"
     conv: blocks.ConvDef = blocks.ConvDef()
 
     def __post_init__(self):
         check_activation(self.activation)
         check_pool(self.pool)
+        check_head(self.head)
         super().__post_init__()
 
     @nn.compact
@@ -38,7 +47,7 @@ class LeNet5(nn.Module):
         x = self.conv.pool(self.pool, window=2, name="pool1")(x)
         x = self.conv(16, 5, activation=self.activation, name="conv2")(x)
         x = self.conv.pool(self.pool, window=2, name="pool2")(x)
-        x = act(nn.Dense(120, name="fc1")(flatten(x)))
+        x = act(nn.Dense(120, name="fc1")(head_features(x, self.head)))
         x = act(nn.Dense(84, name="fc2")(x))
         return nn.Dense(self.num_classes, name="fc3")(x)
 
@@ -49,11 +58,13 @@ class SeedNet(nn.Module):
     num_classes: int = 10
     activation: str = "relu"
     pool: str = "max"
+    head: str = "flatten"
     conv: blocks.ConvDef = blocks.ConvDef()
 
     def __post_init__(self):
         check_activation(self.activation)
         check_pool(self.pool)
+        check_head(self.head)
         super().__post_init__()
 
     @nn.compact
@@ -61,7 +72,7 @@ class SeedNet(nn.Module):
         act = blocks.activation_fn(self.activation)
         x = act(self.conv.pool(self.pool, name="pool1")(self.conv(10, 5, name="conv1")(x)))
         x = act(self.conv.pool(self.pool, name="pool2")(self.conv(20, 5, name="conv2")(x)))
-        return nn.Dense(self.num_classes, name="fc")(flatten(x))
+        return nn.Dense(self.num_classes, name="fc")(head_features(x, self.head))
 
 
 class MLP(nn.Module):
@@ -106,7 +117,9 @@ class PaddedCNN(nn.Module):
     but 'dilated', which keeps its 'same' padding, which depends on ``dilation``): 2 keeps
     HxW, 0 shrinks each by 4.  ``stride`` (default 1) is conv1's stride: 2 halves HxW.  The
     dense layer follows: padding=0 -> 28-24-12-8-4, dense 512->10 (18,378 params); stride=2
-    -> 28-14-7-7-3, dense 288->10 (16,138).
+    -> 28-14-7-7-3, dense 288->10 (16,138).  With an anti-aliased ``pool`` ('blurmax[-K]' /
+    'blur[-K]') a strided conv1 is anti-aliased too (:class:`cnnjax.blocks.BlurConv`, same
+    parameters, the same sizes; 'blur' rounds an odd size up, as Zhang's BlurPool does: 7 -> 4).  ``head='gap'``: dense 32->10 (13,578 params).
     """
     num_classes: int = 10
     conv2: str = "conv"
@@ -117,12 +130,14 @@ class PaddedCNN(nn.Module):
     dilation: int = 2
     padding: ops.Pad2D = 2
     stride: int = 1
+    head: str = "flatten"
     conv: blocks.ConvDef = blocks.ConvDef()
 
     def __post_init__(self):
         check_widths(self.widths, 2)
         check_activation(self.activation)
         check_pool(self.pool)
+        check_head(self.head)
         require(pos_int(self.stride) or pos_ints(self.stride, 2), "stride", "a positive integer or a pair of them",
                 self.stride)
         check_padding(self.padding, 5)
@@ -132,12 +147,14 @@ class PaddedCNN(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool = False):
         c1, c2 = self.widths
-        x = self.conv(c1, 5, stride=self.stride, padding=self.padding, activation=self.activation, name="conv1")(x)
+        # an anti-aliased pool kind anti-aliases a strided conv1 too, with the same blur (Zhang's ConvBlurPool)
+        x = self.conv(c1, 5, stride=self.stride, padding=self.padding, activation=self.activation,
+                      blur=blur_size(self.pool), name="conv1")(x)
         x = self.conv.pool(self.pool, window=2, name="pool1")(x)
         x = self.conv(c2, 5, kind=self.conv2, padding=self.padding, groups=self.groups, dilation=self.dilation,
                       activation=self.activation, name="conv2")(x)
         x = self.conv.pool(self.pool, window=2, name="pool2")(x)
-        return nn.Dense(self.num_classes, name="fc")(flatten(x))
+        return nn.Dense(self.num_classes, name="fc")(head_features(x, self.head))
 
 
 class VGGBN(nn.Module):
@@ -152,6 +169,7 @@ class VGGBN(nn.Module):
     dropout: float = 0.3
     bn_momentum: float = 0.9
     bn_scale: bool = True
+    head: str = "flatten"
     conv: blocks.ConvDef = blocks.ConvDef()
     norm: blocks.NormDef = blocks.NormDef()
 
@@ -159,6 +177,7 @@ class VGGBN(nn.Module):
         check_widths(self.widths)
         check_activation(self.activation)
         check_pool(self.pool)
+        check_head(self.head)
         require(isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1, "dropout", "a rate in [0, 1)",
                 self.dropout)
         check_batch_norm(self.bn_momentum, self.bn_scale)
@@ -172,7 +191,7 @@ class VGGBN(nn.Module):
                 x = self.conv(width, 3, padding="same", use_bias=False, name=f"conv{stage}_{j}")(x)
                 x = act(self.norm(train, f"bn{stage}_{j}", momentum=self.bn_momentum, use_scale=self.bn_scale)(x))
             x = self.conv.pool(self.pool, window=2, name=f"pool{stage}")(x)
-        x = nn.Dropout(self.dropout, deterministic=not train)(flatten(x))
+        x = nn.Dropout(self.dropout, deterministic=not train)(head_features(x, self.head))
         return nn.Dense(self.num_classes, name="fc")(x)
 
 

@@ -47,22 +47,39 @@ def tta_logits(logits_fn: Callable, x, tta: str = "none"):
     return jnp.tensordot(weights, jax.lax.map(logits_fn, views), axes=1)
 
 
-def make_eval_step(model: nn.Module, mean: float, std: float, num_classes: int,
-                   compute_dtype: str = "float32", tta: str = "none") -> Callable:
-    """``eval_step(variables, images_u8, labels, mask) -> (loss_sum, correct_sum, predictions)``,
-    the model run in ``compute_dtype`` (as trained; 'auto' as
-    :func:`cnnjax.train.step.resolve_compute_dtype`), its logits averaged over the views of
-    :func:`tta_logits`, the loss in float32.  ``mask`` (B,) float32 weighs each example (0: padding)."""
+def make_logits_fn(model: nn.Module, mean: float, std: float, compute_dtype: str = "float32",
+                   tta: str = "none") -> Callable:
+    """``logits(variables, images) -> (B, classes) float32``, not jitted (to be traced inside a
+    jitted function, or differentiated with respect to ``images``): the evaluation's forward pass.
+    ``images`` (B, H, W, C) are pixels in [0, 255], uint8 or float (an attack's perturbed
+    images: a float image equal to a uint8 one gives the same logits, bit for bit), normalised
+    with ``mean`` / ``std`` (:func:`cnnjax.data.normalize`), the model run in ``compute_dtype``
+    (as trained; 'auto' as :func:`cnnjax.train.step.resolve_compute_dtype`) in inference mode, its
+    logits averaged over the views of :func:`tta_logits`.  ValueError for an unknown ``tta``."""
     compute = jnp.dtype(resolve_compute_dtype(compute_dtype))
     if tta not in config_lib.TTA:
         raise ValueError(f"config.tta must be one of {', '.join(config_lib.TTA)}; got {tta!r}")
 
-    @jax.jit
-    def eval_step(variables, images, labels, mask):
+    def logits_fn(variables, images):
         x = data_lib.normalize(images, mean, std)
         if compute != jnp.float32:
             variables, x = cast_floats(variables, compute), x.astype(compute)
-        logits = tta_logits(lambda v: model.apply(variables, v, train=False).astype(jnp.float32), x, tta)
+        return tta_logits(lambda v: model.apply(variables, v, train=False).astype(jnp.float32), x, tta)
+
+    return logits_fn
+
+
+def make_eval_step(model: nn.Module, mean: float, std: float, num_classes: int,
+                   compute_dtype: str = "float32", tta: str = "none") -> Callable:
+    """``eval_step(variables, images_u8, labels, mask) -> (loss_sum, correct_sum, predictions)``,
+    the logits of :func:`make_logits_fn` (the model run in ``compute_dtype``, averaged over the
+    views of :func:`tta_logits`), the loss in float32.  ``mask`` (B,) float32 weighs each example
+    (0: padding).  ``images`` may also be float pixels in [0, 255] (another compilation)."""
+    logits_fn = make_logits_fn(model, mean, std, compute_dtype, tta)
+
+    @jax.jit
+    def eval_step(variables, images, labels, mask):
+        logits = logits_fn(variables, images)
         loss = cross_entropy(logits, labels, num_classes)
         pred = jnp.argmax(logits, -1)
         return jnp.sum(loss * mask), jnp.sum((pred == labels) * mask), pred
@@ -70,12 +87,40 @@ def make_eval_step(model: nn.Module, mean: float, std: float, num_classes: int,
     return eval_step
 
 
+def batches(n: int, batch_size: int):
+    """``(start, stop, pad)`` of the batches of ``n`` examples; the last one is padded by ``pad``
+    examples so that one compiled shape serves all (:func:`pad_batch`)."""
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        yield start, stop, batch_size - (stop - start)
+
+
+def pad_batch(pad: int, *arrays):
+    """``arrays`` each extended by ``pad`` zero rows (their dtype), and the (B,) float32 mask (0: padding)."""
+    mask = np.ones(len(arrays[0]) + pad, np.float32)
+    if pad:
+        mask[-pad:] = 0
+        arrays = [np.concatenate([a, np.zeros((pad, *a.shape[1:]), a.dtype)]) for a in arrays]
+    return (*arrays, mask)
+
+
+def predict_logits(logits_fn: Callable, variables, images, batch_size: int = 1000) -> np.ndarray:
+    """(N, classes) float32 logits of ``images`` in batches of ``batch_size`` (the last padded), with
+    ``logits_fn`` of :func:`make_logits_fn` (jitted here if it is not)."""
+    fn = logits_fn if hasattr(logits_fn, "lower") else jax.jit(logits_fn)
+    out = []
+    for start, stop, pad in batches(len(images), batch_size):
+        xb, _ = pad_batch(pad, np.asarray(images[start:stop]))
+        out.append(np.asarray(fn(variables, xb))[:stop - start])
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
 def evaluate(model: nn.Module, variables, dataset: data_lib.Dataset, batch_size: int = 1000,
              split: str = "test", eval_step: Callable | None = None, compute_dtype: str = "float32",
              tta: str = "none") -> dict:
-    """Loss, accuracy, per-class accuracy and confusion matrix (rows = true class) on a split;
-    the model runs in ``compute_dtype`` with test-time augmentation ``tta`` unless an
-    ``eval_step`` is given."""
+    """Loss, accuracy, per-class accuracy, confusion matrix (rows = true class) and the
+    ``predictions`` (N,) on a split; the model runs in ``compute_dtype`` with test-time
+    augmentation ``tta`` unless an ``eval_step`` is given."""
     images = getattr(dataset, f"{split}_images")
     labels = getattr(dataset, f"{split}_labels")
     n = len(labels)
@@ -99,4 +144,4 @@ def evaluate(model: nn.Module, variables, dataset: data_lib.Dataset, batch_size:
     np.add.at(confusion, (labels, preds), 1)
     per_class = confusion.diagonal() / np.maximum(confusion.sum(1), 1)
     return {"loss": loss / max(n, 1), "accuracy": correct / max(n, 1), "per_class_accuracy": per_class,
-            "confusion": confusion}
+            "confusion": confusion, "predictions": preds}
