@@ -130,7 +130,7 @@ def test_the_sweep_writes_the_transfer_tables_not_the_generic_report(tmp_path, m
 def test_a_report_that_is_not_a_module_with_report_is_one_usage_error(tmp_path):
     import pytest
     study_file = tmp_path / "study.py"
-    study_file.write_text("from cnnjax import config\nREPORT = 'launch.no_such_module'\n"
+    study_file.write_text("from cnnjax.train import config\nREPORT = 'launch.no_such_module'\n"
                           "def get_config():\n    return config.config_dict()\n"
                           "def get_sweep():\n    return [{'seed': 0}]\n")
     with pytest.raises(common.UsageError, match="REPORT 'launch.no_such_module' is not a module with report"):
