@@ -7,13 +7,9 @@ import sys
 import pytest
 
 from tests import fsfaults
+from tests.commands import cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def cli(module, *args):
-    return subprocess.run([sys.executable, "-m", f"experiments.{module}", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")

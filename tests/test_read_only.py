@@ -3,33 +3,15 @@ change or remove a file training wrote: every file of the work directory is hash
 after each command, on a healthy run, a run whose latest checkpoint has a flipped byte, and a run
 whose checkpoints hold a model of another shape.  A damaged or mismatched checkpoint is one line
 on stderr and the fallback asked for (--which=latest), or exit 2; machine-readable stdout parses."""
-import hashlib
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import pytest
+from tests.commands import cli, hashes
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = ["--config.dataset=synthetic", "--config.num_train=160", "--config.num_test=32", "--config.batch_size=16",
          "--config.epochs=3", "--config.progress=none"]
-
-
-def cli(module, *args, timeout=300):
-    return subprocess.run([sys.executable, "-m", f"experiments.{module}", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def hashes(workdir) -> dict:
-    out = {}
-    for root, _, files in os.walk(workdir):
-        for name in files:
-            path = os.path.join(root, name)
-            with open(path, "rb") as f:
-                out[os.path.relpath(path, workdir)] = hashlib.sha256(f.read()).hexdigest()
-    return out
 
 
 def flip_a_byte(directory):

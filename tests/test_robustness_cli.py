@@ -1,34 +1,16 @@
 """experiments.evaluate's robustness options on tiny finished runs: a greyscale run, a colour
 image-folder run, and a run without a validation split.  Results in evaluation.json, the run's own
 files untouched, bad input one ``error:`` line with exit 2 and nothing written."""
-import hashlib
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from tests import datafiles
+from tests.commands import cli, hashes
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = ("--config.epochs=1", "--config.batch_size=32", "--config.progress=none")
-
-
-def cli(module, *args):
-    return subprocess.run([sys.executable, "-m", f"experiments.{module}", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=600)
-
-
-def hashes(directory):
-    out = {}
-    for root, _, files in os.walk(directory):
-        for f in files:
-            path = os.path.join(root, f)
-            with open(path, "rb") as fh:
-                out[os.path.relpath(path, directory)] = hashlib.sha256(fh.read()).hexdigest()
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """Frozen and slower layers: path patterns over a Flax variable tree, and the optax partition they define.
 
 Paths and patterns (``conv1``, ``stage1_*``, ``("*", "!fc")``; the last match decides) are
-:mod:`cnnjax.weights.variables`'.
+defined in :mod:`cnnjax.weights.variables`.
 
 Optimisation (:func:`partition`), one ``optax.multi_transform`` for all of it:
 

@@ -36,6 +36,7 @@ import os
 import warnings
 
 import numpy as np
+from flax import traverse_util
 
 from cnnjax import models, summary
 from cnnjax.models import torchvision as tv_models
@@ -232,5 +233,5 @@ def load(path: str, model: str, num_classes: int = 1000, image_shape=(224, 224, 
     """cnnjax variables ({'params', 'batch_stats'} trees) of ``model`` from a PyTorch weights file
     (:func:`read_state_dict`: any of its file kinds, wrappers and key orders)."""
     net = models.create(model, num_classes, **options)
-    flat = to_cnnjax(read_state_dict(path), model, net, image_shape)
-    return {c: variables.fill(tree, flat[c]) for c, tree in variables.variable_shapes(net, image_shape).items()}
+    flat = to_cnnjax(read_state_dict(path), model, net, image_shape)  # every variable of net, or ConversionError
+    return {c: traverse_util.unflatten_dict(tree, sep="/") for c, tree in flat.items() if tree}
