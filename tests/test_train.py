@@ -496,3 +496,41 @@ def test_run_epoch_is_the_one_loop_for_any_batch_source():
     state, m = loop.run_epoch(0, Source(), 7, lambda i, n, metrics: calls.append((i, n, float(metrics["loss"]))))
     assert state == 3 and m == {"train_loss": 2.0, "train_accuracy": 3 / 12}
     assert calls == [(0, 3, 1.0), (1, 3, 2.0), (2, 3, 3.0)]
+
+
+def test_curves_are_redrawn_at_most_every_spacing_times_a_drawing_and_once_after_training(tmp_path):
+    """A 100-epoch run of 0.1-s epochs redrew curves.png (~0.5 s) after every epoch: it draws the
+    first epoch, then only when SPACING x the last drawing's time has passed, and always at the end."""
+    now = [0.0]
+    drawn = []
+
+    class Plots:  # a drawing that takes 0.5 s on the fake clock
+        @staticmethod
+        def plot_curves(rows, path, title=None):
+            now[0] += 0.5
+            drawn.append(len(rows))
+
+    rows = []
+    curves = experiment._Curves(Plots, rows, Workdir(str(tmp_path)), TrainConfig(**SMALL), clock=lambda: now[0])
+    for epoch in range(1, 301):
+        now[0] += 0.1  # the epoch
+        rows.append({"epoch": epoch})
+        curves.after_epoch(rows[-1])
+    curves.after_training()
+    # the first epoch; then each time 20 x 0.5 s = 10 s (~100 epochs) have passed; the last, after training
+    assert drawn[0] == 1 and drawn[-1] == 300 and len(drawn) == 4, drawn
+    assert all(100 <= gap <= 102 for gap in np.diff(drawn[:-1])), drawn
+
+
+def test_a_timed_run_draws_its_curves_only_after_training(tmp_path):
+    drawn = []
+    plots = type("Plots", (), {"plot_curves": staticmethod(lambda rows, path, title=None: drawn.append(len(rows)))})
+    rows = []
+    curves = experiment._Curves(plots, rows, Workdir(str(tmp_path)), TrainConfig(**SMALL, target_accuracy=0.9,
+                                                                                  validation_size=0.1))
+    for epoch in range(1, 4):
+        rows.append({"epoch": epoch})
+        curves.after_epoch(rows[-1])
+    assert drawn == []
+    curves.after_training()
+    assert drawn == [3]
