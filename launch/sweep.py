@@ -10,11 +10,14 @@ written or any cluster started (bad key or value: one line ``error: ...``, exit 
 
 With no ``--ray_address`` ``ray.init()`` starts a local cluster (``--num_cpus``, default the
 machine); ``auto`` / ``HOST:PORT`` joins a running one, and OUT must then be on storage every node
-sees.  Each run is a task declaring ``--cpus_per_run`` / ``--gpus_per_run``, run in a fresh worker
-(``max_calls=1``: :func:`_train` sets the XLA flags before JAX starts) with
+sees.  Each run is a task declaring ``--cpus_per_run`` / ``--gpus_per_run``, with
 ``config.threads`` = its CPUs (:func:`trial_threads`; the machine's cores / ``--cpus_per_run``
-runs train at once, each with that many XLA threads) that trains in
-``OUT/runs/<name>`` and logs to its ``log.txt``; a worker that dies is retried (``--max_retries``)
+runs train at once, each with that many XLA threads), that trains in ``OUT/runs/<name>`` and logs
+to its ``log.txt``.  Its worker process trains runs of one thread count only (one pool of Ray
+workers per count, :data:`THREADS_ENV` in the task's ``runtime_env``) and is reused from run to
+run: the first run in it sets the XLA flags and threads before JAX starts (:func:`_train`); the
+next ones skip starting Python, importing JAX and loading the executables their predecessor
+already used (~5 s a run here, a third of a small claim run's time); a worker that dies is retried (``--max_retries``)
 and resumes from its checkpoint.  ``--processes_per_run=P`` trains each run as one P-process
 data-parallel job (:func:`gang`).  Finished runs are skipped on a rerun; a failed run is recorded
 in ``OUT/failures.jsonl`` and its ``status.json`` and the sweep goes on (exit 1 at the end);
@@ -48,6 +51,9 @@ from launch import study as study_lib
 UsageError = common.UsageError
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GLOO = {"JAX_CPU_COLLECTIVES_IMPLEMENTATION": "gloo"}  # CPU collectives across processes
+#: set in each run task's runtime_env to the run's config.threads: Ray starts and reuses workers
+#: per distinct environment, so a worker only ever trains runs of the thread count its JAX runs
+THREADS_ENV = "CNNJAX_TRIAL_THREADS"
 
 # --------------------------------------------------------------------------- run state
 
@@ -127,39 +133,51 @@ def trial_threads(config: dict, workdir: str, cpus_per_run: float) -> int:
     return max(1, int(cpus_per_run))
 
 
-def _open_log(workdir: str, what: str):
-    """Send this worker's stdout/stderr (Python and C level) to ``workdir/log.txt``; returns log()."""
+@contextlib.contextmanager
+def _logging_to(workdir: str, what: str):
+    """Send this worker's stdout/stderr (Python and C level) to ``workdir/log.txt`` while the
+    block runs (yields log()); then back where they went before, so a reused worker's next run
+    (or Ray's own messages) do not write into this run's log."""
     os.makedirs(workdir, exist_ok=True)
     fd = os.open(os.path.join(workdir, "log.txt"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     sys.stdout.flush(), sys.stderr.flush()
+    saved = os.dup(1), os.dup(2), sys.stdout, sys.stderr
     os.dup2(fd, 1), os.dup2(fd, 2)
     os.close(fd)
     sys.stdout = sys.stderr = open(1, "w", buffering=1, closefd=False)
-    print(f"==== {time.strftime('%Y-%m-%d %H:%M:%S')} {socket.gethostname()} pid {os.getpid()}: {what}", flush=True)
-    return lambda line: print(line, flush=True)
+    try:
+        print(f"==== {time.strftime('%Y-%m-%d %H:%M:%S')} {socket.gethostname()} pid {os.getpid()}: {what}", flush=True)
+        yield lambda line: print(line, flush=True)
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved[0], 1), os.dup2(saved[1], 2)
+        os.close(saved[0]), os.close(saved[1])
+        sys.stdout, sys.stderr = saved[2], saved[3]
 
 
 def _train(config: dict, workdir: str, what: str, on_epoch=None, process: Optional[tuple] = None) -> dict:
-    """Train one run in this (fresh) worker process; returns {"ok": bool, ...}.  A Python error is
-    a result (not retried: the same config fails the same way); only the process dying is retried."""
-    log = _open_log(workdir, what)
-    workdir_lib.write_json(os.path.join(workdir, report.STATUS),
-                           {"status": "running", "pid": os.getpid(), "host": socket.gethostname(),
-                            "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
-    from cnnjax import xla_cpu
-    xla_cpu.configure()  # before JAX starts its backend in this process
-    start = time.time()
-    try:
-        if process is not None:  # (coordinator, num_processes, process_id) of a multi-process run
-            import jax
-            jax.distributed.initialize(*process)
-        from cnnjax.train import experiment
-        summary = experiment.train_and_evaluate(config, workdir, log=log, on_epoch=on_epoch)
-        return {"ok": True, "summary": summary, "seconds": time.time() - start}
-    except Exception as e:  # noqa: BLE001 - recorded by the driver
-        traceback.print_exc()
-        return {"ok": False, "reason": f"{type(e).__name__}: {' '.join(str(e).split())}"[:500],
-                "seconds": time.time() - start}
+    """Train one run in this worker process (the first run in it starts JAX with the run's XLA
+    flags and threads; a reused worker has: launch.sweep gives it runs of the same thread count);
+    returns {"ok": bool, ...}.  A Python error is a result (not retried: the same config fails the
+    same way); only the process dying is retried."""
+    with _logging_to(workdir, what) as log:
+        workdir_lib.write_json(os.path.join(workdir, report.STATUS),
+                               {"status": "running", "pid": os.getpid(), "host": socket.gethostname(),
+                                "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        from cnnjax import xla_cpu
+        xla_cpu.configure()  # before JAX starts its backend in this process (a reused worker's: no-op)
+        start = time.time()
+        try:
+            if process is not None:  # (coordinator, num_processes, process_id) of a multi-process run
+                import jax
+                jax.distributed.initialize(*process)
+            from cnnjax.train import experiment
+            summary = experiment.train_and_evaluate(config, workdir, log=log, on_epoch=on_epoch)
+            return {"ok": True, "summary": summary, "seconds": time.time() - start}
+        except Exception as e:  # noqa: BLE001 - recorded by the driver
+            traceback.print_exc()
+            return {"ok": False, "reason": f"{type(e).__name__}: {' '.join(str(e).split())}"[:500],
+                    "seconds": time.time() - start}
 
 
 def _task(config: dict, workdir: str, name: str) -> dict:
@@ -302,8 +320,10 @@ def run_sweep(out: str, st: study_lib.Study, *, ray_address: Optional[str] = Non
     pending: dict = {}
     try:
         with sigterm_as_ctrl_c():
-            task = ray.remote(max_calls=1)(_task).options(num_cpus=cpus_per_run, num_gpus=gpus_per_run,
-                                                          max_retries=max_retries, retry_exceptions=False)
+            reused = ray.remote(max_calls=0)(_task)  # workers train run after run (module docstring)
+            task = lambda threads: reused.options(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=max_retries,
+                                                  retry_exceptions=False,
+                                                  runtime_env={"env_vars": {THREADS_ENV: str(threads)}})
             gang_task = ray.remote(gang).options(num_cpus=0, max_retries=max_retries,
                                                  retry_exceptions=[ray.exceptions.RayActorError])
             for r in todo:
@@ -312,7 +332,7 @@ def run_sweep(out: str, st: study_lib.Study, *, ray_address: Optional[str] = Non
                 if processes_per_run > 1:
                     ref = gang_task.remote(cfg, wd(r), r.name, processes_per_run, cpus_per_run, gpus_per_run)
                 else:
-                    ref = task.remote(cfg, wd(r), r.name)
+                    ref = task(cfg["threads"]).remote(cfg, wd(r), r.name)
                 pending[ref] = (r, time.time())
             if todo:
                 echo(f"sweep: {len(todo)} runs to train in {out}, {cpus_per_run:g} CPU(s)"

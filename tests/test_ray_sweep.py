@@ -6,6 +6,7 @@ goes on; a run trained as a two-process jax.distributed gang equals the one-proc
 import dataclasses
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -88,6 +89,22 @@ def test_grid_sweep_ends_in_the_report(grid):
     rows = report_lib.report(out, write=False)
     assert len(rows) == 4 and all(r["n_seeds"] == 2 for r in rows)
     assert sum(1 for l in lines if "] done " in l) == 8
+
+
+def test_workers_are_reused_and_each_run_logs_only_its_own_lines(grid):
+    """A worker trains one run after another (its JAX and executables already loaded) instead of
+    one process per run; each run's log.txt holds its own header and lines only: the worker's
+    output goes back where it went once the run is done.  (A reused worker gives the same numbers
+    as a fresh one: test_killed_worker_is_retried_... compares a run resumed in a new worker with
+    the grid's.)"""
+    out, *_ = grid
+    pids = {}
+    for name in os.listdir(os.path.join(out, "runs")):
+        log = open(os.path.join(out, "runs", name, "log.txt")).read()
+        assert log.count("==== ") == 1 and f"run {name}" in log.splitlines()[0], log[:500]
+        assert log.rstrip().splitlines()[-1].startswith("test accuracy"), log[-500:]
+        pids[name] = re.search(r" pid (\d+): ", log).group(1)
+    assert len(set(pids.values())) < len(pids), pids
 
 
 def test_rerun_starts_no_run(grid):
