@@ -60,17 +60,19 @@ def test_whole_pixel_translations_equal_the_shift_function(interpolation):
 def test_the_warp_equals_dm_pix_affine_transform(interpolation, order):
     """Random rotations, scales, shears and sub-pixel shifts of colour images, fill 7: our warp
     equals dm-pix's (mode 'constant'; order 0 is jax.scipy.ndimage.map_coordinates') given the
-    same inverse map, pixel for pixel."""
+    same inverse map, pixel for pixel, and that map is the forward map's inverse (float64's)."""
     import dm_pix
     r = np.random.default_rng(1)
     x = jnp.asarray(batch(3, b=24, h=14, w=11))
     linear, shift = geometric.matrices(24, rotate=r.uniform(-40, 40, 24), scale=r.uniform(0.7, 1.3, 24),
                                        shear_x=r.uniform(-.3, .3, 24), shear_y=r.uniform(-.3, .3, 24),
                                        translate=(r.uniform(-3, 3, 24), r.uniform(-3, 3, 24)))
-    centre = jnp.array([6.5, 5.0], jnp.float32)
-    quantise = lambda a: jnp.round(a * 2.0 ** 16) / 2.0 ** 16
-    inverse = quantise(jnp.linalg.inv(linear))
-    offset = quantise(centre - jnp.einsum("bij,bj->bi", inverse, centre + shift))
+    inverse, offset = geometric.inverse_map(linear, shift, 14, 11)
+    # the map is the forward map's inverse (to its 2**-16 quantisation), about the centre (6.5, 5)
+    np.testing.assert_allclose(inverse, np.linalg.inv(np.asarray(linear, np.float64)), atol=2 ** -16)
+    centre = np.array([6.5, 5.0])
+    np.testing.assert_allclose(offset, centre - np.einsum("bij,bj->bi", np.asarray(inverse, np.float64),
+                                                          centre + np.asarray(shift)), atol=2 ** -15)
 
     def one(image, inv, off):
         m = jnp.eye(4, dtype=jnp.float32).at[:2, :2].set(inv).at[:2, 3].set(off)
@@ -209,6 +211,40 @@ def test_each_policy_op_is_the_op_it_names(c):
     np.testing.assert_array_equal(run("solarize", 15, 1.0), colour.solarize(x, 127.5))
     np.testing.assert_array_equal(run("equalize", 3, 1.0), colour.equalize(x))
     np.testing.assert_array_equal(run("autocontrast", 3, 1.0), colour.autocontrast(x))
+
+
+@pytest.mark.parametrize("c,b", [(1, 50), (3, 24)])
+def test_each_image_gets_the_op_it_drew_whichever_way_the_layer_computes_it(c, b, monkeypatch):
+    """A layer computes the warp, sharpness, equalize and autocontrast only on the images that drew
+    them (gathered into a block of policies.capacity rows, scattered back; more than that: every
+    row).  Image i of a mixed batch equals op[i] applied to image i alone, on both paths."""
+    x = jnp.asarray(batch(c, b=b, h=16, w=18, seed=3))
+    r = np.random.default_rng(4)
+    names = policies.ops(c)
+    op = jnp.asarray(r.integers(0, len(names), b))
+    op = op.at[:4].set(jnp.array([names.index(n) for n in ("equalize", "sharpness", "rotate", "autocontrast")]))
+    bins, signs = jnp.asarray(r.integers(0, 31, b)), jnp.asarray(r.choice([-1.0, 1.0], b))
+    for policy in ("randaugment", "trivialaugment"):
+        alone = np.concatenate([policies.apply_ops(x[i:i + 1], op[i:i + 1], bins[i:i + 1], signs[i:i + 1], policy)
+                                for i in range(b)])
+        compact = policies.apply_ops(x, op, bins, signs, policy)
+        np.testing.assert_array_equal(compact, alone)
+        with monkeypatch.context() as m:
+            m.setattr(policies, "capacity", lambda batch, share: 0)  # never room: every row computed
+            np.testing.assert_array_equal(policies.apply_ops(x, op, bins, signs, policy), alone)
+
+
+def test_policy_draws_are_uniform_per_image_and_layer():
+    """One random-bits call gives each layer and image its op (uniform over the ops), sign and bin."""
+    op, sign, bins = policies.draws(jax.random.key(0), 2, 20000, 13)
+    assert op.shape == sign.shape == bins.shape == (2, 20000)
+    counts = np.bincount(np.asarray(op).ravel(), minlength=13)
+    expected = 40000 / 13
+    assert ((counts - expected) ** 2 / expected).sum() < 35  # chi-square, 12 dof: p ~ 5e-4
+    assert set(np.unique(np.asarray(sign))) == {-1.0, 1.0} and abs(float(sign.mean())) < 0.02
+    assert np.asarray(bins).min() == 0 and np.asarray(bins).max() == 30
+    assert np.mean(np.asarray(op[0]) == np.asarray(op[1])) < 0.1  # the layers draw apart
+    assert policies.capacity(50, 1 / 13) == 10 and policies.capacity(50, 5 / 13) == 30 and policies.capacity(4, 1) == 4
 
 
 @pytest.mark.parametrize("family", ["randaugment", "trivialaugment", "affine", "erasing", "mixup_cutmix"])

@@ -42,12 +42,29 @@ def matrices(b: int, *, rotate=0.0, translate=(0.0, 0.0), scale=1.0, shear_x=0.0
     theta = jnp.deg2rad(f(rotate))
     cos, sin = jnp.cos(theta), jnp.sin(theta)
     s, hx, hy = f(scale), f(shear_x), f(shear_y)
-    # (x, y) with y down: rotation counter-clockwise as displayed, then in (y, x) order
-    rot = jnp.stack([jnp.stack([cos, -sin], -1), jnp.stack([sin, cos], -1)], -2)          # [[y<-y, y<-x], [x<-y, x<-x]]
-    shear = jnp.stack([jnp.stack([jnp.ones_like(hy), hy], -1), jnp.stack([hx, jnp.ones_like(hx)], -1)], -2)
-    linear = rot @ (s[:, None, None] * shear)
+    # (x, y) with y down: rotation counter-clockwise as displayed, in (y, x) order R = [[cos, -sin],
+    # [sin, cos]]; shear Sh = [[1, hy], [hx, 1]]; linear = R (s Sh), written out entry by entry (one
+    # fused kernel on the CPU, where a batched 2x2 matmul is a kernel of its own)
+    linear = jnp.stack([jnp.stack([cos * s - sin * (s * hx), cos * (s * hy) - sin * s], -1),
+                        jnp.stack([sin * s + cos * (s * hx), sin * (s * hy) + cos * s], -1)], -2)
     shift = jnp.stack([f(translate[0]), f(translate[1])], -1)
     return linear, shift
+
+
+def inverse_map(linear, shift, h: int, w: int):
+    """(inverse (B, 2, 2), offset (B, 2)), (y, x) order: the map the warp samples with, ``p_in =
+    inverse @ p_out + offset``, for forward maps ``linear`` / ``shift`` about the centre of H x W
+    images; both quantised to multiples of 2**-16 (module docstring).  The 2x2 inverse is written
+    out (adjugate over determinant): on the CPU a batched ``jnp.linalg.inv`` is an LU
+    decomposition and solves, several kernels of their own for 4 numbers an image."""
+    centre = ((h - 1) / 2, (w - 1) / 2)
+    quantise = lambda a: jnp.round(a * 2.0 ** 16) / 2.0 ** 16
+    a, b, c, d = linear[:, 0, 0], linear[:, 0, 1], linear[:, 1, 0], linear[:, 1, 1]
+    det = a * d - b * c
+    i00, i01, i10, i11 = quantise(d / det), quantise(-b / det), quantise(-c / det), quantise(a / det)
+    py, px = centre[0] + shift[:, 0], centre[1] + shift[:, 1]
+    offset = jnp.stack([quantise(centre[0] - (i00 * py + i01 * px)), quantise(centre[1] - (i10 * py + i11 * px))], -1)
+    return jnp.stack([jnp.stack([i00, i01], -1), jnp.stack([i10, i11], -1)], -2), offset
 
 
 def warp(images, linear, shift, interpolation: str = "bilinear", fill: int = 0):
@@ -56,14 +73,11 @@ def warp(images, linear, shift, interpolation: str = "bilinear", fill: int = 0):
     if interpolation not in INTERPOLATIONS:
         raise ValueError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {interpolation!r}")
     b, h, w, c = images.shape
-    centre = jnp.array([(h - 1) / 2, (w - 1) / 2], jnp.float32)
-    quantise = lambda a: jnp.round(a * 2.0 ** 16) / 2.0 ** 16
-    inverse = quantise(jnp.linalg.inv(linear))
-    offset = quantise(centre - jnp.einsum("bij,bj->bi", inverse, centre + shift))  # p_in = inv @ p_out + offset
+    inv, offset = inverse_map(linear, shift, h, w)
     # input positions of the output pixels, (B, H*W) each; exact: the quantised map times pixel indices
     gy = jnp.repeat(jnp.arange(h, dtype=jnp.float32), w)[None]
     gx = jnp.tile(jnp.arange(w, dtype=jnp.float32), h)[None]
-    m = lambda i, j: inverse[:, i, j, None]
+    m = lambda i, j: inv[:, i, j, None]
     y = m(0, 0) * gy + m(0, 1) * gx + offset[:, 0, None]
     x = m(1, 0) * gy + m(1, 1) * gx + offset[:, 1, None]
     flat = images.reshape(b, h * w, c)
