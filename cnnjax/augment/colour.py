@@ -68,15 +68,11 @@ def blend(degenerate, images, factor):
     return _to_uint8(d + f * (images.astype(jnp.float32) - d))
 
 
-def _values():
-    """Every pixel value, as a (1, 1, 256) row of per-image per-channel tables (made when traced:
-    an array at import time would start JAX's backend before cnnjax.xla_cpu sets its threads)."""
-    return jnp.arange(256, dtype=jnp.int32)[None, None, :]
-
-
 def identity_lut():
-    """int32 (1, 1, 256): the table that maps every value to itself."""
-    return _values()
+    """int32 (1, 1, 256): every pixel value, i.e. the table that maps each value to itself, as a
+    row of per-image per-channel tables (made when traced: an array at import time would start
+    JAX's backend before cnnjax.xla_cpu sets its threads)."""
+    return jnp.arange(256, dtype=jnp.int32)[None, None, :]
 
 
 def apply_lut(images, lut):
@@ -92,7 +88,7 @@ def _blend_lut(degenerate, factor, b: int):
     f = exact_factor(jnp.broadcast_to(jnp.asarray(factor, jnp.float32), (b,))[:, None, None])
     d = jnp.asarray(degenerate, jnp.float32)
     d = d.reshape(b, 1, 1) if d.ndim else d
-    return _to_uint8(d + f * (_values().astype(jnp.float32) - d))
+    return _to_uint8(d + f * (identity_lut().astype(jnp.float32) - d))
 
 
 def brightness_lut(images, factor):
@@ -110,12 +106,12 @@ def contrast_lut(images, factor):
 
 def posterize_lut(images, bits):
     shift = 8 - jnp.broadcast_to(jnp.asarray(bits, jnp.int32), (images.shape[0],))[:, None, None]
-    return _values() & (jnp.left_shift(jnp.int32(0xFF), shift) & 0xFF)
+    return identity_lut() & (jnp.left_shift(jnp.int32(0xFF), shift) & 0xFF)
 
 
 def solarize_lut(images, threshold):
     t = jnp.broadcast_to(jnp.asarray(threshold, jnp.float32), (images.shape[0],))[:, None, None]
-    return jnp.where(_values().astype(jnp.float32) >= t, 255 - _values(), _values())
+    return jnp.where(identity_lut().astype(jnp.float32) >= t, 255 - identity_lut(), identity_lut())
 
 
 def autocontrast_lut(images):
@@ -123,8 +119,8 @@ def autocontrast_lut(images):
     ``floor((v - lo) * 255 / (hi - lo))``; a channel with lo == hi unchanged (PIL, cutoff 0)."""
     lo = jnp.min(images, axis=(1, 2)).astype(jnp.int32)[..., None]  # (B, C, 1)
     hi = jnp.max(images, axis=(1, 2)).astype(jnp.int32)[..., None]
-    stretched = jnp.clip((_values() - lo) * 255 // jnp.where(hi > lo, hi - lo, 1), 0, 255)  # integers: exact
-    return jnp.where(hi > lo, stretched, _values())
+    stretched = jnp.clip((identity_lut() - lo) * 255 // jnp.where(hi > lo, hi - lo, 1), 0, 255)  # integers: exact
+    return jnp.where(hi > lo, stretched, identity_lut())
 
 
 def equalize_lut(images):
@@ -137,7 +133,7 @@ def equalize_lut(images):
     step = (n - jnp.take_along_axis(hist, last, axis=-1)) // 255
     before = jnp.cumsum(hist, -1) - hist
     lut = jnp.minimum(255, (step // 2 + before) // jnp.maximum(step, 1))
-    return jnp.where(step > 0, lut, _values())
+    return jnp.where(step > 0, lut, identity_lut())
 
 
 def _lut_op(table):
