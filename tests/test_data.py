@@ -129,6 +129,30 @@ def test_load_idx_dir(tmp_path, gz):
         assert images.strides == np.empty(images.shape, np.uint8).strides
 
 
+def test_a_gzipped_idx_file_is_decompressed_once_per_content(tmp_path, monkeypatch):
+    """A sweep's reused worker loads the same dataset for every run: the second load does not
+    decompress again, hands out new writable arrays, and a file rewritten with other bytes of the
+    same size is read anew (the memo is keyed by content, not by name, size or time)."""
+    import collections
+    from cnnjax.data import idx
+    monkeypatch.setattr(idx, "_gunzipped", collections.OrderedDict(), raising=False)  # this test's own memo
+    calls = []
+    decompress = idx.gzip.decompress
+    monkeypatch.setattr(idx.gzip, "decompress", lambda data: calls.append(len(data)) or decompress(data))
+    arrays = _write_idx_dir(tmp_path, gz=True)
+    first = data.load_idx_dir(tmp_path, "mnist")
+    assert len(calls) == 4
+    first.train_images[:] = 0  # a caller's own copy
+    second = data.load_idx_dir(tmp_path, "mnist")
+    assert len(calls) == 4
+    np.testing.assert_array_equal(second.train_images[..., 0], arrays["train_images"])
+    changed = _write_idx_dir(tmp_path, gz=True, seed=1)  # same shapes, so the same sizes
+    third = data.load_idx_dir(tmp_path, "mnist")
+    assert len(calls) == 6  # the two image files changed; the labels did not
+    np.testing.assert_array_equal(third.train_images[..., 0], changed["train_images"])
+    assert not np.array_equal(changed["train_images"], arrays["train_images"])
+
+
 def test_load_idx_dir_count_mismatch_names_both_files(tmp_path):
     _write_idx_dir(tmp_path)
     datafiles.write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.zeros(4, np.uint8))

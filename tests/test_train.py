@@ -498,28 +498,44 @@ def test_run_epoch_is_the_one_loop_for_any_batch_source():
     assert calls == [(0, 3, 1.0), (1, 3, 2.0), (2, 3, 3.0)]
 
 
-def test_curves_are_redrawn_at_most_every_spacing_times_a_drawing_and_once_after_training(tmp_path):
-    """A 100-epoch run of 0.1-s epochs redrew curves.png (~0.5 s) after every epoch: it draws the
-    first epoch, then only when SPACING x the last drawing's time has passed, and always at the end."""
+def _drawings(tmp_path, epochs: int, epoch_seconds: float, **settings) -> list[int]:
+    """How many rows each drawing of curves.png had, for a run of ``epochs`` epochs of
+    ``epoch_seconds`` each on a fake clock, where a drawing takes 0.5 s."""
     now = [0.0]
     drawn = []
 
-    class Plots:  # a drawing that takes 0.5 s on the fake clock
+    class Plots:
         @staticmethod
         def plot_curves(rows, path, title=None):
             now[0] += 0.5
             drawn.append(len(rows))
 
     rows = []
-    curves = experiment._Curves(Plots, rows, Workdir(str(tmp_path)), TrainConfig(**SMALL), clock=lambda: now[0])
-    for epoch in range(1, 301):
-        now[0] += 0.1  # the epoch
+    curves = experiment._Curves(Plots, rows, Workdir(str(tmp_path)), TrainConfig(**SMALL, **settings),
+                                clock=lambda: now[0])
+    for epoch in range(1, epochs + 1):
+        now[0] += epoch_seconds
         rows.append({"epoch": epoch})
         curves.after_epoch(rows[-1])
     curves.after_training()
-    # the first epoch; then each time 20 x 0.5 s = 10 s (~100 epochs) have passed; the last, after training
-    assert drawn[0] == 1 and drawn[-1] == 300 and len(drawn) == 4, drawn
+    return drawn
+
+
+def test_curves_are_redrawn_at_most_every_spacing_times_a_drawing_and_once_after_training(tmp_path):
+    """A 100-epoch run of 0.1-s epochs redrew curves.png (~0.5 s) after every epoch: it draws
+    when SPACING x FIRST_DRAWING (10 s) of training has passed, then each time SPACING x the last
+    drawing's time has, and always at the end."""
+    drawn = _drawings(tmp_path, 350, 0.1)
+    assert 99 <= drawn[0] <= 101 and drawn[-1] == 350 and len(drawn) == 4, drawn
     assert all(100 <= gap <= 102 for gap in np.diff(drawn[:-1])), drawn
+    # epochs longer than the spacing: every epoch is drawn, the first one too
+    assert _drawings(tmp_path, 5, 12.0) == [1, 2, 3, 4, 5]
+
+
+def test_a_run_shorter_than_the_first_spacing_draws_its_curves_once_after_training(tmp_path):
+    """A study's 3-epoch trial of 2-s epochs drew after epoch 1 and again after training (0.3 s of
+    ~7 s in a claim study's run); now only after training."""
+    assert _drawings(tmp_path, 3, 2.0) == [3]
 
 
 def test_a_timed_run_draws_its_curves_only_after_training(tmp_path):
