@@ -328,7 +328,12 @@ def test_an_interrupted_search_resumes_without_training_finished_trials_again(cl
     runs = json.load(open(out / "sweep.json"))["runs"]
     assert len(runs) == 3 and (out / "results.md").exists()
     assert {n: t for n, t in summaries().items() if n in finished} == finished
-    for name in finished:  # one attempt: a finished trial run again would log a second "==== " header
-        assert open(out / "runs" / name / "log.txt").read().count("==== ") == 1, name
+    for name in finished:  # trained once: a finished trial trained again would log its epochs twice
+        log = open(out / "runs" / name / "log.txt").read().splitlines()
+        assert [l.split()[:2] for l in log if l.startswith("epoch ")] == [["epoch", "1"], ["epoch", "2"]], log
+        # Tune may start a trial again that wrote summary.json just before the Ctrl-C but was not yet
+        # recorded as finished: the trainer then only says so (a second attempt header, no epochs)
+        attempts = sum(l.startswith("==== ") for l in log)
+        assert attempts == 1 or (attempts == 2 and sum("nothing to do" in l for l in log) == 1), log
     for r in runs:
         assert json.load(open(out / "runs" / r["name"] / "status.json"))["status"] in ("finished", "stopped")
