@@ -161,7 +161,7 @@ STUDIES = {  # every study in experiments/configs and its number of runs
     "claim_mlp_vs_cnn": 12, "claim_relu_vs_sigmoid": 9, "claim_max_vs_avg_pool": 6, "claim_padding_stride": 12,
     "small_data_defaults": 48, "label_smoothing_seeds": 40, "speedrun_ablation": 35,
     "claim_shift_invariance": 15, "transfer_pretrain": 10, "transfer": 120,
-    "antialias_shift": 36, "robustness_course": 15, "augmentation": 126, "augmentation_small": 42, "augmentation_vgg_small": 42, "augmentation_padded_full": 21,
+    "antialias_shift": 36, "robustness_course": 15, "augmentation": 126, "augmentation_small": 42, "augmentation_vgg_small": 42, "augmentation_padded_full": 21, "augmentation_vgg_full": 21,
 }
 
 
